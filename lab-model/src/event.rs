@@ -1,0 +1,192 @@
+//! Interaction and operator events. `IncomingEvent` is what a client sends
+//! (validated here, so the recorder, tests and lab-web agree on what is
+//! malformed); `Event` is the line written to `events.jsonl` once the event
+//! has a place on the session clock.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest accepted event, serialised. A click with a long selector and
+/// visible text fits easily; anything bigger is a bug or hostile.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// The participant's browser (probe script).
+    Browser,
+    /// The operator's console or markers API.
+    Operator,
+    /// A second researcher watching live.
+    Observer,
+    /// The recorder itself (segments, device loss, disk full, ...).
+    System,
+    /// Physiological or other sensors.
+    Sensor,
+}
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Order of acceptance, from 1, without gaps.
+    pub seq: u64,
+    /// Session time in nanoseconds.
+    pub t_ns: i64,
+    pub source: EventSource,
+    pub kind: String,
+    pub data: Value,
+    /// Client (browser tab, console) that sent it, for events mapped through a clock offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The client's own timestamp (ms, the client's clock), kept for re-mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_time_ms: Option<f64>,
+    /// How far `t_ns` may be off: half the best round trip of the client's clock sync,
+    /// or the receive latency bound for server-stamped events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_ns: Option<i64>,
+}
+
+/// What a client sends. `t` is the client's clock in milliseconds
+/// (`performance.timeOrigin + performance.now()` in a browser); without it the
+/// recorder stamps the event with its receive time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingEvent {
+    pub source: EventSource,
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+    #[serde(default)]
+    pub t: Option<f64>,
+    /// Client-chosen id echoed in the acknowledgement.
+    #[serde(default)]
+    pub id: Option<Value>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("event is not valid JSON of the expected shape: {0}")]
+    Shape(String),
+    #[error("event is {0} bytes, more than the {MAX_EVENT_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("event kind {0:?} must be 1-64 characters of a-z, 0-9, '_' or '.' starting with a letter")]
+    Kind(String),
+    #[error("event data must be a JSON object")]
+    Data,
+    #[error("event time {0} is not a finite positive number of milliseconds")]
+    Time(f64),
+    #[error("{kind} event needs field {field:?} ({what})")]
+    Field {
+        kind: String,
+        field: &'static str,
+        what: &'static str,
+    },
+    #[error("source {0:?} may not send events of kind {1:?}")]
+    Forbidden(&'static str, String),
+}
+
+impl IncomingEvent {
+    /// Parses and validates one event as received on the wire.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EventError> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge(bytes.len()));
+        }
+        let event: IncomingEvent =
+            serde_json::from_slice(bytes).map_err(|e| EventError::Shape(e.to_string()))?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    pub fn validate(&self) -> Result<(), EventError> {
+        let k = &self.kind;
+        let kind_ok = (1..=64).contains(&k.len())
+            && k.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        if !kind_ok {
+            return Err(EventError::Kind(k.clone()));
+        }
+        let Value::Object(data) = &self.data else {
+            return Err(EventError::Data);
+        };
+        if let Some(t) = self.t
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(EventError::Time(t));
+        }
+        if self.source != EventSource::System && k.starts_with("system.") {
+            return Err(EventError::Forbidden("client", k.clone()));
+        }
+        let need = |field: &'static str, what: &'static str, ok: fn(&Value) -> bool| {
+            if data.get(field).is_some_and(ok) {
+                Ok(())
+            } else {
+                Err(EventError::Field {
+                    kind: k.clone(),
+                    field,
+                    what,
+                })
+            }
+        };
+        match (self.source, k.as_str()) {
+            (EventSource::Browser, "click" | "dead_click_check") => {
+                need("x", "a number", Value::is_number)?;
+                need("y", "a number", Value::is_number)?;
+                need("selector", "a string", Value::is_string)
+            }
+            (EventSource::Browser, "navigation") => need("url", "a string", Value::is_string),
+            (EventSource::Browser, "input" | "change" | "focus" | "validation_error") => {
+                need("selector", "a string", Value::is_string)
+            }
+            (EventSource::Browser, "js_error") => need("message", "a string", Value::is_string),
+            (EventSource::Operator | EventSource::Observer, "marker") => {
+                need("type", "a string", Value::is_string)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_table() {
+        let big = format!(
+            r#"{{"source":"browser","kind":"custom","data":{{"x":"{}"}}}}"#,
+            "a".repeat(MAX_EVENT_BYTES)
+        );
+        let cases: &[(&str, Result<(), &str>)] = &[
+            (
+                r#"{"source":"browser","kind":"click","data":{"x":1,"y":2,"selector":"a.b"},"t":1.5}"#,
+                Ok(()),
+            ),
+            (r#"{"source":"operator","kind":"marker","data":{"type":"task_start"}}"#, Ok(())),
+            (r#"{"source":"browser","kind":"click","data":{"x":1}}"#, Err("needs field \"y\"")),
+            (r#"{"source":"browser","kind":"Click!","data":{}}"#, Err("event kind")),
+            (r#"{"source":"browser","kind":"x","data":[1]}"#, Err("must be a JSON object")),
+            (r#"{"source":"robot","kind":"x"}"#, Err("expected shape")),
+            (r#"{"source":"browser","kind":"x","extra":1}"#, Err("expected shape")),
+            (r#"{"source":"browser","kind":"x","t":-3}"#, Err("not a finite positive")),
+            (r#"{"source":"browser","kind":"system.stop"}"#, Err("may not send")),
+            (r#"not json"#, Err("expected shape")),
+            (&big, Err("byte limit")),
+        ];
+        for (input, want) in cases {
+            let got = IncomingEvent::parse(input.as_bytes()).map(|_| ());
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "{input}: {e}")
+                }
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The shared data model of the lab: what the recorder writes, the analyzer
+//! enriches and lab-web imports. Only types and (de)serialisation live here,
+//! no I/O beyond reading and writing the bundle's own files, so every crate
+//! can depend on it without pulling in GStreamer, FFmpeg or SQL.
+//!
+//! The on-disk format is documented in `docs/bundle-format.md`; the
+//! `FORMAT_VERSION` constants below are bumped whenever a saved shape changes.
+
+pub mod bundle;
+pub mod event;
+pub mod station;
+pub mod time;
+
+pub use bundle::{
+    BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, BundleError, ChannelRole, ClockMapping,
+    ClockOffsetEstimate, EventStats, Gap, Manifest, Segment, SegmentState, SessionStatus, Track,
+    TrackKind,
+};
+pub use event::{Event, EventError, EventSource, IncomingEvent};
+pub use station::{StationConfig, StationError};
