@@ -120,6 +120,9 @@ pub enum SegmentState {
     Open,
     /// Closed and finalized by the muxer.
     Closed,
+    /// Was open when the recorder died or stopped on an error: its header may
+    /// lack a duration and an index, but its packets decode up to `end_ns`.
+    Recovered,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //! round trip is the best one (NTP's clock filter keeps it for the same
 //! reason). Clocks drift, so only samples from the recent window compete.
 
+use gstreamer::prelude::*;
 use lab_model::ClockOffsetEstimate;
 
 /// Samples older than this (session time) no longer compete for "best".
@@ -135,5 +136,33 @@ mod tests {
         assert!(!c.add(SyncSample { t0_ms: 10.0, t1_ms: 9.0, ts_ns: 0 }));
         assert!(!c.add(SyncSample { t0_ms: f64::NAN, t1_ms: 9.0, ts_ns: 0 }));
         assert!(c.to_session(1.0).is_none());
+    }
+}
+
+/// Reads session time: the pipeline clock (CLOCK_MONOTONIC) minus the
+/// pipeline's base time. Cheap enough to call per event.
+#[derive(Clone)]
+pub struct SessionClock {
+    clock: gstreamer::Clock,
+    base_ns: u64,
+}
+
+impl SessionClock {
+    pub fn new(clock: gstreamer::Clock, base_ns: u64) -> Self {
+        Self { clock, base_ns }
+    }
+
+    pub fn now_ns(&self) -> i64 {
+        self.clock.time().nseconds() as i64 - self.base_ns as i64
+    }
+
+    pub fn base_ns(&self) -> u64 {
+        self.base_ns
+    }
+}
+
+impl std::fmt::Debug for SessionClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionClock").field("base_ns", &self.base_ns).finish()
     }
 }

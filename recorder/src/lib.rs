@@ -1,1 +1,20 @@
-//! placeholder
+//! The station recorder: records screen, camera and microphones of a station
+//! with GStreamer into a session bundle, and takes interaction and operator
+//! events on the same clock through a local HTTP + WebSocket endpoint.
+//!
+//! `session::record` is the whole recording; `pipeline` turns a station
+//! config into GStreamer elements; `server` is the event endpoint;
+//! `event_log` makes acknowledged events durable; `clock` places client
+//! events on the session clock; `browser` launches the station's Chromium
+//! with the probe injected; `recover` repairs the manifest of a bundle whose
+//! recorder was killed.
+
+pub mod browser;
+pub mod clock;
+pub mod event_log;
+pub mod pipeline;
+pub mod recover;
+pub mod server;
+pub mod session;
+
+pub use session::{RecordError, RecordOptions, record};

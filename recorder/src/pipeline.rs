@@ -1,0 +1,278 @@
+//! Turns a station config into one GStreamer pipeline and the track list the
+//! manifest describes.
+//!
+//! Layout (every source is named `src_<track>` so bus errors name the track):
+//!
+//! ```text
+//! screen src ─ convert ─ queue ─ h264 ─┐
+//!                                      ├─ splitmuxsink "main"   → media/main-00000.mkv ...
+//! mic0 src ─ convert ─ opusenc ─ tee ──┤
+//!                                  └───┼─ splitmuxsink "camera" → media/camera-00000.mkv ...
+//! camera src ─ convert ─ queue ─ h264 ─┘
+//! ```
+//!
+//! Audio is tee'd into both groups after encoding so every segment file is a
+//! self-contained recording with sound, whichever video it carries.
+//! Timestamps are pipeline running time, i.e. session time: the files keep
+//! them (segments continue where the previous one ended, they do not restart).
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use lab_model::station::{CameraSource, MicrophoneSource, ScreenSource};
+use lab_model::{StationConfig, Track, TrackKind};
+
+/// H.264 encoders in order of preference: hardware first, x264 last.
+pub const H264_ENCODERS: &[&str] = &[
+    "nvh264enc",
+    "vaapih264enc",
+    "qsvh264enc",
+    "v4l2h264enc",
+    "x264enc",
+];
+
+#[derive(Debug, Clone)]
+pub struct PipelinePlan {
+    /// `gst-launch-1.0` syntax, logged and kept for debugging.
+    pub description: String,
+    pub tracks: Vec<Track>,
+    /// Segment groups, i.e. the names of the splitmuxsinks.
+    pub groups: Vec<String>,
+}
+
+/// Encoder settings for one H.264 encoder element, tuned for low latency so
+/// that a crash loses as little as possible.
+fn h264_encoder(element: &str, bitrate_kbps: u32, fps: u32) -> String {
+    match element {
+        "x264enc" => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate={bitrate_kbps}"
+        ),
+        "nvh264enc" => format!("nvh264enc bitrate={bitrate_kbps} gop-size={fps} zerolatency=true"),
+        "vaapih264enc" => {
+            format!("vaapih264enc rate-control=cbr bitrate={bitrate_kbps} keyframe-period={fps}")
+        }
+        "qsvh264enc" => format!("qsvh264enc bitrate={bitrate_kbps} gop-size={fps}"),
+        other => other.to_string(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Builds the pipeline description for `config`. With `test_sources` every
+/// source becomes a GStreamer test pattern of the same size and rate.
+pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> PipelinePlan {
+    let enc = &config.encoder;
+    let seg_ns = u64::from(config.recording.segment_seconds) * 1_000_000_000;
+    let mut d = String::new();
+    let mut tracks = Vec::new();
+    let mut groups = vec!["main".to_string()];
+    if config.camera.is_some() {
+        groups.push("camera".to_string());
+    }
+    let queue = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000";
+    for g in &groups {
+        let loc = media_dir.join(format!("{g}-%05d.mkv"));
+        d += &format!(
+            "splitmuxsink name=mux_{g} location={} muxer-factory=matroskamux max-size-time={seg_ns} send-keyframe-requests=true\n",
+            quote(&loc.to_string_lossy())
+        );
+    }
+
+    // Screen.
+    let s = &config.screen;
+    let (source, device, src) = match (test_sources, s.source) {
+        (true, _) | (_, ScreenSource::Test) => (
+            "videotestsrc",
+            String::new(),
+            "videotestsrc name=src_screen is-live=true pattern=smpte".to_string(),
+        ),
+        (false, ScreenSource::Ximage) => {
+            let display = if s.device.is_empty() {
+                std::env::var("DISPLAY").unwrap_or_else(|_| ":0".into())
+            } else {
+                s.device.clone()
+            };
+            let src = format!(
+                "ximagesrc name=src_screen display-name={} use-damage=false show-pointer=true",
+                quote(&display)
+            );
+            ("ximagesrc", display, src)
+        }
+        (false, ScreenSource::Pipewire) => (
+            "pipewiresrc",
+            s.device.clone(),
+            format!("pipewiresrc name=src_screen path={} do-timestamp=true", quote(&s.device)),
+        ),
+    };
+    d += &format!(
+        "{src} ! videoconvert n-threads=2 ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_main.video\n",
+        s.width,
+        s.height,
+        s.framerate,
+        h264_encoder(&enc.video, enc.video_bitrate_kbps, s.framerate)
+    );
+    tracks.push(Track {
+        id: "screen".into(),
+        kind: TrackKind::Video,
+        codec: "h264".into(),
+        encoder: enc.video.clone(),
+        source: source.into(),
+        device,
+        groups: vec!["main".into()],
+        width: Some(s.width),
+        height: Some(s.height),
+        framerate: Some(s.framerate),
+        sample_rate: None,
+        channels: None,
+        channel_roles: vec![],
+    });
+
+    // Camera.
+    if let Some(c) = &config.camera {
+        let (source, device, src) = match (test_sources, c.source) {
+            (true, _) | (_, CameraSource::Test) => (
+                "videotestsrc",
+                String::new(),
+                "videotestsrc name=src_camera is-live=true pattern=ball".to_string(),
+            ),
+            (false, CameraSource::V4l2) => (
+                "v4l2src",
+                c.device.clone(),
+                format!("v4l2src name=src_camera device={} ! decodebin", quote(&c.device)),
+            ),
+        };
+        d += &format!(
+            "{src} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_camera.video\n",
+            c.width,
+            c.height,
+            c.framerate,
+            h264_encoder(&enc.video, enc.video_bitrate_kbps.min(2500), c.framerate)
+        );
+        tracks.push(Track {
+            id: "camera".into(),
+            kind: TrackKind::Video,
+            codec: "h264".into(),
+            encoder: enc.video.clone(),
+            source: source.into(),
+            device,
+            groups: vec!["camera".into()],
+            width: Some(c.width),
+            height: Some(c.height),
+            framerate: Some(c.framerate),
+            sample_rate: None,
+            channels: None,
+            channel_roles: vec![],
+        });
+    }
+
+    // Microphones.
+    for (i, m) in config.microphones.iter().enumerate() {
+        let id = format!("mic{i}");
+        let dev = |prop: &str| {
+            if m.device.is_empty() {
+                String::new()
+            } else {
+                format!(" {prop}={}", quote(&m.device))
+            }
+        };
+        let (source, src) = match (test_sources, m.source) {
+            (true, _) | (_, MicrophoneSource::Test) => (
+                "audiotestsrc",
+                format!("audiotestsrc name=src_{id} is-live=true wave=ticks volume=0.3"),
+            ),
+            (false, MicrophoneSource::Pulse) => (
+                "pulsesrc",
+                format!(
+                    "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false buffer-time=100000 latency-time=10000",
+                    dev("device")
+                ),
+            ),
+            (false, MicrophoneSource::Alsa) => (
+                "alsasrc",
+                format!("alsasrc name=src_{id}{} provide-clock=false", dev("device")),
+            ),
+        };
+        d += &format!(
+            "{src} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels={} ! {queue} ! opusenc bitrate={} ! tee name=tee_{id}\n",
+            m.channels,
+            enc.audio_bitrate_kbps * 1000 * m.channels.min(2)
+        );
+        for g in &groups {
+            d += &format!("tee_{id}. ! {queue} leaky=downstream ! mux_{g}.audio_{i}\n");
+        }
+        tracks.push(Track {
+            id,
+            kind: TrackKind::Audio,
+            codec: "opus".into(),
+            encoder: "opusenc".into(),
+            source: source.into(),
+            device: m.device.clone(),
+            groups: groups.clone(),
+            width: None,
+            height: None,
+            framerate: None,
+            sample_rate: Some(48_000),
+            channels: Some(m.channels),
+            channel_roles: m.roles.clone(),
+        });
+    }
+    PipelinePlan {
+        description: d,
+        tracks,
+        groups,
+    }
+}
+
+/// Parses the plan into a pipeline clocked by the system's monotonic clock,
+/// so that session time can be read by the event endpoint at any moment.
+pub fn build(plan: &PipelinePlan) -> Result<gst::Pipeline, gst::glib::Error> {
+    let element = gst::parse::launch(&plan.description)?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .expect("a multi-branch description parses into a pipeline");
+    pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    Ok(pipeline)
+}
+
+/// Which of `H264_ENCODERS` this machine has, in preference order.
+pub fn available_h264_encoders() -> Vec<&'static str> {
+    H264_ENCODERS
+        .iter()
+        .copied()
+        .filter(|name| gst::ElementFactory::find(name).is_some())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_model::ChannelRole;
+
+    #[test]
+    fn test_sources_replace_every_device_and_keep_roles() {
+        let mut c = StationConfig::default_station();
+        c.microphones[0].channels = 2;
+        c.microphones[0].roles = vec![ChannelRole::Participant, ChannelRole::Moderator];
+        let p = plan(&c, true, Path::new("/tmp/b/media"));
+        assert!(!p.description.contains("ximagesrc"));
+        assert!(!p.description.contains("v4l2src"));
+        assert!(!p.description.contains("pulsesrc"));
+        assert_eq!(p.groups, ["main", "camera"]);
+        let ids: Vec<_> = p.tracks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["screen", "camera", "mic0"]);
+        assert_eq!(p.tracks[2].channel_roles, [ChannelRole::Participant, ChannelRole::Moderator]);
+        assert!(p.description.contains("mux_main.audio_0") && p.description.contains("mux_camera.audio_0"));
+    }
+
+    #[test]
+    fn no_camera_means_one_group() {
+        let mut c = StationConfig::default_station();
+        c.camera = None;
+        let p = plan(&c, false, Path::new("/m"));
+        assert_eq!(p.groups, ["main"]);
+        assert!(p.description.contains("ximagesrc") && p.description.contains("pulsesrc"));
+    }
+}

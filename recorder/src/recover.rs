@@ -1,0 +1,149 @@
+//! Recovery of a bundle whose recorder died (kill -9, power loss, OOM).
+//!
+//! The manifest on disk already lists every segment that was opened (it is
+//! rewritten on each open/close). What the crash leaves unfinished is the
+//! last segment of each group: its Matroska header has no duration and no
+//! index, but its clusters decode. We find how far it really goes by
+//! demuxing it, mark it `recovered`, and set the session `interrupted`.
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use lab_model::{Bundle, Segment, SegmentState, SessionStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Bundle(#[from] lab_model::BundleError),
+    #[error("the recorder (pid {0}) of this bundle is still running; stop it first or pass --force")]
+    StillRunning(u32),
+    #[error("failed to initialise GStreamer")]
+    Gst(#[source] gst::glib::Error),
+}
+
+#[derive(Debug)]
+pub struct RecoverReport {
+    /// False when the bundle was already final and nothing changed.
+    pub changed: bool,
+    pub status: SessionStatus,
+    pub segments: usize,
+    /// Seconds of media (main group) from session start to the end of the last readable packet.
+    pub recorded_secs: f64,
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Repairs the manifest of a bundle left in `recording` by a dead recorder.
+pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
+    let bundle = Bundle::new(dir);
+    let mut m = bundle.read_manifest()?;
+    let report = |m: &lab_model::Manifest, changed| RecoverReport {
+        changed,
+        status: m.status,
+        segments: m.segments.len(),
+        recorded_secs: m
+            .segments
+            .iter()
+            .filter(|s| s.group == "main")
+            .filter_map(|s| s.end_ns)
+            .max()
+            .unwrap_or(0) as f64
+            / 1e9,
+    };
+    if m.status != SessionStatus::Recording {
+        return Ok(report(&m, false));
+    }
+    if !force && m.recorder.pid != std::process::id() && process_alive(m.recorder.pid) {
+        return Err(RecoverError::StillRunning(m.recorder.pid));
+    }
+    gst::init().map_err(RecoverError::Gst)?;
+
+    // Segments the manifest may not know yet (opened in the instant before the crash).
+    if let Ok(entries) = fs::read_dir(bundle.media_dir()) {
+        let mut files: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".mkv"))
+            .collect();
+        files.sort();
+        for name in files {
+            let file = format!("{}/{name}", lab_model::bundle::MEDIA_DIR);
+            if m.segments.iter().any(|s| s.file == file) {
+                continue;
+            }
+            let Some((group, index)) = name.trim_end_matches(".mkv").rsplit_once('-') else { continue };
+            let start = m.segments.iter().filter(|s| s.group == group).filter_map(|s| s.end_ns).max().unwrap_or(0);
+            m.segments.push(Segment {
+                group: group.to_string(),
+                index: index.parse().unwrap_or(0),
+                file,
+                start_ns: start,
+                end_ns: None,
+                state: SegmentState::Open,
+            });
+        }
+    }
+    for s in &mut m.segments {
+        if s.state == SegmentState::Open {
+            s.end_ns = last_timestamp(&dir.join(&s.file));
+            s.state = SegmentState::Recovered;
+        }
+    }
+    m.segments.retain(|s| s.end_ns.is_some() || s.state == SegmentState::Closed);
+    let end = m.segments.iter().filter_map(|s| s.end_ns).max();
+    m.duration_ns = end;
+    for g in &mut m.gaps {
+        if g.end_ns.is_none() {
+            g.end_ns = end;
+        }
+    }
+    m.status = SessionStatus::Interrupted;
+    m.stop_reason = Some(format!(
+        "recorder (pid {}) ended without finalizing; recovered from the segments on disk",
+        m.recorder.pid
+    ));
+    let _ = fs::remove_file(dir.join(".reserve"));
+    bundle.write_manifest(&m)?;
+    Ok(report(&m, true))
+}
+
+/// End (pts + duration) of the last packet of a possibly truncated Matroska file.
+pub fn last_timestamp(path: &Path) -> Option<i64> {
+    let desc = format!(
+        "filesrc location=\"{}\" ! matroskademux ! fakesink name=sink sync=false",
+        path.to_string_lossy().replace('"', "\\\"")
+    );
+    let pipeline = gst::parse::launch(&desc).ok()?.downcast::<gst::Pipeline>().ok()?;
+    let end = Arc::new(Mutex::new(None::<i64>));
+    let sink = pipeline.by_name("sink")?;
+    let end2 = end.clone();
+    sink.static_pad("sink")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            let t = buf.pts().map(|p| p + buf.duration().unwrap_or(gst::ClockTime::ZERO));
+            if let Some(t) = t {
+                let mut e = end2.lock().expect("end lock");
+                *e = Some(e.map_or(t.nseconds() as i64, |x| x.max(t.nseconds() as i64)));
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let _ = pipeline.set_state(gst::State::Null);
+        return None;
+    }
+    let bus = pipeline.bus()?;
+    // A truncated file ends in EOS or in a demuxer error; either way we keep what decoded.
+    let _ = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    *end.lock().expect("end lock")
+}
