@@ -234,6 +234,18 @@ pub fn build(plan: &PipelinePlan) -> Result<gst::Pipeline, gst::glib::Error> {
         .downcast::<gst::Pipeline>()
         .expect("a multi-branch description parses into a pipeline");
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    // Unbuffered file writes: every muxed cluster reaches the kernel at once,
+    // so a kill -9 loses only what the encoder and muxer still held, not a
+    // 64 KiB stdio buffer (seconds of a low-bitrate camera).
+    for g in &plan.groups {
+        if let Some(mux) = pipeline.by_name(&format!("mux_{g}")) {
+            let sink = gst::ElementFactory::make("filesink")
+                .property_from_str("buffer-mode", "unbuffered")
+                .build()
+                .map_err(|e| gst::glib::Error::new(gst::CoreError::MissingPlugin, &e.to_string()))?;
+            mux.set_property("sink", &sink);
+        }
+    }
     Ok(pipeline)
 }
 

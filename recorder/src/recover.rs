@@ -34,10 +34,18 @@ pub struct RecoverReport {
     pub recorded_secs: f64,
 }
 
+/// Whether a recorder process with this pid still runs (a zombie, or a pid
+/// reused by another program, does not count).
 fn process_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Fields after the parenthesised command name: state is the first.
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            state != Some(Some('Z')) && comm.trim() == "lab-recorder"
+        }
+        Err(_) => false,
+    }
 }
 
 /// Repairs the manifest of a bundle left in `recording` by a dead recorder.

@@ -1,1 +1,364 @@
-//! placeholder
+//! Harness for the end-to-end tests: a private Xvfb screen, a private
+//! PulseAudio server with a null sink (its monitor is the "microphone"),
+//! the workspace's binaries, and independent readers of recorded media
+//! (GStreamer decoding, separate from the recorder's code path).
+//!
+//! Every resource is private to the test that starts it and is torn down on
+//! drop, so tests can run in parallel without sharing a display or a sink.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` before the tests (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "lab-e2e-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_u32() as u128
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u32::from_le_bytes(b)
+}
+
+/// Fails the test with a clear message if a system tool is missing.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} is not installed: run hardware-setup/install.sh");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private X server.
+pub struct Xvfb {
+    pub display: String,
+    _child: KillOnDrop,
+}
+
+impl Xvfb {
+    pub fn start(width: u32, height: u32) -> anyhow::Result<Self> {
+        require("Xvfb");
+        for _ in 0..50 {
+            let n = 100 + rand_u32() % 800;
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let child = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args(["-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("failed to start Xvfb")?;
+            let mut child = KillOnDrop(child);
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if Path::new(&socket).exists() {
+                    return Ok(Self { display: format!(":{n}"), _child: child });
+                }
+                if child.0.try_wait()?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        bail!("could not start Xvfb on any display")
+    }
+}
+
+/// A private PulseAudio server with one null sink, `lab_sink`, whose monitor
+/// `lab_sink.monitor` is what the recorder records.
+pub struct Pulse {
+    /// Value for `PULSE_SERVER`.
+    pub server: String,
+    pub dir: PathBuf,
+    _child: KillOnDrop,
+}
+
+impl Pulse {
+    pub const SINK: &'static str = "lab_sink";
+    pub const MONITOR: &'static str = "lab_sink.monitor";
+
+    pub fn start() -> anyhow::Result<Self> {
+        require("pulseaudio");
+        let dir = temp_dir("pulse");
+        let socket = dir.join("native");
+        let child = Command::new("pulseaudio")
+            .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=false", "--log-target=stderr"])
+            .arg(format!("--load=module-native-protocol-unix socket={} auth-anonymous=1", socket.display()))
+            .arg(format!("--load=module-null-sink sink_name={} rate=48000 channels=1", Self::SINK))
+            .env("HOME", &dir)
+            .env("XDG_RUNTIME_DIR", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start pulseaudio")?;
+        let child = KillOnDrop(child);
+        let server = format!("unix:{}", socket.display());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let ok = Command::new("pactl")
+                .args(["list", "short", "sources"])
+                .env("PULSE_SERVER", &server)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(Self::MONITOR))
+                .unwrap_or(false);
+            if ok {
+                return Ok(Self { server, dir, _child: child });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("pulseaudio did not come up")
+    }
+
+    pub fn pactl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let o = Command::new("pactl").args(args).env("PULSE_SERVER", &self.server).output()?;
+        if !o.status.success() {
+            bail!("pactl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+}
+
+/// A running `lab-recorder record`.
+pub struct RecorderProcess {
+    pub child: Child,
+    pub out_dir: PathBuf,
+}
+
+impl RecorderProcess {
+    /// Starts the recorder; `--out` and `--listen 127.0.0.1:0` are added.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)], out_dir: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("lab-recorder"));
+        cmd.arg("record").args(args).arg("--out").arg(out_dir).args(["--listen", "127.0.0.1:0"]);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        Ok(Self { child, out_dir: out_dir.to_path_buf() })
+    }
+
+    /// Waits until the bundle's manifest exists and returns (bundle dir, events URL).
+    pub fn wait_started(&mut self) -> anyhow::Result<(PathBuf, String)> {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.try_wait()? {
+                let mut err = String::new();
+                use std::io::Read;
+                if let Some(e) = self.child.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("recorder exited at start with {status}: {err}");
+            }
+            if let Ok(entries) = std::fs::read_dir(&self.out_dir) {
+                for e in entries.flatten() {
+                    let b = lab_model::Bundle::new(e.path());
+                    if let Ok(m) = b.read_manifest()
+                        && let Some(url) = m.recorder.events_url
+                    {
+                        return Ok((e.path(), url));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("recorder did not start within 30 s")
+    }
+
+    /// Waits for exit; returns (success, stdout, stderr).
+    pub fn wait(self) -> anyhow::Result<(bool, String, String)> {
+        let o = self.child.wait_with_output()?;
+        Ok((
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ))
+    }
+}
+
+/// Minimal HTTP/1.1 client for the recorder's local endpoint (no proxy, no TLS).
+pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("http:// URL")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).context("bad HTTP response")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Decoded video frames of a segment: (pts in session ns, mean RGB).
+pub fn video_frames(file: &Path) -> anyhow::Result<Vec<(i64, [f32; 3])>> {
+    gst::init()?;
+    let desc = format!(
+        "filesrc location=\"{}\" ! matroskademux name=d d.video_0 ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! video/x-raw,format=RGB,width=32,height=18 ! appsink name=out sync=false",
+        file.display()
+    );
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    run_appsink(&desc, {
+        let frames = frames.clone();
+        move |sample| {
+            let buf = sample.buffer().context("no buffer")?;
+            let pts = buf.pts().context("frame without pts")?.nseconds() as i64;
+            let map = buf.map_readable()?;
+            let mut sum = [0f64; 3];
+            for px in map.chunks_exact(3) {
+                for c in 0..3 {
+                    sum[c] += px[c] as f64;
+                }
+            }
+            let n = (map.len() / 3) as f64;
+            frames.lock().unwrap().push((pts, [(sum[0] / n) as f32, (sum[1] / n) as f32, (sum[2] / n) as f32]));
+            Ok(())
+        }
+    })?;
+    let v = frames.lock().unwrap().clone();
+    Ok(v)
+}
+
+/// Decoded first audio track of a segment as mono f32 at 48 kHz, with the session time of its first sample.
+pub fn audio_samples(file: &Path) -> anyhow::Result<(i64, Vec<f32>)> {
+    gst::init()?;
+    let desc = format!(
+        "filesrc location=\"{}\" ! matroskademux name=d d.audio_0 ! opusparse ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,channels=1,rate=48000,layout=interleaved ! appsink name=out sync=false",
+        file.display()
+    );
+    let out = Arc::new(Mutex::new((None::<i64>, Vec::<f32>::new())));
+    run_appsink(&desc, {
+        let out = out.clone();
+        move |sample| {
+            let buf = sample.buffer().context("no buffer")?;
+            let map = buf.map_readable()?;
+            let mut o = out.lock().unwrap();
+            if o.0.is_none() {
+                o.0 = buf.pts().map(|p| p.nseconds() as i64);
+            }
+            o.1.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            Ok(())
+        }
+    })?;
+    let (start, samples) = std::mem::take(&mut *out.lock().unwrap());
+    Ok((start.context("no audio decoded")?, samples))
+}
+
+fn run_appsink(
+    desc: &str,
+    mut on_sample: impl FnMut(&gst::Sample) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pipeline = gst::parse::launch(desc)?.downcast::<gst::Pipeline>().expect("pipeline");
+    let sink = pipeline.by_name("out").context("no appsink")?.downcast::<gst_app::AppSink>().expect("appsink");
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                on_sample(&sample).map_err(|_| gst::FlowError::Error)?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing)?;
+    let bus = pipeline.bus().expect("bus");
+    let mut result = Ok(());
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                result = Err(anyhow::anyhow!("decoding failed: {} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null)?;
+    result
+}
+
+/// `ffprobe` as an independent check: (has video, has audio, last packet end in seconds).
+pub fn ffprobe(file: &Path) -> anyhow::Result<(bool, bool, f64)> {
+    require("ffprobe");
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type:packet=pts_time,duration_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()?;
+    if !o.status.success() {
+        bail!("ffprobe {}: {}", file.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let (mut video, mut audio, mut end) = (false, false, 0f64);
+    for line in text.lines() {
+        match line.trim_end_matches(',') {
+            "video" => video = true,
+            "audio" => audio = true,
+            l => {
+                let mut f = l.split(',').filter_map(|x| x.parse::<f64>().ok());
+                if let Some(pts) = f.next() {
+                    end = end.max(pts + f.next().unwrap_or(0.0));
+                }
+            }
+        }
+    }
+    Ok((video, audio, end))
+}
+
+/// Median and maximum of absolute values, for reporting offsets.
+pub fn summary(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = if v.is_empty() { f64::NAN } else { v[v.len() / 2] };
+    let min = v.first().copied().unwrap_or(f64::NAN);
+    let max = v.last().copied().unwrap_or(f64::NAN);
+    (min, median, max)
+}
