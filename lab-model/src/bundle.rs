@@ -40,7 +40,9 @@ pub enum BundleError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path} has format {found:?} version {version}, expected {BUNDLE_FORMAT:?} version <= {BUNDLE_FORMAT_VERSION}")]
+    #[error(
+        "{path} has format {found:?} version {version}, expected {BUNDLE_FORMAT:?} version <= {BUNDLE_FORMAT_VERSION}"
+    )]
     Version {
         path: PathBuf,
         found: String,
@@ -259,10 +261,11 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|source| BundleError::Parse {
-            path: path.clone(),
-            source,
-        })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| BundleError::Parse {
+                path: path.clone(),
+                source,
+            })?;
         if manifest.format != BUNDLE_FORMAT || manifest.format_version > BUNDLE_FORMAT_VERSION {
             return Err(BundleError::Version {
                 path,

@@ -74,7 +74,9 @@ pub enum EventError {
     Shape(String),
     #[error("event is {0} bytes, more than the {MAX_EVENT_BYTES}-byte limit")]
     TooLarge(usize),
-    #[error("event kind {0:?} must be 1-64 characters of a-z, 0-9, '_' or '.' starting with a letter")]
+    #[error(
+        "event kind {0:?} must be 1-64 characters of a-z, 0-9, '_' or '.' starting with a letter"
+    )]
     Kind(String),
     #[error("event data must be a JSON object")]
     Data,
@@ -167,14 +169,35 @@ mod tests {
                 r#"{"source":"browser","kind":"click","data":{"x":1,"y":2,"selector":"a.b"},"t":1.5}"#,
                 Ok(()),
             ),
-            (r#"{"source":"operator","kind":"marker","data":{"type":"task_start"}}"#, Ok(())),
-            (r#"{"source":"browser","kind":"click","data":{"x":1}}"#, Err("needs field \"y\"")),
-            (r#"{"source":"browser","kind":"Click!","data":{}}"#, Err("event kind")),
-            (r#"{"source":"browser","kind":"x","data":[1]}"#, Err("must be a JSON object")),
+            (
+                r#"{"source":"operator","kind":"marker","data":{"type":"task_start"}}"#,
+                Ok(()),
+            ),
+            (
+                r#"{"source":"browser","kind":"click","data":{"x":1}}"#,
+                Err("needs field \"y\""),
+            ),
+            (
+                r#"{"source":"browser","kind":"Click!","data":{}}"#,
+                Err("event kind"),
+            ),
+            (
+                r#"{"source":"browser","kind":"x","data":[1]}"#,
+                Err("must be a JSON object"),
+            ),
             (r#"{"source":"robot","kind":"x"}"#, Err("expected shape")),
-            (r#"{"source":"browser","kind":"x","extra":1}"#, Err("expected shape")),
-            (r#"{"source":"browser","kind":"x","t":-3}"#, Err("not a finite positive")),
-            (r#"{"source":"browser","kind":"system.stop"}"#, Err("may not send")),
+            (
+                r#"{"source":"browser","kind":"x","extra":1}"#,
+                Err("expected shape"),
+            ),
+            (
+                r#"{"source":"browser","kind":"x","t":-3}"#,
+                Err("not a finite positive"),
+            ),
+            (
+                r#"{"source":"browser","kind":"system.stop"}"#,
+                Err("may not send"),
+            ),
             (r#"not json"#, Err("expected shape")),
             (&big, Err("byte limit")),
         ];

@@ -13,7 +13,9 @@ pub const STATION_FORMAT_VERSION: u32 = 1;
 pub enum StationError {
     #[error("station config is not valid TOML of the expected shape")]
     Parse(#[source] Box<toml::de::Error>),
-    #[error("station config has format_version {0}; this build reads version {STATION_FORMAT_VERSION}")]
+    #[error(
+        "station config has format_version {0}; this build reads version {STATION_FORMAT_VERSION}"
+    )]
     Version(u32),
     #[error("station config: {0}")]
     Invalid(String),
@@ -236,9 +238,18 @@ mod tests {
     fn errors_name_the_problem() {
         let base = StationConfig::default_station().to_toml();
         let cases = [
-            (base.replace("format_version = 1", "format_version = 9"), "format_version 9"),
-            (base.replace("channels = 1", "channels = 2"), "2 channels but 1 roles"),
-            (base.replace("framerate = 30", "framerate = 0"), "not a usable size"),
+            (
+                base.replace("format_version = 1", "format_version = 9"),
+                "format_version 9",
+            ),
+            (
+                base.replace("channels = 1", "channels = 2"),
+                "2 channels but 1 roles",
+            ),
+            (
+                base.replace("framerate = 30", "framerate = 0"),
+                "not a usable size",
+            ),
             (format!("{base}\nbogus = 1\n"), "expected shape"),
         ];
         for (text, want) in cases {

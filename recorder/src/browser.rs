@@ -54,7 +54,12 @@ struct Cdp {
 }
 
 impl Cdp {
-    async fn call(&self, session: Option<&str>, method: &str, params: Value) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> anyhow::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({ "id": id, "method": method, "params": params });
         if let Some(s) = session {
@@ -62,7 +67,9 @@ impl Cdp {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
-        self.out.send(msg.to_string()).context("devtools connection closed")?;
+        self.out
+            .send(msg.to_string())
+            .context("devtools connection closed")?;
         let reply = tokio::time::timeout(Duration::from_secs(10), rx)
             .await
             .with_context(|| format!("{method}: no answer from the browser"))?
@@ -81,9 +88,13 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!(
             "lab-chromium-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
         ));
-        std::fs::create_dir_all(&profile).with_context(|| format!("failed to create {}", profile.display()))?;
+        std::fs::create_dir_all(&profile)
+            .with_context(|| format!("failed to create {}", profile.display()))?;
         let mut cmd = Command::new(&opts.chromium);
         cmd.arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.display()))
@@ -113,7 +124,9 @@ impl Browser {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().with_context(|| format!("failed to start {}", opts.chromium.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {}", opts.chromium.display()))?;
 
         let port_file = profile.join("DevToolsActivePort");
         let mut ws_url = None;
@@ -131,7 +144,9 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let ws_url = ws_url.context("chromium did not open its DevTools port within 20 s")?;
-        let (ws, _) = tokio_tungstenite::connect_async(&ws_url).await.context("failed to connect to DevTools")?;
+        let (ws, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .context("failed to connect to DevTools")?;
         let (mut sink, mut stream) = ws.split();
 
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
@@ -148,7 +163,9 @@ impl Browser {
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(text) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 if let Some(id) = v.get("id").and_then(Value::as_u64) {
                     if let Some(tx) = pending2.lock().expect("pending lock").remove(&id) {
                         let _ = tx.send(v);
@@ -158,18 +175,35 @@ impl Browser {
                 }
             }
         });
-        let cdp = Cdp { out: out_tx, pending, next: Arc::new(AtomicU64::new(1)) };
-        let source = format!("window.__LAB_PROBE_ENDPOINT = {};\n{PROBE_JS}", json!(endpoint));
+        let cdp = Cdp {
+            out: out_tx,
+            pending,
+            next: Arc::new(AtomicU64::new(1)),
+        };
+        let source = format!(
+            "window.__LAB_PROBE_ENDPOINT = {};\n{PROBE_JS}",
+            json!(endpoint)
+        );
 
-        cdp.call(None, "Target.setAutoAttach", json!({ "autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true }))
-            .await?;
+        cdp.call(
+            None,
+            "Target.setAutoAttach",
+            json!({ "autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true }),
+        )
+        .await?;
         let targets = cdp.call(None, "Target.getTargets", json!({})).await?;
         let mut first_page = None;
         let mut attached = HashSet::new();
         for t in targets["targetInfos"].as_array().into_iter().flatten() {
             if t["type"] == "page" {
                 let target = t["targetId"].as_str().unwrap_or_default().to_string();
-                let r = cdp.call(None, "Target.attachToTarget", json!({ "targetId": target, "flatten": true })).await?;
+                let r = cdp
+                    .call(
+                        None,
+                        "Target.attachToTarget",
+                        json!({ "targetId": target, "flatten": true }),
+                    )
+                    .await?;
                 let session = r["sessionId"].as_str().unwrap_or_default().to_string();
                 instrument(&cdp, &session, &source).await?;
                 attached.insert(target);
@@ -177,7 +211,12 @@ impl Browser {
             }
         }
         let first_page = first_page.context("chromium has no page to instrument")?;
-        cdp.call(Some(&first_page), "Page.navigate", json!({ "url": opts.url })).await?;
+        cdp.call(
+            Some(&first_page),
+            "Page.navigate",
+            json!({ "url": opts.url }),
+        )
+        .await?;
 
         // New tabs and popups: instrument each before it runs.
         let cdp2 = cdp.clone();
@@ -188,18 +227,30 @@ impl Browser {
                 }
                 let p = &ev["params"];
                 let session = p["sessionId"].as_str().unwrap_or_default().to_string();
-                let target = p["targetInfo"]["targetId"].as_str().unwrap_or_default().to_string();
+                let target = p["targetInfo"]["targetId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if p["targetInfo"]["type"] == "page" && attached.insert(target) {
                     if let Err(e) = instrument(&cdp2, &session, &source).await {
                         tracing::warn!("could not instrument a new page: {e:#}");
                     }
                 } else {
-                    let _ = cdp2.call(Some(&session), "Runtime.runIfWaitingForDebugger", json!({})).await;
+                    let _ = cdp2
+                        .call(Some(&session), "Runtime.runIfWaitingForDebugger", json!({}))
+                        .await;
                 }
             }
         });
-        tracing::info!("station browser open at {} with the probe injected", opts.url);
-        Ok(Self { child, profile, tasks: vec![writer, reader, attacher] })
+        tracing::info!(
+            "station browser open at {} with the probe injected",
+            opts.url
+        );
+        Ok(Self {
+            child,
+            profile,
+            tasks: vec![writer, reader, attacher],
+        })
     }
 
     pub async fn close(mut self) {
@@ -215,8 +266,15 @@ impl Browser {
 async fn instrument(cdp: &Cdp, session: &str, source: &str) -> anyhow::Result<()> {
     let s = Some(session);
     cdp.call(s, "Page.enable", json!({})).await?;
-    cdp.call(s, "Page.setBypassCSP", json!({ "enabled": true })).await?;
-    cdp.call(s, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": source })).await?;
-    cdp.call(s, "Runtime.runIfWaitingForDebugger", json!({})).await?;
+    cdp.call(s, "Page.setBypassCSP", json!({ "enabled": true }))
+        .await?;
+    cdp.call(
+        s,
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": source }),
+    )
+    .await?;
+    cdp.call(s, "Runtime.runIfWaitingForDebugger", json!({}))
+        .await?;
     Ok(())
 }

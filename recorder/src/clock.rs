@@ -37,7 +37,9 @@ impl SyncSample {
     /// A reply that arrived before its request left, or a round trip over a
     /// minute, is a broken or lying client, not a measurement.
     pub fn is_plausible(&self) -> bool {
-        self.t0_ms.is_finite() && self.t1_ms.is_finite() && (0..60_000_000_000).contains(&self.rtt_ns())
+        self.t0_ms.is_finite()
+            && self.t1_ms.is_finite()
+            && (0..60_000_000_000).contains(&self.rtt_ns())
     }
 }
 
@@ -57,7 +59,8 @@ impl ClientClock {
         self.total += 1;
         self.samples.push(s);
         let newest = self.samples.iter().map(|s| s.ts_ns).max().unwrap_or(0);
-        self.samples.retain(|x| newest - x.ts_ns <= SAMPLE_WINDOW_NS);
+        self.samples
+            .retain(|x| newest - x.ts_ns <= SAMPLE_WINDOW_NS);
         true
     }
 
@@ -68,7 +71,10 @@ impl ClientClock {
     /// Maps a client timestamp (ms) to session time (ns) with its uncertainty.
     pub fn to_session(&self, client_ms: f64) -> Option<(i64, i64)> {
         let b = self.best()?;
-        Some(((client_ms * 1e6).round() as i64 + b.offset_ns(), b.rtt_ns() / 2))
+        Some((
+            (client_ms * 1e6).round() as i64 + b.offset_ns(),
+            b.rtt_ns() / 2,
+        ))
     }
 
     pub fn estimate(&self, client: &str) -> Option<ClockOffsetEstimate> {
@@ -103,7 +109,12 @@ mod tests {
     fn keeps_the_minimum_rtt_sample_and_bounds_its_error() {
         let mut c = ClientClock::default();
         // Asymmetric, slow exchanges, then one quick one.
-        for (at, up, down) in [(1000.0, 30.0, 2.0), (2000.0, 1.0, 40.0), (3000.0, 0.4, 0.6), (4000.0, 9.0, 9.0)] {
+        for (at, up, down) in [
+            (1000.0, 30.0, 2.0),
+            (2000.0, 1.0, 40.0),
+            (3000.0, 0.4, 0.6),
+            (4000.0, 9.0, 9.0),
+        ] {
             assert!(c.add(sample(at, -1.7e12, up, down)));
         }
         let e = c.estimate("tab").unwrap();
@@ -111,7 +122,11 @@ mod tests {
         assert_eq!(e.uncertainty_ns, 500_000);
         // True offset is +1.7e12 ms; the estimate is off by (up - down) / 2 = 0.1 ms.
         let true_offset = 1.7e18 as i64;
-        assert!((e.offset_ns - true_offset).abs() <= e.uncertainty_ns, "{}", e.offset_ns - true_offset);
+        assert!(
+            (e.offset_ns - true_offset).abs() <= e.uncertainty_ns,
+            "{}",
+            e.offset_ns - true_offset
+        );
         // A client stamp that reads session time 5 s maps back to 5 s.
         let (t, u) = c.to_session(-1.7e12 + 5000.0).unwrap();
         assert_eq!(u, 500_000);
@@ -126,15 +141,26 @@ mod tests {
         c.add(sample(70_000.0, 5.0, 2.0, 2.0));
         let e = c.estimate("tab").unwrap();
         assert_eq!(e.samples, 2);
-        assert_eq!(e.rtt_ns, 4_000_000, "the fast but stale sample must not win");
+        assert_eq!(
+            e.rtt_ns, 4_000_000,
+            "the fast but stale sample must not win"
+        );
         assert_eq!(e.offset_ns, -5_000_000);
     }
 
     #[test]
     fn rejects_implausible_samples() {
         let mut c = ClientClock::default();
-        assert!(!c.add(SyncSample { t0_ms: 10.0, t1_ms: 9.0, ts_ns: 0 }));
-        assert!(!c.add(SyncSample { t0_ms: f64::NAN, t1_ms: 9.0, ts_ns: 0 }));
+        assert!(!c.add(SyncSample {
+            t0_ms: 10.0,
+            t1_ms: 9.0,
+            ts_ns: 0
+        }));
+        assert!(!c.add(SyncSample {
+            t0_ms: f64::NAN,
+            t1_ms: 9.0,
+            ts_ns: 0
+        }));
         assert!(c.to_session(1.0).is_none());
     }
 }
@@ -163,6 +189,8 @@ impl SessionClock {
 
 impl std::fmt::Debug for SessionClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionClock").field("base_ns", &self.base_ns).finish()
+        f.debug_struct("SessionClock")
+            .field("base_ns", &self.base_ns)
+            .finish()
     }
 }

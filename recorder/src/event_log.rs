@@ -42,7 +42,8 @@ impl EventLog {
         self.tx
             .send(Pending { event, ack })
             .map_err(|_| "event log is closed".to_string())?;
-        rx.await.map_err(|_| "event log writer stopped".to_string())?
+        rx.await
+            .map_err(|_| "event log writer stopped".to_string())?
     }
 }
 

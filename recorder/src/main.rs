@@ -16,7 +16,11 @@ use recorder::browser::BrowserOptions;
 use recorder::{RecordOptions, record};
 
 #[derive(Parser)]
-#[command(name = "lab-recorder", version, about = "Records screen, camera, microphones and interaction events of a usability-test session")]
+#[command(
+    name = "lab-recorder",
+    version,
+    about = "Records screen, camera, microphones and interaction events of a usability-test session"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -74,12 +78,17 @@ struct RecordArgs {
     /// Show the browser as a normal window instead of kiosk mode.
     #[arg(long)]
     no_kiosk: bool,
+    /// Extra Chromium flag (repeatable), e.g. --browser-arg=--disable-gpu.
+    #[arg(long = "browser-arg", allow_hyphen_values = true)]
+    browser_args: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
@@ -98,8 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             recorder::session::check_identity(&a.participant, &a.consent)?;
             let station = match &a.station {
                 Some(p) => {
-                    let text = std::fs::read_to_string(p).with_context(|| format!("failed to read {}", p.display()))?;
-                    StationConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("failed to read {}", p.display()))?;
+                    StationConfig::from_toml(&text)
+                        .with_context(|| format!("in {}", p.display()))?
                 }
                 None => StationConfig::default_station(),
             };
@@ -108,11 +119,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 url,
                 kiosk: !a.no_kiosk,
                 window: (station.screen.width, station.screen.height),
-                extra_args: vec![],
+                extra_args: a.browser_args.clone(),
             });
             let duration = match a.duration {
                 Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
-                Some(d) => anyhow::bail!("--duration must be a positive number of seconds, got {d}"),
+                Some(d) => {
+                    anyhow::bail!("--duration must be a positive number of seconds, got {d}")
+                }
                 None => None,
             };
             let opts = RecordOptions {
@@ -151,7 +164,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.recorded_secs
                 );
             } else {
-                println!("{}: already {:?}, nothing to recover", bundle.display(), r.status);
+                println!(
+                    "{}: already {:?}, nothing to recover",
+                    bundle.display(),
+                    r.status
+                );
             }
         }
     }
@@ -159,7 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() -> String {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "signal: interrupt".into(),
         _ = term.recv() => "signal: terminate".into(),

@@ -104,7 +104,10 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
         (false, ScreenSource::Pipewire) => (
             "pipewiresrc",
             s.device.clone(),
-            format!("pipewiresrc name=src_screen path={} do-timestamp=true", quote(&s.device)),
+            format!(
+                "pipewiresrc name=src_screen path={} do-timestamp=true",
+                quote(&s.device)
+            ),
         ),
     };
     d += &format!(
@@ -141,7 +144,10 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
             (false, CameraSource::V4l2) => (
                 "v4l2src",
                 c.device.clone(),
-                format!("v4l2src name=src_camera device={} ! decodebin", quote(&c.device)),
+                format!(
+                    "v4l2src name=src_camera device={} ! decodebin",
+                    quote(&c.device)
+                ),
             ),
         };
         d += &format!(
@@ -186,7 +192,7 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
             (false, MicrophoneSource::Pulse) => (
                 "pulsesrc",
                 format!(
-                    "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false buffer-time=100000 latency-time=10000",
+                    "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false slave-method=re-timestamp buffer-time=50000 latency-time=5000",
                     dev("device")
                 ),
             ),
@@ -242,7 +248,9 @@ pub fn build(plan: &PipelinePlan) -> Result<gst::Pipeline, gst::glib::Error> {
             let sink = gst::ElementFactory::make("filesink")
                 .property_from_str("buffer-mode", "unbuffered")
                 .build()
-                .map_err(|e| gst::glib::Error::new(gst::CoreError::MissingPlugin, &e.to_string()))?;
+                .map_err(|e| {
+                    gst::glib::Error::new(gst::CoreError::MissingPlugin, &e.to_string())
+                })?;
             mux.set_property("sink", &sink);
         }
     }
@@ -275,8 +283,14 @@ mod tests {
         assert_eq!(p.groups, ["main", "camera"]);
         let ids: Vec<_> = p.tracks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["screen", "camera", "mic0"]);
-        assert_eq!(p.tracks[2].channel_roles, [ChannelRole::Participant, ChannelRole::Moderator]);
-        assert!(p.description.contains("mux_main.audio_0") && p.description.contains("mux_camera.audio_0"));
+        assert_eq!(
+            p.tracks[2].channel_roles,
+            [ChannelRole::Participant, ChannelRole::Moderator]
+        );
+        assert!(
+            p.description.contains("mux_main.audio_0")
+                && p.description.contains("mux_camera.audio_0")
+        );
     }
 
     #[test]

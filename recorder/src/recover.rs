@@ -18,7 +18,9 @@ use lab_model::{Bundle, Segment, SegmentState, SessionStatus};
 pub enum RecoverError {
     #[error(transparent)]
     Bundle(#[from] lab_model::BundleError),
-    #[error("the recorder (pid {0}) of this bundle is still running; stop it first or pass --force")]
+    #[error(
+        "the recorder (pid {0}) of this bundle is still running; stop it first or pass --force"
+    )]
     StillRunning(u32),
     #[error("failed to initialise GStreamer")]
     Gst(#[source] gst::glib::Error),
@@ -86,8 +88,16 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
             if m.segments.iter().any(|s| s.file == file) {
                 continue;
             }
-            let Some((group, index)) = name.trim_end_matches(".mkv").rsplit_once('-') else { continue };
-            let start = m.segments.iter().filter(|s| s.group == group).filter_map(|s| s.end_ns).max().unwrap_or(0);
+            let Some((group, index)) = name.trim_end_matches(".mkv").rsplit_once('-') else {
+                continue;
+            };
+            let start = m
+                .segments
+                .iter()
+                .filter(|s| s.group == group)
+                .filter_map(|s| s.end_ns)
+                .max()
+                .unwrap_or(0);
             m.segments.push(Segment {
                 group: group.to_string(),
                 index: index.parse().unwrap_or(0),
@@ -104,7 +114,8 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
             s.state = SegmentState::Recovered;
         }
     }
-    m.segments.retain(|s| s.end_ns.is_some() || s.state == SegmentState::Closed);
+    m.segments
+        .retain(|s| s.end_ns.is_some() || s.state == SegmentState::Closed);
     let end = m.segments.iter().filter_map(|s| s.end_ns).max();
     m.duration_ns = end;
     for g in &mut m.gaps {
@@ -128,20 +139,26 @@ pub fn last_timestamp(path: &Path) -> Option<i64> {
         "filesrc location=\"{}\" ! matroskademux ! fakesink name=sink sync=false",
         path.to_string_lossy().replace('"', "\\\"")
     );
-    let pipeline = gst::parse::launch(&desc).ok()?.downcast::<gst::Pipeline>().ok()?;
+    let pipeline = gst::parse::launch(&desc)
+        .ok()?
+        .downcast::<gst::Pipeline>()
+        .ok()?;
     let end = Arc::new(Mutex::new(None::<i64>));
     let sink = pipeline.by_name("sink")?;
     let end2 = end.clone();
-    sink.static_pad("sink")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(buf) = info.buffer() {
-            let t = buf.pts().map(|p| p + buf.duration().unwrap_or(gst::ClockTime::ZERO));
-            if let Some(t) = t {
-                let mut e = end2.lock().expect("end lock");
-                *e = Some(e.map_or(t.nseconds() as i64, |x| x.max(t.nseconds() as i64)));
+    sink.static_pad("sink")?
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buf) = info.buffer() {
+                let t = buf
+                    .pts()
+                    .map(|p| p + buf.duration().unwrap_or(gst::ClockTime::ZERO));
+                if let Some(t) = t {
+                    let mut e = end2.lock().expect("end lock");
+                    *e = Some(e.map_or(t.nseconds() as i64, |x| x.max(t.nseconds() as i64)));
+                }
             }
-        }
-        gst::PadProbeReturn::Ok
-    });
+            gst::PadProbeReturn::Ok
+        });
     if pipeline.set_state(gst::State::Playing).is_err() {
         let _ = pipeline.set_state(gst::State::Null);
         return None;

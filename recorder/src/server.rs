@@ -73,13 +73,20 @@ impl EndpointState {
 
     pub fn clock_estimates(&self) -> Vec<ClockOffsetEstimate> {
         let clients = self.clients.lock().expect("clients lock");
-        let mut v: Vec<_> = clients.iter().filter_map(|(id, c)| c.estimate(id)).collect();
+        let mut v: Vec<_> = clients
+            .iter()
+            .filter_map(|(id, c)| c.estimate(id))
+            .collect();
         v.sort_by(|a, b| a.client.cmp(&b.client));
         v
     }
 
     /// Places an incoming event on the session clock and appends it to the log.
-    pub async fn accept(&self, incoming: IncomingEvent, client: Option<&str>) -> Result<Event, ApiError> {
+    pub async fn accept(
+        &self,
+        incoming: IncomingEvent,
+        client: Option<&str>,
+    ) -> Result<Event, ApiError> {
         let received = self.clock.now_ns();
         let mapped = match (incoming.t, client) {
             (Some(t), Some(c)) => self
@@ -104,7 +111,11 @@ impl EndpointState {
             client_time_ms: incoming.t,
             uncertainty_ns,
         };
-        let event = self.log.append(event).await.map_err(ApiError::Unavailable)?;
+        let event = self
+            .log
+            .append(event)
+            .await
+            .map_err(ApiError::Unavailable)?;
         self.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(event)
     }
@@ -160,7 +171,10 @@ fn parse_event(bytes: &[u8]) -> Result<IncomingEvent, ApiError> {
 
 pub fn router(state: Arc<EndpointState>) -> Router {
     Router::new()
-        .route("/", get(|| async { axum::response::Redirect::to("/operator") }))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/operator") }),
+        )
         .route("/operator", get(|| async { Html(OPERATOR_HTML) }))
         .route("/probe.js", get(probe_js))
         .route("/api/clock", get(clock_now))
@@ -196,11 +210,29 @@ struct SyncBody {
     ts_ns: i64,
 }
 
-async fn clock_sync(State(s): State<Arc<EndpointState>>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let b: SyncBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("bad sync sample: {e}")))?;
-    let sample = SyncSample { t0_ms: b.t0, t1_ms: b.t1, ts_ns: b.ts_ns };
-    let ok = s.clients.lock().expect("clients lock").entry(b.client).or_default().add(sample);
-    if ok { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::BadRequest("implausible sync sample".into())) }
+async fn clock_sync(
+    State(s): State<Arc<EndpointState>>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let b: SyncBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("bad sync sample: {e}")))?;
+    let sample = SyncSample {
+        t0_ms: b.t0,
+        t1_ms: b.t1,
+        ts_ns: b.ts_ns,
+    };
+    let ok = s
+        .clients
+        .lock()
+        .expect("clients lock")
+        .entry(b.client)
+        .or_default()
+        .add(sample);
+    if ok {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::BadRequest("implausible sync sample".into()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -215,17 +247,34 @@ async fn post_event(
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let incoming = parse_event(&body).map_err(|e| s.reject(e))?;
     let e = s.accept(incoming, q.client.as_deref()).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "seq": e.seq, "t_ns": e.t_ns, "uncertainty_ns": e.uncertainty_ns }))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "seq": e.seq, "t_ns": e.t_ns, "uncertainty_ns": e.uncertainty_ns })),
+    ))
 }
 
 /// Operator markers: `{"type": "task_start" | "task_end" | "step" | "note" | "help", "label"?, "text"?}`.
-async fn post_marker(State(s): State<Arc<EndpointState>>, body: Bytes) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+async fn post_marker(
+    State(s): State<Arc<EndpointState>>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let data: Value = serde_json::from_slice(&body)
         .map_err(|e| s.reject(ApiError::BadRequest(format!("marker is not JSON: {e}"))))?;
-    let incoming = IncomingEvent { source: EventSource::Operator, kind: "marker".into(), data, t: None, id: None };
-    incoming.validate().map_err(|e| s.reject(ApiError::BadRequest(e.to_string())))?;
+    let incoming = IncomingEvent {
+        source: EventSource::Operator,
+        kind: "marker".into(),
+        data,
+        t: None,
+        id: None,
+    };
+    incoming
+        .validate()
+        .map_err(|e| s.reject(ApiError::BadRequest(e.to_string())))?;
     let e = s.accept(incoming, None).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "seq": e.seq, "t_ns": e.t_ns }))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "seq": e.seq, "t_ns": e.t_ns })),
+    ))
 }
 
 async fn status(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {
@@ -248,11 +297,15 @@ async fn stop(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {
             false
         }
     });
-    (StatusCode::ACCEPTED, axum::Json(json!({ "stopping": true })))
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "stopping": true })),
+    )
 }
 
 async fn ws_upgrade(State(s): State<Arc<EndpointState>>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(4 * MAX_EVENT_BYTES).on_upgrade(move |socket| ws_session(s, socket))
+    ws.max_message_size(4 * MAX_EVENT_BYTES)
+        .on_upgrade(move |socket| ws_session(s, socket))
 }
 
 /// One probe connection. Messages are JSON objects with a `type`:
@@ -268,7 +321,10 @@ async fn ws_session(s: Arc<EndpointState>, mut socket: WebSocket) {
         };
         let reply = handle_ws_message(&s, &mut client, text.as_bytes()).await;
         if let Some(reply) = reply
-            && socket.send(Message::Text(reply.to_string().into())).await.is_err()
+            && socket
+                .send(Message::Text(reply.to_string().into()))
+                .await
+                .is_err()
         {
             break;
         }
@@ -295,12 +351,25 @@ async fn handle_ws_message(s: &EndpointState, client: &mut String, bytes: &[u8])
             }
             Some(json!({ "type": "hello", "client": client, "session_id": s.session_id }))
         }
-        Some("sync") => Some(json!({ "type": "sync", "id": id, "t0": msg.get("t0"), "ts_ns": received })),
+        Some("sync") => {
+            Some(json!({ "type": "sync", "id": id, "t0": msg.get("t0"), "ts_ns": received }))
+        }
         Some("sync_result") => {
             let f = |k: &str| msg.get(k).and_then(Value::as_f64);
-            if let (Some(t0), Some(t1), Some(ts)) = (f("t0"), f("t1"), msg.get("ts_ns").and_then(Value::as_i64)) {
-                let sample = SyncSample { t0_ms: t0, t1_ms: t1, ts_ns: ts };
-                s.clients.lock().expect("clients lock").entry(client.clone()).or_default().add(sample);
+            if let (Some(t0), Some(t1), Some(ts)) =
+                (f("t0"), f("t1"), msg.get("ts_ns").and_then(Value::as_i64))
+            {
+                let sample = SyncSample {
+                    t0_ms: t0,
+                    t1_ms: t1,
+                    ts_ns: ts,
+                };
+                s.clients
+                    .lock()
+                    .expect("clients lock")
+                    .entry(client.clone())
+                    .or_default()
+                    .add(sample);
             }
             None
         }

@@ -39,9 +39,13 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("consent is required: pass --consent with the reference of the participant's signed consent form")]
+    #[error(
+        "consent is required: pass --consent with the reference of the participant's signed consent form"
+    )]
     ConsentRequired,
-    #[error("participant code {0:?} must be 1-32 letters, digits, '-' or '_' (a pseudonymous code, not a name)")]
+    #[error(
+        "participant code {0:?} must be 1-32 letters, digits, '-' or '_' (a pseudonymous code, not a name)"
+    )]
     Participant(String),
     #[error("failed to build the capture pipeline")]
     Pipeline(#[source] gst::glib::Error),
@@ -87,7 +91,9 @@ pub fn check_identity(participant: &str, consent: &str) -> Result<(), RecordErro
         return Err(RecordError::ConsentRequired);
     }
     let ok = (1..=32).contains(&participant.len())
-        && participant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && participant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
         return Err(RecordError::Participant(participant.into()));
     }
@@ -95,7 +101,9 @@ pub fn check_identity(participant: &str, consent: &str) -> Result<(), RecordErro
 }
 
 fn unix_ns(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 fn session_id(now: SystemTime, participant: &str, out_dir: &Path) -> String {
@@ -135,16 +143,27 @@ pub async fn record(
         .unwrap_or_else(|| opts.station.recording.events_listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|source| RecordError::Bind { addr: listen.clone(), source })?;
-    let events_addr = listener.local_addr().map_err(|source| RecordError::Bind { addr: listen, source })?;
+        .map_err(|source| RecordError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
+    let events_addr = listener.local_addr().map_err(|source| RecordError::Bind {
+        addr: listen,
+        source,
+    })?;
 
     let create = |path: &Path| {
-        fs::create_dir_all(path).map_err(|source| RecordError::Create { path: path.to_path_buf(), source })
+        fs::create_dir_all(path).map_err(|source| RecordError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     create(&bundle.media_dir())?;
     let reserve = bundle.dir.join(RESERVE_FILE);
-    fs::write(&reserve, vec![0u8; RESERVE_BYTES])
-        .map_err(|source| RecordError::Create { path: reserve.clone(), source })?;
+    fs::write(&reserve, vec![0u8; RESERVE_BYTES]).map_err(|source| RecordError::Create {
+        path: reserve.clone(),
+        source,
+    })?;
 
     let started = start(&pipeline);
     let clock = match started {
@@ -193,10 +212,19 @@ pub async fn record(
     };
     bundle.write_manifest(&manifest)?;
 
-    let (log, log_thread) = EventLog::open(&bundle.events_path(), 1)
-        .map_err(|source| RecordError::Create { path: bundle.events_path(), source })?;
+    let (log, log_thread) =
+        EventLog::open(&bundle.events_path(), 1).map_err(|source| RecordError::Create {
+            path: bundle.events_path(),
+            source,
+        })?;
     let (stop_tx, mut stop_rx) = watch::channel(None::<String>);
-    let state = Arc::new(EndpointState::new(id.clone(), bundle.dir.clone(), clock.clone(), log, stop_tx));
+    let state = Arc::new(EndpointState::new(
+        id.clone(),
+        bundle.dir.clone(),
+        clock.clone(),
+        log,
+        stop_tx,
+    ));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, server::router(state.clone()))
@@ -207,7 +235,10 @@ pub async fn record(
     );
     tracing::info!("recording {id}: events at http://{events_addr} (operator console: /operator)");
     state
-        .system_event("recording_started", json!({ "participant": opts.participant, "station": manifest.station }))
+        .system_event(
+            "recording_started",
+            json!({ "participant": opts.participant, "station": manifest.station }),
+        )
         .await;
 
     let mut browser = None;
@@ -223,7 +254,10 @@ pub async fn record(
 
     // The bus loop: segments, device errors, stop requests, EOS.
     let mut bus = pipeline.bus().expect("a pipeline has a bus").stream();
-    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d.saturating_sub(Duration::from_nanos(since_zero.max(0) as u64)));
+    let deadline = opts.duration.map(|d| {
+        tokio::time::Instant::now()
+            + d.saturating_sub(Duration::from_nanos(since_zero.max(0) as u64))
+    });
     let sleep_until = async {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,
@@ -304,7 +338,10 @@ pub async fn record(
         b.close().await;
     }
     state
-        .system_event("recording_stopped", json!({ "reason": fatal.as_ref().or(reason.as_ref()) }))
+        .system_event(
+            "recording_stopped",
+            json!({ "reason": fatal.as_ref().or(reason.as_ref()) }),
+        )
         .await;
     let _ = server_stop_tx.send(());
     let _ = server.await;
@@ -352,21 +389,30 @@ fn refresh_stats(manifest: &mut Manifest, state: &EndpointState) {
 
 /// Sets the pipeline playing and returns the session clock once it runs.
 fn start(pipeline: &gst::Pipeline) -> Result<SessionClock, RecordError> {
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| RecordError::Start(first_error(pipeline).unwrap_or_else(|| "pipeline refused to play".into())))?;
+    pipeline.set_state(gst::State::Playing).map_err(|_| {
+        RecordError::Start(
+            first_error(pipeline).unwrap_or_else(|| "pipeline refused to play".into()),
+        )
+    })?;
     let (res, state, _) = pipeline.state(gst::ClockTime::from_seconds(10));
     if res.is_err() || state != gst::State::Playing {
-        return Err(RecordError::Start(first_error(pipeline).unwrap_or_else(|| format!("pipeline stuck in {state:?}"))));
+        return Err(RecordError::Start(
+            first_error(pipeline).unwrap_or_else(|| format!("pipeline stuck in {state:?}")),
+        ));
     }
     let clock = pipeline.clock().expect("a playing pipeline has a clock");
-    let base = pipeline.base_time().expect("a playing pipeline has a base time");
+    let base = pipeline
+        .base_time()
+        .expect("a playing pipeline has a base time");
     Ok(SessionClock::new(clock, base.nseconds()))
 }
 
 fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Error])?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_mseconds(500),
+        &[gst::MessageType::Error],
+    )?;
     match msg.view() {
         gst::MessageView::Error(e) => Some(format!(
             "{}: {} ({})",
@@ -399,29 +445,50 @@ fn source_track(msg: &gst::Message) -> Option<String> {
     None
 }
 
-fn handle_message(msg: &gst::Message, manifest: &mut Manifest, bundle: &Bundle, clock: &SessionClock) -> BusOutcome {
+fn handle_message(
+    msg: &gst::Message,
+    manifest: &mut Manifest,
+    bundle: &Bundle,
+    clock: &SessionClock,
+) -> BusOutcome {
     use gst::MessageView;
     match msg.view() {
         MessageView::Eos(_) => BusOutcome::Eos,
         MessageView::Error(e) => {
-            let text = format!("{} ({})", e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default());
-            if e.error().matches(gst::ResourceError::NoSpaceLeft) || text.contains("No space left") {
+            let text = format!(
+                "{} ({})",
+                e.error(),
+                e.debug().map(|d| d.to_string()).unwrap_or_default()
+            );
+            if e.error().matches(gst::ResourceError::NoSpaceLeft) || text.contains("No space left")
+            {
                 return BusOutcome::DiskFull(e.error().to_string());
             }
             match source_track(msg) {
-                Some(track) => BusOutcome::SourceLost { track, error: e.error().to_string() },
+                Some(track) => BusOutcome::SourceLost {
+                    track,
+                    error: e.error().to_string(),
+                },
                 None => BusOutcome::Fatal(format!(
                     "{}: {text}",
-                    msg.src().map(|s| s.path_string().to_string()).unwrap_or_default()
+                    msg.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default()
                 )),
             }
         }
         MessageView::Warning(w) => {
-            tracing::warn!("{}: {}", msg.src().map(|s| s.name().to_string()).unwrap_or_default(), w.error());
+            tracing::warn!(
+                "{}: {}",
+                msg.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                w.error()
+            );
             BusOutcome::Continue
         }
         MessageView::Element(e) => {
-            let Some(s) = e.structure() else { return BusOutcome::Continue };
+            let Some(s) = e.structure() else {
+                return BusOutcome::Continue;
+            };
             let opened = s.name() == "splitmuxsink-fragment-opened";
             let closed = s.name() == "splitmuxsink-fragment-closed";
             if !(opened || closed) {
@@ -432,13 +499,20 @@ fn handle_message(msg: &gst::Message, manifest: &mut Manifest, bundle: &Bundle, 
                 .and_then(|o| o.name().strip_prefix("mux_").map(str::to_string))
                 .unwrap_or_default();
             let location = s.get::<String>("location").unwrap_or_default();
-            let running = s.get::<u64>("running-time").map(|t| t as i64).unwrap_or_else(|_| clock.now_ns());
+            let running = s
+                .get::<u64>("running-time")
+                .map(|t| t as i64)
+                .unwrap_or_else(|_| clock.now_ns());
             let file = Path::new(&location)
                 .strip_prefix(&bundle.dir)
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or(location.clone());
             if opened {
-                let index = manifest.segments.iter().filter(|x| x.group == group).count() as u32;
+                let index = manifest
+                    .segments
+                    .iter()
+                    .filter(|x| x.group == group)
+                    .count() as u32;
                 manifest.segments.push(Segment {
                     group,
                     index,
@@ -460,7 +534,9 @@ fn handle_message(msg: &gst::Message, manifest: &mut Manifest, bundle: &Bundle, 
 /// Ends one source's branch with EOS so the muxers stop waiting for it and
 /// the other tracks go on.
 fn end_branch(pipeline: &gst::Pipeline, track: &str) {
-    let Some(src) = pipeline.by_name(&format!("src_{track}")) else { return };
+    let Some(src) = pipeline.by_name(&format!("src_{track}")) else {
+        return;
+    };
     if let Some(peer) = src.static_pad("src").and_then(|p| p.peer()) {
         peer.send_event(gst::event::Eos::new());
     }
@@ -473,9 +549,18 @@ mod tests {
 
     #[test]
     fn identity_rules() {
-        assert!(matches!(check_identity("P01", ""), Err(RecordError::ConsentRequired)));
-        assert!(matches!(check_identity("P01", "  "), Err(RecordError::ConsentRequired)));
-        assert!(matches!(check_identity("Ivan Petrov", "C1"), Err(RecordError::Participant(_))));
+        assert!(matches!(
+            check_identity("P01", ""),
+            Err(RecordError::ConsentRequired)
+        ));
+        assert!(matches!(
+            check_identity("P01", "  "),
+            Err(RecordError::ConsentRequired)
+        ));
+        assert!(matches!(
+            check_identity("Ivan Petrov", "C1"),
+            Err(RecordError::Participant(_))
+        ));
         assert!(check_identity("P01", "C-2026-17").is_ok());
     }
 }

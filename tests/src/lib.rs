@@ -59,7 +59,10 @@ pub fn require(tool: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed: run hardware-setup/install.sh");
+    assert!(
+        found,
+        "{tool} is not installed: run hardware-setup/install.sh"
+    );
 }
 
 struct KillOnDrop(Child);
@@ -87,7 +90,14 @@ impl Xvfb {
             }
             let child = Command::new("Xvfb")
                 .arg(format!(":{n}"))
-                .args(["-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
+                .args([
+                    "-screen",
+                    "0",
+                    &format!("{width}x{height}x24"),
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -97,7 +107,10 @@ impl Xvfb {
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(10) {
                 if Path::new(&socket).exists() {
-                    return Ok(Self { display: format!(":{n}"), _child: child });
+                    return Ok(Self {
+                        display: format!(":{n}"),
+                        _child: child,
+                    });
                 }
                 if child.0.try_wait()?.is_some() {
                     break;
@@ -127,9 +140,21 @@ impl Pulse {
         let dir = temp_dir("pulse");
         let socket = dir.join("native");
         let child = Command::new("pulseaudio")
-            .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=false", "--log-target=stderr"])
-            .arg(format!("--load=module-native-protocol-unix socket={} auth-anonymous=1", socket.display()))
-            .arg(format!("--load=module-null-sink sink_name={} rate=48000 channels=1", Self::SINK))
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=false",
+                "--log-target=stderr",
+            ])
+            .arg(format!(
+                "--load=module-native-protocol-unix socket={} auth-anonymous=1",
+                socket.display()
+            ))
+            .arg(format!(
+                "--load=module-null-sink sink_name={} rate=48000 channels=1",
+                Self::SINK
+            ))
             .env("HOME", &dir)
             .env("XDG_RUNTIME_DIR", &dir)
             .stdout(Stdio::null())
@@ -147,7 +172,11 @@ impl Pulse {
                 .map(|o| String::from_utf8_lossy(&o.stdout).contains(Self::MONITOR))
                 .unwrap_or(false);
             if ok {
-                return Ok(Self { server, dir, _child: child });
+                return Ok(Self {
+                    server,
+                    dir,
+                    _child: child,
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -155,7 +184,10 @@ impl Pulse {
     }
 
     pub fn pactl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let o = Command::new("pactl").args(args).env("PULSE_SERVER", &self.server).output()?;
+        let o = Command::new("pactl")
+            .args(args)
+            .env("PULSE_SERVER", &self.server)
+            .output()?;
         if !o.status.success() {
             bail!("pactl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         }
@@ -173,12 +205,19 @@ impl RecorderProcess {
     /// Starts the recorder; `--out` and `--listen 127.0.0.1:0` are added.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)], out_dir: &Path) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("lab-recorder"));
-        cmd.arg("record").args(args).arg("--out").arg(out_dir).args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("record")
+            .args(args)
+            .arg("--out")
+            .arg(out_dir)
+            .args(["--listen", "127.0.0.1:0"]);
         for (k, v) in envs {
             cmd.env(k, v);
         }
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        Ok(Self { child, out_dir: out_dir.to_path_buf() })
+        Ok(Self {
+            child,
+            out_dir: out_dir.to_path_buf(),
+        })
     }
 
     /// Waits until the bundle's manifest exists and returns (bundle dir, events URL).
@@ -223,7 +262,10 @@ impl RecorderProcess {
 pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").context("http:// URL")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -235,8 +277,15 @@ pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).context("bad HTTP response")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("bad HTTP response")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -261,7 +310,14 @@ pub fn video_frames(file: &Path) -> anyhow::Result<Vec<(i64, [f32; 3])>> {
                 }
             }
             let n = (map.len() / 3) as f64;
-            frames.lock().unwrap().push((pts, [(sum[0] / n) as f32, (sum[1] / n) as f32, (sum[2] / n) as f32]));
+            frames.lock().unwrap().push((
+                pts,
+                [
+                    (sum[0] / n) as f32,
+                    (sum[1] / n) as f32,
+                    (sum[2] / n) as f32,
+                ],
+            ));
             Ok(())
         }
     })?;
@@ -269,8 +325,9 @@ pub fn video_frames(file: &Path) -> anyhow::Result<Vec<(i64, [f32; 3])>> {
     Ok(v)
 }
 
-/// Decoded first audio track of a segment as mono f32 at 48 kHz, with the session time of its first sample.
-pub fn audio_samples(file: &Path) -> anyhow::Result<(i64, Vec<f32>)> {
+/// Decoded first audio track of a segment as mono f32 at 48 kHz, with the
+/// session time of its first sample; `None` if the segment holds no audio.
+pub fn audio_samples(file: &Path) -> anyhow::Result<Option<(i64, Vec<f32>)>> {
     gst::init()?;
     let desc = format!(
         "filesrc location=\"{}\" ! matroskademux name=d d.audio_0 ! opusparse ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,channels=1,rate=48000,layout=interleaved ! appsink name=out sync=false",
@@ -286,20 +343,29 @@ pub fn audio_samples(file: &Path) -> anyhow::Result<(i64, Vec<f32>)> {
             if o.0.is_none() {
                 o.0 = buf.pts().map(|p| p.nseconds() as i64);
             }
-            o.1.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            o.1.extend(
+                map.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
             Ok(())
         }
     })?;
     let (start, samples) = std::mem::take(&mut *out.lock().unwrap());
-    Ok((start.context("no audio decoded")?, samples))
+    Ok(start.map(|s| (s, samples)))
 }
 
 fn run_appsink(
     desc: &str,
     mut on_sample: impl FnMut(&gst::Sample) -> anyhow::Result<()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pipeline = gst::parse::launch(desc)?.downcast::<gst::Pipeline>().expect("pipeline");
-    let sink = pipeline.by_name("out").context("no appsink")?.downcast::<gst_app::AppSink>().expect("appsink");
+    let pipeline = gst::parse::launch(desc)?
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let sink = pipeline
+        .by_name("out")
+        .context("no appsink")?
+        .downcast::<gst_app::AppSink>()
+        .expect("appsink");
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -316,7 +382,11 @@ fn run_appsink(
         match msg.view() {
             gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(e) => {
-                result = Err(anyhow::anyhow!("decoding failed: {} ({:?})", e.error(), e.debug()));
+                result = Err(anyhow::anyhow!(
+                    "decoding failed: {} ({:?})",
+                    e.error(),
+                    e.debug()
+                ));
                 break;
             }
             _ => {}
@@ -330,11 +400,22 @@ fn run_appsink(
 pub fn ffprobe(file: &Path) -> anyhow::Result<(bool, bool, f64)> {
     require("ffprobe");
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type:packet=pts_time,duration_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type:packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()?;
     if !o.status.success() {
-        bail!("ffprobe {}: {}", file.display(), String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "ffprobe {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&o.stdout);
     let (mut video, mut audio, mut end) = (false, false, 0f64);
@@ -356,8 +437,12 @@ pub fn ffprobe(file: &Path) -> anyhow::Result<(bool, bool, f64)> {
 /// Median and maximum of absolute values, for reporting offsets.
 pub fn summary(xs: &[f64]) -> (f64, f64, f64) {
     let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median = if v.is_empty() { f64::NAN } else { v[v.len() / 2] };
+    v.sort_by(f64::total_cmp);
+    let median = if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    };
     let min = v.first().copied().unwrap_or(f64::NAN);
     let max = v.last().copied().unwrap_or(f64::NAN);
     (min, median, max)

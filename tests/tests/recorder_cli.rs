@@ -10,7 +10,16 @@ use lab_tests::{RecorderProcess, bin, ffprobe, http, temp_dir};
 fn test_sources_for_six_seconds_give_a_complete_decodable_bundle() {
     let out = temp_dir("six");
     let o = std::process::Command::new(bin("lab-recorder"))
-        .args(["record", "--test-sources", "--duration", "6", "--participant", "P01", "--consent", "C01"])
+        .args([
+            "record",
+            "--test-sources",
+            "--duration",
+            "6",
+            "--participant",
+            "P01",
+            "--consent",
+            "C01",
+        ])
         .args(["--listen", "127.0.0.1:0", "--out"])
         .arg(&out)
         .output()
@@ -22,7 +31,11 @@ fn test_sources_for_six_seconds_give_a_complete_decodable_bundle() {
     let m = bundle.read_manifest().unwrap();
     assert_eq!(m.status, SessionStatus::Complete);
     assert_eq!((m.participant.as_str(), m.consent.as_str()), ("P01", "C01"));
-    assert!(m.segments.iter().all(|s| s.state == SegmentState::Closed), "{:?}", m.segments);
+    assert!(
+        m.segments.iter().all(|s| s.state == SegmentState::Closed),
+        "{:?}",
+        m.segments
+    );
     let mut main_end = 0.0f64;
     for s in &m.segments {
         let (video, audio, end) = ffprobe(&bundle.dir.join(&s.file)).unwrap();
@@ -31,7 +44,10 @@ fn test_sources_for_six_seconds_give_a_complete_decodable_bundle() {
             main_end = main_end.max(end);
         }
     }
-    println!("six-second recording: {} segments, main group ends at {main_end:.3} s", m.segments.len());
+    println!(
+        "six-second recording: {} segments, main group ends at {main_end:.3} s",
+        m.segments.len()
+    );
     assert!((5.5..=6.6).contains(&main_end), "recorded {main_end} s");
     assert!(m.segments.iter().any(|s| s.group == "camera"));
 }
@@ -41,7 +57,14 @@ fn without_consent_nothing_is_written() {
     let out = temp_dir("noconsent").join("sessions");
     for extra in [&[][..], &["--consent", ""][..], &["--consent", "   "][..]] {
         let o = std::process::Command::new(bin("lab-recorder"))
-            .args(["record", "--test-sources", "--duration", "2", "--participant", "P01"])
+            .args([
+                "record",
+                "--test-sources",
+                "--duration",
+                "2",
+                "--participant",
+                "P01",
+            ])
             .args(extra)
             .arg("--out")
             .arg(&out)
@@ -68,7 +91,10 @@ fn kill_9_keeps_acknowledged_events_and_the_media_up_to_the_crash() {
     // Acknowledged events until the kill.
     let mut acked = Vec::new();
     while started.elapsed() < Duration::from_secs(5) {
-        let body = format!(r#"{{"source":"observer","kind":"note","data":{{"n":{}}}}}"#, acked.len());
+        let body = format!(
+            r#"{{"source":"observer","kind":"note","data":{{"n":{}}}}}"#,
+            acked.len()
+        );
         let (status, resp) = http("POST", &format!("{url}/api/events"), body.as_bytes()).unwrap();
         assert_eq!(status, 201, "{resp}");
         let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
@@ -80,12 +106,22 @@ fn kill_9_keeps_acknowledged_events_and_the_media_up_to_the_crash() {
     let _ = rec.child.wait();
 
     let bundle = Bundle::new(&dir);
-    assert_eq!(bundle.read_manifest().unwrap().status, SessionStatus::Recording);
+    assert_eq!(
+        bundle.read_manifest().unwrap().status,
+        SessionStatus::Recording
+    );
     let (events, _torn) = bundle.read_events().unwrap();
     for seq in &acked {
-        assert!(events.iter().any(|e| e.seq == *seq), "acknowledged event {seq} lost");
+        assert!(
+            events.iter().any(|e| e.seq == *seq),
+            "acknowledged event {seq} lost"
+        );
     }
-    let o = std::process::Command::new(bin("lab-recorder")).arg("recover").arg(&dir).output().unwrap();
+    let o = std::process::Command::new(bin("lab-recorder"))
+        .arg("recover")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = bundle.read_manifest().unwrap();
     assert_eq!(m.status, SessionStatus::Interrupted);
@@ -103,7 +139,10 @@ fn kill_9_keeps_acknowledged_events_and_the_media_up_to_the_crash() {
     );
     assert!(decodable >= 3.0, "only {decodable} s decodable");
     // The documented bound: at most ~2 s lost at the end (open GOP + muxer).
-    assert!(decodable >= recorded_for - 2.0, "lost more than 2 s: {decodable} of {recorded_for}");
+    assert!(
+        decodable >= recorded_for - 2.0,
+        "lost more than 2 s: {decodable} of {recorded_for}"
+    );
 }
 
 #[test]
@@ -117,32 +156,55 @@ fn malformed_events_are_rejected_counted_and_never_stop_the_recording() {
     .unwrap();
     let (dir, url) = rec.wait_started().unwrap();
     let events = format!("{url}/api/events");
-    let huge = format!(r#"{{"source":"browser","kind":"x","data":{{"s":"{}"}}}}"#, "x".repeat(40_000));
+    let huge = format!(
+        r#"{{"source":"browser","kind":"x","data":{{"s":"{}"}}}}"#,
+        "x".repeat(40_000)
+    );
     let bad: Vec<(&[u8], u16)> = vec![
         (b"not json", 422),
         (b"{}", 422),
-        (br#"{"source":"browser","kind":"click","data":{"x":1}}"#, 422),
+        (
+            br#"{"source":"browser","kind":"click","data":{"x":1}}"#,
+            422,
+        ),
         (br#"{"source":"martian","kind":"x"}"#, 422),
-        (br#"{"source":"browser","kind":"DROP TABLE","data":{}}"#, 422),
+        (
+            br#"{"source":"browser","kind":"DROP TABLE","data":{}}"#,
+            422,
+        ),
         (br#"{"source":"browser","kind":"x","t":"yesterday"}"#, 422),
         (b"\xff\xfe\x00", 422),
         (huge.as_bytes(), 413),
     ];
     for (body, want) in &bad {
         let (status, resp) = http("POST", &events, body).unwrap();
-        assert_eq!(status, *want, "{}: {resp}", String::from_utf8_lossy(&body[..body.len().min(60)]));
+        assert_eq!(
+            status,
+            *want,
+            "{}: {resp}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
         assert!(resp.contains("error"), "{resp}");
     }
     let (status, _) = http("POST", &format!("{url}/api/markers"), b"[1,2]").unwrap();
     assert_eq!(status, 422);
-    let (status, _) = http("POST", &format!("{url}/api/markers"), r#"{"type":"task_start","label":"Задание 1"}"#.as_bytes()).unwrap();
+    let (status, _) = http(
+        "POST",
+        &format!("{url}/api/markers"),
+        r#"{"type":"task_start","label":"Задание 1"}"#.as_bytes(),
+    )
+    .unwrap();
     assert_eq!(status, 201);
-    let good = br#"{"source":"browser","kind":"click","data":{"x":1,"y":2,"selector":"button.next"}}"#;
+    let good =
+        br#"{"source":"browser","kind":"click","data":{"x":1,"y":2,"selector":"button.next"}}"#;
     let (status, _) = http("POST", &events, good).unwrap();
     assert_eq!(status, 201);
 
     // The WebSocket path counts its malformed frames too.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let ws_rejects = rt.block_on(async {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
@@ -180,7 +242,11 @@ fn malformed_events_are_rejected_counted_and_never_stop_the_recording() {
     assert_eq!((m.events.accepted, m.events.rejected), (3, rejected));
     let (events, torn) = bundle.read_events().unwrap();
     assert_eq!(torn, 0);
-    let kinds: Vec<_> = events.iter().filter(|e| !e.kind.starts_with("system.")).map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<_> = events
+        .iter()
+        .filter(|e| !e.kind.starts_with("system."))
+        .map(|e| e.kind.as_str())
+        .collect();
     assert_eq!(kinds, ["marker", "click", "scroll"]);
     println!("malformed events: {rejected} rejected and counted, 3 accepted, recording completed");
 }
@@ -188,7 +254,12 @@ fn malformed_events_are_rejected_counted_and_never_stop_the_recording() {
 #[test]
 fn sigterm_finalizes_the_bundle() {
     let out = temp_dir("sigterm");
-    let mut rec = RecorderProcess::spawn(&["--test-sources", "--participant", "P04", "--consent", "C04"], &[], &out).unwrap();
+    let mut rec = RecorderProcess::spawn(
+        &["--test-sources", "--participant", "P04", "--consent", "C04"],
+        &[],
+        &out,
+    )
+    .unwrap();
     let (dir, _) = rec.wait_started().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: plain kill(2) of our own child.
