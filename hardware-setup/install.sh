@@ -31,6 +31,8 @@ packages=(
   postgresql python3 python3-venv python3-pip
   # misc
   ca-certificates procps psmisc curl
+  # scripts/bench-record: CPU and peak-RSS measurement (/usr/bin/time)
+  time
 )
 
 missing=()

@@ -1,1 +1,9 @@
-//! placeholder
+//! Station set-up: `probe` finds screens, cameras, microphones, encoders and
+//! disk; `check` makes a short real recording and measures it; `media`
+//! decodes recorded segments independently of the recorder (shared with the
+//! end-to-end tests). The system packages come from `install.sh` beside
+//! this crate.
+
+pub mod check;
+pub mod media;
+pub mod probe;

@@ -1,1 +1,140 @@
-fn main() {}
+//! `lab-setup`: prepares and verifies a recording station.
+//!
+//! ```text
+//! lab-setup probe --write station.toml
+//! lab-setup check --station station.toml
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hardware_setup::{check, probe};
+use lab_model::StationConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "lab-setup",
+    version,
+    about = "Probe, configure and check a usability-lab recording station"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List screens, cameras, microphones, working H.264 encoders and free disk;
+    /// optionally write a station config from what was found.
+    Probe {
+        /// Write a station config (TOML) here.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// Station name for the written config.
+        #[arg(long, default_value = "station")]
+        name: String,
+        /// Where sessions will be stored (for the free-space estimate).
+        #[arg(long, default_value = "sessions", env = "LAB_SESSIONS")]
+        sessions: PathBuf,
+    },
+    /// Make a short real recording with the station's devices and report dropped
+    /// frames, the event-to-frame offset and the audio/video offset.
+    Check {
+        #[arg(long, env = "LAB_STATION")]
+        station: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Where to keep the check recording (default: a temporary directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the flashing/beeping browser page (e.g. when the screen is not X11).
+        #[arg(long)]
+        no_optical: bool,
+        #[arg(long, default_value = "chromium", env = "LAB_CHROMIUM")]
+        chromium: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lab-setup: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Cmd::Probe {
+            write,
+            name,
+            sessions,
+        } => {
+            let p = probe::probe(&sessions)?;
+            let config = p.station_config(&name);
+            print!("{}", p.report(&config));
+            if let Some(path) = write {
+                let text = format!(
+                    "# Station config written by `lab-setup probe` (format documented in docs/station-config.md).\n\
+                     # Edit devices and roles as needed, then run `lab-setup check --station {}`.\n{}",
+                    path.display(),
+                    config.to_toml()
+                );
+                std::fs::write(&path, text)
+                    .with_context(|| format!("failed to write {}", path.display()))?;
+                println!("Wrote {}", path.display());
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Check {
+            station,
+            seconds,
+            out,
+            no_optical,
+            chromium,
+        } => {
+            let text = std::fs::read_to_string(&station)
+                .with_context(|| format!("failed to read {}", station.display()))?;
+            let config = StationConfig::from_toml(&text)
+                .with_context(|| format!("in {}", station.display()))?;
+            let out_dir = out.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("lab-check-{}", std::process::id()))
+            });
+            let optical =
+                !no_optical && config.screen.source == lab_model::station::ScreenSource::Ximage;
+            let opts = check::CheckOptions {
+                station: config,
+                seconds,
+                out_dir,
+                optical,
+                chromium,
+            };
+            let report = check::check(opts, async {
+                let _ = tokio::signal::ctrl_c().await;
+                "signal: interrupt".to_string()
+            })
+            .await?;
+            print!("{}", report.render());
+            let problems = report.problems();
+            if problems.is_empty() {
+                println!("Station check passed.");
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("PROBLEM: {p}");
+                }
+                Ok(std::process::ExitCode::FAILURE)
+            }
+        }
+    }
+}

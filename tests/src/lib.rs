@@ -8,13 +8,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 /// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
 pub fn bin(name: &str) -> PathBuf {
@@ -289,112 +285,7 @@ pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String
     Ok((status, body))
 }
 
-/// Decoded video frames of a segment: (pts in session ns, mean RGB).
-pub fn video_frames(file: &Path) -> anyhow::Result<Vec<(i64, [f32; 3])>> {
-    gst::init()?;
-    let desc = format!(
-        "filesrc location=\"{}\" ! matroskademux name=d d.video_0 ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! video/x-raw,format=RGB,width=32,height=18 ! appsink name=out sync=false",
-        file.display()
-    );
-    let frames = Arc::new(Mutex::new(Vec::new()));
-    run_appsink(&desc, {
-        let frames = frames.clone();
-        move |sample| {
-            let buf = sample.buffer().context("no buffer")?;
-            let pts = buf.pts().context("frame without pts")?.nseconds() as i64;
-            let map = buf.map_readable()?;
-            let mut sum = [0f64; 3];
-            for px in map.chunks_exact(3) {
-                for c in 0..3 {
-                    sum[c] += px[c] as f64;
-                }
-            }
-            let n = (map.len() / 3) as f64;
-            frames.lock().unwrap().push((
-                pts,
-                [
-                    (sum[0] / n) as f32,
-                    (sum[1] / n) as f32,
-                    (sum[2] / n) as f32,
-                ],
-            ));
-            Ok(())
-        }
-    })?;
-    let v = frames.lock().unwrap().clone();
-    Ok(v)
-}
-
-/// Decoded first audio track of a segment as mono f32 at 48 kHz, with the
-/// session time of its first sample; `None` if the segment holds no audio.
-pub fn audio_samples(file: &Path) -> anyhow::Result<Option<(i64, Vec<f32>)>> {
-    gst::init()?;
-    let desc = format!(
-        "filesrc location=\"{}\" ! matroskademux name=d d.audio_0 ! opusparse ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,channels=1,rate=48000,layout=interleaved ! appsink name=out sync=false",
-        file.display()
-    );
-    let out = Arc::new(Mutex::new((None::<i64>, Vec::<f32>::new())));
-    run_appsink(&desc, {
-        let out = out.clone();
-        move |sample| {
-            let buf = sample.buffer().context("no buffer")?;
-            let map = buf.map_readable()?;
-            let mut o = out.lock().unwrap();
-            if o.0.is_none() {
-                o.0 = buf.pts().map(|p| p.nseconds() as i64);
-            }
-            o.1.extend(
-                map.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
-            Ok(())
-        }
-    })?;
-    let (start, samples) = std::mem::take(&mut *out.lock().unwrap());
-    Ok(start.map(|s| (s, samples)))
-}
-
-fn run_appsink(
-    desc: &str,
-    mut on_sample: impl FnMut(&gst::Sample) -> anyhow::Result<()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let pipeline = gst::parse::launch(desc)?
-        .downcast::<gst::Pipeline>()
-        .expect("pipeline");
-    let sink = pipeline
-        .by_name("out")
-        .context("no appsink")?
-        .downcast::<gst_app::AppSink>()
-        .expect("appsink");
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                on_sample(&sample).map_err(|_| gst::FlowError::Error)?;
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    pipeline.set_state(gst::State::Playing)?;
-    let bus = pipeline.bus().expect("bus");
-    let mut result = Ok(());
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => {
-                result = Err(anyhow::anyhow!(
-                    "decoding failed: {} ({:?})",
-                    e.error(),
-                    e.debug()
-                ));
-                break;
-            }
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null)?;
-    result
-}
+pub use hardware_setup::media::{audio_samples, video_frames};
 
 /// `ffprobe` as an independent check: (has video, has audio, last packet end in seconds).
 pub fn ffprobe(file: &Path) -> anyhow::Result<(bool, bool, f64)> {

@@ -1,0 +1,333 @@
+//! `lab-setup check`: a short real recording with the station's own devices,
+//! measured the way the sync test measures the recorder: dropped frames per
+//! video track, and (when Chromium can be shown on the station's screen)
+//! flashes and beeps from an instrumented page compared with where they
+//! landed in the recorded media.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lab_model::station::{CameraSource, MicrophoneSource, ScreenSource};
+use lab_model::{Bundle, SessionStatus, StationConfig};
+use recorder::browser::BrowserOptions;
+use recorder::{RecordOptions, record};
+
+use crate::media::{audio_samples, flash_offsets_ms, hex_colour, onset_ns, video_frames};
+
+const FLASH_HTML: &str = include_str!("flash.html");
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub station: StationConfig,
+    pub seconds: f64,
+    /// Where the check's bundle goes; kept for inspection.
+    pub out_dir: PathBuf,
+    /// Show a flashing, beeping page in Chromium on the recorded screen.
+    pub optical: bool,
+    pub chromium: PathBuf,
+}
+
+#[derive(Debug, Default)]
+pub struct TrackFrames {
+    pub track: String,
+    pub recorded: usize,
+    pub expected: usize,
+}
+
+impl TrackFrames {
+    pub fn dropped(&self) -> usize {
+        self.expected.saturating_sub(self.recorded)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub bundle: PathBuf,
+    pub frames: Vec<TrackFrames>,
+    pub audio_seconds: f64,
+    /// Event -> first frame showing it, ms.
+    pub flash_offsets_ms: Vec<f64>,
+    /// Scheduled beep -> its onset in the recorded audio, ms.
+    pub beep_offsets_ms: Vec<f64>,
+    pub clock_uncertainty_ms: Option<f64>,
+    pub frame_ms: f64,
+}
+
+/// Devices the config names that this machine does not have, each with what to do.
+pub fn missing_devices(station: &StationConfig, microphones_found: &[String]) -> Vec<String> {
+    let mut missing = Vec::new();
+    let s = &station.screen;
+    if s.source == ScreenSource::Ximage {
+        let display = if s.device.is_empty() {
+            std::env::var("DISPLAY").unwrap_or_default()
+        } else {
+            s.device.clone()
+        };
+        let ok = !display.is_empty()
+            && std::process::Command::new("xdpyinfo")
+                .args(["-display", &display])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+        if !ok {
+            missing.push(format!("screen: X display {display:?} cannot be opened (is the session running, is DISPLAY right?)"));
+        }
+    }
+    if let Some(c) = &station.camera
+        && c.source == CameraSource::V4l2
+        && !Path::new(&c.device).exists()
+    {
+        missing.push(format!(
+            "camera: {} is configured but not present (is it plugged in?)",
+            c.device
+        ));
+    }
+    for (i, m) in station.microphones.iter().enumerate() {
+        let known = match m.source {
+            MicrophoneSource::Test => true,
+            _ if m.device.is_empty() => !microphones_found.is_empty(),
+            _ => microphones_found.iter().any(|d| d == &m.device),
+        };
+        if !known {
+            let dev = if m.device.is_empty() {
+                "the default source"
+            } else {
+                &m.device
+            };
+            missing.push(format!("microphones[{i}]: {dev} is configured but not present (found: {microphones_found:?})"));
+        }
+    }
+    missing
+}
+
+pub async fn check(
+    opts: CheckOptions,
+    shutdown: impl Future<Output = String>,
+) -> anyhow::Result<CheckReport> {
+    gstreamer::init()?;
+    let found: Vec<String> = crate::probe::probe(&opts.out_dir)?
+        .microphones
+        .into_iter()
+        .map(|d| d.device)
+        .collect();
+    let missing = missing_devices(&opts.station, &found);
+    if !missing.is_empty() {
+        bail!(
+            "configured devices are missing:\n  {}",
+            missing.join("\n  ")
+        );
+    }
+    std::fs::create_dir_all(&opts.out_dir)?;
+    let browser = if opts.optical {
+        let page = opts.out_dir.join("flash.html");
+        std::fs::write(&page, FLASH_HTML)?;
+        let flashes = ((opts.seconds - 3.0) / 1.0).clamp(3.0, 30.0) as u32;
+        Some(BrowserOptions {
+            chromium: opts.chromium.clone(),
+            url: format!(
+                "file://{}?n={flashes}&beep=1",
+                page.canonicalize()?.display()
+            ),
+            kiosk: true,
+            window: (opts.station.screen.width, opts.station.screen.height),
+            extra_args: vec!["--disable-gpu".into()],
+        })
+    } else {
+        None
+    };
+    let mut station = opts.station.clone();
+    station.recording.events_listen = "127.0.0.1:0".into();
+    let ropts = RecordOptions {
+        station: station.clone(),
+        test_sources: false,
+        duration: Some(Duration::from_secs_f64(opts.seconds)),
+        participant: "CHECK".into(),
+        consent: "station-check".into(),
+        moderator: None,
+        study: Some("station check".into()),
+        life_situation: None,
+        out_dir: opts.out_dir.clone(),
+        events_listen: None,
+        browser,
+    };
+    let dir = record(ropts, shutdown)
+        .await
+        .context("test recording failed")?;
+    analyse(&dir, &station)
+}
+
+/// Measures a recorded check bundle.
+pub fn analyse(dir: &Path, station: &StationConfig) -> anyhow::Result<CheckReport> {
+    let bundle = Bundle::new(dir);
+    let m = bundle.read_manifest()?;
+    if m.status != SessionStatus::Complete {
+        bail!(
+            "the test recording ended {:?}: {}",
+            m.status,
+            m.stop_reason.unwrap_or_default()
+        );
+    }
+    let mut report = CheckReport {
+        bundle: dir.to_path_buf(),
+        frame_ms: 1000.0 / f64::from(station.screen.framerate),
+        ..Default::default()
+    };
+    let mut screen_frames = Vec::new();
+    let mut audio = Vec::new();
+    let has_audio = m.tracks.iter().any(|t| t.sample_rate.is_some());
+    for track in m.tracks.iter().filter(|t| t.framerate.is_some()) {
+        let group = &track.groups[0];
+        let mut frames = Vec::new();
+        for s in m.segments.iter().filter(|s| &s.group == group) {
+            frames.extend(video_frames(&dir.join(&s.file))?);
+            if group == "main" && has_audio {
+                audio.extend(audio_samples(&dir.join(&s.file))?);
+            }
+        }
+        frames.sort_by_key(|f| f.0);
+        let fps = f64::from(track.framerate.unwrap_or(30));
+        let span = match (frames.first(), frames.last()) {
+            (Some(a), Some(b)) => (b.0 - a.0) as f64 / 1e9,
+            _ => 0.0,
+        };
+        report.frames.push(TrackFrames {
+            track: track.id.clone(),
+            recorded: frames.len(),
+            expected: (span * fps).round() as usize + usize::from(!frames.is_empty()),
+        });
+        if track.id == "screen" {
+            screen_frames = frames;
+        }
+    }
+    report.audio_seconds = audio.iter().map(|(_, s)| s.len() as f64 / 48e3).sum();
+    let (events, _) = bundle.read_events()?;
+    let flashes: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "flash")
+        .filter_map(|e| Some((e.t_ns, hex_colour(e.data["colour"].as_str()?)?)))
+        .collect();
+    report.flash_offsets_ms = flash_offsets_ms(&screen_frames, &flashes);
+    if let Some(c) = m.clock.clients.first() {
+        report.clock_uncertainty_ms = Some(c.uncertainty_ns as f64 / 1e6);
+        report.beep_offsets_ms = events
+            .iter()
+            .filter(|e| e.kind == "beep")
+            .filter_map(|e| e.data["at_ms"].as_f64())
+            .map(|at| {
+                let t = (at * 1e6).round() as i64 + c.offset_ns;
+                onset_ns(&audio, t - 150_000_000, t + 500_000_000, 0.15)
+                    .map_or(f64::NAN, |o| (o - t) as f64 / 1e6)
+            })
+            .collect();
+    }
+    Ok(report)
+}
+
+fn stats(xs: &[f64]) -> String {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "no measurement".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let missed = xs.len() - v.len();
+    format!(
+        "min {:.1} / median {:.1} / max {:.1} ms over {}{}",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1],
+        v.len(),
+        if missed > 0 {
+            format!(" ({missed} not found)")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn median(xs: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+impl CheckReport {
+    /// Problems worth failing the check for.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for f in &self.frames {
+            if f.recorded == 0 {
+                p.push(format!("{}: no frames recorded", f.track));
+            } else if f.dropped() * 100 > f.expected {
+                p.push(format!(
+                    "{}: {} of {} frames dropped (over 1 %)",
+                    f.track,
+                    f.dropped(),
+                    f.expected
+                ));
+            }
+        }
+        if let Some(v) = median(&self.flash_offsets_ms)
+            && !(-1.0..=self.frame_ms + 3.0).contains(&v)
+        {
+            p.push(format!("event-to-frame offset {v:.1} ms is over one frame"));
+        }
+        p
+    }
+
+    pub fn render(&self) -> String {
+        let mut r = format!("Test recording: {}\n", self.bundle.display());
+        for f in &self.frames {
+            r += &format!(
+                "  {}: {} frames recorded, {} expected, {} dropped\n",
+                f.track,
+                f.recorded,
+                f.expected,
+                f.dropped()
+            );
+        }
+        r += &format!("  audio: {:.1} s decoded\n", self.audio_seconds);
+        if let Some(u) = self.clock_uncertainty_ms {
+            r += &format!("  browser clock offset known to ±{u:.2} ms\n");
+        }
+        if !self.flash_offsets_ms.is_empty() {
+            r += &format!(
+                "  event -> frame: {} (one frame is {:.1} ms)\n",
+                stats(&self.flash_offsets_ms),
+                self.frame_ms
+            );
+        }
+        if !self.beep_offsets_ms.is_empty() {
+            r += &format!("  event -> audio onset: {}\n", stats(&self.beep_offsets_ms));
+            if let (Some(a), Some(v)) = (
+                median(&self.beep_offsets_ms),
+                median(&self.flash_offsets_ms),
+            ) {
+                r += &format!(
+                    "  audio/video offset: {:+.1} ms (audio later when positive)\n",
+                    a - (v - self.frame_ms / 2.0)
+                );
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_devices_are_named() {
+        let mut s = StationConfig::default_station();
+        s.screen.source = ScreenSource::Test;
+        s.camera.as_mut().unwrap().device = "/dev/video-nonexistent".into();
+        s.microphones[0].device = "usb-mic".into();
+        let m = missing_devices(&s, &["other".into()]);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("/dev/video-nonexistent") && m[0].contains("not present"));
+        assert!(m[1].contains("usb-mic"));
+        assert!(missing_devices(&s, &["usb-mic".into()]).len() == 1);
+    }
+}
