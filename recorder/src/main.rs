@@ -30,7 +30,7 @@ struct Cli {
 enum Cmd {
     /// Record a session. Stops at --duration, on Ctrl-C / SIGTERM, or on POST /api/stop.
     /// Prints the bundle's path as the last line of stdout.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Finalize the manifest of a bundle whose recorder was killed (status becomes "interrupted").
     Recover {
         bundle: PathBuf,
@@ -103,6 +103,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Record(a) => {
+            let a = *a;
             // Consent first: nothing is read, bound or created without it.
             recorder::session::check_identity(&a.participant, &a.consent)?;
             let station = match &a.station {
