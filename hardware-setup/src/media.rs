@@ -187,7 +187,7 @@ mod tests {
                 )
             })
             .collect();
-        let offs = flash_offsets_ms(&frames, &[(120_000_000, red), (400_000_000, red)]);
+        let offs = flash_offsets_ms(&frames, &[(120_000_000, red), (800_000_000, red)]);
         assert_eq!(offs[0], 12.0);
         assert!(offs[1].is_nan());
     }
