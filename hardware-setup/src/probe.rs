@@ -216,17 +216,18 @@ impl Probe {
                 framerate: 30,
             },
         };
-        let camera = self.cameras.first().map(|c| CameraConfig {
-            source: if c.element == "v4l2src" {
-                CameraSource::V4l2
-            } else {
-                CameraSource::Test
-            },
-            device: c.device.clone(),
-            width: 1280,
-            height: 720,
-            framerate: 30,
-        });
+        // Only V4L2 cameras can be recorded; others are listed but not configured.
+        let camera = self
+            .cameras
+            .iter()
+            .find(|c| c.element == "v4l2src")
+            .map(|c| CameraConfig {
+                source: CameraSource::V4l2,
+                device: c.device.clone(),
+                width: 1280,
+                height: 720,
+                framerate: 30,
+            });
         let microphones = self
             .microphones
             .iter()

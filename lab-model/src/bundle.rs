@@ -209,7 +209,9 @@ pub struct Manifest {
     pub tracks: Vec<Track>,
     pub segments: Vec<Segment>,
     pub status: SessionStatus,
-    /// Why the recording stopped (`duration`, `signal`, `api`, `disk full: ...`, `recovered after crash`).
+    /// Why the recording stopped: `duration`, `api`, `signal: interrupt`, `signal: terminate`,
+    /// `disk full: ...`, `every source failed`, `browser failed to start: ...`, or, after
+    /// `lab-recorder recover`, `recorder (pid N) ended without finalizing; ...`.
     #[serde(default)]
     pub stop_reason: Option<String>,
     /// Session time at which recording stopped, when known.

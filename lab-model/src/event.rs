@@ -88,7 +88,7 @@ pub enum EventError {
         field: &'static str,
         what: &'static str,
     },
-    #[error("source {0:?} may not send events of kind {1:?}")]
+    #[error("{0} may not send events of kind {1:?} (only the recorder writes system events)")]
     Forbidden(&'static str, String),
 }
 
@@ -121,8 +121,9 @@ impl IncomingEvent {
         {
             return Err(EventError::Time(t));
         }
-        if self.source != EventSource::System && k.starts_with("system.") {
-            return Err(EventError::Forbidden("client", k.clone()));
+        // Only the recorder itself writes system events; clients cannot forge them.
+        if self.source == EventSource::System || k.starts_with("system.") {
+            return Err(EventError::Forbidden("a client", k.clone()));
         }
         let need = |field: &'static str, what: &'static str, ok: fn(&Value) -> bool| {
             if data.get(field).is_some_and(ok) {
@@ -136,10 +137,13 @@ impl IncomingEvent {
             }
         };
         match (self.source, k.as_str()) {
-            (EventSource::Browser, "click" | "dead_click_check") => {
+            (EventSource::Browser, "click") => {
                 need("x", "a number", Value::is_number)?;
                 need("y", "a number", Value::is_number)?;
                 need("selector", "a string", Value::is_string)
+            }
+            (EventSource::Browser, "click_effect") => {
+                need("click_id", "a number", Value::is_number)
             }
             (EventSource::Browser, "navigation") => need("url", "a string", Value::is_string),
             (EventSource::Browser, "input" | "change" | "focus" | "validation_error") => {
@@ -197,6 +201,14 @@ mod tests {
             (
                 r#"{"source":"browser","kind":"system.stop"}"#,
                 Err("may not send"),
+            ),
+            (
+                r#"{"source":"system","kind":"recording_stopped"}"#,
+                Err("may not send"),
+            ),
+            (
+                r#"{"source":"browser","kind":"click_effect","data":{}}"#,
+                Err("click_id"),
             ),
             (r#"not json"#, Err("expected shape")),
             (&big, Err("byte limit")),

@@ -9,6 +9,16 @@ use crate::bundle::ChannelRole;
 
 pub const STATION_FORMAT_VERSION: u32 = 1;
 
+/// H.264 encoder elements the recorder knows how to configure, preferred
+/// first: hardware (NVIDIA, VA-API, Intel Quick Sync, V4L2 M2M), then x264.
+pub const H264_ENCODERS: &[&str] = &[
+    "nvh264enc",
+    "vaapih264enc",
+    "qsvh264enc",
+    "v4l2h264enc",
+    "x264enc",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StationError {
     #[error("station config is not valid TOML of the expected shape")]
@@ -102,7 +112,7 @@ pub struct MicrophoneConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct EncoderConfig {
     /// H.264 encoder element: `x264enc`, `nvh264enc`, `vaapih264enc`, `qsvh264enc`, `v4l2h264enc`.
     pub video: String,
@@ -121,7 +131,7 @@ impl Default for EncoderConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     /// Length of one media segment; a crash loses at most the open one.
     pub segment_seconds: u32,
@@ -185,6 +195,30 @@ impl StationConfig {
                 ));
             }
         }
+        if !H264_ENCODERS.contains(&self.encoder.video.as_str()) {
+            return bad(format!(
+                "encoder.video {:?} is not one of {H264_ENCODERS:?}",
+                self.encoder.video
+            ));
+        }
+        if !(100..=50_000).contains(&self.encoder.video_bitrate_kbps)
+            || !(6..=510).contains(&self.encoder.audio_bitrate_kbps)
+        {
+            return bad(
+                "encoder bitrates must be 100-50000 kbit/s (video) and 6-510 kbit/s (audio)".into(),
+            );
+        }
+        if self
+            .recording
+            .events_listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return bad(format!(
+                "recording.events_listen {:?} is not an address like 127.0.0.1:7700",
+                self.recording.events_listen
+            ));
+        }
         if !(1..=60).contains(&self.recording.segment_seconds) {
             return bad("recording.segment_seconds must be 1-60".into());
         }
@@ -235,6 +269,16 @@ mod tests {
     }
 
     #[test]
+    fn partial_tables_take_defaults() {
+        let base = StationConfig::default_station().to_toml();
+        let c = StationConfig::from_toml(&base.replace("video_bitrate_kbps = 4000\n", "")).unwrap();
+        assert_eq!(
+            c.encoder.video_bitrate_kbps,
+            EncoderConfig::default().video_bitrate_kbps
+        );
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let base = StationConfig::default_station().to_toml();
         let cases = [
@@ -251,6 +295,14 @@ mod tests {
                 "not a usable size",
             ),
             (format!("{base}\nbogus = 1\n"), "expected shape"),
+            (
+                base.replace("video = \"x264enc\"", "video = \"x264enc ! evil\""),
+                "not one of",
+            ),
+            (
+                base.replace("127.0.0.1:7700", "localhost"),
+                "not an address",
+            ),
         ];
         for (text, want) in cases {
             let err = StationConfig::from_toml(&text).unwrap_err();

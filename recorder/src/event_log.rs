@@ -58,11 +58,15 @@ fn writer(mut file: File, rx: mpsc::Receiver<Pending>, mut next_seq: u64) {
             serde_json::to_writer(&mut buf, &p.event).expect("event serialises");
             buf.push(b'\n');
         }
+        let before = file.metadata().map(|m| m.len()).ok();
         let result = file.write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = &result {
-            // The seqs of a failed batch are not reused, so a partially written
-            // batch never collides with a later one; readers see a gap.
+            // Cut a partially written batch off again, so a later batch never
+            // follows a torn line. Its seqs are not reused: readers see a gap.
             tracing::error!("failed to write events: {e}");
+            if let Some(len) = before {
+                let _ = file.set_len(len);
+            }
         }
         for p in batch {
             let r = match &result {

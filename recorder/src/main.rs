@@ -153,6 +153,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 m.events.rejected
             );
             println!("{}", dir.display());
+            if m.status != lab_model::SessionStatus::Complete {
+                // The bundle is valid and printed above, but the session did not end as planned.
+                anyhow::bail!(
+                    "recording stopped early: {}",
+                    m.stop_reason.unwrap_or_default()
+                );
+            }
         }
         Cmd::Recover { bundle, force } => {
             let r = recorder::recover::recover(&bundle, force)?;

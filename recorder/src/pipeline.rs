@@ -23,14 +23,7 @@ use gstreamer::prelude::*;
 use lab_model::station::{CameraSource, MicrophoneSource, ScreenSource};
 use lab_model::{StationConfig, Track, TrackKind};
 
-/// H.264 encoders in order of preference: hardware first, x264 last.
-pub const H264_ENCODERS: &[&str] = &[
-    "nvh264enc",
-    "vaapih264enc",
-    "qsvh264enc",
-    "v4l2h264enc",
-    "x264enc",
-];
+pub use lab_model::station::H264_ENCODERS;
 
 #[derive(Debug, Clone)]
 pub struct PipelinePlan {
@@ -53,6 +46,10 @@ fn h264_encoder(element: &str, bitrate_kbps: u32, fps: u32) -> String {
             format!("vaapih264enc rate-control=cbr bitrate={bitrate_kbps} keyframe-period={fps}")
         }
         "qsvh264enc" => format!("qsvh264enc bitrate={bitrate_kbps} gop-size={fps}"),
+        "v4l2h264enc" => format!(
+            "v4l2h264enc extra-controls=\"controls,video_bitrate={},h264_i_frame_period={fps}\"",
+            bitrate_kbps * 1000
+        ),
         other => other.to_string(),
     }
 }
@@ -215,7 +212,11 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
             codec: "opus".into(),
             encoder: "opusenc".into(),
             source: source.into(),
-            device: m.device.clone(),
+            device: if test_sources {
+                String::new()
+            } else {
+                m.device.clone()
+            },
             groups: groups.clone(),
             width: None,
             height: None,

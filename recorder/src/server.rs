@@ -24,7 +24,6 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use lab_model::event::MAX_EVENT_BYTES;
 use lab_model::{ClockOffsetEstimate, Event, EventSource, IncomingEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +47,12 @@ pub struct EndpointState {
     /// Set to a reason to stop the recording.
     pub stop: watch::Sender<Option<String>>,
     next_client: AtomicU64,
+    /// (client, event id) -> (seq, t_ns) of events already written, for resends.
+    delivered: Mutex<HashMap<(String, String), (u64, i64)>>,
 }
+
+/// Resend dedup memory; far more than a probe ever has unacknowledged.
+const MAX_REMEMBERED_IDS: usize = 100_000;
 
 impl EndpointState {
     pub fn new(
@@ -68,6 +72,7 @@ impl EndpointState {
             rejected: AtomicU64::new(0),
             stop,
             next_client: AtomicU64::new(1),
+            delivered: Mutex::default(),
         }
     }
 
@@ -184,7 +189,9 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/api/status", get(status))
         .route("/api/stop", post(stop))
         .route("/ws", get(ws_upgrade))
-        .layer(DefaultBodyLimit::max(4 * MAX_EVENT_BYTES))
+        // Well above MAX_EVENT_BYTES, so oversized events reach our own check
+        // and get a counted JSON 413 rather than the framework's plain one.
+        .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(state)
 }
 
@@ -246,10 +253,13 @@ async fn post_event(
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let incoming = parse_event(&body).map_err(|e| s.reject(e))?;
+    let id = incoming.id.clone();
     let e = s.accept(incoming, q.client.as_deref()).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "seq": e.seq, "t_ns": e.t_ns, "uncertainty_ns": e.uncertainty_ns })),
+        axum::Json(
+            json!({ "id": id, "seq": e.seq, "t_ns": e.t_ns, "uncertainty_ns": e.uncertainty_ns }),
+        ),
     ))
 }
 
@@ -304,7 +314,7 @@ async fn stop(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {
 }
 
 async fn ws_upgrade(State(s): State<Arc<EndpointState>>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(4 * MAX_EVENT_BYTES)
+    ws.max_message_size(1 << 20)
         .on_upgrade(move |socket| ws_session(s, socket))
 }
 
@@ -374,11 +384,28 @@ async fn handle_ws_message(s: &EndpointState, client: &mut String, bytes: &[u8])
             None
         }
         Some("event") => {
+            // The probe resends unacknowledged events after a reconnect; one
+            // whose ack was lost on the way is acknowledged again, not re-recorded.
+            let key = (client.clone(), id.to_string());
+            if !id.is_null()
+                && let Some((seq, t_ns)) = s.delivered.lock().expect("delivered lock").get(&key)
+            {
+                return Some(
+                    json!({ "type": "ack", "id": id, "seq": seq, "t_ns": t_ns, "duplicate": true }),
+                );
+            }
             let raw = msg.get("event").map(|e| e.to_string()).unwrap_or_default();
             let result = match parse_event(raw.as_bytes()) {
                 Ok(incoming) => s.accept(incoming, Some(client)).await,
                 Err(e) => Err(s.reject(e)),
             };
+            if let (Ok(e), false) = (&result, id.is_null()) {
+                let mut d = s.delivered.lock().expect("delivered lock");
+                if d.len() >= MAX_REMEMBERED_IDS {
+                    d.clear();
+                }
+                d.insert(key, (e.seq, e.t_ns));
+            }
             Some(match result {
                 Ok(e) => json!({ "type": "ack", "id": id, "seq": e.seq, "t_ns": e.t_ns }),
                 Err(ApiError::BadRequest(m) | ApiError::TooLarge(m) | ApiError::Unavailable(m)) => {

@@ -241,13 +241,16 @@ pub async fn record(
         )
         .await;
 
+    let mut fatal: Option<String> = None;
+    let mut reason: Option<String> = None;
     let mut browser = None;
     if let Some(b) = &opts.browser {
         match Browser::launch(b, &format!("ws://{events_addr}/ws")).await {
             Ok(br) => browser = Some(br),
             Err(e) => {
-                tracing::error!("{:#}", e);
-                let _ = stop_rx_set(&state, "browser failed to start");
+                let why = format!("browser failed to start: {e:#}");
+                reason = Some(why.clone());
+                fatal = Some(why);
             }
         }
     }
@@ -267,10 +270,13 @@ pub async fn record(
     tokio::pin!(sleep_until);
     tokio::pin!(shutdown);
     let mut stopping: Option<tokio::time::Instant> = None;
-    let mut fatal: Option<String> = None;
-    let mut reason: Option<String> = None;
-    let mut lost_tracks = 0usize;
+    let mut lost_tracks = std::collections::HashSet::new();
     loop {
+        if reason.is_some() && stopping.is_none() {
+            tracing::info!("stopping ({})", reason.as_deref().unwrap_or(""));
+            stopping = Some(tokio::time::Instant::now() + EOS_TIMEOUT);
+            pipeline.send_event(gst::event::Eos::new());
+        }
         let eos_deadline = async {
             match stopping {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -303,13 +309,16 @@ pub async fn record(
                         }
                     }
                     BusOutcome::SourceLost { track, error } => {
-                        lost_tracks += 1;
+                        // A dying source often posts more than one error; the first says why.
+                        if !lost_tracks.insert(track.clone()) {
+                            continue;
+                        }
                         tracing::error!("{track} stopped: {error}; other tracks continue");
                         manifest.gaps.push(Gap { track: track.clone(), start_ns: clock.now_ns(), end_ns: None, reason: error.clone() });
                         state.system_event("device_lost", json!({ "track": track, "error": error })).await;
                         end_branch(&pipeline, &track);
                         let _ = bundle.write_manifest(&manifest);
-                        if lost_tracks == manifest.tracks.len() {
+                        if lost_tracks.len() == manifest.tracks.len() {
                             fatal = Some("every source failed".into());
                             break;
                         }
@@ -325,11 +334,6 @@ pub async fn record(
                     }
                 }
             }
-        }
-        if reason.is_some() && stopping.is_none() {
-            tracing::info!("stopping ({})", reason.as_deref().unwrap_or(""));
-            stopping = Some(tokio::time::Instant::now() + EOS_TIMEOUT);
-            pipeline.send_event(gst::event::Eos::new());
         }
     }
     let end_ns = clock.now_ns();
@@ -373,10 +377,6 @@ pub async fn record(
     drop(state);
     let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
     Ok(bundle.dir)
-}
-
-fn stop_rx_set(state: &EndpointState, why: &str) -> bool {
-    state.stop.send_replace(Some(why.into())).is_none()
 }
 
 fn refresh_stats(manifest: &mut Manifest, state: &EndpointState) {
@@ -524,6 +524,10 @@ fn handle_message(
             } else if let Some(seg) = manifest.segments.iter_mut().rev().find(|x| x.file == file) {
                 seg.end_ns = Some(running);
                 seg.state = SegmentState::Closed;
+                // A closed segment survives power loss, not only a crash.
+                if let Err(e) = fs::File::open(&location).and_then(|f| f.sync_data()) {
+                    tracing::warn!("could not sync {location}: {e}");
+                }
             }
             BusOutcome::SegmentChanged
         }

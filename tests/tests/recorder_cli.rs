@@ -226,6 +226,14 @@ fn malformed_events_are_rejected_counted_and_never_stop_the_recording() {
             .unwrap();
         let reply = ws.next().await.unwrap().unwrap().into_text().unwrap();
         assert!(reply.contains("\"ack\"") && reply.contains("\"id\":8"), "{reply}");
+        // A resend of an event whose ack the probe missed is acknowledged, not re-recorded.
+        ws.send(Message::Text(r#"{"type":"event","id":8,"event":{"source":"browser","kind":"scroll","data":{"y":10}}}"#.into()))
+            .await
+            .unwrap();
+        let again = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(again.contains("\"duplicate\":true"), "{again}");
+        let seq = |r: &str| serde_json::from_str::<serde_json::Value>(r).unwrap()["seq"].clone();
+        assert_eq!(seq(&reply), seq(&again));
         rejects
     });
 
@@ -270,4 +278,88 @@ fn sigterm_finalizes_the_bundle() {
     assert_eq!(m.status, SessionStatus::Complete);
     assert_eq!(m.stop_reason.as_deref(), Some("signal: terminate"));
     assert!(m.segments.iter().all(|s| s.state == SegmentState::Closed));
+}
+
+/// Mounting a small tmpfs needs root; CI runs as root, so there it always runs.
+fn small_filesystem(size_mib: u32) -> Option<std::path::PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED disk-full test: mounting a small tmpfs needs root (CI runs as root)");
+        return None;
+    }
+    let dir = temp_dir("diskfull").join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount tmpfs failed");
+    Some(dir)
+}
+
+#[test]
+fn disk_full_stops_cleanly_with_a_valid_bundle() {
+    let Some(mnt) = small_filesystem(12) else {
+        return;
+    };
+    let o = std::process::Command::new(bin("lab-recorder"))
+        .args([
+            "record",
+            "--test-sources",
+            "--duration",
+            "60",
+            "--participant",
+            "P05",
+            "--consent",
+            "C05",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--out"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let result = (|| {
+        assert!(
+            !o.status.success(),
+            "a full disk must not look like success"
+        );
+        assert!(stderr.contains("disk full"), "{stderr}");
+        let dir = stdout.lines().last().expect("bundle path still printed");
+        let bundle = Bundle::new(dir);
+        let m = bundle.read_manifest().unwrap();
+        assert_eq!(m.status, SessionStatus::Interrupted);
+        assert!(
+            m.stop_reason.as_deref().unwrap_or("").contains("disk full"),
+            "{:?}",
+            m.stop_reason
+        );
+        let (events, torn) = bundle.read_events().unwrap();
+        assert_eq!(torn, 0);
+        assert!(events.iter().any(|e| e.kind == "system.recording_stopped"));
+        let closed: Vec<_> = m
+            .segments
+            .iter()
+            .filter(|s| s.state == SegmentState::Closed)
+            .collect();
+        assert!(!closed.is_empty(), "{:?}", m.segments);
+        for s in &closed {
+            let (video, audio, _) = ffprobe(&bundle.dir.join(&s.file)).unwrap();
+            assert!(video && audio, "{}", s.file);
+        }
+        println!(
+            "disk full: stopped at {:.1} s with {} closed segments intact, reason: {}",
+            m.duration_ns.unwrap_or(0) as f64 / 1e9,
+            closed.len(),
+            m.stop_reason.unwrap_or_default()
+        );
+    })
+    .clone();
+    let outcome = std::panic::catch_unwind(result);
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
 }
