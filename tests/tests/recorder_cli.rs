@@ -321,7 +321,7 @@ fn disk_full_stops_cleanly_with_a_valid_bundle() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let result = (|| {
+    let result = || {
         assert!(
             !o.status.success(),
             "a full disk must not look like success"
@@ -355,8 +355,7 @@ fn disk_full_stops_cleanly_with_a_valid_bundle() {
             closed.len(),
             m.stop_reason.unwrap_or_default()
         );
-    })
-    .clone();
+    };
     let outcome = std::panic::catch_unwind(result);
     let _ = std::process::Command::new("umount").arg(&mnt).status();
     if let Err(e) = outcome {
