@@ -1,4 +1,13 @@
-//! Offline analysis of session bundles. Not built yet: the analyzer issue
-//! fills this crate (transcription, speech activity, journey steps, friction
-//! candidates, renditions). It depends only on `lab-model`, never on
-//! `recorder`: the two meet in the bundle on disk.
+//! Offline analysis of session bundles: transcription, speech activity,
+//! journey steps, friction candidates, renditions. It depends only on
+//! `lab-model`, never on `recorder`: the two meet in the bundle on disk.
+//!
+//! The pure stages work on a [`timeline::Timeline`] (events and transcript
+//! words on the session clock): [`steps::segment`] splits it into visits of
+//! journey steps, [`friction::detect_all`] proposes friction candidates with
+//! their evidence, using the phrase lexicons of [`lexicon`].
+
+pub mod friction;
+pub mod lexicon;
+pub mod steps;
+pub mod timeline;

@@ -1,0 +1,252 @@
+//! Questions to the moderator: a participant's utterance that is a question
+//! («где тут отправить?», «а это обязательно?», "should I click here?").
+//! A participant who has to ask is stuck, even if the moderator does not
+//! answer. An utterance is a question if it ends with "?" or starts with a
+//! question word; an operator's "help" marker just after it, or the
+//! moderator answering, makes it surer that it was addressed to them.
+
+use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
+
+use super::{candidate, number, participant_runs, quote};
+use crate::lexicon::{Lexicon, tokens};
+use crate::timeline::Timeline;
+
+pub const NAME: &str = "question_to_moderator";
+
+/// Question words that open a question (lexicon syntax: `*` ends a stem).
+pub const OPENERS: &str = "как\nгде\nкуда\nчто\nкакой*\nкакая\nкакое\nзачем\nпочему\n\
+                           how\nwhere\nwhat\nwhich\nwhy";
+
+/// Openers that ask for permission or guidance: these are nearly always
+/// addressed to the moderator.
+pub const ASKING: &str = "можно\nа это\nмне нужно ли\nнужно ли\nнадо ли\nмне надо\n\
+                          can i\nshould i\ndo i\nis it ok";
+
+/// Discourse words that may precede the question word («ну где…», «а как…»).
+pub const LEAD_WORDS: &[&str] = &["а", "ну", "и", "so", "and", "um", "uh", "oh"];
+
+/// A pause this long between words ends an utterance.
+pub const UTTERANCE_PAUSE_NS: i64 = 1_000_000_000;
+
+/// An operator's help marker this soon after the utterance ends (the
+/// operator needs a few seconds to react) ties it to the moderator.
+pub const HELP_WINDOW_NS: i64 = 10_000_000_000;
+/// The moderator starting to speak this soon after the utterance ends
+/// looks like an answer.
+pub const REPLY_WINDOW_NS: i64 = 5_000_000_000;
+
+/// Ends with "?" and starts with a question word.
+pub const CONFIDENCE_BOTH: f32 = 0.6;
+/// Ends with "?" only (the transcriber heard a question intonation).
+pub const CONFIDENCE_MARK: f32 = 0.5;
+/// Starts with a question word only: «как хорошо» starts that way too.
+pub const CONFIDENCE_OPENER: f32 = 0.3;
+/// Added for a permission/guidance opener.
+pub const ASKING_BONUS: f32 = 0.1;
+/// Added when the moderator answers.
+pub const REPLY_BONUS: f32 = 0.15;
+/// Added for a help marker.
+pub const HELP_BONUS: f32 = 0.3;
+/// Factor for a mixed channel, where it may be the moderator's own question.
+pub const MIXED_FACTOR: f32 = 0.8;
+pub const MAX_CONFIDENCE: f32 = 0.95;
+
+pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
+    let openers = Lexicon::parse(OPENERS, "question openers").expect("built-in list");
+    let asking = Lexicon::parse(ASKING, "asking openers").expect("built-in list");
+    let words = &timeline.words;
+    let mut out = Vec::new();
+    for run in participant_runs(words, UTTERANCE_PAUSE_NS) {
+        let mut start = run.start;
+        for i in run.clone() {
+            let text = words[i].text.trim_end();
+            if i + 1 == run.end || text.ends_with(['.', '!', '?', '…', '？']) {
+                if let Some(c) = judge(timeline, steps, &words[start..=i], &openers, &asking) {
+                    out.push(c);
+                }
+                start = i + 1;
+            }
+        }
+    }
+    number(&mut out);
+    out
+}
+
+/// Whether a phrase of `lexicon` opens the token list (after one lead word).
+fn opens(lexicon: &Lexicon, toks: &[String]) -> bool {
+    lexicon.match_at(toks, 0).is_some()
+        || (toks
+            .first()
+            .is_some_and(|t| LEAD_WORDS.contains(&t.as_str()))
+            && lexicon.match_at(toks, 1).is_some())
+}
+
+fn judge(
+    timeline: &Timeline,
+    steps: &StepAnalysis,
+    utterance: &[Word],
+    openers: &Lexicon,
+    asking: &Lexicon,
+) -> Option<Candidate> {
+    let toks: Vec<String> = utterance.iter().flat_map(|w| tokens(&w.text)).collect();
+    if toks.is_empty() {
+        return None;
+    }
+    let mark = utterance.last()?.text.trim_end().ends_with(['?', '？']);
+    let asks = opens(asking, &toks);
+    let opener = asks || opens(openers, &toks);
+    let mut confidence = match (mark, opener) {
+        (true, true) => CONFIDENCE_BOTH,
+        (true, false) => CONFIDENCE_MARK,
+        // A lone «как» or «что» without a question mark is a filler.
+        (false, true) if toks.len() >= 2 => CONFIDENCE_OPENER,
+        _ => return None,
+    };
+    if asks {
+        confidence += ASKING_BONUS;
+    }
+    let (start, end) = (utterance[0].start_ns, utterance[utterance.len() - 1].end_ns);
+    let mut note = format!("вопрос модератору: «{}»", quote(utterance, 15));
+    let replied = timeline.words.iter().any(|w| {
+        w.speaker == Speaker::Moderator && w.start_ns >= end && w.start_ns - end <= REPLY_WINDOW_NS
+    });
+    if replied {
+        confidence += REPLY_BONUS;
+        note += "; модератор ответил";
+    }
+    let help: Vec<u64> = timeline
+        .markers("help")
+        .filter(|m| m.t_ns >= start && m.t_ns - end <= HELP_WINDOW_NS)
+        .map(|m| m.seq)
+        .collect();
+    if !help.is_empty() {
+        confidence += HELP_BONUS;
+        note += "; оператор отметил просьбу о помощи";
+    }
+    if utterance.iter().any(|w| w.speaker == Speaker::Mixed) {
+        confidence *= MIXED_FACTOR;
+    }
+    Some(candidate(
+        NAME,
+        steps,
+        start,
+        end,
+        confidence.min(MAX_CONFIDENCE),
+        Evidence {
+            events: help,
+            words: utterance.to_vec(),
+            note,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::segment;
+    use crate::timeline::testkit::*;
+    use lab_model::Event;
+
+    /// (start s, end s, help marker seqs, confidence, note)
+    type Want = (f64, f64, Vec<u64>, f32, &'static str);
+
+    type Case = (&'static str, Vec<Event>, Vec<Word>, Vec<Want>);
+
+    #[test]
+    fn table() {
+        let moderator = |t, s| words_by(t, Speaker::Moderator, s);
+        let cases: Vec<Case> = vec![
+            (
+                "a question word and a question mark",
+                vec![],
+                words(2.0, "Где тут кнопка отправить?"),
+                vec![(
+                    2.0,
+                    3.5,
+                    vec![],
+                    0.6,
+                    "вопрос модератору: «Где тут кнопка отправить?»",
+                )],
+            ),
+            (
+                "asking for guidance, and the operator marks help: capped",
+                vec![marker(9.0, "help", "")],
+                words(2.0, "А это обязательно заполнять?"),
+                vec![(
+                    2.0,
+                    3.5,
+                    vec![1],
+                    0.95,
+                    "вопрос модератору: «А это обязательно заполнять?»; оператор отметил просьбу о помощи",
+                )],
+            ),
+            (
+                "asking without a question mark, the moderator answers",
+                vec![],
+                [
+                    words(2.0, "Можно я вернусь назад"),
+                    moderator(4.0, "Да, конечно"),
+                ]
+                .concat(),
+                vec![(
+                    2.0,
+                    3.5,
+                    vec![],
+                    0.55,
+                    "вопрос модератору: «Можно я вернусь назад»; модератор ответил",
+                )],
+            ),
+            (
+                "a question after a statement in one breath; help too late does not count",
+                vec![marker(20.0, "help", "")],
+                words(2.0, "Ну вот. Ну где же?"),
+                vec![(2.8, 3.9, vec![], 0.6, "вопрос модератору: «Ну где же?»")],
+            ),
+            (
+                "English",
+                vec![],
+                words(1.0, "Should I click here?"),
+                vec![(
+                    1.0,
+                    2.5,
+                    vec![],
+                    0.7,
+                    "вопрос модератору: «Should I click here?»",
+                )],
+            ),
+            (
+                "a mixed channel, less surely",
+                vec![],
+                words_by(1.0, Speaker::Mixed, "Куда дальше?"),
+                vec![(1.0, 1.7, vec![], 0.48, "вопрос модератору: «Куда дальше?»")],
+            ),
+            (
+                "statements, a lone filler word, and the moderator's own questions are not",
+                vec![],
+                [
+                    words(1.0, "Так, вот здесь дата."),
+                    words(5.0, "как"),
+                    moderator(8.0, "Что вы сейчас ищете?"),
+                    words(12.0, "Так что я нажимаю далее"),
+                ]
+                .concat(),
+                vec![],
+            ),
+        ];
+        for (name, events, spoken, want) in cases {
+            let t = tl_words(events, spoken);
+            let got: Vec<(f64, f64, Vec<u64>, f32, String)> = detect(&t, &segment(&journey(), &t))
+                .into_iter()
+                .map(|c| {
+                    let (start, end) = (c.start_ns as f64 / 1e9, c.end_ns as f64 / 1e9);
+                    (start, end, c.evidence.events, c.confidence, c.evidence.note)
+                })
+                .collect();
+            let want: Vec<(f64, f64, Vec<u64>, f32, String)> = want
+                .into_iter()
+                .map(|(a, b, seqs, conf, note)| (a, b, seqs, conf, note.to_string()))
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}

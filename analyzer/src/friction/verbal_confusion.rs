@@ -1,0 +1,233 @@
+//! Verbal confusion: the participant says something like «не понимаю»,
+//! «куда тут нажимать», "where is ...": phrases of the confusion lexicon
+//! ([`crate::lexicon`]) found in their transcript words. The moderator's
+//! words are left out when the audio tells speakers apart; words from a
+//! mixed channel are used, with less confidence.
+
+use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
+
+use super::{candidate, number, participant_runs, quote};
+use crate::lexicon::{Lexicon, tokens};
+use crate::timeline::Timeline;
+
+pub const NAME: &str = "verbal_confusion";
+
+/// Words further apart than this are not one phrase: a pause this long
+/// ends the thought.
+pub const MAX_PAUSE_NS: i64 = 1_500_000_000;
+
+/// Cues closer than this are one episode («не понимаю… где это?»), reported
+/// once with all its words.
+pub const MERGE_GAP_NS: i64 = 5_000_000_000;
+
+/// One cue. Many cues are also said while reading aloud or in passing.
+pub const BASE_CONFIDENCE: f32 = 0.55;
+/// Each further cue in the same episode.
+pub const PER_EXTRA_CUE: f32 = 0.15;
+pub const MAX_CONFIDENCE: f32 = 0.9;
+/// Factor when a word came from a mixed channel (it may be the moderator's).
+pub const MIXED_FACTOR: f32 = 0.8;
+
+/// A phrase found: the words it covers and the lexicon phrase.
+struct Cue {
+    words: std::ops::Range<usize>,
+    phrase: String,
+}
+
+pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> Vec<Candidate> {
+    let words = &timeline.words;
+    let mut cues: Vec<Cue> = Vec::new();
+    for run in participant_runs(words, MAX_PAUSE_NS) {
+        // Normalised tokens of the run, each with the word it came from.
+        let mut toks = Vec::new();
+        let mut word_of = Vec::new();
+        for i in run {
+            for t in tokens(&words[i].text) {
+                toks.push(t);
+                word_of.push(i);
+            }
+        }
+        for hit in lexicon.find(&toks) {
+            cues.push(Cue {
+                words: word_of[hit.first]..word_of[hit.last] + 1,
+                phrase: lexicon.phrases[hit.phrase].text.clone(),
+            });
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < cues.len() {
+        let mut j = i + 1;
+        while j < cues.len()
+            && words[cues[j].words.start].start_ns - words[cues[j - 1].words.end - 1].end_ns
+                <= MERGE_GAP_NS
+        {
+            j += 1;
+        }
+        out.push(report(words, &cues[i..j], steps));
+        i = j;
+    }
+    number(&mut out);
+    out
+}
+
+fn report(words: &[Word], episode: &[Cue], steps: &StepAnalysis) -> Candidate {
+    let spoken: Vec<Word> = episode
+        .iter()
+        .flat_map(|c| words[c.words.clone()].iter().cloned())
+        .collect();
+    let quotes: Vec<String> = episode
+        .iter()
+        .map(|c| quote(&words[c.words.clone()], 12))
+        .collect();
+    let mut phrases: Vec<&str> = Vec::new();
+    for c in episode {
+        if !phrases.contains(&c.phrase.as_str()) {
+            phrases.push(&c.phrase);
+        }
+    }
+    let note = format!(
+        "участник: «{}» ({})",
+        quotes.join(" … "),
+        phrases.join(", ")
+    );
+    let heard = spoken
+        .iter()
+        .map(|w| w.confidence.clamp(0.0, 1.0))
+        .sum::<f32>()
+        / spoken.len() as f32;
+    let mut confidence =
+        (BASE_CONFIDENCE + PER_EXTRA_CUE * (episode.len() - 1) as f32).min(MAX_CONFIDENCE);
+    // An unsure transcription halves the confidence at worst.
+    confidence *= 0.5 + 0.5 * heard;
+    if spoken.iter().any(|w| w.speaker == Speaker::Mixed) {
+        confidence *= MIXED_FACTOR;
+    }
+    let start = spoken[0].start_ns;
+    let end = spoken.iter().map(|w| w.end_ns).max().unwrap_or(start);
+    candidate(
+        NAME,
+        steps,
+        start,
+        end,
+        confidence,
+        Evidence {
+            events: Vec::new(),
+            words: spoken,
+            note,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::segment;
+    use crate::timeline::testkit::*;
+
+    /// (start s, end s, word texts, confidence, note)
+    type Want = (f64, f64, Vec<&'static str>, f32, &'static str);
+
+    #[test]
+    fn table() {
+        let mixed = |t, s| words_by(t, Speaker::Mixed, s);
+        let moderator = |t, s| words_by(t, Speaker::Moderator, s);
+        let cases: Vec<(&str, Vec<Word>, Vec<Want>)> = vec![
+            (
+                "one cue with a filler word",
+                words(10.0, "так, куда тут нажимать?"),
+                vec![(
+                    10.4,
+                    11.5,
+                    vec!["куда", "тут", "нажимать?"],
+                    0.52,
+                    "участник: «куда тут нажимать?» (куда нажима*)",
+                )],
+            ),
+            (
+                "three cues in a row are one episode",
+                [
+                    words(10.0, "Непонятно!"),
+                    words(12.0, "где это"),
+                    words(16.0, "не работает"),
+                ]
+                .concat(),
+                vec![(
+                    10.0,
+                    16.7,
+                    vec!["Непонятно!", "где", "это", "не", "работает"],
+                    0.81,
+                    "участник: «Непонятно! … где это … не работает» (непонятн*, где это, не работа*)",
+                )],
+            ),
+            (
+                "English",
+                words(3.0, "I don't really understand this"),
+                vec![(
+                    3.4,
+                    4.5,
+                    vec!["don't", "really", "understand"],
+                    0.52,
+                    "участник: «don't really understand» (don't understand)",
+                )],
+            ),
+            (
+                "a mixed channel counts, less surely",
+                mixed(3.0, "я запуталась"),
+                vec![(
+                    3.4,
+                    3.7,
+                    vec!["запуталась"],
+                    0.42,
+                    "участник: «запуталась» (запута*)",
+                )],
+            ),
+            (
+                "the moderator's words do not count, nor join the participant's",
+                [
+                    words(1.0, "куда"),
+                    moderator(1.4, "вам понятно, не понимаете?"),
+                    words(3.0, "нажимать"),
+                ]
+                .concat(),
+                vec![],
+            ),
+            (
+                "a long pause splits a phrase",
+                [words(1.0, "куда"), words(3.0, "нажимать")].concat(),
+                vec![],
+            ),
+            (
+                "ordinary speech",
+                words(1.0, "всё понятно, нажимаю далее, где-то здесь дата"),
+                vec![],
+            ),
+        ];
+        for (name, spoken, want) in cases {
+            let t = tl_words(vec![], spoken);
+            let got: Vec<(f64, f64, Vec<String>, f32, String)> =
+                detect(&t, &segment(&journey(), &t), &Lexicon::builtin())
+                    .into_iter()
+                    .map(|c| {
+                        let (start, end) = (c.start_ns as f64 / 1e9, c.end_ns as f64 / 1e9);
+                        let texts = c.evidence.words.iter().map(|w| w.text.clone()).collect();
+                        (start, end, texts, c.confidence, c.evidence.note)
+                    })
+                    .collect();
+            let want: Vec<(f64, f64, Vec<String>, f32, String)> = want
+                .into_iter()
+                .map(|(a, b, w, conf, note)| {
+                    (
+                        a,
+                        b,
+                        w.into_iter().map(String::from).collect(),
+                        conf,
+                        note.to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The aligned, in-memory input of every pure analysis stage: the session's
+//! events and transcript words on the one session clock. Loading a bundle
+//! and transcribing it produce a [`Timeline`]; journey segmentation and the
+//! friction detectors only read it, so they can be tested on hand-written
+//! timelines.
+
+use lab_model::analysis::{Speaker, Word};
+use lab_model::{Event, EventSource};
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+/// Events and words of one session, each sorted by time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Timeline {
+    /// Sorted by `t_ns`, ties by `seq`.
+    pub events: Vec<Event>,
+    /// Sorted by `start_ns`.
+    pub words: Vec<Word>,
+    /// Length of the recording (session end), ns.
+    pub duration_ns: i64,
+}
+
+impl Timeline {
+    /// Builds a timeline, sorting events by (`t_ns`, `seq`) and words by start.
+    pub fn new(mut events: Vec<Event>, mut words: Vec<Word>, duration_ns: i64) -> Self {
+        events.sort_by_key(|e| (e.t_ns, e.seq));
+        words.sort_by_key(|w| (w.start_ns, w.end_ns));
+        Timeline {
+            events,
+            words,
+            duration_ns,
+        }
+    }
+
+    /// The session end: the recording's duration, or the last event or word
+    /// if one lies beyond it (a browser event mapped slightly after the stop).
+    pub fn end_ns(&self) -> i64 {
+        let last_event = self.events.last().map_or(i64::MIN, |e| e.t_ns);
+        let last_word = self
+            .words
+            .iter()
+            .map(|w| w.end_ns)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.duration_ns.max(last_event).max(last_word)
+    }
+
+    /// The event with this seq.
+    pub fn event(&self, seq: u64) -> Option<&Event> {
+        self.events.iter().find(|e| e.seq == seq)
+    }
+
+    /// Browser events of one kind, in time order.
+    pub fn browser<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events.iter().filter(move |e| is_browser(e, kind))
+    }
+
+    /// Operator markers of one type (`task_end`, `help`, ...), in time order.
+    pub fn markers<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events
+            .iter()
+            .filter(move |e| marker_of(e).is_some_and(|(t, _)| t == kind))
+    }
+}
+
+/// Whether a transcript word may be the participant's: their own channel, or
+/// a mixed channel when speakers cannot be told apart.
+pub fn maybe_participant(speaker: Speaker) -> bool {
+    matches!(speaker, Speaker::Participant | Speaker::Mixed)
+}
+
+pub fn is_browser(e: &Event, kind: &str) -> bool {
+    e.source == EventSource::Browser && e.kind == kind
+}
+
+/// An operator marker's `(type, label)`.
+pub fn marker_of(e: &Event) -> Option<(&str, Option<&str>)> {
+    if e.source != EventSource::Operator || e.kind != "marker" {
+        return None;
+    }
+    let kind = data_str(e, "type")?;
+    Some((kind, data_str(e, "label").filter(|l| !l.is_empty())))
+}
+
+/// A string field of the event's data.
+pub fn data_str<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
+    e.data.get(key)?.as_str()
+}
+
+/// A numeric field of the event's data.
+pub fn data_f64(e: &Event, key: &str) -> Option<f64> {
+    e.data.get(key)?.as_f64()
+}
+
+/// A boolean field of the event's data; absent or not a boolean is `false`.
+pub fn data_flag(e: &Event, key: &str) -> bool {
+    e.data.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+
+    #[test]
+    fn sorts_and_finds_the_end() {
+        let t = tl_words(
+            vec![click(5.0, "#b", 0, 0), nav(1.0, "https://x/a")],
+            words(9.0, "ну вот"),
+        );
+        assert_eq!(
+            t.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(t.end_ns(), secs(10.7));
+        assert_eq!(t.browser("click").count(), 1);
+        assert_eq!(t.event(2).unwrap().kind, "navigation");
+    }
+
+    #[test]
+    fn markers_have_type_and_label() {
+        let t = tl(vec![marker(1.0, "step", "Вход"), marker(2.0, "help", "")]);
+        assert_eq!(marker_of(&t.events[0]), Some(("step", Some("Вход"))));
+        assert_eq!(marker_of(&t.events[1]), Some(("help", None)));
+        assert_eq!(t.markers("help").count(), 1);
+    }
+}
