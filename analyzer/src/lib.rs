@@ -7,7 +7,16 @@
 //! journey steps, [`friction::detect_all`] proposes friction candidates with
 //! their evidence, using the phrase lexicons of [`lexicon`].
 
+pub mod audio;
+pub mod bundle_run;
+pub mod chunks;
+pub mod formats;
 pub mod friction;
 pub mod lexicon;
+pub mod models;
+pub mod renditions;
+pub mod speech;
 pub mod steps;
 pub mod timeline;
+pub mod transcribe;
+pub mod vad;

@@ -6,8 +6,10 @@
 //! The on-disk format is documented in `docs/bundle-format.md`; the
 //! `FORMAT_VERSION` constants below are bumped whenever a saved shape changes.
 
+pub mod analysis;
 pub mod bundle;
 pub mod event;
+pub mod journey;
 pub mod station;
 pub mod time;
 
@@ -17,4 +19,5 @@ pub use bundle::{
     TrackKind,
 };
 pub use event::{Event, EventError, EventSource, IncomingEvent};
+pub use journey::{Journey, JourneyError};
 pub use station::{StationConfig, StationError};

@@ -1,0 +1,377 @@
+//! `lab-analyze run BUNDLE`: every stage over a session bundle.
+//!
+//! Stages run in order and each writes its output atomically under
+//! `analysis/`, then records itself in `analysis/state.json`. A finished
+//! stage is skipped on the next run (idempotent, resumable after a crash
+//! between stages); `--force STAGE` redoes one and everything after it that
+//! depends on it.
+//!
+//! | stage | output |
+//! |---|---|
+//! | `speech` | `speech.json` (VAD spans per channel role), `transcript.json` |
+//! | `steps` | `steps.json` (needs a journey definition) |
+//! | `candidates` | `candidates.json` |
+//! | `renditions` | `web/screen.mp4`, `web/camera.mp4`, `web/peaks.json`, `web/renditions.json` |
+//! | `qa` | `qa.json` |
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lab_model::analysis::{
+    ANALYSIS_DIR, ANALYSIS_FORMAT_VERSION, CandidateList, Speaker, SpeechActivity, StepAnalysis,
+    Transcript,
+};
+use lab_model::bundle::write_atomic;
+use lab_model::{Bundle, Journey, Manifest, TrackKind};
+use serde::{Deserialize, Serialize};
+
+use crate::audio::{self, Pcm};
+use crate::models::Models;
+use crate::transcribe::{Options, Transcriber};
+use crate::vad::Vad;
+use crate::{renditions, speech};
+
+pub const STAGES: &[&str] = &["speech", "steps", "candidates", "renditions", "qa"];
+/// Bumped when a stage's output changes meaning, so old results are redone.
+const STAGE_VERSION: u32 = 1;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    format_version: u32,
+    stages: BTreeMap<String, StageRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StageRecord {
+    version: u32,
+    status: String,
+}
+
+pub struct RunOptions {
+    pub models: Models,
+    pub whisper_model: Option<PathBuf>,
+    pub journey: Option<PathBuf>,
+    pub force: Vec<String>,
+    pub transcribe: Options,
+}
+
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// (stage, what happened)
+    pub stages: Vec<(String, String)>,
+}
+
+fn analysis_dir(b: &Bundle) -> PathBuf {
+    b.dir.join(ANALYSIS_DIR)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
+}
+
+/// Runs all stages that are not done yet (or forced).
+pub fn run(
+    bundle_dir: &Path,
+    opts: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<RunReport> {
+    let bundle = Bundle::new(bundle_dir);
+    let manifest = bundle.read_manifest()?;
+    let dir = analysis_dir(&bundle);
+    std::fs::create_dir_all(&dir)?;
+    let state_path = dir.join("state.json");
+    let mut state: State = if state_path.exists() {
+        read_json(&state_path)?
+    } else {
+        State::default()
+    };
+    state.format_version = ANALYSIS_FORMAT_VERSION;
+    for f in &opts.force {
+        if f != "all" && !STAGES.contains(&f.as_str()) {
+            anyhow::bail!("unknown stage {f:?}; stages are {STAGES:?} or all");
+        }
+    }
+    // Forcing a stage also redoes the stages that read its output.
+    let first_forced = STAGES
+        .iter()
+        .position(|s| opts.force.iter().any(|f| f == s || f == "all"));
+    let mut report = RunReport::default();
+    for (i, &stage) in STAGES.iter().enumerate() {
+        let forced = first_forced.is_some_and(|f| i >= f);
+        let done = state
+            .stages
+            .get(stage)
+            .is_some_and(|r| r.version == STAGE_VERSION);
+        if done && !forced {
+            report.stages.push((stage.into(), "already done".into()));
+            continue;
+        }
+        log(&format!("{stage}: running"));
+        let status = match stage {
+            "speech" => stage_speech(&bundle, &manifest, opts, log)?,
+            "steps" => stage_steps(&bundle, &manifest, opts)?,
+            "candidates" => stage_candidates(&bundle, &manifest, opts)?,
+            "renditions" => renditions::build(&bundle, &manifest)?,
+            "qa" => stage_qa(&bundle, &manifest)?,
+            _ => unreachable!("stage list"),
+        };
+        log(&format!("{stage}: {status}"));
+        state.stages.insert(
+            stage.into(),
+            StageRecord {
+                version: STAGE_VERSION,
+                status: status.clone(),
+            },
+        );
+        write_json(&state_path, &state)?;
+        report.stages.push((stage.into(), status));
+    }
+    Ok(report)
+}
+
+/// Decodes the audio track of every `main` segment onto the session timeline.
+pub fn session_audio(bundle: &Bundle, manifest: &Manifest) -> (Vec<Pcm>, Vec<String>) {
+    let mut pieces = Vec::new();
+    let mut errors = Vec::new();
+    for s in manifest.segments.iter().filter(|s| s.group == "main") {
+        match audio::decode(&bundle.dir.join(&s.file)) {
+            Ok(p) => {
+                errors.extend(p.errors.iter().map(|e| format!("{}: {e}", s.file)));
+                pieces.push(p);
+            }
+            Err(audio::AudioError::NoAudio { .. }) => {}
+            Err(e) => errors.push(format!("{}: {e}", s.file)),
+        }
+    }
+    (pieces, errors)
+}
+
+fn stage_speech(
+    bundle: &Bundle,
+    manifest: &Manifest,
+    opts: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<String> {
+    let dir = analysis_dir(bundle);
+    let language = opts.transcribe.language.clone();
+    let model_path = opts
+        .whisper_model
+        .clone()
+        .unwrap_or_else(|| opts.models.whisper());
+    let mut transcript = Transcript {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        language,
+        model: String::new(),
+        status: "ok".into(),
+        segments: Vec::new(),
+    };
+    let mut activity = SpeechActivity {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        spans: Vec::new(),
+    };
+    // One audio track per bundle today (mic0); its channels carry the roles.
+    let roles: Vec<Speaker> = manifest
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Audio)
+        .map(|t| t.channel_roles.clone())
+        .unwrap_or_default();
+    let (pieces, errors) = session_audio(bundle, manifest);
+    for e in &errors {
+        log(&format!("speech: warning: {e}"));
+    }
+    let status = if roles.is_empty() || pieces.is_empty() {
+        "skipped: no audio track".to_string()
+    } else if pieces.iter().all(|p| p.peak() < 1e-4) {
+        "skipped: audio track is silent".to_string()
+    } else {
+        let timeline = audio::place(&pieces, roles.len());
+        let mut vad = Vad::new(&opts.models.onnxruntime(), &opts.models.vad())?;
+        let whisper = Transcriber::new(&model_path)?;
+        transcript.model = whisper.model_name.clone();
+        // Channels with the same role (or a single mixed channel) are transcribed once.
+        let mut seen = Vec::new();
+        for (c, role) in roles.iter().enumerate() {
+            if seen.contains(role) {
+                continue;
+            }
+            seen.push(*role);
+            let (spans, timed) = speech::detect(&mut vad, &timeline[c], 0, *role)?;
+            activity.spans.extend(timed);
+            let segs = speech::transcribe_speech(
+                &whisper,
+                &timeline[c],
+                &spans,
+                0,
+                *role,
+                &opts.transcribe,
+                &mut |d, t| log(&format!("speech: channel {c} ({role:?}) window {d}/{t}")),
+            )?;
+            transcript.segments.extend(segs);
+        }
+        transcript.segments.sort_by_key(|s| s.start_ns);
+        activity.spans.sort_by_key(|s| s.start_ns);
+        let words: usize = transcript.segments.iter().map(|s| s.words.len()).sum();
+        format!(
+            "ok: {} speech spans, {} segments, {words} words",
+            activity.spans.len(),
+            transcript.segments.len()
+        )
+    };
+    if status != "ok" && !status.starts_with("ok:") {
+        transcript.status = status.clone();
+    }
+    write_json(&dir.join("speech.json"), &activity)?;
+    write_json(&dir.join("transcript.json"), &transcript)?;
+    Ok(status)
+}
+
+/// The journey definition: `--journey`, else `journeys/<life_situation>.toml`.
+fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Journey>> {
+    let path = match (&opts.journey, &manifest.life_situation) {
+        (Some(p), _) => p.clone(),
+        (None, Some(ls)) => PathBuf::from("journeys").join(format!("{ls}.toml")),
+        (None, None) => return Ok(None),
+    };
+    if !path.exists() && opts.journey.is_none() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    Ok(Some(
+        Journey::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+    ))
+}
+
+fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timeline::Timeline> {
+    let (events, _) = bundle.read_events()?;
+    let transcript: Transcript = read_json(&analysis_dir(bundle).join("transcript.json"))?;
+    let mut events = events;
+    events.sort_by_key(|e| e.t_ns);
+    Ok(crate::timeline::Timeline {
+        events,
+        words: transcript.words().cloned().collect(),
+        duration_ns: manifest.duration_ns.unwrap_or(0),
+    })
+}
+
+fn empty_steps() -> StepAnalysis {
+    StepAnalysis {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        journey_id: String::new(),
+        journey_version: String::new(),
+        intervals: vec![],
+        steps: vec![],
+    }
+}
+
+fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<String> {
+    let path = analysis_dir(bundle).join("steps.json");
+    let Some(journey) = journey(manifest, opts)? else {
+        write_json(&path, &empty_steps())?;
+        return Ok(
+            "skipped: no journey definition (pass --journey or set the life situation)".into(),
+        );
+    };
+    let steps = crate::steps::segment(&journey, &timeline(bundle, manifest)?);
+    write_json(&path, &steps)?;
+    Ok(format!(
+        "ok: {} intervals over {} steps of {:?}",
+        steps.intervals.len(),
+        journey.steps.len(),
+        journey.id
+    ))
+}
+
+fn stage_candidates(
+    bundle: &Bundle,
+    manifest: &Manifest,
+    opts: &RunOptions,
+) -> anyhow::Result<String> {
+    let dir = analysis_dir(bundle);
+    let steps: StepAnalysis = read_json(&dir.join("steps.json"))?;
+    let journey = journey(manifest, opts)?;
+    let empty = Journey {
+        format_version: lab_model::journey::JOURNEY_FORMAT_VERSION,
+        id: String::new(),
+        title: String::new(),
+        version: String::new(),
+        steps: vec![],
+    };
+    let candidates = crate::friction::detect_all(
+        journey.as_ref().unwrap_or(&empty),
+        &timeline(bundle, manifest)?,
+        &steps,
+        &crate::lexicon::Lexicon::builtin(),
+    );
+    let n = candidates.len();
+    write_json(
+        &dir.join("candidates.json"),
+        &CandidateList {
+            format_version: ANALYSIS_FORMAT_VERSION,
+            candidates,
+        },
+    )?;
+    Ok(format!("ok: {n} candidates"))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QaReport {
+    pub format_version: u32,
+    pub status: String,
+    pub clock_uncertainty_ms: Vec<(String, f64)>,
+    pub gaps: Vec<lab_model::Gap>,
+    pub recovered_segments: Vec<String>,
+    pub decode_errors: Vec<String>,
+    /// Per video track: (track, frames, expected from duration and rate).
+    pub frames: Vec<(String, u64, u64)>,
+    pub events_rejected: u64,
+    pub transcript_status: String,
+}
+
+fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
+    let dir = analysis_dir(bundle);
+    let (_, decode_errors) = session_audio(bundle, manifest);
+    let transcript: Transcript = read_json(&dir.join("transcript.json"))?;
+    let renditions: renditions::Renditions = read_json(&dir.join("web/renditions.json"))?;
+    let qa = QaReport {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        status: format!("{:?}", manifest.status).to_lowercase(),
+        clock_uncertainty_ms: manifest
+            .clock
+            .clients
+            .iter()
+            .map(|c| (c.client.clone(), c.uncertainty_ns as f64 / 1e6))
+            .collect(),
+        gaps: manifest.gaps.clone(),
+        recovered_segments: manifest
+            .segments
+            .iter()
+            .filter(|s| s.state == lab_model::SegmentState::Recovered)
+            .map(|s| s.file.clone())
+            .collect(),
+        decode_errors: decode_errors
+            .into_iter()
+            .chain(renditions.errors.iter().cloned())
+            .collect(),
+        frames: renditions
+            .videos
+            .iter()
+            .map(|v| (v.track.clone(), v.frames, v.expected_frames))
+            .collect(),
+        events_rejected: manifest.events.rejected,
+        transcript_status: transcript.status,
+    };
+    let n = qa.decode_errors.len() + qa.gaps.len();
+    write_json(&dir.join("qa.json"), &qa)?;
+    Ok(format!("ok: {n} issues noted"))
+}

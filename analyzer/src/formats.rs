@@ -1,0 +1,158 @@
+//! Transcript renderings: JSON (seconds, for `lab-analyze transcribe`),
+//! WebVTT, SRT and plain text. Subtitle cues are the transcript segments.
+
+use lab_model::analysis::{Speaker, TranscriptSegment};
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Vtt,
+    Srt,
+    Txt,
+}
+
+fn secs(ns: i64) -> f64 {
+    (ns as f64 / 1e6).round() / 1e3
+}
+
+fn speaker_name(s: Speaker) -> &'static str {
+    match s {
+        Speaker::Participant => "participant",
+        Speaker::Moderator => "moderator",
+        Speaker::Mixed => "mixed",
+        Speaker::Ambient => "ambient",
+    }
+}
+
+/// `HH:MM:SS.mmm` (VTT) or `HH:MM:SS,mmm` (SRT).
+fn clock(ns: i64, sep: char) -> String {
+    let ms = ns.max(0) / 1_000_000;
+    format!(
+        "{:02}:{:02}:{:02}{sep}{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+pub fn render(
+    format: Format,
+    segments: &[TranscriptSegment],
+    language: &str,
+    model: &str,
+) -> String {
+    match format {
+        Format::Json => {
+            let segs: Vec<_> = segments
+                .iter()
+                .map(|s| {
+                    json!({
+                        "start": secs(s.start_ns),
+                        "end": secs(s.end_ns),
+                        "speaker": speaker_name(s.speaker),
+                        "text": s.text,
+                        "words": s.words.iter().map(|w| json!({
+                            "start": secs(w.start_ns),
+                            "end": secs(w.end_ns),
+                            "word": w.text,
+                            "confidence": (f64::from(w.confidence) * 1000.0).round() / 1000.0,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let v = json!({ "language": language, "model": model, "segments": segs });
+            serde_json::to_string_pretty(&v).expect("json") + "\n"
+        }
+        Format::Vtt => {
+            let mut out = String::from("WEBVTT\n\n");
+            for (i, s) in segments.iter().enumerate() {
+                out += &format!(
+                    "{}\n{} --> {}\n<v {}>{}\n\n",
+                    i + 1,
+                    clock(s.start_ns, '.'),
+                    clock(s.end_ns, '.'),
+                    speaker_name(s.speaker),
+                    escape_vtt(&s.text)
+                );
+            }
+            out
+        }
+        Format::Srt => {
+            let mut out = String::new();
+            for (i, s) in segments.iter().enumerate() {
+                out += &format!(
+                    "{}\n{} --> {}\n{}\n\n",
+                    i + 1,
+                    clock(s.start_ns, ','),
+                    clock(s.end_ns, ','),
+                    s.text
+                );
+            }
+            out
+        }
+        Format::Txt => {
+            segments
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+    }
+}
+
+/// Cue text is markup in WebVTT: `<`, `>` and `&` must be escaped.
+fn escape_vtt(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_model::analysis::Word;
+
+    fn seg() -> Vec<TranscriptSegment> {
+        vec![TranscriptSegment {
+            start_ns: 1_500_000_000,
+            end_ns: 3_250_000_000,
+            text: "Не понимаю <куда> нажимать".into(),
+            speaker: Speaker::Participant,
+            words: vec![Word {
+                start_ns: 1_500_000_000,
+                end_ns: 1_700_000_000,
+                text: "Не".into(),
+                confidence: 0.91234,
+                speaker: Speaker::Participant,
+            }],
+        }]
+    }
+
+    #[test]
+    fn subtitle_formats() {
+        let vtt = render(Format::Vtt, &seg(), "ru", "m");
+        assert!(vtt.starts_with("WEBVTT\n\n1\n00:00:01.500 --> 00:00:03.250\n<v participant>Не понимаю &lt;куда&gt; нажимать\n"), "{vtt}");
+        let srt = render(Format::Srt, &seg(), "ru", "m");
+        assert!(
+            srt.starts_with("1\n00:00:01,500 --> 00:00:03,250\nНе понимаю"),
+            "{srt}"
+        );
+        assert_eq!(
+            render(Format::Txt, &seg(), "ru", "m"),
+            "Не понимаю <куда> нажимать\n"
+        );
+    }
+
+    #[test]
+    fn json_has_seconds_words_and_confidence() {
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &seg(), "ru", "m")).unwrap();
+        assert_eq!(v["segments"][0]["start"], 1.5);
+        assert_eq!(v["segments"][0]["words"][0]["word"], "Не");
+        assert_eq!(v["segments"][0]["words"][0]["confidence"], 0.912);
+        assert_eq!(v["language"], "ru");
+    }
+}

@@ -1,0 +1,194 @@
+//! `lab-analyze`: offline analysis of recordings and session bundles.
+//!
+//! ```text
+//! lab-analyze transcribe interview.wav --language ru --format txt
+//! lab-analyze run sessions/20261123T101500Z-P07
+//! ```
+
+use std::path::PathBuf;
+
+use analyzer::bundle_run::RunOptions;
+use analyzer::formats::{Format, render};
+use analyzer::models::Models;
+use analyzer::transcribe::{Options, Transcriber};
+use analyzer::vad::Vad;
+use analyzer::{audio, speech};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lab_model::analysis::Speaker;
+
+#[derive(Parser)]
+#[command(
+    name = "lab-analyze",
+    version,
+    about = "Offline analysis: Russian transcription with word timestamps, journey steps, friction candidates"
+)]
+struct Cli {
+    /// Directory with the installed models (`lab-setup models`).
+    #[arg(long, global = true, env = "LAB_MODELS")]
+    models: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Transcribe any audio or video file FFmpeg can read; prints the transcript.
+    Transcribe {
+        file: PathBuf,
+        /// A GGML Whisper model (default: models/ggml-base.bin); any official GGML file works.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Spoken language (ISO code) or `auto`.
+        #[arg(long, default_value = "ru")]
+        language: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Decoder threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Beam width; 1 is greedy decoding.
+        #[arg(long, default_value_t = 1)]
+        beam: usize,
+    },
+    /// Run every analysis stage over a session bundle (idempotent; finished stages are skipped).
+    Run {
+        bundle: PathBuf,
+        /// Journey definition (default: journeys/<life situation>.toml).
+        #[arg(long)]
+        journey: Option<PathBuf>,
+        /// Redo a stage and the ones after it (repeatable): speech, steps, candidates, renditions, qa, all.
+        #[arg(long)]
+        force: Vec<String>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "ru")]
+        language: String,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab-analyze: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let models = Models::locate(cli.models.as_deref());
+    match cli.command {
+        Cmd::Transcribe {
+            file,
+            model,
+            language,
+            format,
+            threads,
+            beam,
+        } => {
+            let pcm = audio::decode(&file)
+                .with_context(|| format!("cannot read audio from {}", file.display()))?;
+            for e in &pcm.errors {
+                eprintln!("lab-analyze: warning: {}: {e}", file.display());
+            }
+            let mono = pcm.mono();
+            let mut vad = Vad::new(&models.onnxruntime(), &models.vad())?;
+            let (spans, _) = speech::detect(&mut vad, &mono, pcm.start_ns, Speaker::Mixed)?;
+            let model = model.unwrap_or_else(|| models.whisper());
+            let whisper = Transcriber::new(&model)?;
+            let mut opts = Options {
+                language: language.clone(),
+                beam,
+                ..Options::default()
+            };
+            if let Some(t) = threads {
+                opts.threads = t;
+            }
+            let bar = progress_bar(pcm.duration_ns());
+            let segments = speech::transcribe_speech(
+                &whisper,
+                &mono,
+                &spans,
+                pcm.start_ns,
+                Speaker::Mixed,
+                &opts,
+                &mut |done, total| {
+                    if let Some(b) = &bar {
+                        b.set_length(total as u64);
+                        b.set_position(done as u64);
+                    }
+                },
+            )?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            print!(
+                "{}",
+                render(format, &segments, &language, &whisper.model_name)
+            );
+        }
+        Cmd::Run {
+            bundle,
+            journey,
+            force,
+            model,
+            language,
+            threads,
+        } => {
+            let mut transcribe = Options {
+                language,
+                ..Options::default()
+            };
+            if let Some(t) = threads {
+                transcribe.threads = t;
+            }
+            let opts = RunOptions {
+                models,
+                whisper_model: model,
+                journey,
+                force,
+                transcribe,
+            };
+            let started = std::time::Instant::now();
+            let report = analyzer::bundle_run::run(&bundle, &opts, &mut |line| {
+                eprintln!("lab-analyze: {line}")
+            })
+            .with_context(|| format!("analysis of {} failed", bundle.display()))?;
+            for (stage, status) in &report.stages {
+                println!("{stage:>11}: {status}");
+            }
+            println!(
+                "analysed {} in {:.1} s",
+                bundle.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for inputs longer than a few seconds.
+fn progress_bar(duration_ns: i64) -> Option<indicatif::ProgressBar> {
+    (duration_ns > 5_000_000_000).then(|| {
+        let b =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} transcribing [{bar:30}] {pos}/{len} windows {elapsed}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        b
+    })
+}

@@ -1,0 +1,52 @@
+//! Audio in, transcript segments out: speech activity first (silence is
+//! never sent to Whisper), then VAD-packed windows through whisper.cpp, with
+//! every time mapped back to the input's timeline.
+
+use lab_model::analysis::{Speaker, SpeechSpan, TranscriptSegment};
+
+use crate::audio::sample_to_ns;
+use crate::chunks::{self, Window};
+use crate::transcribe::{Options, TranscribeError, Transcriber};
+use crate::vad::{self, SampleSpan, Vad, VadError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    #[error(transparent)]
+    Vad(#[from] VadError),
+    #[error(transparent)]
+    Transcribe(#[from] TranscribeError),
+}
+
+/// Speech spans of one channel, as sample ranges and as session-time spans.
+pub fn detect(
+    vad: &mut Vad,
+    audio: &[f32],
+    offset_ns: i64,
+    speaker: Speaker,
+) -> Result<(Vec<SampleSpan>, Vec<SpeechSpan>), VadError> {
+    let probs = vad.probabilities(audio)?;
+    let spans = vad::spans(&probs, audio.len(), vad::SpanParams::default());
+    let timed = spans
+        .iter()
+        .map(|&(s, e)| SpeechSpan {
+            start_ns: offset_ns + sample_to_ns(s),
+            end_ns: offset_ns + sample_to_ns(e),
+            speaker,
+        })
+        .collect();
+    Ok((spans, timed))
+}
+
+/// Transcribes the speech in `audio` (16 kHz mono, sample 0 at `offset_ns`).
+pub fn transcribe_speech(
+    whisper: &Transcriber,
+    audio: &[f32],
+    spans: &[(usize, usize)],
+    offset_ns: i64,
+    speaker: Speaker,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<TranscriptSegment>, SpeechError> {
+    let windows: Vec<Window> = chunks::pack(audio, spans);
+    Ok(whisper.transcribe(audio, &windows, offset_ns, speaker, opts, progress)?)
+}

@@ -1,0 +1,262 @@
+//! Journey definitions: the steps of a life situation's customer journey map
+//! and the rules that say when a participant has entered each step. One
+//! TOML file per life situation, versioned, written by researchers (in
+//! Russian). Format documented in `docs/journey-format.md`.
+//!
+//! ```toml
+//! format_version = 1
+//! id = "birth-benefit"
+//! title = "Рождение ребёнка: единое пособие"
+//! version = "2026.1"
+//!
+//! [[steps]]
+//! id = "login"
+//! title = "Войти через Госуслуги"
+//! significance = 5
+//! expected_seconds = 45
+//! enter = [{ url = "*/login*" }, { marker = "step:login" }]
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+pub const JOURNEY_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journey {
+    pub format_version: u32,
+    /// Stable id of the life situation, e.g. `birth-benefit`.
+    pub id: String,
+    /// Title in Russian.
+    pub title: String,
+    /// Version of this journey map; bundles and analyses record it.
+    pub version: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    /// How much the step matters to the citizen, 1 (little) to 5 (critical).
+    pub significance: u8,
+    /// Benchmark duration of the step (хронометраж) in seconds.
+    pub expected_seconds: f64,
+    /// The step is entered when any of these rules matches an event.
+    pub enter: Vec<EntryRule>,
+}
+
+/// All given fields must match the same event (AND); a step has several rules (OR).
+/// Text patterns are globs: `*` any run of characters, `?` one; case-insensitive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRule {
+    /// Page URL (navigation events, and clicks carry the page they were on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Page title (navigation events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// CSS selector of a clicked element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Visible text of a clicked element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_text: Option<String>,
+    /// Operator marker: `type:label` (e.g. `step:Вход`), or a bare label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JourneyError {
+    #[error("journey definition line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("journey definition: {0}")]
+    Invalid(String),
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Journey {
+    /// Parses and validates; errors name the line and the field.
+    pub fn from_toml(text: &str) -> Result<Self, JourneyError> {
+        let journey: Journey = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            JourneyError::Syntax {
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        journey.validate(text)?;
+        Ok(journey)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), JourneyError> {
+        let at = |needle: &str| {
+            text.find(needle)
+                .map(|o| format!(" (line {})", line_col(text, o).0))
+                .unwrap_or_default()
+        };
+        if self.format_version != JOURNEY_FORMAT_VERSION {
+            return Err(JourneyError::Invalid(format!(
+                "format_version {} is not supported (this build reads {JOURNEY_FORMAT_VERSION})",
+                self.format_version
+            )));
+        }
+        if self.steps.is_empty() {
+            return Err(JourneyError::Invalid("no steps".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.steps {
+            let loc = at(&format!("\"{}\"", s.id));
+            if s.id.is_empty() || !seen.insert(s.id.as_str()) {
+                return Err(JourneyError::Invalid(format!(
+                    "step id {:?} is empty or repeated{loc}",
+                    s.id
+                )));
+            }
+            if !(1..=5).contains(&s.significance) {
+                return Err(JourneyError::Invalid(format!(
+                    "step {:?}: significance {} must be 1-5{loc}",
+                    s.id, s.significance
+                )));
+            }
+            if !(s.expected_seconds.is_finite() && s.expected_seconds > 0.0) {
+                return Err(JourneyError::Invalid(format!(
+                    "step {:?}: expected_seconds must be a positive number{loc}",
+                    s.id
+                )));
+            }
+            if s.enter.is_empty() || s.enter.iter().any(|r| *r == EntryRule::default()) {
+                return Err(JourneyError::Invalid(format!(
+                    "step {:?}: every step needs entry rules, and each rule at least one field{loc}",
+                    s.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// Case-insensitive glob match (`*`, `?`), used by entry rules.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+format_version = 1
+id = "birth-benefit"
+title = "Рождение ребёнка: единое пособие"
+version = "2026.1"
+
+[[steps]]
+id = "find"
+title = "Найти услугу"
+significance = 3
+expected_seconds = 60
+enter = [{ url = "*/catalog*" }]
+
+[[steps]]
+id = "login"
+title = "Войти"
+significance = 5
+expected_seconds = 45
+enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
+"#;
+
+    #[test]
+    fn parses_a_journey() {
+        let j = Journey::from_toml(GOOD).unwrap();
+        assert_eq!(j.steps.len(), 2);
+        assert_eq!(
+            j.step("login").unwrap().enter[1].marker.as_deref(),
+            Some("step:Вход")
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let cases = [
+            (
+                GOOD.replace("significance = 5", "significance = 9"),
+                "significance 9 must be 1-5 (line 15)",
+            ),
+            (
+                GOOD.replace("expected_seconds = 45", "expected_seconds = \"долго\""),
+                "line 18",
+            ),
+            (
+                GOOD.replace(
+                    "enter = [{ url = \"*/catalog*\" }]",
+                    "enter = [{ urll = \"x\" }]",
+                ),
+                "unknown field `urll`",
+            ),
+            (GOOD.replace("id = \"login\"", "id = \"find\""), "repeated"),
+            (
+                GOOD.replace("enter = [{ url = \"*/catalog*\" }]", "enter = [{}]"),
+                "at least one field",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Journey::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "want {want:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn glob_table() {
+        for (p, t, want) in [
+            ("*/login*", "https://x.ru/login?next=1", true),
+            ("*/login", "https://x.ru/login?next=1", false),
+            ("*ПОСОБИЕ*", "Единое пособие", true),
+            ("a?c", "abc", true),
+            ("", "", true),
+            ("*", "", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+}
