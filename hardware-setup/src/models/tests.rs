@@ -1,0 +1,724 @@
+//! Converter tests on a tiny synthetic CTranslate2 checkpoint, read back with
+//! an independent GGML reader written here (not `inspect_ggml`).
+
+use super::*;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A scratch directory removed on drop (no tempfile crate in the workspace).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lab-models-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const D: usize = 8;
+const HEADS: i16 = 2;
+const N_MELS: usize = 80;
+const AUDIO_CTX: usize = 6;
+const TEXT_CTX: usize = 5;
+const ENC_LAYERS: usize = 2;
+const DEC_LAYERS: usize = 1;
+
+const TOKENS: [&str; 10] = [
+    "!",
+    "Ġhello",
+    "Ð¿Ñĥ",
+    "",
+    "Ċ",
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|0.00|>",
+    "<|0.02|>",
+];
+
+/// One variable: name, dims, CTranslate2 dtype id, and its values as f32
+/// (kept to compare with what the converter wrote).
+struct Var {
+    name: String,
+    dims: Vec<usize>,
+    dtype: u8,
+    values: Vec<f32>,
+    raw: Option<Vec<u8>>,
+}
+
+struct Builder {
+    spec: String,
+    vars: Vec<Var>,
+    aliases: Vec<(String, String)>,
+    /// Variable whose byte count is written off by this much.
+    bad_count: Option<(String, i64)>,
+}
+
+impl Builder {
+    /// A structurally complete Whisper checkpoint with tiny dimensions. Values
+    /// are multiples of 1/256 in [-4, 4), exact in f16, distinct per variable.
+    fn whisper() -> Self {
+        let mut b = Builder {
+            spec: "WhisperSpec".into(),
+            vars: Vec::new(),
+            aliases: Vec::new(),
+            bad_count: None,
+        };
+        let d = D;
+        // Position encodings in f32 and conv2 in f32 exercise the f32->f32
+        // and f32->f16 paths; everything else is f16 like the real checkpoints.
+        b.float("encoder/position_encodings/encodings", &[AUDIO_CTX, d], 0);
+        b.float("decoder/position_encodings/encodings", &[TEXT_CTX, d], 4);
+        b.float("encoder/conv1/weight", &[d, N_MELS, 3], 4);
+        b.float("encoder/conv1/bias", &[d], 4);
+        b.float("encoder/conv2/weight", &[d, d, 3], 0);
+        b.float("encoder/conv2/bias", &[d], 4);
+        b.norm("encoder/layer_norm");
+        b.float("decoder/embeddings/weight", &[TOKENS.len(), d], 4);
+        b.norm("decoder/layer_norm");
+        for i in 0..ENC_LAYERS {
+            let c = format!("encoder/layer_{i}");
+            b.self_attention(&c);
+            b.ffn(&c);
+        }
+        for i in 0..DEC_LAYERS {
+            let c = format!("decoder/layer_{i}");
+            b.self_attention(&c);
+            b.norm(&format!("{c}/attention/layer_norm"));
+            b.linear(&format!("{c}/attention/linear_0"), d, d);
+            b.linear(&format!("{c}/attention/linear_1"), 2 * d, d);
+            b.linear(&format!("{c}/attention/linear_2"), d, d);
+            b.ffn(&c);
+        }
+        b.int16("encoder/num_heads", HEADS);
+        b.int16("decoder/num_heads", HEADS);
+        b.scalar_i8("decoder/scale_embeddings", 0);
+        b.aliases.push((
+            "decoder/projection/weight".into(),
+            "decoder/embeddings/weight".into(),
+        ));
+        b
+    }
+
+    fn float(&mut self, name: &str, dims: &[usize], dtype: u8) {
+        let n: usize = dims.iter().product();
+        let k = self.vars.len();
+        let values = (0..n)
+            .map(|i| ((i + 37 * k) % 2048) as f32 / 256.0 - 4.0)
+            .collect();
+        self.vars.push(Var {
+            name: name.into(),
+            dims: dims.to_vec(),
+            dtype,
+            values,
+            raw: None,
+        });
+    }
+
+    fn int16(&mut self, name: &str, v: i16) {
+        self.vars.push(Var {
+            name: name.into(),
+            dims: vec![],
+            dtype: 2,
+            values: vec![],
+            raw: Some(v.to_le_bytes().to_vec()),
+        });
+    }
+
+    fn scalar_i8(&mut self, name: &str, v: i8) {
+        self.vars.push(Var {
+            name: name.into(),
+            dims: vec![],
+            dtype: 1,
+            values: vec![],
+            raw: Some(vec![v as u8]),
+        });
+    }
+
+    fn norm(&mut self, scope: &str) {
+        self.float(&format!("{scope}/gamma"), &[D], 4);
+        self.float(&format!("{scope}/beta"), &[D], 4);
+    }
+
+    fn linear(&mut self, scope: &str, n_out: usize, n_in: usize) {
+        self.float(&format!("{scope}/weight"), &[n_out, n_in], 4);
+        self.float(&format!("{scope}/bias"), &[n_out], 4);
+    }
+
+    fn self_attention(&mut self, c: &str) {
+        self.norm(&format!("{c}/self_attention/layer_norm"));
+        self.linear(&format!("{c}/self_attention/linear_0"), 3 * D, D);
+        self.linear(&format!("{c}/self_attention/linear_1"), D, D);
+    }
+
+    fn ffn(&mut self, c: &str) {
+        self.norm(&format!("{c}/ffn/layer_norm"));
+        self.linear(&format!("{c}/ffn/linear_0"), 4 * D, D);
+        self.linear(&format!("{c}/ffn/linear_1"), D, 4 * D);
+    }
+
+    fn values(&self, name: &str) -> &[f32] {
+        &self.vars.iter().find(|v| v.name == name).unwrap().values
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.vars.retain(|v| v.name != name);
+    }
+
+    /// Serialises like CTranslate2's `_serialize`: sorted variables, then aliases.
+    fn bytes(&self) -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&((s.len() + 1) as u16).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+            out.push(0);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&6u32.to_le_bytes());
+        string(&mut out, &self.spec);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        let mut vars: Vec<&Var> = self.vars.iter().collect();
+        vars.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend_from_slice(&(vars.len() as u32).to_le_bytes());
+        for v in vars {
+            string(&mut out, &v.name);
+            out.push(v.dims.len() as u8);
+            for &d in &v.dims {
+                out.extend_from_slice(&(d as u32).to_le_bytes());
+            }
+            out.push(v.dtype);
+            let data = match &v.raw {
+                Some(raw) => raw.clone(),
+                None => v
+                    .values
+                    .iter()
+                    .flat_map(|&x| match v.dtype {
+                        0 => x.to_le_bytes().to_vec(),
+                        4 => f32_to_f16(x).to_le_bytes().to_vec(),
+                        _ => unreachable!(),
+                    })
+                    .collect(),
+            };
+            let mut count = data.len() as i64;
+            if let Some((name, delta)) = &self.bad_count
+                && *name == v.name
+            {
+                count += delta;
+            }
+            out.extend_from_slice(&(count as u32).to_le_bytes());
+            out.extend_from_slice(&data);
+        }
+        out.extend_from_slice(&(self.aliases.len() as u32).to_le_bytes());
+        for (a, t) in &self.aliases {
+            string(&mut out, a);
+            string(&mut out, t);
+        }
+        out
+    }
+
+    /// Writes `model.bin` and `vocabulary.txt` into a fresh directory.
+    fn write(&self, tokens: &[&str]) -> Scratch {
+        let dir = Scratch::new("ct2");
+        fs::write(dir.0.join("model.bin"), self.bytes()).unwrap();
+        let mut vocab = tokens.join("\n");
+        vocab.push('\n');
+        fs::write(dir.0.join("vocabulary.txt"), vocab).unwrap();
+        dir
+    }
+}
+
+/// Everything in a GGML file, parsed independently of the converter.
+struct Ggml {
+    magic: u32,
+    hparams: [i32; 11],
+    n_mel: i32,
+    n_fft: i32,
+    mel: Vec<f32>,
+    vocab: Vec<Vec<u8>>,
+    tensors: Vec<(String, Vec<i32>, i32, Vec<u8>)>,
+}
+
+impl Ggml {
+    fn read(path: &Path) -> Ggml {
+        let b = fs::read(path).unwrap();
+        let mut pos = 0;
+        let i32_at = |pos: &mut usize| {
+            let v = i32::from_le_bytes(b[*pos..*pos + 4].try_into().unwrap());
+            *pos += 4;
+            v
+        };
+        let magic = i32_at(&mut pos) as u32;
+        let mut hparams = [0; 11];
+        for h in &mut hparams {
+            *h = i32_at(&mut pos);
+        }
+        let n_mel = i32_at(&mut pos);
+        let n_fft = i32_at(&mut pos);
+        let mel = (0..(n_mel * n_fft) as usize)
+            .map(|_| f32::from_bits(i32_at(&mut pos) as u32))
+            .collect();
+        let n_vocab = i32_at(&mut pos);
+        let mut vocab = Vec::new();
+        for _ in 0..n_vocab {
+            let n = i32_at(&mut pos) as usize;
+            vocab.push(b[pos..pos + n].to_vec());
+            pos += n;
+        }
+        let mut tensors = Vec::new();
+        while pos < b.len() {
+            let n_dims = i32_at(&mut pos);
+            let name_len = i32_at(&mut pos) as usize;
+            let ttype = i32_at(&mut pos);
+            let ne: Vec<i32> = (0..n_dims).map(|_| i32_at(&mut pos)).collect();
+            let name = String::from_utf8(b[pos..pos + name_len].to_vec()).unwrap();
+            pos += name_len;
+            let size = ne.iter().product::<i32>() as usize * if ttype == 0 { 4 } else { 2 };
+            tensors.push((name, ne, ttype, b[pos..pos + size].to_vec()));
+            pos += size;
+        }
+        assert_eq!(pos, b.len(), "tensor data runs past the end");
+        Ggml {
+            magic,
+            hparams,
+            n_mel,
+            n_fft,
+            mel,
+            vocab,
+            tensors,
+        }
+    }
+
+    fn tensor(&self, name: &str) -> &(String, Vec<i32>, i32, Vec<u8>) {
+        self.tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .unwrap_or_else(|| panic!("no tensor {name}"))
+    }
+
+    /// A tensor's data as f32 whatever its stored type.
+    fn values(&self, name: &str) -> Vec<f32> {
+        let (_, _, ttype, data) = self.tensor(name);
+        match ttype {
+            0 => data
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            1 => data
+                .chunks(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            t => panic!("unexpected type {t}"),
+        }
+    }
+}
+
+/// whisper.cpp's tensor names for these layer counts (from `ASR_TENSOR_NAMES`).
+fn expected_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "encoder.positional_embedding",
+        "encoder.conv1.weight",
+        "encoder.conv1.bias",
+        "encoder.conv2.weight",
+        "encoder.conv2.bias",
+        "encoder.ln_post.weight",
+        "encoder.ln_post.bias",
+        "decoder.positional_embedding",
+        "decoder.token_embedding.weight",
+        "decoder.ln.weight",
+        "decoder.ln.bias",
+    ]
+    .map(String::from)
+    .to_vec();
+    let attn = |p: &str, a: &str| {
+        [
+            format!("{p}.{a}_ln.weight"),
+            format!("{p}.{a}_ln.bias"),
+            format!("{p}.{a}.query.weight"),
+            format!("{p}.{a}.query.bias"),
+            format!("{p}.{a}.key.weight"),
+            format!("{p}.{a}.value.weight"),
+            format!("{p}.{a}.value.bias"),
+            format!("{p}.{a}.out.weight"),
+            format!("{p}.{a}.out.bias"),
+        ]
+    };
+    let mlp = |p: &str| {
+        [
+            format!("{p}.mlp_ln.weight"),
+            format!("{p}.mlp_ln.bias"),
+            format!("{p}.mlp.0.weight"),
+            format!("{p}.mlp.0.bias"),
+            format!("{p}.mlp.2.weight"),
+            format!("{p}.mlp.2.bias"),
+        ]
+    };
+    for i in 0..ENC_LAYERS {
+        let p = format!("encoder.blocks.{i}");
+        names.extend(attn(&p, "attn"));
+        names.extend(mlp(&p));
+    }
+    for i in 0..DEC_LAYERS {
+        let p = format!("decoder.blocks.{i}");
+        names.extend(attn(&p, "attn"));
+        names.extend(attn(&p, "cross_attn"));
+        names.extend(mlp(&p));
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn converts_synthetic_checkpoint_to_ggml_whisper_cpp_layout() {
+    let b = Builder::whisper();
+    let dir = b.write(&TOKENS);
+    let out = dir.0.join("ggml-test.bin");
+    let report = convert(&dir.0, &out).unwrap();
+    let g = Ggml::read(&out);
+
+    assert_eq!(g.magic, 0x6767_6d6c);
+    let d = D as i32;
+    assert_eq!(
+        g.hparams,
+        [
+            10,
+            AUDIO_CTX as i32,
+            d,
+            2,
+            ENC_LAYERS as i32,
+            TEXT_CTX as i32,
+            d,
+            2,
+            DEC_LAYERS as i32,
+            80,
+            1
+        ]
+    );
+    assert_eq!((g.n_mel, g.n_fft), (80, 201));
+    assert_eq!(g.mel.len(), 80 * 201);
+    // Only the tokens before <|endoftext|>, as raw bytes.
+    assert_eq!(
+        g.vocab,
+        vec![
+            b"!".to_vec(),
+            b" hello".to_vec(),
+            "пу".as_bytes().to_vec(),
+            vec![],
+            b"\n".to_vec()
+        ]
+    );
+
+    let mut names: Vec<String> = g.tensors.iter().map(|t| t.0.clone()).collect();
+    names.sort();
+    assert_eq!(names, expected_names());
+    assert_eq!(g.tensors.len(), report.tensors);
+    assert!(g.tensors.iter().all(|t| !t.0.contains(".key.bias")));
+
+    // Types as whisper.cpp allocates them: f32 for biases, norms, positional
+    // embeddings; f16 for matrices and conv kernels.
+    for (name, _, ttype, _) in &g.tensors {
+        let f32_expected = name.ends_with(".bias")
+            || name.ends_with("_ln.weight")
+            || name.ends_with("ln_post.weight")
+            || name == "decoder.ln.weight"
+            || name.ends_with("positional_embedding");
+        assert_eq!(*ttype, if f32_expected { 0 } else { 1 }, "{name}");
+    }
+
+    // Shapes in GGML order (reversed row-major).
+    let ne = |n: &str| g.tensor(n).1.clone();
+    assert_eq!(
+        ne("encoder.positional_embedding"),
+        vec![d, AUDIO_CTX as i32]
+    );
+    assert_eq!(ne("decoder.positional_embedding"), vec![d, TEXT_CTX as i32]);
+    assert_eq!(ne("encoder.conv1.weight"), vec![3, 80, d]);
+    assert_eq!(ne("encoder.conv2.weight"), vec![3, d, d]);
+    assert_eq!(ne("encoder.conv1.bias"), vec![1, d]);
+    assert_eq!(ne("decoder.token_embedding.weight"), vec![d, 10]);
+    assert_eq!(ne("encoder.blocks.1.attn.query.weight"), vec![d, d]);
+    assert_eq!(ne("encoder.blocks.1.attn.query.bias"), vec![d]);
+    assert_eq!(ne("encoder.blocks.0.mlp.0.weight"), vec![d, 4 * d]);
+    assert_eq!(ne("encoder.blocks.0.mlp.2.weight"), vec![4 * d, d]);
+    assert_eq!(ne("decoder.blocks.0.cross_attn.value.weight"), vec![d, d]);
+    assert_eq!(ne("decoder.ln.bias"), vec![d]);
+
+    // Data: fused q|k|v and k|v are split by rows, norms renamed, values kept.
+    let n = D * D;
+    let qkv = b.values("encoder/layer_1/self_attention/linear_0/weight");
+    assert_eq!(g.values("encoder.blocks.1.attn.query.weight"), qkv[..n]);
+    assert_eq!(g.values("encoder.blocks.1.attn.key.weight"), qkv[n..2 * n]);
+    assert_eq!(g.values("encoder.blocks.1.attn.value.weight"), qkv[2 * n..]);
+    let qkv_b = b.values("encoder/layer_1/self_attention/linear_0/bias");
+    assert_eq!(g.values("encoder.blocks.1.attn.query.bias"), qkv_b[..D]);
+    assert_eq!(g.values("encoder.blocks.1.attn.value.bias"), qkv_b[2 * D..]);
+    let kv = b.values("decoder/layer_0/attention/linear_1/weight");
+    assert_eq!(g.values("decoder.blocks.0.cross_attn.key.weight"), kv[..n]);
+    assert_eq!(
+        g.values("decoder.blocks.0.cross_attn.value.weight"),
+        kv[n..]
+    );
+    let kv_b = b.values("decoder/layer_0/attention/linear_1/bias");
+    assert_eq!(
+        g.values("decoder.blocks.0.cross_attn.value.bias"),
+        kv_b[D..]
+    );
+    for (ggml, ct2) in [
+        (
+            "encoder.positional_embedding",
+            "encoder/position_encodings/encodings",
+        ),
+        ("encoder.conv1.bias", "encoder/conv1/bias"),
+        ("encoder.conv2.weight", "encoder/conv2/weight"),
+        ("encoder.ln_post.weight", "encoder/layer_norm/gamma"),
+        ("decoder.ln.bias", "decoder/layer_norm/beta"),
+        (
+            "decoder.token_embedding.weight",
+            "decoder/embeddings/weight",
+        ),
+        (
+            "decoder.blocks.0.mlp_ln.weight",
+            "decoder/layer_0/ffn/layer_norm/gamma",
+        ),
+        (
+            "decoder.blocks.0.mlp.2.weight",
+            "decoder/layer_0/ffn/linear_1/weight",
+        ),
+        (
+            "decoder.blocks.0.cross_attn.out.bias",
+            "decoder/layer_0/attention/linear_2/bias",
+        ),
+        (
+            "decoder.blocks.0.cross_attn_ln.bias",
+            "decoder/layer_0/attention/layer_norm/beta",
+        ),
+        (
+            "encoder.blocks.0.attn.out.weight",
+            "encoder/layer_0/self_attention/linear_1/weight",
+        ),
+    ] {
+        assert_eq!(g.values(ggml), b.values(ct2), "{ggml} <- {ct2}");
+    }
+
+    assert_eq!(report.vocab_tokens, 5);
+    assert_eq!(report.source_dtype, "float16");
+    assert_eq!(report.out_bytes, fs::metadata(&out).unwrap().len());
+    assert_eq!(report.model_sha256.len(), 64);
+    assert!(!partial_path(&out).exists());
+
+    // The library's own walker agrees.
+    let s = inspect_ggml(&out).unwrap();
+    assert_eq!(s.tensors.len(), expected_names().len());
+    assert_eq!(s.vocab_tokens, 5);
+    assert_eq!(s.mel_dims, (80, 201));
+}
+
+fn convert_err(b: &Builder, tokens: &[&str]) -> ConvertError {
+    let dir = b.write(tokens);
+    let out = dir.0.join("out.bin");
+    let err = convert(&dir.0, &out).unwrap_err();
+    assert!(!out.exists(), "no output on error");
+    err
+}
+
+#[test]
+fn truncated_model_bin_is_reported_as_truncated() {
+    let b = Builder::whisper();
+    let dir = b.write(&TOKENS);
+    let model = dir.0.join("model.bin");
+    let bytes = fs::read(&model).unwrap();
+    fs::write(&model, &bytes[..bytes.len() - 100]).unwrap();
+    let err = convert(&dir.0, &dir.0.join("out.bin")).unwrap_err();
+    assert!(matches!(err, ConvertError::Truncated { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("truncated") && msg.contains("model.bin"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_spec_is_rejected() {
+    let mut b = Builder::whisper();
+    b.spec = "TransformerSpec".into();
+    let err = convert_err(&b, &TOKENS);
+    assert!(
+        matches!(&err, ConvertError::UnsupportedSpec { found, .. } if found == "TransformerSpec"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_byte_count_is_rejected_with_the_variable_named() {
+    let mut b = Builder::whisper();
+    b.bad_count = Some(("encoder/conv1/bias".into(), -2));
+    let err = convert_err(&b, &TOKENS);
+    assert!(
+        matches!(&err, ConvertError::ByteCount { name, found: 14, expected: 16, .. } if name == "encoder/conv1/bias"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tensor_wrong_shape_and_vocabulary_mismatch_are_rejected() {
+    let mut b = Builder::whisper();
+    b.remove("decoder/layer_0/attention/linear_2/weight");
+    let err = convert_err(&b, &TOKENS);
+    assert!(
+        matches!(&err, ConvertError::Missing { name, .. } if name == "decoder/layer_0/attention/linear_2/weight"),
+        "{err}"
+    );
+
+    let mut b = Builder::whisper();
+    b.remove("encoder/layer_1/ffn/linear_0/weight");
+    b.float("encoder/layer_1/ffn/linear_0/weight", &[3 * D, D], 4);
+    let err = convert_err(&b, &TOKENS);
+    assert!(
+        matches!(&err, ConvertError::Shape { name, found, .. } if name == "encoder/layer_1/ffn/linear_0/weight" && *found == vec![3 * D, D]),
+        "{err}"
+    );
+
+    let err = convert_err(&Builder::whisper(), &TOKENS[..9]);
+    assert!(
+        matches!(
+            err,
+            ConvertError::VocabSize {
+                found: 9,
+                expected: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut tokens = TOKENS;
+    tokens[1] = "hello€";
+    let err = convert_err(&Builder::whisper(), &tokens);
+    assert!(
+        matches!(err, ConvertError::VocabToken { line: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_rejects_truncated_ggml() {
+    let dir = Builder::whisper().write(&TOKENS);
+    let out = dir.0.join("ggml.bin");
+    convert(&dir.0, &out).unwrap();
+    let bytes = fs::read(&out).unwrap();
+    fs::write(&out, &bytes[..bytes.len() - 3]).unwrap();
+    let err = inspect_ggml(&out).unwrap_err();
+    assert!(matches!(err, ConvertError::Truncated { .. }), "{err}");
+    fs::write(&out, b"not a model at all").unwrap();
+    assert!(inspect_ggml(&out).is_err());
+}
+
+#[test]
+fn slaney_mel_scale_by_hand() {
+    // Linear below 1 kHz at 200/3 Hz per mel; 27 mels per factor 6.4 above.
+    assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
+    assert!((hz_to_mel(6400.0) - 42.0).abs() < 1e-9);
+    assert!((mel_to_hz(42.0) - 6400.0).abs() < 1e-6);
+    assert!((hz_to_mel(500.0) - 7.5).abs() < 1e-12);
+    for f in [0.0, 123.0, 999.0, 1000.0, 4321.0, 8000.0] {
+        assert!((mel_to_hz(hz_to_mel(f)) - f).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn mel_filterbank_matches_whisper_reference_values() {
+    let m = mel_filterbank(16000.0, 400, 80);
+    assert_eq!(m.len(), 80 * 201);
+    let at = |row: usize, bin: usize| m[row * 201 + bin];
+    // Filter 0 by hand: edges 0, e, 2e Hz with e = 8000 Hz in mel / 81 steps
+    // (all below 1 kHz, so linear): e = 200/3 * hz_to_mel(8000) / 81. Bin 1
+    // (40 Hz) is on the falling side: (2e - 40) / e, times 2 / (2e).
+    let e = 200.0 / 3.0 * hz_to_mel(8000.0) / 81.0;
+    let by_hand = ((2.0 * e - 40.0) / e) * (2.0 / (2.0 * e));
+    assert!((at(0, 1) as f64 - by_hand).abs() < 1e-8);
+    // Values from Whisper's own mel_filters.npz (librosa, slaney norm).
+    for (row, bin, want) in [
+        (0, 1, 0.024_862_595),
+        (1, 1, 0.001_990_822),
+        (1, 2, 0.022_871_772),
+        (10, 10, 0.019_908_218),
+        (10, 11, 0.004_954_375),
+        (40, 42, 0.005_411_104_8),
+        (40, 43, 0.014_735_566),
+        (40, 44, 0.006_518_19),
+        (79, 186, 0.000_366_741_67),
+    ] {
+        let got = at(row, bin);
+        assert!(
+            (got - want).abs() <= 1e-6 * want.max(1e-3),
+            "row {row} bin {bin}: {got} vs {want}"
+        );
+    }
+    // Row 40 peaks at bin 43; filter 0 only touches bin 1; DC is in no filter.
+    let row40 = &m[40 * 201..41 * 201];
+    let peak = (0..201)
+        .max_by(|&a, &b| row40[a].total_cmp(&row40[b]))
+        .unwrap();
+    assert_eq!(peak, 43);
+    assert_eq!(m[..201].iter().filter(|&&v| v > 0.0).count(), 1);
+    assert!((0..80).all(|r| at(r, 0) == 0.0));
+    // librosa's arithmetic leaves -0.0 at (0, 0); Whisper's table has it too.
+    assert_eq!(at(0, 0).to_bits(), 0x8000_0000);
+}
+
+#[test]
+fn byte_level_bpe_tokens_map_back_to_raw_bytes() {
+    assert_eq!(bpe_token_bytes("Ġhello").unwrap(), b" hello");
+    assert_eq!(bpe_token_bytes("Ð¿Ñĥ").unwrap(), "пу".as_bytes());
+    assert_eq!(
+        bpe_token_bytes("ĠÐ¿ÑĢÐ¸Ð²ÐµÑĤ").unwrap(),
+        " привет".as_bytes()
+    );
+    assert_eq!(bpe_token_bytes("Ċ").unwrap(), b"\n");
+    assert_eq!(bpe_token_bytes("ĉ").unwrap(), b"\t");
+    assert_eq!(bpe_token_bytes("Ā").unwrap(), [0u8]);
+    assert_eq!(bpe_token_bytes("ł").unwrap(), [0xA0]);
+    assert_eq!(bpe_token_bytes("Ń").unwrap(), [0xAD]);
+    assert_eq!(bpe_token_bytes("<|endoftext|>").unwrap(), b"<|endoftext|>");
+    assert_eq!(bpe_token_bytes("").unwrap(), b"");
+    assert!(bpe_token_bytes("€").is_none());
+    // The alphabet is a bijection onto all 256 bytes.
+    let dec = bpe_byte_decoder();
+    let mut bytes: Vec<u8> = dec.values().copied().collect();
+    bytes.sort();
+    assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
+}
+
+#[test]
+fn half_precision_conversions() {
+    assert_eq!(f32_to_f16(1.0), 0x3C00);
+    assert_eq!(f32_to_f16(-2.0), 0xC000);
+    assert_eq!(f32_to_f16(65504.0), 0x7BFF);
+    assert_eq!(f32_to_f16(65520.0), 0x7C00); // halfway to 65536 rounds to even: inf
+    assert_eq!(f32_to_f16(2f32.powi(-24)), 0x0001);
+    assert_eq!(f32_to_f16(2f32.powi(-26)), 0x0000);
+    assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3C00); // tie to even
+    assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3C02); // tie to even (up)
+    assert_eq!(f32_to_f16(1.0 / 3.0), 0x3555);
+    assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+    assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+    assert!(f16_to_f32(0x7E00).is_nan());
+    assert_eq!(bf16_to_f32(0x3F80), 1.0);
+    for h in 0..=u16::MAX {
+        let x = f16_to_f32(h);
+        if !x.is_nan() {
+            assert_eq!(f32_to_f16(x), h, "{h:#06x}");
+        }
+    }
+}
