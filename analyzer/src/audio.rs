@@ -73,6 +73,9 @@ fn err_open(path: &Path, e: impl std::fmt::Display) -> AudioError {
 /// Decodes the best audio stream of `path` to 16 kHz planar f32, keeping channels apart.
 pub fn decode(path: &Path) -> Result<Pcm, AudioError> {
     ffmpeg::init().map_err(|e| err_open(path, e))?;
+    // FFmpeg's own log would print per-packet notices (Opus pre-skip on a
+    // segment boundary); real problems come back as errors and are reported.
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
     let mut input = ffmpeg::format::input(path).map_err(|e| err_open(path, e))?;
     let stream = input
         .streams()

@@ -26,6 +26,13 @@ pub fn detect(
 ) -> Result<(Vec<SampleSpan>, Vec<SpeechSpan>), VadError> {
     let probs = vad.probabilities(audio)?;
     let spans = vad::spans(&probs, audio.len(), vad::SpanParams::default());
+    tracing::debug!(
+        "speech spans (s): {:?}",
+        spans
+            .iter()
+            .map(|&(s, e)| (s as f64 / 16e3, e as f64 / 16e3))
+            .collect::<Vec<_>>()
+    );
     let timed = spans
         .iter()
         .map(|&(s, e)| SpeechSpan {

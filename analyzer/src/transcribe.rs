@@ -88,7 +88,7 @@ impl Transcriber {
                     patience: -1.0,
                 }
             } else {
-                SamplingStrategy::Greedy { best_of: 1 }
+                SamplingStrategy::Greedy { best_of: 5 }
             };
             let mut params = FullParams::new(strategy);
             params.set_language(Some(if opts.language == "auto" {

@@ -105,10 +105,17 @@ impl Journey {
     }
 
     fn validate(&self, text: &str) -> Result<(), JourneyError> {
-        let at = |needle: &str| {
-            text.find(needle)
-                .map(|o| format!(" (line {})", line_col(text, o).0))
-                .unwrap_or_default()
+        // The line of `field` in the block of step `id` (the first line of the
+        // step when the field is not written out), for messages people can act on.
+        let at = |id: &str, field: &str| {
+            let Some(step) = text.find(&format!("\"{id}\"")) else {
+                return String::new();
+            };
+            let next_step = text[step..]
+                .find("[[steps]]")
+                .map_or(text.len(), |o| step + o);
+            let offset = text[step..next_step].find(field).map_or(step, |o| step + o);
+            format!(" (line {})", line_col(text, offset).0)
         };
         if self.format_version != JOURNEY_FORMAT_VERSION {
             return Err(JourneyError::Invalid(format!(
@@ -121,30 +128,33 @@ impl Journey {
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.steps {
-            let loc = at(&format!("\"{}\"", s.id));
+            let invalid = |what: String, field: &str| {
+                Err(JourneyError::Invalid(format!(
+                    "step {:?}: {what}{}",
+                    s.id,
+                    at(&s.id, field)
+                )))
+            };
             if s.id.is_empty() || !seen.insert(s.id.as_str()) {
-                return Err(JourneyError::Invalid(format!(
-                    "step id {:?} is empty or repeated{loc}",
-                    s.id
-                )));
+                return invalid("the id is empty or repeated".into(), "id");
             }
             if !(1..=5).contains(&s.significance) {
-                return Err(JourneyError::Invalid(format!(
-                    "step {:?}: significance {} must be 1-5{loc}",
-                    s.id, s.significance
-                )));
+                return invalid(
+                    format!("significance {} must be 1-5", s.significance),
+                    "significance",
+                );
             }
             if !(s.expected_seconds.is_finite() && s.expected_seconds > 0.0) {
-                return Err(JourneyError::Invalid(format!(
-                    "step {:?}: expected_seconds must be a positive number{loc}",
-                    s.id
-                )));
+                return invalid(
+                    "expected_seconds must be a positive number".into(),
+                    "expected_seconds",
+                );
             }
             if s.enter.is_empty() || s.enter.iter().any(|r| *r == EntryRule::default()) {
-                return Err(JourneyError::Invalid(format!(
-                    "step {:?}: every step needs entry rules, and each rule at least one field{loc}",
-                    s.id
-                )));
+                return invalid(
+                    "every step needs entry rules, and each rule at least one field".into(),
+                    "enter",
+                );
             }
         }
         Ok(())
@@ -219,7 +229,7 @@ enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
         let cases = [
             (
                 GOOD.replace("significance = 5", "significance = 9"),
-                "significance 9 must be 1-5 (line 15)",
+                "significance 9 must be 1-5 (line 17)",
             ),
             (
                 GOOD.replace("expected_seconds = 45", "expected_seconds = \"долго\""),

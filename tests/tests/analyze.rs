@@ -1,0 +1,418 @@
+//! The analyzer on real inputs: Russian speech synthesised with espeak-ng,
+//! transcribed by whisper.cpp with the model `lab-setup models` installed;
+//! silence that must stay silent; bad files that must be named; and a real
+//! recorded bundle (test video, PulseAudio speech, browser and operator
+//! events) through every `lab-analyze run` stage.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lab_model::analysis::{CandidateList, StepAnalysis, Transcript};
+use lab_model::{Bundle, SessionStatus};
+use lab_tests::{Pulse, RecorderProcess, bin, ffprobe, http, require, temp_dir};
+
+fn models() -> PathBuf {
+    let dir = std::env::var_os("LAB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    assert!(
+        dir.join("ggml-base.bin").exists() && dir.join("silero_vad.onnx").exists(),
+        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn analyze(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(bin("lab-analyze"))
+        .arg("--models")
+        .arg(models())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// espeak-ng speech of `text` with `pad` seconds of silence around it.
+fn speech(dir: &Path, name: &str, text: &str, pad: f64) -> PathBuf {
+    require("espeak-ng");
+    require("sox");
+    let raw = dir.join(format!("{name}-raw.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    assert!(
+        Command::new("espeak-ng")
+            .args(["-v", "ru", "-s", "140", "-w"])
+            .arg(&raw)
+            .arg(text)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("sox")
+            .arg(&raw)
+            .arg(&out)
+            .args(["pad", &pad.to_string(), &pad.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    out
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace('ё', "е")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Word error rate by Levenshtein distance over words.
+fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut d: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut prev = d[0];
+        d[0] = i;
+        for j in 1..=h.len() {
+            let cur = d[j];
+            d[j] = (d[j] + 1)
+                .min(d[j - 1] + 1)
+                .min(prev + usize::from(r[i - 1] != h[j - 1]));
+            prev = cur;
+        }
+    }
+    d[h.len()] as f64 / r.len().max(1) as f64
+}
+
+#[test]
+fn russian_speech_is_transcribed_with_word_times_inside_the_speech() {
+    let dir = temp_dir("transcribe");
+    let text = "Кнопка не работает. Я не понимаю, что делать дальше.";
+    let wav = speech(&dir, "ru", text, 3.0);
+    let (ok, out, err) = analyze(&["transcribe", wav.to_str().unwrap(), "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["language"], "ru");
+    let segs = v["segments"].as_array().unwrap();
+    let hyp: String = segs
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let w = wer(text, &hyp);
+    println!("transcribe: WER {w:.2}: {hyp:?}");
+    // Whisper base on espeak-ng Russian is far from perfect (see docs/measurements.md);
+    // the bound catches a broken model, decoder or time mapping, not accent quality.
+    assert!(w <= 0.6, "WER {w:.2} for {hyp:?}");
+    assert!(
+        words(&hyp).iter().any(|w| w == "кнопка") && hyp.contains("понима"),
+        "{hyp:?}"
+    );
+    // Word times lie within the speech (3 s of silence before and after).
+    let speech_end = 3.0 + (std::fs::metadata(&wav).unwrap().len() as f64 / 44_100.0) - 6.0 + 0.5;
+    for s in segs {
+        for word in s["words"].as_array().unwrap() {
+            let (a, b) = (
+                word["start"].as_f64().unwrap(),
+                word["end"].as_f64().unwrap(),
+            );
+            assert!(
+                a >= 2.5 && b <= speech_end + 1.0 && a <= b,
+                "word {word} outside the speech"
+            );
+            let c = word["confidence"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&c));
+        }
+    }
+    for (format, marker) in [("vtt", "WEBVTT"), ("srt", " --> "), ("txt", "")] {
+        let (ok, out, err) = analyze(&["transcribe", wav.to_str().unwrap(), "--format", format]);
+        assert!(
+            ok && out.contains(marker) && !out.trim().is_empty(),
+            "{format}: {err}"
+        );
+    }
+}
+
+#[test]
+fn silence_and_noise_floor_produce_no_text() {
+    let dir = temp_dir("silence");
+    let wav = dir.join("silence.wav");
+    assert!(
+        Command::new("sox")
+            .args(["-n", "-r", "16000", "-c", "1"])
+            .arg(&wav)
+            .args(["synth", "20", "whitenoise", "vol", "0.002"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (ok, out, err) = analyze(&["transcribe", wav.to_str().unwrap(), "--format", "txt"]);
+    assert!(ok, "{err}");
+    assert!(out.trim().is_empty(), "hallucinated on silence: {out:?}");
+}
+
+#[test]
+fn unreadable_input_names_the_file() {
+    let dir = temp_dir("corrupt");
+    let bad = dir.join("corrupt.mkv");
+    std::fs::write(&bad, b"\x1a\x45\xdf\xa3 this is not a matroska file at all").unwrap();
+    let (ok, _, err) = analyze(&["transcribe", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("corrupt.mkv"), "{err}");
+    let (ok, _, err) = analyze(&["transcribe", "/nonexistent/interview.wav"]);
+    assert!(!ok && err.contains("interview.wav"), "{err}");
+}
+
+fn post(url: &str, path: &str, body: &str) {
+    let (status, resp) = http("POST", &format!("{url}{path}"), body.as_bytes()).unwrap();
+    assert!(status == 201 || status == 202, "{path}: {status} {resp}");
+}
+
+/// Records a session with speech played into the microphone and scripted
+/// browser and operator events; returns the bundle.
+fn record_session(dir: &Path, speech_wav: &Path) -> PathBuf {
+    let pulse = Pulse::start().unwrap();
+    let station = dir.join("station.toml");
+    std::fs::write(
+        &station,
+        format!(
+            "format_version = 1\nstation = \"analyze-test\"\n\n[screen]\nsource = \"test\"\nwidth = 640\nheight = 360\nframerate = 30\n\n\
+             [camera]\nsource = \"test\"\nwidth = 320\nheight = 240\nframerate = 30\n\n\
+             [[microphones]]\nsource = \"pulse\"\ndevice = \"{}\"\nchannels = 1\nroles = [\"participant\"]\n",
+            Pulse::MONITOR
+        ),
+    )
+    .unwrap();
+    let mut rec = RecorderProcess::spawn(
+        &[
+            "--station",
+            station.to_str().unwrap(),
+            "--participant",
+            "P10",
+            "--consent",
+            "C10",
+            "--life-situation",
+            "test-benefit",
+        ],
+        &[("PULSE_SERVER", &pulse.server)],
+        &dir.join("sessions"),
+    )
+    .unwrap();
+    let (bundle, url) = rec.wait_started().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // PulseAudio delivers its first audio after ~2 s
+    post(
+        &url,
+        "/api/markers",
+        r#"{"type":"task_start","label":"Задание 1"}"#,
+    );
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/catalog","title":"Каталог"}}"#,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/form","title":"Заявление"}}"#,
+    );
+    // The participant speaks while stuck on the form...
+    let player = Command::new("paplay")
+        .arg("--device")
+        .arg(Pulse::SINK)
+        .arg(speech_wav)
+        .env("PULSE_SERVER", &pulse.server)
+        .spawn()
+        .unwrap();
+    // ...and hammers an unresponsive button.
+    for i in 0..4 {
+        post(
+            &url,
+            "/api/events",
+            &format!(
+                r##"{{"source":"browser","kind":"click","data":{{"x":300,"y":200,"selector":"#submit","text":"Далее","tag":"button","click_id":{i}}}}}"##
+            ),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = player.wait_with_output();
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/done","title":"Готово"}}"#,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    post(
+        &url,
+        "/api/markers",
+        r#"{"type":"task_end","label":"Задание 1"}"#,
+    );
+    post(&url, "/api/stop", "");
+    let (ok, _, err) = rec.wait().unwrap();
+    assert!(ok, "{err}");
+    bundle
+}
+
+#[test]
+fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
+    require("paplay");
+    let dir = temp_dir("analyze-run");
+    let text = "Кнопка не работает. Я не понимаю, что делать дальше.";
+    let wav = speech(&dir, "think", text, 0.5);
+    let bundle_dir = record_session(&dir, &wav);
+    let journey = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/journey-test.toml");
+    let b = bundle_dir.to_str().unwrap();
+    let (ok, out, err) = analyze(&["run", b, "--journey", journey.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    println!("{out}");
+    let analysis = bundle_dir.join("analysis");
+    let transcript: Transcript =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("transcript.json")).unwrap())
+            .unwrap();
+    let hyp: String = transcript
+        .segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let w = wer(text, &hyp);
+    println!("bundle transcript: WER {w:.2}: {hyp:?}");
+    // Loose: the recording path (PulseAudio, Opus) and espeak-ng make single runs vary a lot
+    // (0.3-0.8 seen); what must hold is that the cue words arrive (checked via the candidate below).
+    assert!(w <= 0.85, "WER {w:.2}: {hyp:?}");
+    assert!(
+        transcript
+            .words()
+            .all(|w| w.speaker == lab_model::ChannelRole::Participant)
+    );
+
+    let steps: StepAnalysis =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("steps.json")).unwrap())
+            .unwrap();
+    let visited: Vec<_> = steps.intervals.iter().map(|i| i.step.as_str()).collect();
+    assert_eq!(visited, ["catalog", "form", "done"]);
+
+    let candidates: CandidateList =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("candidates.json")).unwrap())
+            .unwrap();
+    let found: Vec<_> = candidates
+        .candidates
+        .iter()
+        .map(|c| (c.detector.as_str(), c.step.as_deref()))
+        .collect();
+    println!("candidates: {found:?}");
+    assert!(found.contains(&("rage_click", Some("form"))), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(d, s)| *d == "verbal_confusion" && *s == Some("form")),
+        "{found:?}"
+    );
+
+    for track in ["screen", "camera"] {
+        let (video, audio, end) = ffprobe(&analysis.join(format!("web/{track}.mp4"))).unwrap();
+        assert!(
+            video && audio && end > 5.0,
+            "{track}.mp4: video {video} audio {audio} end {end}"
+        );
+    }
+    assert!(analysis.join("web/peaks.json").exists() && analysis.join("qa.json").exists());
+
+    // Idempotent: a second run does nothing; --force redoes one stage and what follows.
+    let (ok, out, _) = analyze(&["run", b, "--journey", journey.to_str().unwrap()]);
+    assert!(ok && out.matches("already done").count() == 5, "{out}");
+    let (ok, out, _) = analyze(&[
+        "run",
+        b,
+        "--journey",
+        journey.to_str().unwrap(),
+        "--force",
+        "candidates",
+    ]);
+    assert!(ok && out.matches("already done").count() == 2, "{out}");
+}
+
+#[test]
+fn a_crashed_bundle_is_analysed_up_to_the_break_and_silence_skips_transcription() {
+    let dir = temp_dir("analyze-crash");
+    let mut rec = RecorderProcess::spawn(
+        &["--test-sources", "--participant", "P11", "--consent", "C11"],
+        &[],
+        &dir,
+    )
+    .unwrap();
+    let (bundle_dir, _) = rec.wait_started().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(rec.child.id() as i32, libc::SIGKILL) };
+    let _ = rec.child.wait();
+    // Without recovery the analyzer still reads what is there.
+    assert_eq!(
+        Bundle::new(&bundle_dir).read_manifest().unwrap().status,
+        SessionStatus::Recording
+    );
+    let (ok, out, err) = analyze(&["run", bundle_dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    println!("{out}");
+    let analysis = bundle_dir.join("analysis");
+    let transcript: Transcript =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("transcript.json")).unwrap())
+            .unwrap();
+    // The test source is ticks, not speech: VAD finds none, or the track is reported silent.
+    assert!(transcript.segments.is_empty(), "{:?}", transcript.segments);
+    let (video, _, end) = ffprobe(&analysis.join("web/screen.mp4")).unwrap();
+    assert!(video && end >= 3.0, "rendition ends at {end}");
+    let steps = std::fs::read_to_string(analysis.join("steps.json")).unwrap();
+    assert!(steps.contains("\"intervals\": []"), "{steps}");
+}
+
+#[test]
+fn a_malformed_journey_names_the_line_and_field() {
+    let dir = temp_dir("journey");
+    let out = Command::new(bin("lab-recorder"))
+        .args([
+            "record",
+            "--test-sources",
+            "--duration",
+            "2",
+            "--participant",
+            "P12",
+            "--consent",
+            "C12",
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let journey = dir.join("bad.toml");
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/journey-test.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &journey,
+        good.replace("significance = 5", "significance = 7"),
+    )
+    .unwrap();
+    let (ok, _, err) = analyze(&["run", &bundle, "--journey", journey.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml") && err.contains("significance 7") && err.contains("line 17"),
+        "{err}"
+    );
+}
