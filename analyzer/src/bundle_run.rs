@@ -255,13 +255,11 @@ fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Jour
 fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timeline::Timeline> {
     let (events, _) = bundle.read_events()?;
     let transcript: Transcript = read_json(&analysis_dir(bundle).join("transcript.json"))?;
-    let mut events = events;
-    events.sort_by_key(|e| e.t_ns);
-    Ok(crate::timeline::Timeline {
+    Ok(crate::timeline::Timeline::new(
         events,
-        words: transcript.words().cloned().collect(),
-        duration_ns: manifest.duration_ns.unwrap_or(0),
-    })
+        transcript.words().cloned().collect(),
+        manifest.duration_ns.unwrap_or(0),
+    ))
 }
 
 fn empty_steps() -> StepAnalysis {
@@ -345,7 +343,12 @@ fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     let renditions: renditions::Renditions = read_json(&dir.join("web/renditions.json"))?;
     let qa = QaReport {
         format_version: ANALYSIS_FORMAT_VERSION,
-        status: format!("{:?}", manifest.status).to_lowercase(),
+        status: match manifest.status {
+            lab_model::SessionStatus::Recording => {
+                "interrupted (recorder died; run `lab-recorder recover`)".into()
+            }
+            other => format!("{other:?}").to_lowercase(),
+        },
         clock_uncertainty_ms: manifest
             .clock
             .clients
@@ -356,7 +359,8 @@ fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
         recovered_segments: manifest
             .segments
             .iter()
-            .filter(|s| s.state == lab_model::SegmentState::Recovered)
+            // Open segments of a bundle nobody recovered were cut off just the same.
+            .filter(|s| s.state != lab_model::SegmentState::Closed)
             .map(|s| s.file.clone())
             .collect(),
         decode_errors: decode_errors

@@ -18,6 +18,9 @@ use crate::audio;
 
 /// Peaks per second in `peaks.json`: enough for a zoomable waveform lane.
 pub const PEAKS_PER_SECOND: usize = 50;
+/// One screen thumbnail per this many seconds, for the timeline's film strip.
+pub const THUMB_EVERY_NS: i64 = 10_000_000_000;
+pub const THUMB_SIZE: (u32, u32) = (160, 90);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Video {
@@ -31,9 +34,18 @@ pub struct Video {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub struct Thumbnail {
+    pub t_ns: i64,
+    /// JPEG, path relative to the bundle.
+    pub file: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Renditions {
     pub format_version: u32,
     pub videos: Vec<Video>,
+    #[serde(default)]
+    pub thumbnails: Vec<Thumbnail>,
     /// `peaks.json`: max |sample| per 1/PEAKS_PER_SECOND s, 0-255, from session time 0.
     pub peaks: Option<String>,
     pub errors: Vec<String>,
@@ -46,6 +58,7 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     let mut out = Renditions {
         format_version: 1,
         videos: vec![],
+        thumbnails: vec![],
         peaks: None,
         errors: vec![],
     };
@@ -59,6 +72,17 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .collect();
         if files.is_empty() {
             continue;
+        }
+        if track.id == "screen" {
+            let dir = web.join("thumbs");
+            std::fs::create_dir_all(&dir)?;
+            out.thumbnails = thumbnails(&files, &dir, &mut out.errors)
+                .into_iter()
+                .map(|(t_ns, name)| Thumbnail {
+                    t_ns,
+                    file: format!("{ANALYSIS_DIR}/web/thumbs/{name}"),
+                })
+                .collect();
         }
         let name = format!("{}.mp4", track.id);
         let tmp = web.join(format!("{name}.tmp"));
@@ -111,6 +135,102 @@ pub fn peaks(samples: &[f32]) -> Vec<u8> {
         .chunks(bucket)
         .map(|c| (c.iter().fold(0.0f32, |m, s| m.max(s.abs())).min(1.0) * 255.0).round() as u8)
         .collect()
+}
+
+/// A JPEG thumbnail of the first frame at or after every `THUMB_EVERY_NS`;
+/// returns (session time, file name). Undecodable stretches are skipped and noted.
+fn thumbnails(
+    inputs: &[std::path::PathBuf],
+    dir: &Path,
+    errors: &mut Vec<String>,
+) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut next = 0i64;
+    for path in inputs {
+        if let Err(e) = thumbnails_of(path, dir, &mut next, &mut out) {
+            errors.push(format!("thumbnails of {}: {e}", path.display()));
+        }
+    }
+    out
+}
+
+fn thumbnails_of(
+    path: &Path,
+    dir: &Path,
+    next: &mut i64,
+    out: &mut Vec<(i64, String)>,
+) -> Result<(), ffmpeg::Error> {
+    use ffmpeg::format::Pixel;
+    let mut ictx = ffmpeg::format::input(path)?;
+    let stream = ictx
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or(ffmpeg::Error::StreamNotFound)?;
+    let (index, tb) = (stream.index(), stream.time_base());
+    let mut decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?
+        .decoder()
+        .video()?;
+    let mut scaler = None;
+    let mut frame = ffmpeg::frame::Video::empty();
+    let mut take =
+        |frame: &ffmpeg::frame::Video, out: &mut Vec<(i64, String)>| -> Result<(), ffmpeg::Error> {
+            let Some(pts) = frame.pts() else {
+                return Ok(());
+            };
+            let ns = (i128::from(pts) * i128::from(tb.numerator()) * 1_000_000_000
+                / i128::from(tb.denominator().max(1))) as i64;
+            if ns < *next {
+                return Ok(());
+            }
+            let scaler = match &mut scaler {
+                Some(s) => s,
+                None => scaler.insert(ffmpeg::software::scaling::Context::get(
+                    frame.format(),
+                    frame.width(),
+                    frame.height(),
+                    Pixel::YUVJ420P,
+                    THUMB_SIZE.0,
+                    THUMB_SIZE.1,
+                    ffmpeg::software::scaling::Flags::BILINEAR,
+                )?),
+            };
+            let mut small = ffmpeg::frame::Video::empty();
+            scaler.run(frame, &mut small)?;
+            let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
+                .ok_or(ffmpeg::Error::EncoderNotFound)?;
+            let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
+                .encoder()
+                .video()?;
+            enc.set_width(THUMB_SIZE.0);
+            enc.set_height(THUMB_SIZE.1);
+            enc.set_format(Pixel::YUVJ420P);
+            enc.set_time_base((1, 30));
+            let mut enc = enc.open_as(codec)?;
+            small.set_pts(Some(0));
+            enc.send_frame(&small)?;
+            enc.send_eof()?;
+            let mut packet = ffmpeg::Packet::empty();
+            enc.receive_packet(&mut packet)?;
+            let name = format!("{:06}.jpg", ns / 1_000_000_000);
+            std::fs::write(dir.join(&name), packet.data().unwrap_or_default())
+                .map_err(|_| ffmpeg::Error::Exit)?;
+            out.push((ns, name));
+            *next = (ns / THUMB_EVERY_NS + 1) * THUMB_EVERY_NS;
+            Ok(())
+        };
+    for (s, packet) in ictx.packets() {
+        if s.index() != index || decoder.send_packet(&packet).is_err() {
+            continue;
+        }
+        while decoder.receive_frame(&mut frame).is_ok() {
+            take(&frame, out)?;
+        }
+    }
+    let _ = decoder.send_eof();
+    while decoder.receive_frame(&mut frame).is_ok() {
+        take(&frame, out)?;
+    }
+    Ok(())
 }
 
 /// Copies every packet of `inputs` (same stream layout) into one fragmented

@@ -325,6 +325,14 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
         );
     }
     assert!(analysis.join("web/peaks.json").exists() && analysis.join("qa.json").exists());
+    let renditions: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(analysis.join("web/renditions.json")).unwrap(),
+    )
+    .unwrap();
+    let thumbs = renditions["thumbnails"].as_array().unwrap();
+    assert!(!thumbs.is_empty(), "no thumbnails");
+    let jpeg = std::fs::read(bundle_dir.join(thumbs[0]["file"].as_str().unwrap())).unwrap();
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "thumbnail is not a JPEG");
 
     // Idempotent: a second run does nothing; --force redoes one stage and what follows.
     let (ok, out, _) = analyze(&["run", b, "--journey", journey.to_str().unwrap()]);
@@ -372,6 +380,57 @@ fn a_crashed_bundle_is_analysed_up_to_the_break_and_silence_skips_transcription(
     assert!(video && end >= 3.0, "rendition ends at {end}");
     let steps = std::fs::read_to_string(analysis.join("steps.json")).unwrap();
     assert!(steps.contains("\"intervals\": []"), "{steps}");
+    let qa: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("qa.json")).unwrap()).unwrap();
+    assert!(
+        qa["status"].as_str().unwrap().starts_with("interrupted"),
+        "{qa}"
+    );
+    assert!(
+        !qa["recovered_segments"].as_array().unwrap().is_empty(),
+        "the cut-off segments are reported: {qa}"
+    );
+}
+
+#[test]
+fn a_bundle_without_a_microphone_skips_transcription_with_a_clear_status() {
+    let dir = temp_dir("analyze-nomic");
+    let station = dir.join("station.toml");
+    std::fs::write(
+        &station,
+        "format_version = 1\nstation = \"no-mic\"\n\n[screen]\nsource = \"test\"\nwidth = 320\nheight = 240\nframerate = 30\n",
+    )
+    .unwrap();
+    let o = Command::new(bin("lab-recorder"))
+        .args([
+            "record",
+            "--station",
+            station.to_str().unwrap(),
+            "--duration",
+            "3",
+            "--participant",
+            "P13",
+            "--consent",
+            "C13",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = analyze(&["run", &bundle]);
+    assert!(ok, "{err}");
+    assert!(out.contains("skipped: no audio track"), "{out}");
+    let t: Transcript = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&bundle).join("analysis/transcript.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(t.status, "skipped: no audio track");
 }
 
 #[test]
