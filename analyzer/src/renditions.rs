@@ -117,8 +117,9 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
         out.peaks = Some(format!("{ANALYSIS_DIR}/web/peaks.json"));
     }
     let summary = format!(
-        "ok: {} videos, {} errors",
+        "ok: {} videos, {} thumbnails, {} errors",
         out.videos.len(),
+        out.thumbnails.len(),
         out.errors.len()
     );
     write_atomic(
