@@ -16,6 +16,7 @@ import sys
 import time
 
 LAB, CT2, AUDIO, REF, THREADS, FW_PY = sys.argv[1:7]
+BEAM = os.environ.get("BENCH_BEAM", "1")
 
 
 def norm(text):
@@ -61,9 +62,9 @@ def timed(cmd):
 FW_SCRIPT = r"""
 import json, sys
 from faster_whisper import WhisperModel
-model_dir, audio, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model_dir, audio, threads, beam = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 m = WhisperModel(model_dir, device="cpu", compute_type="default", cpu_threads=threads, num_workers=1)
-segs, info = m.transcribe(audio, language="ru", beam_size=1, best_of=1, vad_filter=True,
+segs, info = m.transcribe(audio, language="ru", beam_size=beam, best_of=5, vad_filter=True,
                           word_timestamps=True, condition_on_previous_text=False)
 words = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in segs for w in (s.words or [])]
 print(json.dumps({"words": words, "compute_type": "default"}))
@@ -76,14 +77,14 @@ def main():
     ref_times = [w["start"] for w in ref["words"]]
     duration = ref["duration"]
     rows = []
-    out, wall, rss = timed([LAB, "transcribe", AUDIO, "--language", "ru", "--format", "json", "--threads", THREADS])
+    out, wall, rss = timed([LAB, "transcribe", AUDIO, "--language", "ru", "--format", "json", "--threads", THREADS, "--beam", BEAM])
     ours = [(w["word"], w["start"]) for s in json.loads(out)["segments"] for w in s["words"]]
     rows.append(("lab-analyze (whisper.cpp)", ours, wall, rss))
-    out, wall, rss = timed([FW_PY, "-c", FW_SCRIPT, CT2, AUDIO, THREADS])
+    out, wall, rss = timed([FW_PY, "-c", FW_SCRIPT, CT2, AUDIO, THREADS, BEAM])
     fw = [(w["word"], w["start"]) for w in json.loads(out)["words"]]
     rows.append(("faster-whisper (CTranslate2)", fw, wall, rss))
 
-    print(f"audio: {duration:.1f} s of Russian espeak-ng think-aloud, {len(ref_words)} words; threads {THREADS}; beam 1; VAD on")
+    print(f"audio: {duration:.1f} s of Russian espeak-ng think-aloud, {len(ref_words)} words; threads {THREADS}; beam {BEAM}; VAD on")
     print(f"{'contender':30} {'wall s':>7} {'RTF':>6} {'peak MiB':>9} {'WER':>6} {'word start err ms (median/p90)':>32}")
     results = []
     for name, words, wall, rss in rows:
