@@ -89,7 +89,6 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::segment;
     use crate::timeline::testkit::*;
 
     /// (start s, end s, evidence seqs, confidence, note)
@@ -152,18 +151,7 @@ mod tests {
         ];
         for (name, events, want) in cases {
             let t = tl(events);
-            let got: Vec<(f64, f64, Vec<u64>, f32, String)> = detect(&t, &segment(&journey(), &t))
-                .into_iter()
-                .map(|c| {
-                    let (start, end) = (c.start_ns as f64 / 1e9, c.end_ns as f64 / 1e9);
-                    (start, end, c.evidence.events, c.confidence, c.evidence.note)
-                })
-                .collect();
-            let want: Vec<(f64, f64, Vec<u64>, f32, String)> = want
-                .into_iter()
-                .map(|(a, b, seqs, conf, note)| (a, b, seqs, conf, note.to_string()))
-                .collect();
-            assert_eq!(got, want, "{name}");
+            assert_eq!(run_detector(&t, detect), expected(want), "{name}");
         }
     }
 }

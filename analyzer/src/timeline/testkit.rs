@@ -1,7 +1,7 @@
 //! Hand-written timelines for the table tests. Times are seconds; seqs are
 //! given in list order from 1, so a test names an event by its position.
 
-use lab_model::analysis::{Speaker, Word};
+use lab_model::analysis::{Candidate, Speaker, StepAnalysis, Word};
 use lab_model::{Event, EventSource, Journey};
 use serde_json::{Value, json};
 
@@ -217,4 +217,34 @@ enter = [{ title = "*отправлено*" }]
 
 pub fn journey() -> Journey {
     Journey::from_toml(JOURNEY).unwrap()
+}
+
+/// A candidate reduced to what the detector tables compare:
+/// (start s, end s, evidence event seqs, confidence, note).
+pub type Summary = (f64, f64, Vec<u64>, f32, String);
+
+/// Runs a detector over `t`, segmented into the steps of `journey()`.
+pub fn run_detector(
+    t: &Timeline,
+    detect: fn(&Timeline, &StepAnalysis) -> Vec<Candidate>,
+) -> Vec<Summary> {
+    detect(t, &crate::steps::segment(&journey(), t))
+        .into_iter()
+        .map(|c| {
+            (
+                c.start_ns as f64 / 1e9,
+                c.end_ns as f64 / 1e9,
+                c.evidence.events,
+                c.confidence,
+                c.evidence.note,
+            )
+        })
+        .collect()
+}
+
+/// A table's expected rows as `Summary`s.
+pub fn expected(want: Vec<(f64, f64, Vec<u64>, f32, &str)>) -> Vec<Summary> {
+    want.into_iter()
+        .map(|(a, b, seqs, conf, note)| (a, b, seqs, conf, note.to_string()))
+        .collect()
 }
