@@ -205,12 +205,12 @@ fn stage_speech(
                 continue;
             }
             seen.push(*role);
-            let (spans, timed) = speech::detect(&mut vad, &timeline[c], 0, *role)?;
-            activity.spans.extend(timed);
+            let found = speech::detect(&mut vad, &timeline[c], 0, *role)?;
+            activity.spans.extend(found.timed.iter().copied());
             let segs = speech::transcribe_speech(
                 &whisper,
                 &timeline[c],
-                &spans,
+                &found,
                 0,
                 *role,
                 &opts.transcribe,

@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mono = pcm.mono();
             let mut vad = Vad::new(&models.onnxruntime(), &models.vad())?;
-            let (spans, _) = speech::detect(&mut vad, &mono, pcm.start_ns, Speaker::Mixed)?;
+            let found = speech::detect(&mut vad, &mono, pcm.start_ns, Speaker::Mixed)?;
             let model = model.unwrap_or_else(|| models.whisper());
             let whisper = Transcriber::new(&model)?;
             let mut opts = Options {
@@ -118,7 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let segments = speech::transcribe_speech(
                 &whisper,
                 &mono,
-                &spans,
+                &found,
                 pcm.start_ns,
                 Speaker::Mixed,
                 &opts,

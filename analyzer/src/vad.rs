@@ -126,6 +126,18 @@ impl Default for SpanParams {
     }
 }
 
+impl SpanParams {
+    /// Tight spans for telling where words can be: 300 ms of silence ends
+    /// speech, 100 ms padding.
+    pub fn tight() -> Self {
+        Self {
+            min_silence_ms: 300,
+            pad_ms: 100,
+            ..Self::default()
+        }
+    }
+}
+
 /// Speech spans as (start, end) sample indices, from per-chunk probabilities.
 pub fn spans(probs: &[f32], total_samples: usize, p: SpanParams) -> Vec<SampleSpan> {
     let ms = |m: u32| (m as usize) * 16;
