@@ -338,7 +338,6 @@ pub struct QaReport {
 
 fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     let dir = analysis_dir(bundle);
-    let (_, decode_errors) = session_audio(bundle, manifest);
     let transcript: Transcript = read_json(&dir.join("transcript.json"))?;
     let renditions: renditions::Renditions = read_json(&dir.join("web/renditions.json"))?;
     let qa = QaReport {
@@ -363,10 +362,8 @@ fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .filter(|s| s.state != lab_model::SegmentState::Closed)
             .map(|s| s.file.clone())
             .collect(),
-        decode_errors: decode_errors
-            .into_iter()
-            .chain(renditions.errors.iter().cloned())
-            .collect(),
+        // The renditions stage decoded every segment already and kept what failed.
+        decode_errors: renditions.errors.clone(),
         frames: renditions
             .videos
             .iter()

@@ -105,7 +105,9 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             }
         }
     }
-    let (pieces, _) = crate::bundle_run::session_audio(bundle, manifest);
+    // Audio decode problems go into renditions.json, where the QA stage reads them.
+    let (pieces, audio_errors) = crate::bundle_run::session_audio(bundle, manifest);
+    out.errors.extend(audio_errors);
     if !pieces.is_empty() {
         let channels = pieces.iter().map(|p| p.channels.len()).max().unwrap_or(1);
         let timeline = audio::place(&pieces, channels);

@@ -243,6 +243,12 @@ impl RecorderProcess {
         bail!("recorder did not start within 30 s")
     }
 
+    /// Sends a signal (SIGKILL for a crash, SIGTERM for a polite stop).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// Waits for exit; returns (success, stdout, stderr).
     pub fn wait(self) -> anyhow::Result<(bool, String, String)> {
         let o = self.child.wait_with_output()?;

@@ -359,8 +359,7 @@ fn a_crashed_bundle_is_analysed_up_to_the_break_and_silence_skips_transcription(
     .unwrap();
     let (bundle_dir, _) = rec.wait_started().unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(rec.child.id() as i32, libc::SIGKILL) };
+    rec.signal(libc::SIGKILL);
     let _ = rec.child.wait();
     // Without recovery the analyzer still reads what is there.
     assert_eq!(

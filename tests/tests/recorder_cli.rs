@@ -101,8 +101,7 @@ fn kill_9_keeps_acknowledged_events_and_the_media_up_to_the_crash() {
         acked.push(v["seq"].as_u64().unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(rec.child.id() as i32, libc::SIGKILL) };
+    rec.signal(libc::SIGKILL);
     let _ = rec.child.wait();
 
     let bundle = Bundle::new(&dir);
@@ -270,8 +269,7 @@ fn sigterm_finalizes_the_bundle() {
     .unwrap();
     let (dir, _) = rec.wait_started().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(rec.child.id() as i32, libc::SIGTERM) };
+    rec.signal(libc::SIGTERM);
     let (ok, _, stderr) = rec.wait().unwrap();
     assert!(ok, "{stderr}");
     let m = Bundle::new(&dir).read_manifest().unwrap();
