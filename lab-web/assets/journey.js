@@ -1,0 +1,187 @@
+// Journey map (/journeys/{id}): the table labs use, steps as columns and
+// rows for significance, time against the benchmark, completion, emotions
+// and top problems with quotes and clips, aggregated across participants.
+'use strict';
+
+Lab.page('journey', async ({main, id}) => {
+  const {el, t, api, clear, fmtMs, qs} = Lab;
+  const jid = encodeURIComponent(id);
+  const categories = await Lab.categories();
+
+  const url = new URL(location.href);
+  const filters = {
+    study: url.searchParams.get('study') || '',
+    segment: url.searchParams.get('segment') || '',
+    from: url.searchParams.get('from') || '',
+    to: url.searchParams.get('to') || '',
+  };
+
+  const titleH = el('h1', null, t('journey.title'));
+  const summary = el('p', {class: 'muted journey-summary'});
+  const links = el('div', {class: 'page-actions'});
+  const filterForm = el('form', {class: 'filters', id: 'journey-filters'});
+  const mapBox = el('section', {class: 'panel journey-panel', id: 'journey-map'});
+  main.append(el('div', {class: 'page-head'}, el('div', null, el('a', {href: '/', class: 'back-link'}, '← ', t('nav.sessions')), titleH, summary), links),
+    filterForm, mapBox, legend());
+
+  // Filter choices: studies of this journey and the segments of its sessions.
+  let studyNames = [], segments = [];
+  try {
+    const [st, ss] = await Promise.all([
+      api('GET', '/studies', null, {quiet: true}),
+      api('GET', '/sessions', null, {quiet: true}),
+    ]);
+    const mine = (st.studies || []).filter((s) => String(s.journey_id) === String(id));
+    studyNames = [...new Set(mine.map((s) => s.study).filter(Boolean))];
+    segments = [...new Set((ss.sessions || []).filter((s) => String(s.journey_id) === String(id)).map((s) => s.segment).filter(Boolean))];
+  } catch (_) { /* filters stay free text */ }
+
+  function renderFilters() {
+    const field = (label, control) => el('label', {class: 'field'}, el('span', null, label), control);
+    const studyOpts = [['', t('filter.all')], ...studyNames.map((s) => [s, s])];
+    if (filters.study && !studyNames.includes(filters.study)) studyOpts.push([filters.study, filters.study]);
+    const segOpts = [['', t('filter.all')], ...segments.map((s) => [s, s])];
+    if (filters.segment && !segments.includes(filters.segment)) segOpts.push([filters.segment, filters.segment]);
+    clear(filterForm).append(
+      field(t('filter.study'), Lab.select('study', studyOpts, filters.study)),
+      field(t('filter.segment'), Lab.select('segment', segOpts, filters.segment)),
+      field(t('filter.from'), el('input', {type: 'date', name: 'from', value: filters.from})),
+      field(t('filter.to'), el('input', {type: 'date', name: 'to', value: filters.to})),
+      el('button', {type: 'button', class: 'btn btn-ghost', onclick: () => { for (const k of Object.keys(filters)) filters[k] = ''; apply(); }}, t('filter.reset')));
+  }
+  filterForm.addEventListener('change', () => {
+    const fd = new FormData(filterForm);
+    for (const k of Object.keys(filters)) filters[k] = String(fd.get(k) || '');
+    apply();
+  });
+  filterForm.addEventListener('submit', (e) => e.preventDefault());
+
+  function apiFilters() {
+    return {study: filters.study, segment: filters.segment,
+      from: Lab.dateInputToMs(filters.from, false), to: Lab.dateInputToMs(filters.to, true)};
+  }
+
+  function apply() {
+    const u = new URL(location.href);
+    for (const [k, v] of Object.entries(filters)) { if (v) u.searchParams.set(k, v); else u.searchParams.delete(k); }
+    history.replaceState(null, '', u);
+    renderFilters();
+    load();
+  }
+
+  function renderLinks() {
+    const f = apiFilters();
+    clear(links).append(
+      el('a', {class: 'btn', id: 'report-link', href: `/api/v1/journeys/${jid}/report.html${qs(f)}`, target: '_blank', rel: 'noopener'}, t('journey.report')),
+      el('a', {class: 'btn btn-ghost', id: 'findings-json', href: '/api/v1/findings' + qs({journey: id, ...f, format: 'json'})}, t('journey.findings_json')),
+      el('a', {class: 'btn btn-ghost', id: 'findings-csv', href: '/api/v1/findings' + qs({journey: id, ...f, format: 'csv'}), download: `findings-${id}.csv`}, t('journey.findings_csv')),
+      el('a', {class: 'btn btn-ghost', href: '/findings' + qs({journey: id})}, t('journey.findings_page')));
+  }
+
+  async function load() {
+    renderLinks();
+    let map;
+    try {
+      map = await api('GET', `/journeys/${jid}/map${qs(apiFilters())}`);
+    } catch (e) {
+      clear(mapBox).append(el('p', {class: 'empty'}, e.status === 404 ? t('journey.not_found') : e.message));
+      return;
+    }
+    const j = map.journey || {};
+    titleH.textContent = j.title || id;
+    Lab.setTitle(j.title || t('journey.title'));
+    summary.textContent = t('journey.summary', {version: j.version || '—', sessions: map.sessions ?? 0,
+      participants: (map.participants || []).length});
+    render(map);
+  }
+
+  function render(map) {
+    const steps = map.steps || [];
+    if (!steps.length) { clear(mapBox).append(el('p', {class: 'empty'}, t('journey.no_steps'))); return; }
+    const head = el('tr', null, el('th', {class: 'row-head corner', scope: 'col'}, t('journey.step')),
+      steps.map((s, i) => el('th', {class: 'step', scope: 'col', dataset: {step: s.id}},
+        el('span', {class: 'step-no'}, String(i + 1)), ' ', el('span', {class: 'step-title'}, s.title || s.id))));
+    const maxTime = Math.max(1, ...steps.map((s) => Math.max(s.expected_ms || 0, (s.time && (s.time.p75_ms || s.time.median_ms)) || 0)));
+    const row = (cls, label, cell) => el('tr', {class: cls}, el('th', {class: 'row-head', scope: 'row'}, label),
+      steps.map((s) => el('td', {class: cls.replace('row-', ''), dataset: {step: s.id}}, cell(s))));
+    const table = el('table', {class: 'journey-table'},
+      el('thead', null, head),
+      el('tbody', null,
+        row('row-significance', t('journey.significance'), significance),
+        row('row-time', t('journey.time'), (s) => timeCell(s, maxTime)),
+        row('row-completion', t('journey.completion'), completion),
+        row('row-emotions', t('journey.emotions'), emotions),
+        row('row-problems', t('journey.problems'), problems)));
+    const participants = map.participants || [];
+    clear(mapBox).append(el('div', {class: 'table-scroll'}, table),
+      participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null);
+  }
+
+  function significance(s) {
+    const n = Math.max(0, Math.min(5, Number(s.significance) || 0));
+    return el('span', {class: 'dots', title: t('journey.significance_n', {n}), 'aria-label': t('journey.significance_n', {n})},
+      [1, 2, 3, 4, 5].map((i) => el('span', {class: ['dot', i <= n && 'on']})));
+  }
+
+  function timeCell(s, maxTime) {
+    const tm = s.time || {};
+    if (!tm.n) return el('span', {class: 'muted'}, t('journey.no_data'));
+    const over = s.expected_ms && tm.median_ms > s.expected_ms;
+    const pct = (v) => Math.max(0, Math.min(100, v / maxTime * 100)) + '%';
+    const bar = el('div', {class: ['time-bar', over && 'over'], title: t('journey.time_title', {median: fmtMs(tm.median_ms, {noTenths: true}),
+      p25: fmtMs(tm.p25_ms, {noTenths: true}), p75: fmtMs(tm.p75_ms, {noTenths: true}), expected: fmtMs(s.expected_ms, {noTenths: true})})},
+    el('div', {class: 'iqr', style: {left: pct(tm.p25_ms ?? tm.median_ms), width: `calc(${pct((tm.p75_ms ?? tm.median_ms) - (tm.p25_ms ?? tm.median_ms))} + 2px)`}}),
+    el('div', {class: 'median', style: {left: pct(tm.median_ms)}}),
+    s.expected_ms ? el('div', {class: 'expected', style: {left: pct(s.expected_ms)}}) : null);
+    return el('div', {class: 'time-cell'},
+      el('div', null, el('strong', {class: over ? 'over-text' : null}, fmtMs(tm.median_ms, {noTenths: true})),
+        ' ', el('span', {class: 'muted small'}, t('journey.norm'), ' ', s.expected_ms ? fmtMs(s.expected_ms, {noTenths: true}) : '—')),
+      bar,
+      el('div', {class: 'muted small'}, 'P25–P75 ', fmtMs(tm.p25_ms, {noTenths: true}), '–', fmtMs(tm.p75_ms, {noTenths: true}), ' · n=', String(tm.n)));
+  }
+
+  function completion(s) {
+    const c = s.completion || {};
+    if (!c.reached) return el('span', {class: 'muted'}, t('journey.no_data'));
+    const rate = c.rate ?? (c.completed / c.reached);
+    return el('div', {class: 'completion'},
+      el('strong', null, Lab.fmtPercent(rate)), ' ', el('span', {class: 'muted small'}, `${c.completed ?? 0} / ${c.reached}`),
+      el('div', {class: ['mini-bar', rate < 0.7 && 'low']}, el('div', {style: {width: Math.round(rate * 100) + '%'}})));
+  }
+
+  function emotions(s) {
+    const e = s.emotions || {};
+    const total = (e.positive || 0) + (e.neutral || 0) + (e.negative || 0);
+    if (!total) return el('span', {class: 'muted'}, t('journey.no_tags'));
+    const seg = (k) => e[k] ? el('div', {class: 'emo-' + k, style: {width: (e[k] / total * 100) + '%'}, title: `${t('emotion.' + k)}: ${e[k]}`}) : null;
+    return el('div', null,
+      el('div', {class: 'emo-bar', 'aria-label': Lab.EMOTIONS.map((k) => `${t('emotion.' + k)} ${e[k] || 0}`).join(', ')}, seg('positive'), seg('neutral'), seg('negative')),
+      el('div', {class: 'small emo-counts'}, Lab.EMOTIONS.map((k) => el('span', {class: 'emo-count emo-text-' + k}, `${t('emotion_short.' + k)} ${e[k] || 0}`))));
+  }
+
+  function problems(s) {
+    const list = (s.problems || []).slice().sort((a, b) => (b.count - a.count) || (b.max_severity - a.max_severity));
+    if (!list.length) return el('span', {class: 'muted'}, t('journey.no_problems'));
+    return el('ol', {class: 'problems-list'}, list.slice(0, 3).map((p) => el('li', {class: 'problem', dataset: {category: p.category}},
+      el('div', {class: 'problem-head'},
+        el('span', {class: 'problem-category'}, Lab.categoryLabel(p.category, categories)),
+        el('span', {class: 'problem-count', title: t('journey.count')}, '×', String(p.count)),
+        Lab.severityBadge(p.max_severity)),
+      (p.quotes || []).slice(0, 3).map((q) => el('blockquote', {class: 'quote'}, '«', q.text, '» ',
+        q.session_id != null ? el('a', {href: '/sessions/' + encodeURIComponent(q.session_id), class: 'participant-link'}, '— ', q.participant || q.session_id)
+          : el('span', {class: 'muted'}, '— ', q.participant || ''))),
+      (p.clips || []).length ? el('div', {class: 'clips'}, (p.clips || []).slice(0, 3).map((c, i) =>
+        el('a', {href: c, target: '_blank', rel: 'noopener', class: 'clip-link'}, '▶ ', t('journey.clip_n', {n: i + 1})))) : null)));
+  }
+
+  function legend() {
+    return el('div', {class: 'legend muted small'},
+      el('span', null, el('span', {class: 'legend-swatch iqr'}), ' P25–P75'),
+      el('span', null, el('span', {class: 'legend-swatch median'}), ' ', t('journey.median')),
+      el('span', null, el('span', {class: 'legend-swatch expected'}), ' ', t('journey.expected')),
+      el('span', null, el('span', {class: 'legend-swatch over'}), ' ', t('journey.over')));
+  }
+
+  renderFilters();
+  await load();
+});

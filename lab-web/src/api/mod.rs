@@ -1,0 +1,234 @@
+//! The JSON API under `/api/v1` (`docs/lab-web-api.md`, `assets/openapi.json`).
+
+mod admin;
+mod exports;
+mod review;
+mod sessions;
+
+use axum::Router;
+use axum::extract::{Json, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::auth::{self, Auth, Right, SESSION_COOKIE, SESSION_DAYS};
+use crate::db::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::types::{TranscriptSegment, TranscriptView, User, Word};
+
+pub use sessions::{journey_info, session_visible};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/openapi.json", get(openapi))
+        .route("/categories", get(categories))
+        .route("/studies", get(sessions::studies))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", get(sessions::detail).patch(sessions::patch))
+        .route("/sessions/{id}/withdraw", post(sessions::withdraw))
+        .route("/sessions/{id}/timeline", get(sessions::timeline))
+        .route("/sessions/{id}/transcript", get(sessions::transcript))
+        .route("/sessions/{id}/events", get(sessions::events))
+        .route("/sessions/{id}/media/{*file}", get(sessions::media))
+        .route("/sessions/{id}/analyze", post(sessions::analyze))
+        .route("/sessions/{id}/candidates/{cid}/accept", post(review::accept))
+        .route("/sessions/{id}/candidates/{cid}/reject", post(review::reject))
+        .route("/sessions/{id}/tags", get(review::list_tags).post(review::create_tag))
+        .route("/tags/{tag}", put(review::update_tag).delete(review::delete_tag))
+        .route("/tags/{tag}/history", get(review::history))
+        .route("/tags/{tag}/clip", post(review::make_clip))
+        .route("/clips/{file}", get(review::clip))
+        .route("/journeys", get(exports::journeys))
+        .route("/journeys/{id}/map", get(exports::map))
+        .route("/journeys/{id}/report.html", get(exports::report))
+        .route("/findings", get(exports::findings))
+        .route("/overlay/findings", get(exports::overlay_findings).options(exports::overlay_preflight))
+        .route("/sessions/{id}/export.eaf", get(exports::eaf))
+        .route("/sessions/{id}/export.vtt", get(exports::vtt))
+        .route("/sessions/{id}/export.srt", get(exports::srt))
+        .route("/search", get(sessions::search))
+        .route("/imports", post(sessions::import))
+        .route("/jobs", get(admin::jobs))
+        .route("/jobs/events", get(admin::job_events))
+        .route("/jobs/{id}/cancel", post(admin::cancel_job))
+        .route("/jobs/{id}/retry", post(admin::retry_job))
+        .route("/users", get(admin::users).post(admin::create_user))
+        .route("/users/{id}", axum::routing::patch(admin::patch_user))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{id}", delete(admin::delete_token))
+        .route("/audit", get(admin::audit_log))
+        .fallback(|| async { ApiError::not_found("no such API route") })
+}
+
+/// The UI language from the `lab_lang` cookie (Russian unless `en`).
+pub fn lang(headers: &HeaderMap) -> &'static str {
+    let en = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|kv| kv.trim() == "lab_lang=en");
+    if en { "en" } else { "ru" }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::pages::OPENAPI,
+    )
+        .into_response()
+}
+
+async fn categories() -> Json<Value> {
+    Json(json!({
+        "categories": crate::types::CATEGORIES.iter().map(|(id, ru, en)| json!({"id": id, "ru": ru, "en": en})).collect::<Vec<_>>()
+    }))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<Response> {
+    let row = sqlx::query("SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0")
+        .bind(body.login.trim())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let phc = row.as_ref().map(|r| r.try_get::<String, _>(4)).transpose()?;
+    // Verify even for unknown logins, so timing does not reveal which exist.
+    let password = body.password.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| {
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1Tn1Jx1R7Z0XzW3k5cWbq9G2kq0y3y6v7Xb8sH6lq5Q".into()
+        });
+        auth::verify_password(&password, &phc) && known
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some(row) = row.filter(|_| ok) else {
+        auth::audit(&state, None, "login_failed", &format!("user:{}", body.login.trim()), "").await;
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad_credentials", "message": "Неверный логин или пароль / wrong login or password"})),
+        )
+            .into_response());
+    };
+    let user = User {
+        id: row.try_get(0)?,
+        login: row.try_get(1)?,
+        name: row.try_get(2)?,
+        role: row.try_get(3)?,
+    };
+    let token = auth::new_token();
+    let csrf = auth::new_token();
+    let now = now_ms();
+    sqlx::query("INSERT INTO auth_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(auth::token_hash(&token))
+        .bind(user.id)
+        .bind(&csrf)
+        .bind(now)
+        .bind(now + SESSION_DAYS * 86_400_000)
+        .execute(&state.db.pool)
+        .await?;
+    auth::audit(&state, Some(&user), "login", &format!("user:{}", user.id), "").await;
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_DAYS * 86_400
+    );
+    let mut resp = Json(json!({"user": user, "csrf": csrf})).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok(resp)
+}
+
+async fn logout(State(state): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Response> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string());
+    if let Some(t) = token {
+        sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
+            .bind(auth::token_hash(&t))
+            .execute(&state.db.pool)
+            .await?;
+    }
+    auth::audit(&state, Some(&auth.user), "logout", &format!("user:{}", auth.user.id), "").await;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("lab_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(resp)
+}
+
+async fn me(auth: Auth) -> Json<Value> {
+    Json(json!({"user": auth.user, "csrf": auth.csrf}))
+}
+
+/// A session's transcript as the API shows it.
+pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<TranscriptView> {
+    let head = sqlx::query("SELECT transcript_status, language FROM sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT id, start_ms, end_ms, speaker, text, words FROM transcript_segments WHERE session_id = $1 ORDER BY start_ms, idx",
+    )
+    .bind(session)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut i = 0;
+    let mut segments = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let words: Vec<(i64, i64, String, f64)> = serde_json::from_str(&r.try_get::<String, _>(5)?)?;
+        segments.push(TranscriptSegment {
+            id: r.try_get(0)?,
+            start_ms: r.try_get(1)?,
+            end_ms: r.try_get(2)?,
+            speaker: r.try_get(3)?,
+            text: r.try_get(4)?,
+            words: words
+                .into_iter()
+                .map(|(s, e, text, confidence)| {
+                    i += 1;
+                    Word { i: i - 1, start_ms: s, end_ms: e, text, confidence }
+                })
+                .collect(),
+        });
+    }
+    Ok(TranscriptView {
+        status: head.try_get(0)?,
+        language: head.try_get(1)?,
+        segments,
+    })
+}
+
+/// A 404 unless the session exists; a 403 for raw data unless the role may see it.
+pub async fn require_session(state: &AppState, auth: &Auth, id: &str, right: Right) -> ApiResult<()> {
+    auth.require(right)?;
+    let found = sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::not_found(format!("session {id} not found")));
+    }
+    Ok(())
+}

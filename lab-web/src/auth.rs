@@ -1,0 +1,281 @@
+//! Accounts, log-in sessions, API tokens, CSRF and role rights.
+//!
+//! Passwords are stored as argon2id PHC strings. A log-in creates a random
+//! 256-bit token kept by the browser in an HttpOnly, SameSite=Strict cookie;
+//! the database keeps only its SHA-256, so a leaked database does not leak
+//! sessions. Each log-in session has its own CSRF token, which every
+//! state-changing request authenticated by cookie must echo in `X-CSRF-Token`.
+//! API tokens (`Authorization: Bearer`) carry viewer rights and need no CSRF
+//! token because browsers never send them on their own.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use axum::extract::FromRequestParts;
+use axum::http::{Method, request::Parts};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::types::User;
+
+pub const SESSION_COOKIE: &str = "lab_session";
+pub const SESSION_DAYS: i64 = 14;
+
+/// What a role may do; see the table in `docs/lab-web-api.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Right {
+    /// Session list, journey map, findings, clips, findings exports.
+    Findings,
+    /// Raw recordings: media, transcript, events, timeline, EAF/VTT/SRT.
+    Raw,
+    /// Tags, candidate decisions, clips.
+    Review,
+    /// Import bundles, run and cancel analysis.
+    Operate,
+    /// Participant withdrawal.
+    Withdraw,
+    /// Users, tokens, audit log.
+    Admin,
+}
+
+pub fn role_has(role: &str, right: Right) -> bool {
+    match role {
+        "admin" => true,
+        "researcher" => matches!(right, Right::Findings | Right::Raw | Right::Review),
+        "operator" => matches!(right, Right::Findings | Right::Raw | Right::Operate),
+        "viewer" => right == Right::Findings,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user: User,
+    /// The log-in session's CSRF token (cookie auth only).
+    pub csrf: Option<String>,
+}
+
+impl Auth {
+    pub fn require(&self, right: Right) -> Result<(), ApiError> {
+        if role_has(&self.user.role, right) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+    pub fn can(&self, right: Right) -> bool {
+        role_has(&self.user.role, right)
+    }
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex(&bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of one cookie from the request's `Cookie` headers.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub fn password_ok(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::bad(
+            "пароль должен быть не короче 8 символов / password must have at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a user; used by the CLI and the admin API.
+pub async fn create_user(
+    state: &AppState,
+    login: &str,
+    name: &str,
+    password: &str,
+    role: &str,
+) -> Result<i64, ApiError> {
+    let login = login.trim();
+    if login.is_empty() || login.len() > 64 || login.chars().any(|c| c.is_whitespace()) {
+        return Err(ApiError::bad("неверный логин / invalid login"));
+    }
+    if !crate::types::ROLES.contains(&role) {
+        return Err(ApiError::bad(format!("unknown role {role:?}")));
+    }
+    password_ok(password)?;
+    let hash = {
+        let p = password.to_string();
+        tokio::task::spawn_blocking(move || hash_password(&p))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??
+    };
+    let exists = sqlx::query("SELECT id FROM users WHERE login = $1")
+        .bind(login)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    if exists.is_some() {
+        return Err(ApiError::Conflict(format!("login {login:?} is taken")));
+    }
+    let row = sqlx::query(
+        "INSERT INTO users (login, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(login)
+    .bind(if name.is_empty() { login } else { name })
+    .bind(hash)
+    .bind(role)
+    .bind(now_ms())
+    .fetch_one(&state.db.pool)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(bearer) = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            let row = sqlx::query("SELECT id, name FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash(bearer.trim()))
+                .fetch_optional(&state.db.pool)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            let id: i64 = row.try_get(0)?;
+            let name: String = row.try_get(1)?;
+            return Ok(Auth {
+                user: User {
+                    id: -id,
+                    login: format!("token:{name}"),
+                    name,
+                    role: "viewer".into(),
+                },
+                csrf: None,
+            });
+        }
+        let token = cookie(parts, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
+        let row = sqlx::query(
+            "SELECT u.id, u.login, u.name, u.role, s.csrf, s.expires_at FROM auth_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND u.disabled = 0",
+        )
+        .bind(token_hash(token))
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+        let expires: i64 = row.try_get(5)?;
+        if expires < now_ms() {
+            return Err(ApiError::Unauthorized);
+        }
+        let csrf: String = row.try_get(4)?;
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok());
+            if sent != Some(csrf.as_str()) {
+                return Err(ApiError::Csrf);
+            }
+        }
+        Ok(Auth {
+            user: User {
+                id: row.try_get(0)?,
+                login: row.try_get(1)?,
+                name: row.try_get(2)?,
+                role: row.try_get(3)?,
+            },
+            csrf: Some(csrf),
+        })
+    }
+}
+
+/// Appends to the audit log; failures are logged, never fatal to the request.
+pub async fn audit(state: &AppState, user: Option<&User>, action: &str, object: &str, detail: &str) {
+    let r = sqlx::query(
+        "INSERT INTO audit (at, user_id, login, action, object, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_ms())
+    .bind(user.map(|u| u.id))
+    .bind(user.map(|u| u.login.as_str()).unwrap_or("-"))
+    .bind(action)
+    .bind(object)
+    .bind(detail)
+    .execute(&state.db.pool)
+    .await;
+    if let Err(e) = r {
+        tracing::error!("audit log write failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsE", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn rights_follow_the_table() {
+        assert!(role_has("viewer", Right::Findings));
+        assert!(!role_has("viewer", Right::Raw));
+        assert!(role_has("researcher", Right::Review));
+        assert!(!role_has("researcher", Right::Operate));
+        assert!(role_has("operator", Right::Operate));
+        assert!(!role_has("operator", Right::Review));
+        assert!(!role_has("operator", Right::Withdraw));
+        assert!(role_has("admin", Right::Admin));
+        assert!(!role_has("nobody", Right::Findings));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, new_token());
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+}

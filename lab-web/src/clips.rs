@@ -1,0 +1,127 @@
+//! Clips: a tag's range of the screen rendition cut to MP4 (H.264 + AAC,
+//! faststart) with the transcript of that range as a `mov_text` subtitle
+//! track, by the `ffmpeg` CLI. Written to `clips/<tag>.mp4.part` and renamed,
+//! so a half-written clip is never served.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::Context;
+use serde_json::Value;
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::db::now_ms;
+use crate::jobs::Outcome;
+use crate::state::AppState;
+
+pub fn clip_path(state: &AppState, tag_id: i64) -> PathBuf {
+    state.clips_dir().join(format!("{tag_id}.mp4"))
+}
+
+async fn set_clip(state: &AppState, tag_id: i64, status: &str, file: Option<&str>, job: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO clips (tag_id, status, file, job_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tag_id) DO UPDATE SET status = excluded.status, file = excluded.file, job_id = excluded.job_id",
+    )
+    .bind(tag_id)
+    .bind(status)
+    .bind(file)
+    .bind(job)
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn run_clip(
+    state: &AppState,
+    job: i64,
+    args: &Value,
+    mut cancel: watch::Receiver<bool>,
+) -> anyhow::Result<Outcome> {
+    let tag_id = args["tag_id"].as_i64().context("clip job without a tag")?;
+    let r = clip_inner(state, job, tag_id, &mut cancel).await;
+    let status = match &r {
+        Ok(Outcome::Done(_)) => "done",
+        Ok(Outcome::Cancelled) => "cancelled",
+        Err(_) => "failed",
+    };
+    let file = (status == "done").then(|| format!("{tag_id}.mp4"));
+    set_clip(state, tag_id, status, file.as_deref(), job).await?;
+    r
+}
+
+async fn clip_inner(
+    state: &AppState,
+    job: i64,
+    tag_id: i64,
+    cancel: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Outcome> {
+    set_clip(state, tag_id, "running", None, job).await?;
+    let row = sqlx::query(
+        "SELECT t.session_id, t.start_ms, t.end_ms, s.bundle_path, s.media, s.withdrawn FROM tags t \
+         JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.deleted = 0",
+    )
+    .bind(tag_id)
+    .fetch_one(&state.db.pool)
+    .await
+    .with_context(|| format!("tag {tag_id}"))?;
+    let session: String = row.try_get(0)?;
+    let (start_ms, end_ms): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+    let bundle: String = row.try_get(3)?;
+    let media: Value = serde_json::from_str(&row.try_get::<String, _>(4)?)?;
+    anyhow::ensure!(row.try_get::<i64, _>(5)? == 0, "the participant withdrew");
+    let screen = media["screen"]["file"]
+        .as_str()
+        .context("the session has no screen rendition yet (run the analysis)")?;
+    let file_start_ms = media["screen"]["start_ms"].as_i64().unwrap_or(0);
+    let input = PathBuf::from(&bundle).join(screen);
+    let transcript = crate::api::load_transcript(state, &session).await?;
+    let srt = crate::export::subtitles::srt_range(&transcript, start_ms, end_ms);
+
+    let dir = state.clips_dir();
+    tokio::fs::create_dir_all(&dir).await?;
+    let subs = dir.join(format!("{tag_id}.srt"));
+    tokio::fs::write(&subs, srt.as_bytes()).await?;
+    let part = dir.join(format!("{tag_id}.mp4.part"));
+    let seek = (start_ms - file_start_ms).max(0) as f64 / 1000.0;
+    let dur = ((end_ms - start_ms).max(500)) as f64 / 1000.0;
+    let mut cmd = tokio::process::Command::new(&state.config.ffmpeg);
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-ss", &format!("{seek:.3}"), "-i"])
+        .arg(&input)
+        .args(["-i"])
+        .arg(&subs)
+        .args(["-t", &format!("{dur:.3}")])
+        .args(["-map", "0:v:0", "-map", "0:a:0?", "-map", "1:s:0?"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-c:s", "mov_text"])
+        .args(["-metadata:s:s:0", "language=rus", "-movflags", "+faststart", "-f", "mp4"])
+        .arg(&part)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", state.config.ffmpeg.display()))?;
+    let out = tokio::select! {
+        out = child.wait_with_output() => out?,
+        _ = cancel.changed() => {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Ok(Outcome::Cancelled);
+        }
+    };
+    let _ = tokio::fs::remove_file(&subs).await;
+    if !out.status.success() {
+        let _ = tokio::fs::remove_file(&part).await;
+        anyhow::bail!(
+            "ffmpeg failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    tokio::fs::rename(&part, clip_path(state, tag_id)).await?;
+    Ok(Outcome::Done(format!("clip {tag_id}.mp4, {dur:.1} s")))
+}

@@ -1,0 +1,352 @@
+//! Background jobs: analysis (`lab-analyze run` as a child process) and clip
+//! cutting (`ffmpeg`). Jobs live in the `jobs` table, so a restart shows what
+//! was interrupted; one in-process worker runs them in order. Every change is
+//! broadcast as JSON for the server-sent-events stream. Cancelling a running
+//! job kills its child process; the analyzer's stages are atomic, so what it
+//! finished stays and a retry resumes from there.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::LazyLock;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+
+use crate::db::now_ms;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub tag_id: Option<i64>,
+    pub status: String,
+    pub progress: f64,
+    pub stage: String,
+    pub message: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+pub const JOB_COLUMNS: &str =
+    "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
+
+pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
+    Ok(Job {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        session_id: r.try_get(2)?,
+        tag_id: r.try_get(3)?,
+        status: r.try_get(4)?,
+        progress: r.try_get(5)?,
+        stage: r.try_get(6)?,
+        message: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        started_at: r.try_get(9)?,
+        finished_at: r.try_get(10)?,
+    })
+}
+
+pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+async fn publish(state: &AppState, id: i64) {
+    if let Ok(Some(job)) = get(state, id).await
+        && let Ok(text) = serde_json::to_string(&job)
+    {
+        let _ = state.job_events.send(text);
+    }
+}
+
+/// Cancel switches of running jobs.
+static RUNNING: LazyLock<Mutex<HashMap<i64, watch::Sender<bool>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Queues a job and wakes the worker.
+pub async fn enqueue(
+    state: &AppState,
+    kind: &str,
+    session_id: Option<&str>,
+    tag_id: Option<i64>,
+    args: Value,
+    user: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+    )
+    .bind(kind)
+    .bind(session_id)
+    .bind(tag_id)
+    .bind(args.to_string())
+    .bind(user)
+    .bind(now_ms())
+    .fetch_one(&state.db.pool)
+    .await?;
+    let id: i64 = row.try_get(0)?;
+    publish(state, id).await;
+    state.job_wakeup.notify_one();
+    Ok(id)
+}
+
+/// Cancels a queued or running job. Returns false if it had already ended.
+pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', finished_at = $2, message = 'отменено / cancelled' \
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
+    if r.rows_affected() > 0 {
+        publish(state, id).await;
+        return Ok(true);
+    }
+    let tx = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+    match tx {
+        Some(tx) => {
+            let _ = tx.send(true);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+async fn set_progress(state: &AppState, id: i64, progress: f64, stage: &str) {
+    let _ = sqlx::query("UPDATE jobs SET progress = $2, stage = $3 WHERE id = $1")
+        .bind(id)
+        .bind(progress)
+        .bind(stage)
+        .execute(&state.db.pool)
+        .await;
+    publish(state, id).await;
+}
+
+async fn finish(state: &AppState, id: i64, status: &str, message: &str) {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = $2, message = $3, finished_at = $4, \
+         progress = CASE WHEN $2 = 'done' THEN 1.0 ELSE progress END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(message.chars().take(2000).collect::<String>())
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await;
+    if let Err(e) = r {
+        tracing::error!("job {id}: cannot record its end: {e}");
+    }
+    publish(state, id).await;
+}
+
+/// Runs queued jobs one at a time, forever.
+pub async fn worker(state: AppState) {
+    // Jobs that were running when the server stopped did not finish.
+    let _ = sqlx::query(
+        "UPDATE jobs SET status = 'failed', message = 'прервано перезапуском сервера / interrupted by a server restart', \
+         finished_at = $1 WHERE status = 'running'",
+    )
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await;
+    loop {
+        match next_job(&state).await {
+            Ok(Some((id, kind, args))) => {
+                let (tx, rx) = watch::channel(false);
+                RUNNING.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+                let result = match kind.as_str() {
+                    "analyze" => run_analysis(&state, id, &args, rx).await,
+                    "clip" => crate::clips::run_clip(&state, id, &args, rx).await,
+                    other => Err(anyhow::anyhow!("unknown job kind {other:?}")),
+                };
+                RUNNING.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                match result {
+                    Ok(Outcome::Done(msg)) => finish(&state, id, "done", &msg).await,
+                    Ok(Outcome::Cancelled) => finish(&state, id, "cancelled", "отменено / cancelled").await,
+                    Err(e) => {
+                        tracing::warn!("job {id} failed: {e:#}");
+                        finish(&state, id, "failed", &format!("{e:#}")).await
+                    }
+                }
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), state.job_wakeup.notified()).await;
+            }
+            Err(e) => {
+                tracing::error!("job queue: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+pub enum Outcome {
+    Done(String),
+    Cancelled,
+}
+
+async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
+        .fetch_optional(&state.db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get(0)?;
+    let claimed = sqlx::query(
+        "UPDATE jobs SET status = 'running', started_at = $2, progress = 0 WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    publish(state, id).await;
+    let args: String = row.try_get(2)?;
+    Ok(Some((id, row.try_get(1)?, serde_json::from_str(&args).unwrap_or(Value::Null))))
+}
+
+/// Progress of `lab-analyze run` from its stderr lines
+/// (`lab-analyze: <stage>: running`, `… speech: channel 0 (…) window d/t`).
+pub fn analysis_progress(line: &str) -> Option<(f64, String)> {
+    const STAGES: &[(&str, f64, f64)] = &[
+        ("speech", 0.0, 0.6),
+        ("steps", 0.6, 0.62),
+        ("candidates", 0.62, 0.64),
+        ("renditions", 0.64, 0.95),
+        ("qa", 0.95, 1.0),
+    ];
+    let rest = line.strip_prefix("lab-analyze: ")?;
+    let (stage, what) = rest.split_once(": ")?;
+    let &(_, from, to) = STAGES.iter().find(|s| s.0 == stage)?;
+    if what == "running" {
+        return Some((from, stage.to_string()));
+    }
+    if let Some(w) = what.split(" window ").nth(1) {
+        let (d, t) = w.split_once('/')?;
+        let (d, t): (f64, f64) = (d.trim().parse().ok()?, t.trim().parse().ok()?);
+        if t > 0.0 {
+            return Some((from + (to - from) * (d / t).min(1.0), stage.to_string()));
+        }
+    }
+    None
+}
+
+async fn run_analysis(
+    state: &AppState,
+    id: i64,
+    args: &Value,
+    mut cancel: watch::Receiver<bool>,
+) -> anyhow::Result<Outcome> {
+    let session = args["session_id"].as_str().context("job without a session")?;
+    let row = sqlx::query("SELECT bundle_path, life_situation, withdrawn FROM sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(&state.db.pool)
+        .await
+        .with_context(|| format!("session {session}"))?;
+    let bundle: String = row.try_get(0)?;
+    let life_situation: String = row.try_get(1)?;
+    let withdrawn: i64 = row.try_get(2)?;
+    anyhow::ensure!(withdrawn == 0, "the participant withdrew; nothing to analyse");
+    let mut cmd = tokio::process::Command::new(&state.config.analyzer);
+    cmd.arg("run").arg(&bundle);
+    if !life_situation.is_empty() {
+        let journey = state
+            .config
+            .journeys_dirs
+            .iter()
+            .map(|d| d.join(format!("{life_situation}.toml")))
+            .find(|p| p.is_file());
+        if let Some(j) = journey {
+            cmd.arg("--journey").arg(j);
+        }
+    }
+    if let Some(stage) = args["force"].as_str() {
+        cmd.arg("--force").arg(stage);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", state.config.analyzer.display()))?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut tail: Vec<String> = vec![];
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                Some(line) => {
+                    if let Some((p, stage)) = analysis_progress(&line) {
+                        set_progress(state, id, p, &stage).await;
+                    }
+                    tail.push(line);
+                    if tail.len() > 8 { tail.remove(0); }
+                }
+                None => break,
+            },
+            _ = cancel.changed() => {
+                let _ = child.kill().await;
+                return Ok(Outcome::Cancelled);
+            }
+        }
+    }
+    let status = child.wait().await?;
+    if !status.success() {
+        anyhow::bail!("lab-analyze exited with {status}: {}", tail.join(" | "));
+    }
+    crate::import::import(state, &PathBuf::from(&bundle)).await?;
+    Ok(Outcome::Done(tail.last().cloned().unwrap_or_default()))
+}
+
+/// The current analysis job (or last one) per session, for the sessions list.
+pub async fn latest_for_sessions(state: &AppState) -> Result<HashMap<String, Job>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = 'analyze' AND id IN \
+         (SELECT MAX(id) FROM jobs WHERE kind = 'analyze' GROUP BY session_id)"
+    )))
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut out = HashMap::new();
+    for r in &rows {
+        let j = job_from_row(r)?;
+        if let Some(s) = j.session_id.clone() {
+            out.insert(s, j);
+        }
+    }
+    Ok(out)
+}
+
+pub fn job_json(job: &Job) -> Value {
+    json!(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::analysis_progress;
+
+    #[test]
+    fn progress_from_analyzer_lines() {
+        assert_eq!(analysis_progress("lab-analyze: speech: running"), Some((0.0, "speech".into())));
+        let (p, s) = analysis_progress("lab-analyze: speech: channel 0 (Participant) window 3/6").unwrap();
+        assert_eq!(s, "speech");
+        assert!((p - 0.3).abs() < 1e-9);
+        assert_eq!(analysis_progress("lab-analyze: renditions: running").unwrap().0, 0.64);
+        assert_eq!(analysis_progress("lab-analyze: speech: ok"), None);
+        assert_eq!(analysis_progress("something else"), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! `lab-web`: the review web app.
+//!
+//!     lab-web serve [--data DIR] [--listen ADDR] [--database-url URL]
+//!     lab-web user add --login L --password P --role admin|researcher|operator|viewer
+//!     lab-web import BUNDLE…
+//!     lab-web bench [--hours N]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use lab_web::{AppState, Config, auth, db::Db};
+
+#[derive(Parser)]
+#[command(name = "lab-web", version, about = "Review web app for usability-lab sessions")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Data folder: the SQLite database, clips, and by default the sessions folder.
+    #[arg(long, default_value = "lab-data")]
+    data: PathBuf,
+    /// PostgreSQL (postgres://user:pass@host/db) instead of the SQLite file in the data folder.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl Common {
+    fn url(&self) -> anyhow::Result<String> {
+        std::fs::create_dir_all(&self.data)
+            .with_context(|| format!("cannot create the data folder {}", self.data.display()))?;
+        Ok(match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data.join("lab.db").display()),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the web app.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Watched folder of session bundles [default: DATA/sessions].
+        #[arg(long)]
+        sessions: Option<PathBuf>,
+        /// Folder of journey definitions `<life_situation>.toml` (repeatable)
+        /// [default: DATA/journeys and ./journeys].
+        #[arg(long)]
+        journeys: Vec<PathBuf>,
+        /// The `lab-analyze` binary [default: next to this one, else on PATH].
+        #[arg(long)]
+        analyzer: Option<PathBuf>,
+        #[arg(long, default_value = "ffmpeg")]
+        ffmpeg: PathBuf,
+        /// Seconds between scans of the sessions folder (0: no watching).
+        #[arg(long, default_value_t = 5)]
+        watch_seconds: u64,
+        /// Do not run analysis and clip jobs in this process.
+        #[arg(long)]
+        no_worker: bool,
+        /// Mark cookies Secure (when served behind https).
+        #[arg(long)]
+        secure_cookies: bool,
+        /// Password of the first admin on a fresh database [default: random, printed].
+        #[arg(long, env = "LAB_ADMIN_PASSWORD")]
+        admin_password: Option<String>,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Import session bundles once and exit.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        bundles: Vec<PathBuf>,
+    },
+    /// Timeline/transcript latency and search benchmark on synthetic data.
+    Bench(lab_web::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    Add {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+async fn state(common: &Common, config: impl FnOnce(PathBuf) -> Config) -> anyhow::Result<AppState> {
+    let url = common.url()?;
+    let db = Db::connect(&url).await?;
+    Ok(AppState::new(db, config(common.data.clone())))
+}
+
+fn plain_config(data: PathBuf) -> Config {
+    Config {
+        sessions_dir: data.join("sessions"),
+        journeys_dirs: vec![data.join("journeys"), PathBuf::from("journeys")],
+        data_dir: data,
+        analyzer: sibling("lab-analyze"),
+        ffmpeg: PathBuf::from("ffmpeg"),
+        secure_cookies: false,
+        watch_every: Duration::ZERO,
+        worker: false,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Serve { common, listen, sessions, journeys, analyzer, ffmpeg, watch_seconds, no_worker, secure_cookies, admin_password } => {
+            let state = state(&common, |data| {
+                let mut j = journeys.clone();
+                if j.is_empty() {
+                    j = vec![data.join("journeys"), PathBuf::from("journeys")];
+                }
+                Config {
+                    sessions_dir: sessions.clone().unwrap_or_else(|| data.join("sessions")),
+                    journeys_dirs: j,
+                    data_dir: data,
+                    analyzer: analyzer.clone().unwrap_or_else(|| sibling("lab-analyze")),
+                    ffmpeg,
+                    secure_cookies,
+                    watch_every: Duration::from_secs(watch_seconds),
+                    worker: !no_worker,
+                }
+            })
+            .await?;
+            std::fs::create_dir_all(&state.config.sessions_dir)
+                .with_context(|| format!("sessions folder {}", state.config.sessions_dir.display()))?;
+            first_admin(&state, admin_password).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            lab_web::start_background(&state);
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "lab-web: serving http://{addr}/ (database: {}, sessions: {})",
+                lab_web::db::redact(&common.url()?),
+                state.config.sessions_dir.display()
+            );
+            axum::serve(listener, lab_web::app(state))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+        Cmd::User { cmd: UserCmd::Add { common, login, password, role, name } } => {
+            let state = state(&common, plain_config).await?;
+            let id = auth::create_user(&state, &login, &name, &password, &role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            auth::audit(&state, None, "create_user", &format!("user:{id}"), &format!("{login} {role} (command line)")).await;
+            println!("user {login} ({role}) created, id {id}");
+        }
+        Cmd::Import { common, bundles } => {
+            let state = state(&common, plain_config).await?;
+            let mut failed = 0;
+            for b in bundles {
+                match lab_web::import::import(&state, &b).await {
+                    Ok((id, outcome)) => println!("{}: {id} {outcome:?}", b.display()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("lab-web: import of {} failed: {e:#}", b.display());
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} bundle(s) failed to import");
+        }
+        Cmd::Bench(args) => lab_web::bench::run(args).await?,
+    }
+    Ok(())
+}
+
+/// A fresh database gets one admin, so the app can be entered at all.
+async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Result<()> {
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&state.db.pool).await?.try_get(0)?;
+    if n > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match password {
+        Some(p) => (p, false),
+        None => (auth::new_token()[..20].to_string(), true),
+    };
+    auth::create_user(state, "admin", "Администратор", &password, "admin")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e:?}"))?;
+    if generated {
+        let file = state.config.data_dir.join("initial-admin-password.txt");
+        std::fs::write(&file, format!("admin\n{password}\n"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+        eprintln!("lab-web: created user admin with password {password} (also in {})", file.display());
+    } else {
+        eprintln!("lab-web: created user admin");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab-web: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

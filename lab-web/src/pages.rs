@@ -1,0 +1,115 @@
+//! HTML shells of the pages and the embedded front-end assets. The page
+//! scripts render from the JSON API; there is no front-end build step.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::state::AppState;
+
+pub const OPENAPI: &str = include_str!("../assets/openapi.json");
+const SHELL: &str = include_str!("../assets/shell.html");
+
+/// `(name, content type, bytes)` of every asset.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.css", "text/css; charset=utf-8", include_str!("../assets/app.css")),
+    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../assets/i18n.js")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
+    ("login.js", "text/javascript; charset=utf-8", include_str!("../assets/login.js")),
+    ("sessions.js", "text/javascript; charset=utf-8", include_str!("../assets/sessions.js")),
+    ("session.js", "text/javascript; charset=utf-8", include_str!("../assets/session.js")),
+    ("journey.js", "text/javascript; charset=utf-8", include_str!("../assets/journey.js")),
+    ("findings.js", "text/javascript; charset=utf-8", include_str!("../assets/findings.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("../assets/admin.js")),
+    ("overlay.js", "text/javascript; charset=utf-8", include_str!("../assets/overlay.js")),
+];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|h: HeaderMap| async move { shell(&h, "sessions", "") }))
+        .route("/login", get(|h: HeaderMap| async move { shell(&h, "login", "") }))
+        .route("/findings", get(|h: HeaderMap| async move { shell(&h, "findings", "") }))
+        .route("/admin", get(|h: HeaderMap| async move { shell(&h, "admin", "") }))
+        .route("/sessions/{id}", get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "session", &id) }))
+        .route("/journeys/{id}", get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "journey", &id) }))
+        .route("/overlay.js", get(|| async { asset("overlay.js") }))
+        .route("/assets/{name}", get(|Path(name): Path<String>| async move { asset(&name) }))
+        .route("/healthz", get(|State(s): State<AppState>| async move {
+            match sqlx::query("SELECT 1").execute(&s.db.pool).await {
+                Ok(_) => (StatusCode::OK, "ok").into_response(),
+                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+            }
+        }))
+        .route("/sessions", get(|| async { Redirect::to("/") }))
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn title(page: &str, lang: &str) -> &'static str {
+    let ru = lang != "en";
+    match page {
+        "login" => if ru { "Вход — Лаборатория юзабилити" } else { "Log in — Usability lab" },
+        "session" => if ru { "Сессия — Лаборатория юзабилити" } else { "Session — Usability lab" },
+        "journey" => if ru { "Карта пути — Лаборатория юзабилити" } else { "Journey map — Usability lab" },
+        "findings" => if ru { "Находки — Лаборатория юзабилити" } else { "Findings — Usability lab" },
+        "admin" => if ru { "Администрирование — Лаборатория юзабилити" } else { "Administration — Usability lab" },
+        _ => if ru { "Сессии — Лаборатория юзабилити" } else { "Sessions — Usability lab" },
+    }
+}
+
+fn shell(headers: &HeaderMap, page: &str, id: &str) -> Response {
+    let lang = crate::api::lang(headers);
+    let html = SHELL
+        .replace("{{lang}}", lang)
+        .replace("{{page}}", page)
+        .replace("{{title}}", &escape_html(title(page, lang)))
+        .replace("{{id}}", &escape_html(id));
+    let mut r = Html(html).into_response();
+    security_headers(r.headers_mut());
+    r
+}
+
+/// Pages load only their own scripts and media.
+fn security_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; \
+             script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn asset(name: &str) -> Response {
+    match ASSETS.iter().find(|a| a.0 == name) {
+        Some((_, ct, body)) => {
+            let mut r = (*body).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            if name == "overlay.js" {
+                r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            }
+            r
+        }
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}

@@ -1,0 +1,63 @@
+//! What every handler shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, broadcast};
+
+use crate::db::Db;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Watched folder of session bundles; API imports must lie inside it.
+    pub sessions_dir: PathBuf,
+    /// Where journey definitions (`<life_situation>.toml`) are looked up
+    /// when a bundle does not carry its own.
+    pub journeys_dirs: Vec<PathBuf>,
+    /// `lab-analyze` binary used by analysis jobs.
+    pub analyzer: PathBuf,
+    /// `ffmpeg` binary used for clips.
+    pub ffmpeg: PathBuf,
+    /// Set the `Secure` flag on cookies (behind https).
+    pub secure_cookies: bool,
+    /// How often the sessions folder is scanned; 0 disables watching.
+    pub watch_every: std::time::Duration,
+    /// Run the in-process job worker.
+    pub worker: bool,
+}
+
+pub struct Inner {
+    pub db: Db,
+    pub config: Config,
+    /// Job changes, as JSON, for `/api/v1/jobs/events`.
+    pub job_events: broadcast::Sender<String>,
+    /// Wakes the worker when a job is queued or cancelled.
+    pub job_wakeup: Notify,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config) -> Self {
+        let (job_events, _) = broadcast::channel(256);
+        Self(Arc::new(Inner {
+            db,
+            config,
+            job_events,
+            job_wakeup: Notify::new(),
+        }))
+    }
+
+    pub fn clips_dir(&self) -> PathBuf {
+        self.config.data_dir.join("clips")
+    }
+}

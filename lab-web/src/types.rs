@@ -1,0 +1,285 @@
+//! The JSON shapes of the API (`docs/lab-web-api.md`), shared by the
+//! handlers, the exports and the tests. Session times are milliseconds on the
+//! session timeline; `*_at` are Unix milliseconds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub login: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct AnalysisState {
+    pub status: String,
+    pub progress: f64,
+    pub stage: String,
+    pub message: String,
+    pub job_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub study: String,
+    pub life_situation: String,
+    pub journey_id: Option<String>,
+    pub participant: String,
+    pub segment: String,
+    pub station: String,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status: String,
+    pub analysis: AnalysisState,
+    pub candidates_open: i64,
+    pub candidates_total: i64,
+    pub tags: i64,
+    pub withdrawn: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyStep {
+    pub id: String,
+    pub title: String,
+    pub significance: i64,
+    pub expected_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyInfo {
+    pub id: String,
+    pub title: String,
+    pub version: String,
+    pub steps: Vec<JourneyStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepInterval {
+    pub step: String,
+    pub title: String,
+    pub visit: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TimelineEvent {
+    pub seq: i64,
+    pub t_ms: i64,
+    pub source: String,
+    pub kind: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SpeechSpan {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub speaker: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Marker {
+    pub seq: i64,
+    pub t_ms: i64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CandidateEvidence {
+    pub events: Vec<i64>,
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub detector: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step: Option<String>,
+    pub confidence: f64,
+    pub note: String,
+    pub evidence: CandidateEvidence,
+    pub status: String,
+    pub reason: Option<String>,
+    pub tag_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClipState {
+    pub status: String,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tag {
+    pub id: i64,
+    pub session_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step: Option<String>,
+    pub category: String,
+    pub severity: i64,
+    pub emotion: String,
+    pub note: String,
+    pub quote: String,
+    pub url: Option<String>,
+    pub selector: Option<String>,
+    pub candidate_id: Option<String>,
+    pub clip: Option<ClipState>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Word {
+    pub i: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TranscriptSegment {
+    pub id: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub speaker: String,
+    pub text: String,
+    pub words: Vec<Word>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TranscriptView {
+    pub status: String,
+    pub language: String,
+    pub segments: Vec<TranscriptSegment>,
+}
+
+/// One finding in the findings export (`docs/findings-schema.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub id: i64,
+    pub journey_id: Option<String>,
+    pub step: Option<String>,
+    pub step_title: Option<String>,
+    pub session_id: String,
+    /// Pseudonymous participant code; empty after withdrawal.
+    pub participant: String,
+    pub segment: String,
+    pub study: String,
+    pub url: Option<String>,
+    pub selector: Option<String>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub category: String,
+    pub severity: i64,
+    pub emotion: String,
+    pub quote: String,
+    pub note: String,
+    pub clip_url: Option<String>,
+    pub session_url: String,
+}
+
+pub const FINDINGS_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FindingsExport {
+    pub schema_version: u32,
+    pub generated_at: String,
+    pub filters: Value,
+    pub findings: Vec<Finding>,
+}
+
+/// Journey map aggregate (`GET /journeys/{id}/map`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TimeStats {
+    pub n: i64,
+    pub median_ms: i64,
+    pub p25_ms: i64,
+    pub p75_ms: i64,
+    pub min_ms: i64,
+    pub max_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Completion {
+    pub completed: i64,
+    pub reached: i64,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Emotions {
+    pub positive: i64,
+    pub neutral: i64,
+    pub negative: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quote {
+    pub text: String,
+    pub session_id: String,
+    pub participant: String,
+    pub tag_id: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Problem {
+    pub category: String,
+    pub count: i64,
+    pub max_severity: i64,
+    pub quotes: Vec<Quote>,
+    pub clips: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MapStep {
+    pub id: String,
+    pub title: String,
+    pub significance: i64,
+    pub expected_ms: i64,
+    pub time: TimeStats,
+    pub completion: Completion,
+    pub emotions: Emotions,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyMap {
+    pub journey: JourneyInfo,
+    pub sessions: i64,
+    pub participants: Vec<String>,
+    pub steps: Vec<MapStep>,
+}
+
+/// Tag categories with their Russian and English names.
+pub const CATEGORIES: &[(&str, &str, &str)] = &[
+    ("navigation", "Навигация", "Navigation"),
+    ("comprehension", "Понимание", "Comprehension"),
+    ("form_input", "Ввод данных", "Form input"),
+    ("error", "Ошибка", "Error"),
+    ("content", "Контент", "Content"),
+    ("trust", "Доверие", "Trust"),
+    ("performance", "Скорость", "Performance"),
+    ("accessibility", "Доступность", "Accessibility"),
+    ("other", "Другое", "Other"),
+];
+
+pub fn category_name(id: &str, lang: &str) -> String {
+    CATEGORIES
+        .iter()
+        .find(|c| c.0 == id)
+        .map(|c| if lang == "en" { c.2 } else { c.1 }.to_string())
+        .unwrap_or_else(|| id.to_string())
+}
+
+pub const EMOTIONS: &[&str] = &["positive", "neutral", "negative"];
+pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer"];
