@@ -237,6 +237,11 @@ fn stage_speech(
 
 /// The journey definition: `--journey`, else `journeys/<life_situation>.toml`.
 fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Journey>> {
+    Ok(journey_text(manifest, opts)?.map(|(j, _)| j))
+}
+
+/// The journey definition and its source text.
+fn journey_text(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<(Journey, String)>> {
     let path = match (&opts.journey, &manifest.life_situation) {
         (Some(p), _) => p.clone(),
         (None, Some(ls)) => PathBuf::from("journeys").join(format!("{ls}.toml")),
@@ -247,9 +252,9 @@ fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Jour
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
-    Ok(Some(
-        Journey::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-    ))
+    let journey =
+        Journey::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some((journey, text)))
 }
 
 fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timeline::Timeline> {
@@ -274,13 +279,16 @@ fn empty_steps() -> StepAnalysis {
 
 fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<String> {
     let path = analysis_dir(bundle).join("steps.json");
-    let Some(journey) = journey(manifest, opts)? else {
+    let Some((journey, text)) = journey_text(manifest, opts)? else {
         write_json(&path, &empty_steps())?;
         return Ok(
             "skipped: no journey definition (pass --journey or set the life situation)".into(),
         );
     };
     let steps = crate::steps::segment(&journey, &timeline(bundle, manifest)?);
+    // The bundle keeps the definition it was cut by, so the review app shows
+    // the same steps, titles and expected times.
+    write_atomic(&analysis_dir(bundle).join("journey.toml"), text.as_bytes())?;
     write_json(&path, &steps)?;
     Ok(format!(
         "ok: {} intervals over {} steps of {:?}",

@@ -19,6 +19,14 @@ Lab.page('session', async ({main, id, me}) => {
   const categories = await Lab.categories();
   Lab.setTitle(t('session.title', {participant: detail.participant || id}));
 
+  const STEP_PALETTE = ['#a5d8ff', '#b2f2bb', '#ffec99', '#fcc2d7', '#d0bfff', '#99e9f2', '#ffd8a8', '#c0eb75', '#eebefa', '#ced4da'];
+  const SEV_COLORS = {1: '#74c0fc', 2: '#fab005', 3: '#fd7e14', 4: '#e03131'};
+  const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
+  // Top-level mutable state used by the functions below (declared before any of them runs).
+  let lastUserScroll = 0;   // transcript: when the user last scrolled it by hand
+  let currentWord = null;   // transcript: the highlighted word
+  let candFilter = 'all';   // candidates: status filter
+
   const journeySteps = (detail.journey && detail.journey.steps) || [];
   const stepIndex = new Map(journeySteps.map((s, i) => [s.id, i]));
   const stepTitle = (stepId) => {
@@ -371,8 +379,6 @@ Lab.page('session', async ({main, id, me}) => {
   }
 
   // ================= transcript =================
-  let lastUserScroll = 0;
-  let currentWord = null;
   function renderTranscript(tr) {
     const find = el('input', {type: 'search', class: 'transcript-find', placeholder: t('transcript.find'), 'aria-label': t('transcript.find')});
     transcriptPanel.append(el('div', {class: 'panel-head'}, el('h2', {id: 'transcript-h'}, t('transcript.title')), find), transcriptBox);
@@ -886,15 +892,12 @@ Lab.page('session', async ({main, id, me}) => {
     return '#1098ad';
   }
 
-  const STEP_PALETTE = ['#a5d8ff', '#b2f2bb', '#ffec99', '#fcc2d7', '#d0bfff', '#99e9f2', '#ffd8a8', '#c0eb75', '#eebefa', '#ced4da'];
   function stepColor(stepId) {
     const i = stepIndex.has(stepId) ? stepIndex.get(stepId) : [...String(stepId)].reduce((a, c) => a + c.charCodeAt(0), 0);
     return STEP_PALETTE[i % STEP_PALETTE.length];
   }
-  const SEV_COLORS = {1: '#74c0fc', 2: '#fab005', 3: '#fd7e14', 4: '#e03131'};
 
   // ================= candidates =================
-  let candFilter = 'all';
   function renderCandidates() {
     const counts = {open: 0, accepted: 0, rejected: 0};
     for (const c of state.candidates) counts[c.status || 'open'] = (counts[c.status || 'open'] || 0) + 1;
@@ -1287,7 +1290,6 @@ Lab.page('session', async ({main, id, me}) => {
     if (!target || !target.closest) return false;
     return !!target.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"]');
   }
-  const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (typing(e.target)) return;

@@ -82,8 +82,12 @@ async fn clip_inner(
 
     let dir = state.clips_dir();
     tokio::fs::create_dir_all(&dir).await?;
+    // A range without speech has no subtitles (ffmpeg refuses an empty SRT).
     let subs = dir.join(format!("{tag_id}.srt"));
-    tokio::fs::write(&subs, srt.as_bytes()).await?;
+    let has_subs = !srt.trim().is_empty();
+    if has_subs {
+        tokio::fs::write(&subs, srt.as_bytes()).await?;
+    }
     let part = dir.join(format!("{tag_id}.mp4.part"));
     let seek = (start_ms - file_start_ms).max(0) as f64 / 1000.0;
     let dur = ((end_ms - start_ms).max(500)) as f64 / 1000.0;
@@ -91,13 +95,12 @@ async fn clip_inner(
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(["-ss", &format!("{seek:.3}"), "-i"])
         .arg(&input)
-        .args(["-i"])
-        .arg(&subs)
+        .args(if has_subs { vec!["-i".as_ref(), subs.as_os_str()] } else { vec![] })
         .args(["-t", &format!("{dur:.3}")])
-        .args(["-map", "0:v:0", "-map", "0:a:0?", "-map", "1:s:0?"])
+        .args(["-map", "0:v:0", "-map", "0:a:0?"])
+        .args(if has_subs { &["-map", "1:s:0", "-c:s", "mov_text", "-metadata:s:s:0", "language=rus"][..] } else { &[][..] })
         .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "128k", "-c:s", "mov_text"])
-        .args(["-metadata:s:s:0", "language=rus", "-movflags", "+faststart", "-f", "mp4"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4"])
         .arg(&part)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -14,6 +14,7 @@ pub mod map;
 pub mod pages;
 pub mod search;
 pub mod state;
+pub mod synth;
 pub mod types;
 
 use axum::Router;

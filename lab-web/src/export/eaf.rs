@@ -107,11 +107,21 @@ pub fn write(
     );
     out.push_str("    <HEADER MEDIA_FILE=\"\" TIME_UNITS=\"milliseconds\">\n");
     if let Some(url) = media_url {
-        let _ = writeln!(
+        // ELAN cannot send the app's credentials, so it also looks for the
+        // file, saved under its own name, next to the .eaf.
+        let file = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next());
+        let _ = write!(
             out,
-            "        <MEDIA_DESCRIPTOR MEDIA_URL=\"{}\" MIME_TYPE=\"video/mp4\"/>",
+            "        <MEDIA_DESCRIPTOR MEDIA_URL=\"{}\" MIME_TYPE=\"video/mp4\"",
             escape::xml(url)
         );
+        if let Some(file) = file.filter(|f| !f.is_empty()) {
+            let _ = write!(out, " RELATIVE_MEDIA_URL=\"./{}\"", escape::xml(file));
+        }
+        out.push_str("/>\n");
     }
     let _ = writeln!(
         out,
@@ -135,7 +145,7 @@ pub fn write(
 
     let mut n = 0;
     for tier in &tiers {
-        let _ = write!(out, "    <TIER");
+        out.push_str("    <TIER");
         if tier.locale {
             let _ = write!(out, " DEFAULT_LOCALE=\"{language}\"");
         }
@@ -523,6 +533,7 @@ mod tests {
             Some("https://lab.example/api/v1/sessions/s-1/media/screen.mp4?x=1&y=2")
         );
         assert_eq!(media.attribute("MIME_TYPE"), Some("video/mp4"));
+        assert_eq!(media.attribute("RELATIVE_MEDIA_URL"), Some("./screen.mp4"));
         let constraints = root
             .children()
             .filter(|n| n.has_tag_name("CONSTRAINT"))

@@ -144,24 +144,25 @@ pub fn html(map: &JourneyMap, lang: &str, generated_at: &str, base_url: &str) ->
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     row(&mut out, l.significance, &map.steps, |s| {
-        (String::new(), significance(s.significance))
+        ("", significance(s.significance))
     });
     row(&mut out, l.time, &map.steps, |s| {
         time(&s.time, s.expected_ms, l)
     });
     row(&mut out, l.completion, &map.steps, |s| {
-        (String::new(), completion(&s.completion, l))
+        ("", completion(&s.completion, l))
     });
     row(&mut out, l.emotions, &map.steps, |s| {
-        (String::new(), emotions(&s.emotions, l))
+        ("", emotions(&s.emotions, l))
     });
     row(&mut out, l.problems, &map.steps, |s| {
-        (String::new(), problems(&s.problems, l, base_url))
+        ("", problems(&s.problems, l, base_url))
     });
     let _ = write!(
         out,
-        "</tbody>\n</table>\n<footer>{} {} · {}: {}</footer>\n</body>\n</html>\n",
+        "</tbody>\n</table>\n<footer>lab-web · {} · {} {} · {}: {}</footer>\n</body>\n</html>\n",
         esc(&map.journey.id),
+        l.version,
         esc(&map.journey.version),
         l.generated,
         esc(generated_at)
@@ -174,7 +175,7 @@ fn row(
     out: &mut String,
     label: &str,
     steps: &[MapStep],
-    cell: impl Fn(&MapStep) -> (String, String),
+    cell: impl Fn(&MapStep) -> (&'static str, String),
 ) {
     let _ = write!(out, "<tr><th class=\"row\">{label}</th>");
     for step in steps {
@@ -199,7 +200,7 @@ fn significance(n: i64) -> String {
 
 /// Median with its interquartile range against the expected time; red when
 /// the median exceeds it.
-fn time(t: &TimeStats, expected_ms: i64, l: &Labels) -> (String, String) {
+fn time(t: &TimeStats, expected_ms: i64, l: &Labels) -> (&'static str, String) {
     let expected = if expected_ms > 0 {
         format!(
             "<br><span class=\"muted\">{} {}</span>",
@@ -210,11 +211,11 @@ fn time(t: &TimeStats, expected_ms: i64, l: &Labels) -> (String, String) {
         String::new()
     };
     if t.n == 0 {
-        return (String::new(), format!("{}{expected}", l.none));
+        return ("", format!("{}{expected}", l.none));
     }
     let over = expected_ms > 0 && t.median_ms > expected_ms;
     let inner = format!(
-        "{}{} {}<br>p25–p75: {}–{}{expected}",
+        "{}{} {} <span class=\"muted\">(n&nbsp;=&nbsp;{})</span><br>p25–p75: {}–{}{expected}",
         if over {
             format!("<span title=\"{}\">▲</span> ", l.over)
         } else {
@@ -222,10 +223,11 @@ fn time(t: &TimeStats, expected_ms: i64, l: &Labels) -> (String, String) {
         },
         l.median,
         duration(t.median_ms),
+        t.n,
         duration(t.p25_ms),
         duration(t.p75_ms),
     );
-    (if over { "over".into() } else { String::new() }, inner)
+    (if over { "over" } else { "" }, inner)
 }
 
 fn completion(c: &Completion, l: &Labels) -> String {
@@ -490,6 +492,7 @@ mod tests {
         }
         assert!(page.contains("<strong>Form input</strong> ×3, severity up to 4"));
         assert!(page.contains("80% (4 of 5)"));
+        assert!(page.contains("<span class=\"dots\">●●●●○</span> 4"));
         assert!(
             page.contains("style=\"width:50.0%\""),
             "2 of 4 emotions negative"

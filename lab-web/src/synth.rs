@@ -1,0 +1,243 @@
+//! Synthetic session bundles with analysis outputs, for the API tests and the
+//! benchmark: a manifest, `events.jsonl` and `analysis/*.json` written in the
+//! formats the recorder and the analyzer write (`docs/bundle-format.md`),
+//! through `lab-model`'s own types. No media: what needs real media is tested
+//! on real recordings (`tests/`).
+
+use std::path::{Path, PathBuf};
+
+use lab_model::analysis::{
+    ANALYSIS_FORMAT_VERSION, Candidate, CandidateList, Evidence, SpeechActivity, SpeechSpan, StepAnalysis,
+    StepInterval, StepSummary, Transcript, TranscriptSegment, Word,
+};
+use lab_model::bundle::ChannelRole;
+use lab_model::event::{Event, EventSource};
+use serde_json::json;
+
+/// A three-step journey (`test-benefit`).
+pub const JOURNEY_TOML: &str = r#"format_version = 1
+id = "test-benefit"
+title = "Тестовая услуга: пособие"
+version = "1"
+
+[[steps]]
+id = "catalog"
+title = "Найти услугу"
+significance = 3
+expected_seconds = 20
+enter = [{ url = "*/catalog*" }]
+
+[[steps]]
+id = "form"
+title = "Заполнить заявление"
+significance = 5
+expected_seconds = 30
+enter = [{ url = "*/form*" }]
+
+[[steps]]
+id = "done"
+title = "Отправить"
+significance = 4
+expected_seconds = 10
+enter = [{ url = "*/done*" }]
+"#;
+
+const PHRASES: &[&str] = &[
+    "так сейчас посмотрим где здесь кнопка",
+    "не понимаю куда нажимать дальше",
+    "вводим дату рождения ребёнка",
+    "непонятно что значит это поле",
+    "ага вот здесь загрузить документы",
+    "почему ничего не происходит когда я нажимаю",
+    "хорошо выбираю способ получения выплаты",
+    "а где посмотреть статус заявления",
+];
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub session_id: String,
+    pub participant: String,
+    pub study: String,
+    pub duration_ms: i64,
+    pub events: usize,
+    pub words: usize,
+    /// Unix ms of session time 0.
+    pub started_at: i64,
+}
+
+impl Spec {
+    pub fn small(id: &str, participant: &str) -> Self {
+        Self {
+            session_id: id.into(),
+            participant: participant.into(),
+            study: "Демо".into(),
+            duration_ms: 90_000,
+            events: 60,
+            words: 120,
+            started_at: 1_795_400_000_000,
+        }
+    }
+}
+
+const NS: i64 = 1_000_000;
+
+/// Writes a bundle under `parent/<session_id>` and returns its path.
+pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
+    let dir = parent.join(&spec.session_id);
+    let analysis = dir.join("analysis");
+    std::fs::create_dir_all(&analysis)?;
+    let d = spec.duration_ms;
+    let manifest = json!({
+        "format": "lab-session-bundle", "format_version": 1, "session_id": spec.session_id, "station": "synth-station",
+        "study": spec.study, "life_situation": "test-benefit", "journey_version": null, "participant": spec.participant,
+        "consent": "SYNTH-CONSENT", "moderator": "M1",
+        "clock": {"session_zero_monotonic_ns": 1, "session_zero_unix_ns": spec.started_at * NS,
+                  "session_zero_utc": "2026-11-23T10:00:00Z", "clients": []},
+        "tracks": [{"id": "mic0", "kind": "audio", "codec": "opus", "encoder": "opusenc", "source": "pulsesrc",
+                    "device": "synth", "groups": ["main"], "sample_rate": 48000, "channels": 1,
+                    "channel_roles": ["participant"]}],
+        "segments": [], "status": "complete", "stop_reason": "api", "duration_ns": d * NS, "gaps": [],
+        "events": {"accepted": spec.events, "rejected": 0},
+        "recorder": {"version": "synth", "pid": 1, "events_url": null}
+    });
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+
+    // Steps: catalog for the first 20 %, form until 85 %, then done.
+    let bounds = [("catalog", 0, d / 5), ("form", d / 5, d * 85 / 100), ("done", d * 85 / 100, d)];
+    let mut events = Vec::with_capacity(spec.events);
+    let mut lines = String::new();
+    for i in 0..spec.events {
+        let t = (i as i64 * d) / spec.events.max(1) as i64;
+        let step = bounds.iter().find(|b| t >= b.1 && t < b.2).map(|b| b.0).unwrap_or("done");
+        let (kind, data) = match i % 5 {
+            0 => ("navigation", json!({"url": format!("http://proto.local/{step}.html"), "title": step})),
+            1 | 2 => ("click", json!({"selector": format!("#{step}-button-{}", i % 3), "text": "Далее", "x": 10, "y": 20})),
+            3 => ("input", json!({"selector": "#child-birth-date", "name": "birth_date", "value_length": 10, "value_kind": "date"})),
+            _ => ("scroll", json!({"y": i})),
+        };
+        let e = Event {
+            seq: i as u64 + 1,
+            t_ns: t * NS,
+            source: EventSource::Browser,
+            kind: kind.into(),
+            data,
+            client: Some("tab-synth".into()),
+            client_time_ms: None,
+            uncertainty_ns: Some(200_000),
+        };
+        lines.push_str(&serde_json::to_string(&e)?);
+        lines.push('\n');
+        events.push(e);
+    }
+    std::fs::write(dir.join("events.jsonl"), lines)?;
+
+    // Transcript: segments of one phrase, spread evenly.
+    let mut segments = vec![];
+    let mut spans = vec![];
+    let mut n = 0usize;
+    let mut k = 0usize;
+    let per_segment = 6usize;
+    let n_segments = spec.words.div_ceil(per_segment).max(1);
+    let slot = d / n_segments as i64;
+    while n < spec.words {
+        let phrase: Vec<&str> = PHRASES[k % PHRASES.len()].split(' ').collect();
+        let start = k as i64 * slot;
+        let take = phrase.len().min(spec.words - n);
+        let wlen = (slot * 8 / 10) / take.max(1) as i64;
+        let words: Vec<Word> = phrase[..take]
+            .iter()
+            .enumerate()
+            .map(|(j, w)| Word {
+                start_ns: (start + j as i64 * wlen) * NS,
+                end_ns: (start + (j as i64 + 1) * wlen - 10) * NS,
+                text: format!(" {w}"),
+                confidence: 0.9,
+                speaker: ChannelRole::Participant,
+            })
+            .collect();
+        let end = start + take as i64 * wlen;
+        segments.push(TranscriptSegment {
+            start_ns: start * NS,
+            end_ns: end * NS,
+            text: words.iter().map(|w| w.text.as_str()).collect::<String>(),
+            speaker: ChannelRole::Participant,
+            words,
+        });
+        spans.push(SpeechSpan { start_ns: start * NS, end_ns: end * NS, speaker: ChannelRole::Participant });
+        n += take;
+        k += 1;
+    }
+    let transcript = Transcript {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        language: "ru".into(),
+        model: "synth".into(),
+        status: "ok".into(),
+        segments,
+    };
+    std::fs::write(analysis.join("transcript.json"), serde_json::to_vec(&transcript)?)?;
+    std::fs::write(
+        analysis.join("speech.json"),
+        serde_json::to_vec(&SpeechActivity { format_version: ANALYSIS_FORMAT_VERSION, spans })?,
+    )?;
+    let titles = [("catalog", "Найти услугу", 20_000), ("form", "Заполнить заявление", 30_000), ("done", "Отправить", 10_000)];
+    let steps = StepAnalysis {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        journey_id: "test-benefit".into(),
+        journey_version: "1".into(),
+        intervals: bounds
+            .iter()
+            .map(|b| StepInterval { step: b.0.into(), start_ns: b.1 * NS, end_ns: b.2 * NS, visit: 1, entered_by: 1 })
+            .collect(),
+        steps: bounds
+            .iter()
+            .zip(titles)
+            .map(|(b, t)| StepSummary {
+                step: b.0.into(),
+                title: t.1.into(),
+                time_spent_ns: (b.2 - b.1) * NS,
+                visits: 1,
+                completed: true,
+                expected_ns: t.2 * NS,
+                events: vec![],
+            })
+            .collect(),
+    };
+    std::fs::write(analysis.join("steps.json"), serde_json::to_vec(&steps)?)?;
+    let form = (d / 5, d * 85 / 100);
+    let candidates = CandidateList {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        candidates: vec![
+            Candidate {
+                id: "rage_click-1".into(),
+                detector: "rage_click".into(),
+                start_ns: (form.0 + 6_000) * NS,
+                end_ns: (form.0 + 7_500) * NS,
+                step: Some("form".into()),
+                confidence: 0.9,
+                evidence: Evidence {
+                    events: events
+                        .iter()
+                        .filter(|e| e.kind == "click" && e.t_ns >= form.0 * NS)
+                        .take(3)
+                        .map(|e| e.seq)
+                        .collect(),
+                    words: vec![],
+                    note: "4 клика за 1,5 с по #form-button-1".into(),
+                },
+            },
+            Candidate {
+                id: "verbal_confusion-1".into(),
+                detector: "verbal_confusion".into(),
+                start_ns: (form.0 + 10_000) * NS,
+                end_ns: (form.0 + 12_000) * NS,
+                step: Some("form".into()),
+                confidence: 0.7,
+                evidence: Evidence { events: vec![], words: vec![], note: "«не понимаю»".into() },
+            },
+        ],
+    };
+    std::fs::write(analysis.join("candidates.json"), serde_json::to_vec(&candidates)?)?;
+    std::fs::write(analysis.join("journey.toml"), JOURNEY_TOML)?;
+    std::fs::write(analysis.join("state.json"), b"{\"format_version\":1,\"stages\":{}}")?;
+    Ok(dir)
+}

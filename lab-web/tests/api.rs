@@ -1,0 +1,434 @@
+//! API tests through the real router (`tower::oneshot`) on both databases:
+//! a fresh SQLite file always, and a fresh PostgreSQL database when
+//! `LAB_TEST_PG_URL` names a server (scripts/test starts one and sets
+//! `LAB_REQUIRE_PG=1`, so CI cannot skip it silently).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use lab_web::db::Db;
+use lab_web::{AppState, Config};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Env {
+    app: Router,
+    state: AppState,
+    dir: PathBuf,
+    backend: &'static str,
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "lab-web-api-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The database URLs to run against.
+async fn backends(tag: &str) -> Vec<(&'static str, String, PathBuf)> {
+    let dir = tmpdir(tag);
+    let mut out = vec![("sqlite", format!("sqlite://{}", dir.join("lab.db").display()), dir)];
+    match std::env::var("LAB_TEST_PG_URL") {
+        Ok(admin) => {
+            sqlx::any::install_default_drivers();
+            let name = format!("lab_test_{}_{}", tag, rand_suffix() % 1_000_000_000);
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("LAB_TEST_PG_URL connects");
+            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+            out.push(("postgres", format!("{base}/{name}"), tmpdir(&format!("{tag}-pg"))));
+        }
+        Err(_) => {
+            assert!(
+                std::env::var("LAB_REQUIRE_PG").is_err(),
+                "LAB_REQUIRE_PG is set but LAB_TEST_PG_URL is not"
+            );
+            eprintln!("(LAB_TEST_PG_URL not set: PostgreSQL part skipped)");
+        }
+    }
+    out
+}
+
+async fn env(backend: &'static str, url: &str, dir: PathBuf) -> Env {
+    let db = Db::connect(url).await.unwrap();
+    let config = Config {
+        sessions_dir: dir.join("sessions"),
+        journeys_dirs: vec![],
+        data_dir: dir.clone(),
+        analyzer: PathBuf::from("/nonexistent/lab-analyze"),
+        ffmpeg: PathBuf::from("ffmpeg"),
+        secure_cookies: false,
+        watch_every: Duration::ZERO,
+        worker: false,
+    };
+    std::fs::create_dir_all(&config.sessions_dir).unwrap();
+    let state = AppState::new(db, config);
+    for (login, role) in [("admin", "admin"), ("res", "researcher"), ("op", "operator"), ("view", "viewer")] {
+        lab_web::auth::create_user(&state, login, "", "password-123", role).await.unwrap();
+    }
+    Env { app: lab_web::app(state.clone()), state, dir, backend }
+}
+
+#[derive(Clone, Default)]
+struct Client {
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Env {
+    async fn call(&self, c: &Client, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let mut b = Request::builder().method(method).uri(path).header(header::HOST, "lab.test");
+        if let Some(ck) = &c.cookie {
+            b = b.header(header::COOKIE, ck);
+        }
+        if let Some(t) = &c.csrf {
+            b = b.header("x-csrf-token", t);
+        }
+        let req = match body {
+            Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap().to_vec();
+        Resp { status, headers, body }
+    }
+
+    async fn login(&self, login: &str) -> Client {
+        let r = self.call(&Client::default(), "POST", "/api/v1/login", Some(json!({"login": login, "password": "password-123"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}: login {login}: {}", self.backend, r.text());
+        let cookie = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        Client {
+            cookie: Some(cookie.split(';').next().unwrap().to_string()),
+            csrf: r.json()["csrf"].as_str().map(String::from),
+        }
+    }
+
+    fn bundle(&self, id: &str, participant: &str) -> PathBuf {
+        lab_web::synth::write_bundle(&self.dir.join("sessions"), &lab_web::synth::Spec::small(id, participant)).unwrap()
+    }
+}
+
+async fn each_backend<F, Fut>(tag: &str, f: F)
+where
+    F: Fn(Env) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for (backend, url, dir) in backends(tag).await {
+        eprintln!("--- {tag} on {backend}");
+        f(env(backend, &url, dir).await).await;
+    }
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_refused_and_pages_are_russian() {
+    each_backend("anon", |e| async move {
+        let anon = Client::default();
+        for path in ["/api/v1/sessions", "/api/v1/me", "/api/v1/journeys", "/api/v1/findings", "/api/v1/audit"] {
+            let r = e.call(&anon, "GET", path, None).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{} {path}", e.backend);
+        }
+        let r = e.call(&anon, "GET", "/", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let html = r.text();
+        assert!(html.contains("lang=\"ru\"") && html.contains("Сессии"), "{html}");
+        assert!(r.headers.get(header::CONTENT_SECURITY_POLICY).is_some());
+        let bad = e.call(&anon, "POST", "/api/v1/login", Some(json!({"login": "admin", "password": "wrong-password"}))).await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(bad.json()["error"], "bad_credentials");
+        let unknown = e.call(&anon, "POST", "/api/v1/login", Some(json!({"login": "nobody", "password": "password-123"}))).await;
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        let openapi = e.call(&anon, "GET", "/api/v1/openapi.json", None).await;
+        assert_eq!(openapi.status, StatusCode::OK);
+        assert!(openapi.json()["paths"].as_object().is_some_and(|p| p.contains_key("/sessions")), "openapi lists /sessions");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn csrf_roles_and_logout() {
+    each_backend("csrf", |e| async move {
+        let admin = e.login("admin").await;
+        let no_csrf = Client { csrf: None, ..admin.clone() };
+        let r = e.call(&no_csrf, "POST", "/api/v1/tokens", Some(json!({"name": "x"}))).await;
+        assert_eq!((r.status, r.json()["error"].clone()), (StatusCode::FORBIDDEN, json!("csrf")));
+        let wrong = Client { csrf: Some("0".repeat(64)), ..admin.clone() };
+        assert_eq!(e.call(&wrong, "POST", "/api/v1/tokens", Some(json!({"name": "x"}))).await.status, StatusCode::FORBIDDEN);
+        let viewer = e.login("view").await;
+        assert_eq!(e.call(&viewer, "GET", "/api/v1/users", None).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(e.call(&viewer, "GET", "/api/v1/audit", None).await.status, StatusCode::FORBIDDEN);
+        let users = e.call(&admin, "GET", "/api/v1/users", None).await;
+        assert_eq!(users.json()["users"].as_array().unwrap().len(), 4);
+        // Logging out ends the session for that cookie.
+        assert_eq!(e.call(&viewer, "POST", "/api/v1/logout", None).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(e.call(&viewer, "GET", "/api/v1/me", None).await.status, StatusCode::UNAUTHORIZED);
+        // A disabled user cannot use an old session.
+        let op = e.login("op").await;
+        let id = users.json()["users"].as_array().unwrap().iter().find(|u| u["login"] == "op").unwrap()["id"].clone();
+        let r = e.call(&admin, "PATCH", &format!("/api/v1/users/{id}"), Some(json!({"disabled": true}))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(e.call(&op, "GET", "/api/v1/me", None).await.status, StatusCode::UNAUTHORIZED);
+        let audit = e.call(&admin, "GET", "/api/v1/audit", None).await.json();
+        let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+        assert!(actions.contains(&"login") && actions.contains(&"update_user") && actions.contains(&"logout"), "{actions:?}");
+    })
+    .await;
+}
+
+async fn imported(e: &Env, id: &str, participant: &str) -> Client {
+    let bundle = e.bundle(id, participant);
+    let op = e.login("op").await;
+    let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), json!({"session_id": id, "imported": true}));
+    let again = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
+    assert_eq!(again.json()["imported"], false, "second import of an unchanged bundle is a no-op");
+    op
+}
+
+#[tokio::test]
+async fn import_is_idempotent_and_confined_to_the_sessions_folder() {
+    each_backend("import", |e| async move {
+        let op = imported(&e, "S1", "P01").await;
+        let list = e.call(&op, "GET", "/api/v1/sessions", None).await.json();
+        let s = &list["sessions"][0];
+        assert_eq!((s["participant"].as_str(), s["candidates_total"].as_i64(), s["journey_id"].as_str()), (Some("P01"), Some(2), Some("test-benefit")));
+        assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+        let outside = tmpdir("outside");
+        let b = lab_web::synth::write_bundle(&outside, &lab_web::synth::Spec::small("S9", "P09")).unwrap();
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": b.to_string_lossy()}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "../../etc"}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        // A changed bundle is re-read: more events appear.
+        let bundle = e.dir.join("sessions").join("S1");
+        let mut spec = lab_web::synth::Spec::small("S1", "P01");
+        spec.events = 90;
+        std::thread::sleep(Duration::from_millis(20));
+        lab_web::synth::write_bundle(&e.dir.join("sessions"), &spec).unwrap();
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
+        assert_eq!(r.json()["imported"], true);
+        let ev = e.call(&op, "GET", "/api/v1/sessions/S1/events", None).await.json();
+        assert_eq!(ev["events"].as_array().unwrap().len(), 90);
+        // A malformed manifest is a clear error, not a crash.
+        let broken = e.dir.join("sessions").join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "broken"}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.json()["message"].as_str().unwrap().contains("manifest"), "{}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn review_flow_tags_map_and_exports() {
+    each_backend("review", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let res = e.login("res").await;
+        let tl = e.call(&res, "GET", "/api/v1/sessions/S1/timeline", None).await.json();
+        assert_eq!(tl["steps"].as_array().unwrap().len(), 3);
+        assert_eq!(tl["steps"][1]["title"], "Заполнить заявление");
+        assert_eq!(tl["events"].as_array().unwrap().len(), 60);
+        assert_eq!(tl["candidates"].as_array().unwrap().len(), 2);
+        let tr = e.call(&res, "GET", "/api/v1/sessions/S1/transcript", None).await.json();
+        let words: usize = tr["segments"].as_array().unwrap().iter().map(|s| s["words"].as_array().unwrap().len()).sum();
+        assert_eq!(words, 120);
+        // Russian word forms: «понимаете» finds «понимаю».
+        let hits = e.call(&res, "GET", "/api/v1/search?q=%D0%BF%D0%BE%D0%BD%D0%B8%D0%BC%D0%B0%D0%B5%D1%82%D0%B5", None).await.json();
+        assert!(!hits["hits"].as_array().unwrap().is_empty(), "{hits}");
+        assert!(hits["hits"][0]["text"].as_str().unwrap().contains("понимаю"));
+        let none = e.call(&res, "GET", "/api/v1/search?q=%D0%B6%D0%B8%D1%80%D0%B0%D1%84", None).await.json();
+        assert!(none["hits"].as_array().unwrap().is_empty());
+
+        // Accept one candidate, reject the other (a reason is required).
+        let acc = e.call(&res, "POST", "/api/v1/sessions/S1/candidates/rage_click-1/accept", None).await;
+        assert_eq!(acc.status, StatusCode::OK, "{}", acc.text());
+        let tag = acc.json()["tag"].clone();
+        assert_eq!((tag["step"].as_str(), tag["category"].as_str(), tag["candidate_id"].as_str()), (Some("form"), Some("error"), Some("rage_click-1")));
+        assert!(tag["url"].as_str().unwrap().contains("form"), "{tag}");
+        assert!(tag["selector"].as_str().unwrap().starts_with("#form-button"), "{tag}");
+        assert!(!tag["quote"].as_str().unwrap().is_empty(), "quote prefilled from the transcript: {tag}");
+        let twice = e.call(&res, "POST", "/api/v1/sessions/S1/candidates/rage_click-1/accept", None).await;
+        assert_eq!(twice.status, StatusCode::CONFLICT);
+        let r = e.call(&res, "POST", "/api/v1/sessions/S1/candidates/verbal_confusion-1/reject", Some(json!({"reason": ""}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let r = e.call(&res, "POST", "/api/v1/sessions/S1/candidates/verbal_confusion-1/reject", Some(json!({"reason": "это модератор"}))).await;
+        assert_eq!((r.json()["status"].as_str(), r.json()["reason"].as_str()), (Some("rejected"), Some("это модератор")));
+
+        // A hand-made tag with hostile text; then edit it and look at its history.
+        let hostile = "<script>alert(1)</script> & \"кавычки\"";
+        let r = e
+            .call(&res, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 30000, "end_ms": 34000, "step": "form",
+                "category": "comprehension", "severity": 3, "emotion": "negative", "note": hostile})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let t2 = r.json();
+        let bad = e.call(&res, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 5, "end_ms": 1, "category": "other", "severity": 9, "emotion": "x"}))).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let upd = e
+            .call(&res, "PUT", &format!("/api/v1/tags/{}", t2["id"]), Some(json!({"start_ms": 30000, "end_ms": 35000, "step": "form",
+                "category": "comprehension", "severity": 4, "emotion": "negative", "note": hostile})))
+            .await;
+        assert_eq!(upd.json()["severity"], 4);
+        let hist = e.call(&res, "GET", &format!("/api/v1/tags/{}/history", t2["id"]), None).await.json();
+        let actions: Vec<&str> = hist["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["create", "update"]);
+        assert_eq!(hist["history"][1]["before"]["severity"], 3);
+
+        // Journey map: the form step has both problems; times come from the steps.
+        let map = e.call(&res, "GET", "/api/v1/journeys/test-benefit/map", None).await.json();
+        assert_eq!(map["sessions"], 1);
+        let form = map["steps"].as_array().unwrap().iter().find(|s| s["id"] == "form").unwrap();
+        assert_eq!(form["time"]["median_ms"], 58_500);
+        assert_eq!(form["completion"]["rate"], 1.0);
+        assert_eq!(form["emotions"]["negative"], 2);
+        let cats: Vec<&str> = form["problems"].as_array().unwrap().iter().map(|p| p["category"].as_str().unwrap()).collect();
+        assert!(cats.contains(&"error") && cats.contains(&"comprehension"), "{cats:?}");
+
+        // Exports.
+        let fj = e.call(&res, "GET", "/api/v1/findings?journey=test-benefit&format=json", None).await;
+        let doc = fj.json();
+        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["findings"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["findings"][0]["step_title"], "Заполнить заявление");
+        assert!(doc["findings"][0]["session_url"].as_str().unwrap().starts_with("http://lab.test/sessions/S1"));
+        let csv = e.call(&res, "GET", "/api/v1/findings?journey=test-benefit&format=csv", None).await;
+        assert!(csv.body.starts_with(b"\xEF\xBB\xBF"), "CSV starts with a BOM");
+        let text = String::from_utf8(csv.body[3..].to_vec()).unwrap();
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        assert!(rd.headers().unwrap().iter().any(|h| h == "Шаг"), "{:?}", rd.headers().unwrap());
+        assert_eq!(rd.records().count(), 2);
+        assert!(text.contains("Заполнить заявление"));
+        let eaf = e.call(&res, "GET", "/api/v1/sessions/S1/export.eaf", None).await.text();
+        let xml = roxmltree::Document::parse(&eaf).expect("EAF is XML");
+        assert_eq!(xml.root_element().tag_name().name(), "ANNOTATION_DOCUMENT");
+        let slots: std::collections::HashSet<&str> = xml.descendants().filter(|n| n.has_tag_name("TIME_SLOT")).filter_map(|n| n.attribute("TIME_SLOT_ID")).collect();
+        for n in xml.descendants().filter(|n| n.has_tag_name("ALIGNABLE_ANNOTATION")) {
+            assert!(slots.contains(n.attribute("TIME_SLOT_REF1").unwrap()) && slots.contains(n.attribute("TIME_SLOT_REF2").unwrap()));
+        }
+        assert!(xml.descendants().filter(|n| n.has_tag_name("TIER")).count() >= 4);
+        assert!(eaf.contains("&lt;script&gt;") && !eaf.contains("<script>"));
+        let vtt = e.call(&res, "GET", "/api/v1/sessions/S1/export.vtt", None).await.text();
+        assert!(vtt.starts_with("WEBVTT") && vtt.contains("-->"));
+        let report = e.call(&res, "GET", "/api/v1/journeys/test-benefit/report.html", None).await.text();
+        assert!(report.contains("Заполнить заявление") && !report.contains("<script>alert"));
+
+        // Deleting a tag keeps its history and reopens nothing else.
+        assert_eq!(e.call(&res, "DELETE", &format!("/api/v1/tags/{}", t2["id"]), None).await.status, StatusCode::NO_CONTENT);
+        let tags = e.call(&res, "GET", "/api/v1/sessions/S1/tags", None).await.json();
+        assert_eq!(tags["tags"].as_array().unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn viewers_see_findings_not_recordings_and_withdrawal_purges() {
+    each_backend("privacy", |e| async move {
+        imported(&e, "S1", "P01").await;
+        imported(&e, "S2", "P02").await;
+        let res = e.login("res").await;
+        for s in ["S1", "S2"] {
+            let r = e.call(&res, "POST", &format!("/api/v1/sessions/{s}/candidates/rage_click-1/accept"), None).await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        let viewer = e.login("view").await;
+        for path in ["/api/v1/sessions/S1/transcript", "/api/v1/sessions/S1/timeline", "/api/v1/sessions/S1/media/screen.mp4", "/api/v1/sessions/S1/export.eaf", "/api/v1/search?q=кнопка"] {
+            assert_eq!(e.call(&viewer, "GET", path, None).await.status, StatusCode::FORBIDDEN, "viewer {path}");
+        }
+        let detail = e.call(&viewer, "GET", "/api/v1/sessions/S1", None).await.json();
+        assert_eq!(detail["media"]["screen"], Value::Null);
+        assert_eq!(e.call(&viewer, "GET", "/api/v1/journeys/test-benefit/map", None).await.status, StatusCode::OK);
+        assert_eq!(e.call(&viewer, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 0, "end_ms": 1, "category": "other", "severity": 1, "emotion": "neutral"}))).await.status, StatusCode::FORBIDDEN);
+
+        // Withdrawal (admin only) purges S1's transcript and quotes, keeps aggregates.
+        assert_eq!(e.call(&res, "POST", "/api/v1/sessions/S1/withdraw", Some(json!({"reason": "x"}))).await.status, StatusCode::FORBIDDEN);
+        let admin = e.login("admin").await;
+        let r = e.call(&admin, "POST", "/api/v1/sessions/S1/withdraw", Some(json!({"reason": "просьба участника"}))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        let tr = e.call(&admin, "GET", "/api/v1/sessions/S1/transcript", None).await.json();
+        assert!(tr["segments"].as_array().unwrap().is_empty());
+        assert!(!e.dir.join("sessions/S1/analysis").exists(), "analysis files deleted from the bundle");
+        let map = e.call(&admin, "GET", "/api/v1/journeys/test-benefit/map", None).await.json();
+        let form = map["steps"].as_array().unwrap().iter().find(|s| s["id"] == "form").unwrap();
+        assert_eq!(form["time"]["n"], 2, "both sessions still count in step times");
+        let quotes: Vec<&Value> = form["problems"].as_array().unwrap().iter().flat_map(|p| p["quotes"].as_array().unwrap()).collect();
+        assert!(quotes.iter().all(|q| q["session_id"] != "S1"), "{quotes:?}");
+        let list = e.call(&admin, "GET", "/api/v1/sessions", None).await.json();
+        let s1 = list["sessions"].as_array().unwrap().iter().find(|s| s["id"] == "S1").unwrap();
+        assert_eq!((s1["withdrawn"].as_bool(), s1["participant"].as_str()), (Some(true), Some("отозван")));
+        // Re-importing the bundle does not bring the data back.
+        let op = e.login("op").await;
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"}))).await;
+        assert_eq!(r.json()["imported"], false);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
+    each_backend("jobs", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let op = e.login("op").await;
+        let mut rx = e.state.job_events.subscribe();
+        let r = e.call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await;
+        let job = r.json()["job_id"].as_i64().unwrap();
+        // Queued jobs can be cancelled before the worker takes them.
+        let c = e.call(&op, "POST", &format!("/api/v1/jobs/{job}/cancel"), None).await;
+        assert_eq!(c.json()["status"], "cancelled");
+        let queued: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!((queued["id"].as_i64(), queued["status"].as_str()), (Some(job), Some("queued")));
+        // Retrying runs it; the analyzer binary is missing, so it fails with a clear message.
+        let again = e.call(&op, "POST", &format!("/api/v1/jobs/{job}/retry"), None).await.json()["job_id"].as_i64().unwrap();
+        tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        let mut status = String::new();
+        for _ in 0..100 {
+            let j = lab_web::jobs::get(&e.state, again).await.unwrap().unwrap();
+            status = j.status.clone();
+            if status == "failed" {
+                assert!(j.message.contains("cannot start"), "{}", j.message);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "failed");
+        let list = e.call(&op, "GET", "/api/v1/sessions", None).await.json();
+        assert_eq!(list["sessions"][0]["analysis"]["status"], "failed");
+        let viewer = e.login("view").await;
+        assert_eq!(e.call(&viewer, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await.status, StatusCode::FORBIDDEN);
+        let _ = Path::new(&e.dir);
+    })
+    .await;
+}
