@@ -3,10 +3,10 @@
 'use strict';
 
 Lab.page('admin', async ({main, me}) => {
-  const {el, t, api, clear, fmtDate} = Lab;
+  const {el, t, api, clear, add, refill, fmtDate} = Lab;
   Lab.setTitle(t('admin.title'));
   if (me.user.role !== 'admin') {
-    main.append(el('p', {class: 'empty'}, t('admin.forbidden')));
+    add(main, el('p', {class: 'empty'}, t('admin.forbidden')));
     return;
   }
   const ROLES = ['admin', 'researcher', 'operator', 'viewer'];
@@ -15,10 +15,10 @@ Lab.page('admin', async ({main, me}) => {
   const tabs = [['users', 'admin.users'], ['tokens', 'admin.tokens'], ['jobs', 'admin.jobs'], ['audit', 'admin.audit']];
   const sections = {};
   const nav = el('nav', {class: 'subnav'}, tabs.map(([k, label]) => el('a', {href: '#' + k}, t(label))));
-  main.append(el('div', {class: 'page-head'}, el('h1', null, t('admin.title')), nav));
+  add(main, el('div', {class: 'page-head'}, el('h1', null, t('admin.title')), nav));
   for (const [k, label] of tabs) {
     sections[k] = el('section', {class: 'panel admin-section', id: k, 'aria-labelledby': k + '-h'}, el('h2', {id: k + '-h'}, t(label)));
-    main.append(sections[k]);
+    add(main, sections[k]);
   }
 
   // ================= users =================
@@ -58,7 +58,7 @@ Lab.page('admin', async ({main, me}) => {
         el('td', {class: 'nowrap'}, u.created_at ? fmtDate(u.created_at) : '—'),
         el('td', {class: 'actions nowrap'}, toggle, pw));
     }));
-    clear(usersBox).append(el('div', {class: 'table-scroll'}, el('table', {class: 'data'},
+    refill(usersBox, el('div', {class: 'table-scroll'}, el('table', {class: 'data'},
       el('thead', null, el('tr', null, ['admin.login', 'admin.name', 'admin.role', 'admin.status', 'col.created', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
       body)));
   }
@@ -107,7 +107,7 @@ Lab.page('admin', async ({main, me}) => {
     const copy = (text) => el('button', {type: 'button', class: 'btn btn-small', onclick: async (e) => {
       try { await navigator.clipboard.writeText(text); e.target.textContent = t('admin.copied'); } catch (_) { Lab.toast(t('admin.copy_failed')); }
     }}, t('admin.copy'));
-    clear(newToken).append(el('div', {class: 'token-box'},
+    refill(newToken, el('div', {class: 'token-box'},
       el('p', null, el('strong', null, t('admin.token_once'))),
       el('div', {class: 'copy-row'}, el('code', {class: 'token-value', id: 'token-value'}, token), copy(token)),
       el('p', {class: 'small'}, t('admin.snippet')),
@@ -118,8 +118,8 @@ Lab.page('admin', async ({main, me}) => {
   async function loadTokens() {
     let tokens = [];
     try { tokens = (await api('GET', '/tokens')).tokens || []; } catch (_) { return; }
-    if (!tokens.length) { clear(tokensBox).append(el('p', {class: 'empty'}, t('admin.no_tokens'))); return; }
-    clear(tokensBox).append(el('table', {class: 'data'},
+    if (!tokens.length) { refill(tokensBox, el('p', {class: 'empty'}, t('admin.no_tokens'))); return; }
+    refill(tokensBox, el('table', {class: 'data'},
       el('thead', null, el('tr', null, ['admin.token_name', 'col.created', 'admin.last_used', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
       el('tbody', null, tokens.map((tk) => el('tr', {class: 'token-row', dataset: {id: tk.id}},
         el('td', null, tk.name || '—'), el('td', {class: 'nowrap'}, fmtDate(tk.created_at)),
@@ -149,8 +149,8 @@ Lab.page('admin', async ({main, me}) => {
   function renderJobs() {
     const list = [...jobs.values()].filter((j) => !activeOnly.checked || Lab.ACTIVE_JOB.has(j.status))
       .sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
-    if (!list.length) { clear(jobsBox).append(el('p', {class: 'empty'}, t('admin.no_jobs'))); return; }
-    clear(jobsBox).append(el('div', {class: 'table-scroll'}, el('table', {class: 'data jobs-table'},
+    if (!list.length) { refill(jobsBox, el('p', {class: 'empty'}, t('admin.no_jobs'))); return; }
+    refill(jobsBox, el('div', {class: 'table-scroll'}, el('table', {class: 'data jobs-table'},
       el('thead', null, el('tr', null, ['admin.job', 'admin.kind', 'col.session', 'admin.status', 'admin.progress', 'col.created', 'admin.finished', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
       el('tbody', null, list.map((j) => el('tr', {class: 'job-row', dataset: {id: j.id}},
         el('td', null, el('code', null, String(j.id))),
@@ -194,14 +194,14 @@ Lab.page('admin', async ({main, me}) => {
     let entries = [];
     try { entries = (await api('GET', '/audit' + Lab.qs({limit: PAGE, before}))).entries || []; } catch (_) { return; }
     for (const a of entries) {
-      auditBody.append(el('tr', {class: 'audit-row', dataset: {id: a.id}},
+      add(auditBody, el('tr', {class: 'audit-row', dataset: {id: a.id}},
         el('td', {class: 'nowrap'}, fmtDate(a.at)),
         el('td', null, typeof a.user === 'object' && a.user ? (a.user.login || a.user.name) : (a.user ?? '—')),
         el('td', null, el('code', null, a.action || '')),
         el('td', null, a.object == null ? '—' : typeof a.object === 'object' ? JSON.stringify(a.object) : String(a.object)),
         el('td', {class: 'text-cell small'}, a.detail == null ? '' : typeof a.detail === 'object' ? JSON.stringify(a.detail) : String(a.detail))));
     }
-    if (!auditBody.children.length) auditBody.append(el('tr', null, el('td', {colspan: '5', class: 'empty'}, t('admin.no_audit'))));
+    if (!auditBody.children.length) add(auditBody, el('tr', null, el('td', {colspan: '5', class: 'empty'}, t('admin.no_audit'))));
     if (entries.length) before = entries[entries.length - 1].id;
     more.hidden = entries.length < PAGE;
   }

@@ -56,6 +56,11 @@
     return node;
   }
 
+  /** add(node, a, b, ...) appends like el()'s children: null/false skipped, arrays flattened (native append would write "null"). */
+  function add(node, ...children) { return append(node, children); }
+  /** refill(node, ...) = clear, then add. */
+  function refill(node, ...children) { return append(clear(node), children); }
+
   /** Only relative URLs and http(s) ones reach href/src: a javascript: URL from data never does. */
   function safeUrl(u) {
     const s = String(u);
@@ -352,11 +357,17 @@
     try { await init({...ctx, me}); } catch (e) {
       console.error(e);
       if (!(e instanceof ApiError)) toast(e.message || String(e));
+      // A page that could not even start (e.g. 404 for its object) says why in place.
+      if (!ctx.main.children.length) ctx.main.append(el('p', {class: 'empty page-error'}, e.message || String(e)));
     }
   }
 
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
-  else setTimeout(boot, 0);
+  // Page scripts are deferred after this one: they have all run by DOMContentLoaded
+  // (readyState is already "interactive" while deferred scripts run, so it cannot tell).
+  let booted = false;
+  const start = () => { if (!booted) { booted = true; boot(); } };
+  if (document.readyState === 'complete') setTimeout(start, 0);
+  else { document.addEventListener('DOMContentLoaded', start); window.addEventListener('load', start); }
 
   // ---------- small shared widgets ----------
 
@@ -421,7 +432,7 @@
   }
 
   window.Lab = {
-    el, append, clear, safeUrl, fmtMs, parseTime, fmtDuration, fmtDate, fmtNumber, fmtPercent,
+    el, append, add, refill, clear, safeUrl, fmtMs, parseTime, fmtDuration, fmtDate, fmtNumber, fmtPercent,
     dateInputToMs, msToDateInput, t, lang, setLang, toast, api, ApiError, loadMe, setCsrf, can, user,
     onJob, ACTIVE_JOB, progressBar, page, main, setTitle, select, modal, SEVERITY, EMOTIONS,
     severityBadge, emotionBadge, detectorLabel, categories, categoryLabel, qs, API,

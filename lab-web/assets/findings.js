@@ -3,7 +3,7 @@
 'use strict';
 
 Lab.page('findings', async ({main}) => {
-  const {el, t, api, clear, fmtMs, fmtDate, qs} = Lab;
+  const {el, t, api, clear, add, refill, fmtMs, qs} = Lab;
   Lab.setTitle(t('findings.title'));
   const categories = await Lab.categories();
 
@@ -24,7 +24,7 @@ Lab.page('findings', async ({main}) => {
   const links = el('div', {class: 'page-actions'});
   const filterForm = el('form', {class: 'filters', id: 'findings-filters'});
   const tableBox = el('section', {class: 'panel', id: 'findings'});
-  main.append(el('div', {class: 'page-head'}, el('h1', null, t('findings.title')), count, links), filterForm, tableBox);
+  add(main, el('div', {class: 'page-head'}, el('h1', null, t('findings.title')), count, links), filterForm, tableBox);
 
   try {
     const [j, s] = await Promise.all([api('GET', '/journeys', null, {quiet: true}), api('GET', '/studies', null, {quiet: true})]);
@@ -40,7 +40,7 @@ Lab.page('findings', async ({main}) => {
   function renderFilters() {
     const field = (label, control) => el('label', {class: 'field'}, el('span', null, label), control);
     const segs = [...new Set(findings.map((f) => f.segment).filter(Boolean))];
-    clear(filterForm).append(
+    refill(filterForm, 
       field(t('filter.journey'), Lab.select('journey', [['', t('filter.all')], ...journeys.map((j) => [j.id, j.title || j.id])], server.journey)),
       field(t('filter.study'), Lab.select('study', [['', t('filter.all')], ...studies.map((s) => [s, s])], server.study)),
       field(t('filter.segment'), el('input', {name: 'segment', value: server.segment, list: 'findings-segments', size: 12, placeholder: t('filter.any')})),
@@ -72,7 +72,7 @@ Lab.page('findings', async ({main}) => {
 
   function renderLinks() {
     const f = apiFilters();
-    clear(links).append(
+    refill(links, 
       el('a', {class: 'btn', id: 'export-json', href: '/api/v1/findings' + qs({...f, format: 'json'})}, t('findings.export_json')),
       el('a', {class: 'btn', id: 'export-csv', href: '/api/v1/findings' + qs({...f, format: 'csv'}), download: 'findings.csv'}, t('findings.export_csv')));
   }
@@ -90,7 +90,7 @@ Lab.page('findings', async ({main}) => {
   const COLS = [
     ['participant', 'col.participant'], ['step', 'field.step'], ['start_ms', 'col.time'], ['category', 'field.category'],
     ['severity', 'field.severity'], ['emotion', 'field.emotion'], ['note', 'field.note'], ['quote', 'field.quote'],
-    ['segment', 'col.segment'], ['created_at', 'col.created'], ['clip_url', 'tags.clip'],
+    ['segment', 'col.segment'], ['url', 'findings.screen'], ['clip_url', 'tags.clip'],
   ];
 
   function value(f, key) {
@@ -109,6 +109,10 @@ Lab.page('findings', async ({main}) => {
         .some((x) => x && String(x).toLowerCase().includes(q))));
   }
 
+  function shortUrl(u) {
+    try { const p = new URL(u, location.href); return (p.host !== location.host ? p.host : '') + p.pathname + p.search; } catch (_) { return String(u); }
+  }
+
   function renderTable() {
     const rows = visible().sort((a, b) => {
       const va = value(a, sort.key), vb = value(b, sort.key);
@@ -116,12 +120,12 @@ Lab.page('findings', async ({main}) => {
       return String(va ?? '').localeCompare(String(vb ?? ''), 'ru') * sort.dir;
     });
     count.textContent = t('findings.count', {n: rows.length, total: findings.length});
-    if (!findings.length) { clear(tableBox).append(el('p', {class: 'empty'}, t('findings.none'))); return; }
+    if (!findings.length) { refill(tableBox, el('p', {class: 'empty'}, t('findings.none'))); return; }
     const head = el('tr', null, COLS.map(([key, label]) => el('th', {scope: 'col', class: 'sortable', 'aria-sort': sort.key === key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none'},
       el('button', {type: 'button', class: 'sort-btn', onclick: () => { sort = {key, dir: sort.key === key ? -sort.dir : 1}; renderTable(); }},
         t(label), sort.key === key ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''))));
     const body = el('tbody', null, rows.map((f) => el('tr', {class: 'finding-row', dataset: {id: f.id ?? f.tag_id ?? ''}},
-      el('td', null, f.session_id != null ? el('a', {href: '/sessions/' + encodeURIComponent(f.session_id)}, f.participant || f.session_id) : (f.participant || '—'),
+      el('td', null, f.session_id != null ? el('a', {href: f.session_url || '/sessions/' + encodeURIComponent(f.session_id)}, f.participant || f.session_id) : (f.participant || '—'),
         f.study ? el('div', {class: 'muted small'}, f.study) : null),
       el('td', null, f.step_title || f.step || '—'),
       el('td', {class: 'nowrap num'}, fmtMs(f.start_ms), '–', fmtMs(f.end_ms)),
@@ -131,9 +135,9 @@ Lab.page('findings', async ({main}) => {
       el('td', {class: 'text-cell'}, f.note || ''),
       el('td', {class: 'text-cell quote-cell'}, f.quote ? '«' + f.quote + '»' : ''),
       el('td', null, f.segment || '—'),
-      el('td', {class: 'nowrap'}, fmtDate(f.created_at)),
+      el('td', {class: 'url-cell small'}, f.url ? el('span', {title: f.url + (f.selector ? '\n' + f.selector : '')}, shortUrl(f.url)) : '—'),
       el('td', null, f.clip_url ? el('a', {href: f.clip_url, target: '_blank', rel: 'noopener', class: 'clip-link'}, '▶ ', t('tags.clip')) : '—'))));
-    clear(tableBox).append(el('div', {class: 'table-scroll'}, el('table', {class: 'data findings-table'}, el('thead', null, head), body)));
+    refill(tableBox, el('div', {class: 'table-scroll'}, el('table', {class: 'data findings-table'}, el('thead', null, head), body)));
   }
 
   renderFilters();

@@ -4,7 +4,7 @@
 'use strict';
 
 Lab.page('journey', async ({main, id}) => {
-  const {el, t, api, clear, fmtMs, qs} = Lab;
+  const {el, t, api, clear, add, refill, fmtMs, qs} = Lab;
   const jid = encodeURIComponent(id);
   const categories = await Lab.categories();
 
@@ -21,7 +21,7 @@ Lab.page('journey', async ({main, id}) => {
   const links = el('div', {class: 'page-actions'});
   const filterForm = el('form', {class: 'filters', id: 'journey-filters'});
   const mapBox = el('section', {class: 'panel journey-panel', id: 'journey-map'});
-  main.append(el('div', {class: 'page-head'}, el('div', null, el('a', {href: '/', class: 'back-link'}, '← ', t('nav.sessions')), titleH, summary), links),
+  add(main, el('div', {class: 'page-head'}, el('div', null, el('a', {href: '/', class: 'back-link'}, '← ', t('nav.sessions')), titleH, summary), links),
     filterForm, mapBox, legend());
 
   // Filter choices: studies of this journey and the segments of its sessions.
@@ -42,7 +42,7 @@ Lab.page('journey', async ({main, id}) => {
     if (filters.study && !studyNames.includes(filters.study)) studyOpts.push([filters.study, filters.study]);
     const segOpts = [['', t('filter.all')], ...segments.map((s) => [s, s])];
     if (filters.segment && !segments.includes(filters.segment)) segOpts.push([filters.segment, filters.segment]);
-    clear(filterForm).append(
+    refill(filterForm, 
       field(t('filter.study'), Lab.select('study', studyOpts, filters.study)),
       field(t('filter.segment'), Lab.select('segment', segOpts, filters.segment)),
       field(t('filter.from'), el('input', {type: 'date', name: 'from', value: filters.from})),
@@ -71,7 +71,7 @@ Lab.page('journey', async ({main, id}) => {
 
   function renderLinks() {
     const f = apiFilters();
-    clear(links).append(
+    refill(links, 
       el('a', {class: 'btn', id: 'report-link', href: `/api/v1/journeys/${jid}/report.html${qs(f)}`, target: '_blank', rel: 'noopener'}, t('journey.report')),
       el('a', {class: 'btn btn-ghost', id: 'findings-json', href: '/api/v1/findings' + qs({journey: id, ...f, format: 'json'})}, t('journey.findings_json')),
       el('a', {class: 'btn btn-ghost', id: 'findings-csv', href: '/api/v1/findings' + qs({journey: id, ...f, format: 'csv'}), download: `findings-${id}.csv`}, t('journey.findings_csv')),
@@ -84,7 +84,7 @@ Lab.page('journey', async ({main, id}) => {
     try {
       map = await api('GET', `/journeys/${jid}/map${qs(apiFilters())}`);
     } catch (e) {
-      clear(mapBox).append(el('p', {class: 'empty'}, e.status === 404 ? t('journey.not_found') : e.message));
+      refill(mapBox, el('p', {class: 'empty'}, e.status === 404 ? t('journey.not_found') : e.message));
       return;
     }
     const j = map.journey || {};
@@ -97,7 +97,7 @@ Lab.page('journey', async ({main, id}) => {
 
   function render(map) {
     const steps = map.steps || [];
-    if (!steps.length) { clear(mapBox).append(el('p', {class: 'empty'}, t('journey.no_steps'))); return; }
+    if (!steps.length) { refill(mapBox, el('p', {class: 'empty'}, t('journey.no_steps'))); return; }
     const head = el('tr', null, el('th', {class: 'row-head corner', scope: 'col'}, t('journey.step')),
       steps.map((s, i) => el('th', {class: 'step', scope: 'col', dataset: {step: s.id}},
         el('span', {class: 'step-no'}, String(i + 1)), ' ', el('span', {class: 'step-title'}, s.title || s.id))));
@@ -113,7 +113,7 @@ Lab.page('journey', async ({main, id}) => {
         row('row-emotions', t('journey.emotions'), emotions),
         row('row-problems', t('journey.problems'), problems)));
     const participants = map.participants || [];
-    clear(mapBox).append(el('div', {class: 'table-scroll'}, table),
+    refill(mapBox, el('div', {class: 'table-scroll'}, table),
       participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null);
   }
 

@@ -2,7 +2,7 @@
 'use strict';
 
 Lab.page('login', async ({main}) => {
-  const {el, t, api} = Lab;
+  const {el, t, api, add} = Lab;
   Lab.setTitle(t('login.title'));
 
   const params = new URLSearchParams(location.search);
@@ -48,6 +48,6 @@ Lab.page('login', async ({main}) => {
     }
   });
 
-  main.append(el('div', {class: 'login-wrap'}, form));
+  add(main, el('div', {class: 'login-wrap'}, form));
   login.focus();
 });

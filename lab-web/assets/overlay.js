@@ -26,7 +26,7 @@
   labUrl = String(labUrl || location.origin).replace(/\/+$/, '');
 
   var L = {
-    title: 'Находки лаборатории', loading: 'Загрузка…', none: 'Для этого экрана находок нет',
+    title: 'Находки', loading: 'Загрузка…', none: 'Для этого экрана находок нет',
     notFound: 'элемент не найден на странице', badToken: 'Токен не подошёл: попросите новый у администратора лаборатории',
     failed: 'Не удалось загрузить находки', noToken: 'Не задан токен (data-token)', clip: 'Смотреть клип',
     session: 'Сессия', step: 'Шаг', severity: 'Серьёзность', emotion: 'Эмоция', participant: 'Участник',
@@ -63,7 +63,7 @@
     '.panel.collapsed{width:auto}.panel.collapsed .body{display:none}',
     '.head{display:flex;align-items:center;gap:6px;padding:6px 8px;background:#1f2a44;color:#fff;border-radius:7px 7px 0 0}',
     '.panel.collapsed .head{border-radius:7px}',
-    '.head strong{flex:1;font-size:13px}.head button{border:0;background:rgba(255,255,255,.15);color:#fff;border-radius:4px;cursor:pointer;padding:2px 7px;font-size:12px}',
+    '.head strong{flex:1;font-size:13px;white-space:nowrap}.head button{border:0;background:rgba(255,255,255,.15);color:#fff;border-radius:4px;cursor:pointer;padding:2px 7px;font-size:12px}',
     '.body{overflow:auto;padding:4px 0}.msg{padding:8px 10px;color:#495057}',
     '.item{display:flex;gap:8px;padding:6px 10px;cursor:pointer;border-bottom:1px solid #f1f3f5;align-items:flex-start}',
     '.item:hover,.item:focus{background:#f1f3f5;outline:none}.num{flex:none;min-width:20px;height:20px;border-radius:10px;color:#fff;font-weight:700;font-size:11px;line-height:20px;text-align:center}',

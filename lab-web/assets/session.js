@@ -10,7 +10,7 @@
 'use strict';
 
 Lab.page('session', async ({main, id, me}) => {
-  const {el, t, api, clear, fmtMs, fmtDate} = Lab;
+  const {el, t, api, clear, add, refill, fmtMs, fmtDate} = Lab;
   const sid = encodeURIComponent(id);
   const canRaw = Lab.can('raw');
   const canTag = Lab.can('tag');
@@ -59,7 +59,7 @@ Lab.page('session', async ({main, id, me}) => {
   const tagsPanel = el('section', {class: 'panel tags-panel', 'aria-labelledby': 'tags-h'});
 
   main.classList.add('main-session');
-  main.append(head,
+  add(main, head,
     el('div', {class: 'review-grid'}, playerCol,
       el('div', {class: 'side-col'}, transcriptPanel, candidatesPanel)),
     timelineRoot, tagsPanel);
@@ -95,6 +95,7 @@ Lab.page('session', async ({main, id, me}) => {
     tl.setPlayhead(now, !player.paused());
   });
   player.onSeek((ms) => tl.reveal(ms));
+  player.onDuration((ms) => { state.durationMs = ms; tl.setDuration(ms); });
 
   // ================= head =================
   function renderHead() {
@@ -111,29 +112,31 @@ Lab.page('session', async ({main, id, me}) => {
     const links = el('div', {class: 'head-links'});
     if (d.journey || d.journey_id) {
       const jid = (d.journey && d.journey.id) || d.journey_id;
-      links.append(el('a', {class: 'btn btn-small journey-link', id: 'journey-link', href: '/journeys/' + encodeURIComponent(jid)}, t('session.journey_map')));
+      add(links, el('a', {class: 'btn btn-small journey-link', id: 'journey-link', href: '/journeys/' + encodeURIComponent(jid)}, t('session.journey_map')));
     }
     if (canRaw && !d.withdrawn) {
-      links.append(el('span', {class: 'export-links'}, t('session.export'), ' ',
+      add(links, el('span', {class: 'export-links'}, t('session.export'), ' ',
         ['eaf', 'vtt', 'srt'].map((ext) => el('a', {class: 'btn btn-small btn-ghost', href: `/api/v1/sessions/${sid}/export.${ext}`,
           download: `${d.participant || id}.${ext}`, dataset: {export: ext}}, ext.toUpperCase()))));
     }
     if (Lab.can('jobs')) {
-      links.append(el('button', {type: 'button', class: 'btn btn-small', onclick: async () => {
+      add(links, el('button', {type: 'button', class: 'btn btn-small', onclick: async () => {
         try { await api('POST', `/sessions/${sid}/analyze`, {}); Lab.toast(t('session.analysis_queued'), 'ok'); } catch (_) { /* toast */ }
       }}, t('sessions.analyze')));
     }
-    if (Lab.can('withdraw') && !d.withdrawn) links.append(withdrawButton());
-    links.append(el('button', {type: 'button', class: 'btn btn-small btn-ghost', id: 'help-button', title: t('keys.title'), onclick: showHelp}, '?'));
+    if (Lab.can('withdraw') && !d.withdrawn) add(links, withdrawButton());
+    add(links, el('button', {type: 'button', class: 'btn btn-small btn-ghost', id: 'help-button', title: t('keys.title'), onclick: showHelp}, '?'));
 
-    clear(head).append(
+    refill(head,
       el('div', {class: 'head-title'},
         el('a', {href: '/', class: 'back-link'}, '← ', t('nav.sessions')),
         el('h1', null, t('session.participant'), ' ', el('span', {class: 'code'}, d.participant || id)),
         el('span', {class: 'muted'}, [d.study, (d.journey && d.journey.title) || d.life_situation].filter(Boolean).join(' · '))),
-      facts, links,
-      d.withdrawn ? el('p', {class: 'banner banner-warn'}, t('session.withdrawn')) : null,
-      d.qa ? qaSummary(d.qa) : null);
+      facts,
+      el('div', {class: 'break'}),
+      d.qa ? qaSummary(d.qa) : el('span', {class: 'spacer'}),
+      links,
+      d.withdrawn ? el('p', {class: 'banner banner-warn'}, t('session.withdrawn')) : null);
   }
 
   function fact(label, value) {
@@ -206,6 +209,7 @@ Lab.page('session', async ({main, id, me}) => {
     let duration = durationMs;
     const tickers = [];
     const seekers = [];
+    const durationers = [];
     const stage = el('div', {class: 'player', id: 'player'});
     let screen = null, camera = null, camWrap = null;
 
@@ -213,16 +217,19 @@ Lab.page('session', async ({main, id, me}) => {
       screen = el('video', {id: 'screen', preload: 'auto', playsinline: true, dataset: {startMs: String(screenStart)}});
       screen.src = Lab.safeUrl(media.screen);
       if (media.thumbnails && media.thumbnails.length) screen.poster = Lab.safeUrl(media.thumbnails[0].url);
-      stage.append(screen);
+      add(stage, screen);
     } else {
-      stage.append(el('div', {class: 'media-unavailable', id: 'media-unavailable'}, t('player.unavailable')));
+      const why = detail.withdrawn ? t('player.why_withdrawn') : !canRaw ? t('player.why_role')
+        : (detail.analysis && detail.analysis.status === 'done') ? t('player.why_missing') : t('player.why_not_rendered');
+      add(stage, el('div', {class: 'media-unavailable', id: 'media-unavailable'}, t('player.unavailable'),
+        el('div', {class: 'media-why'}, why)));
     }
     if (media.camera && screen) {
       camera = el('video', {id: 'camera', preload: 'auto', playsinline: true, muted: true, dataset: {startMs: String(cameraStart)}});
       camera.muted = true; // audio is in both renditions; the screen's plays
       camera.src = Lab.safeUrl(media.camera);
       camWrap = el('div', {class: 'camera-wrap', title: t('player.camera_drag')}, camera);
-      stage.append(camWrap);
+      add(stage, camWrap);
       makeDraggable(camWrap, stage);
       const saved = localStorage.getItem('lab.cameraLayout');
       if (saved === 'side') stage.classList.add('layout-side');
@@ -289,7 +296,7 @@ Lab.page('session', async ({main, id, me}) => {
         tick();
       });
       screen.addEventListener('error', () => {
-        stage.append(el('div', {class: 'media-error'}, t('player.error')));
+        add(stage, el('div', {class: 'media-error'}, t('player.error')));
       });
       if (camera) camera.addEventListener('loadedmetadata', () => syncCamera(true));
     }
@@ -303,18 +310,19 @@ Lab.page('session', async ({main, id, me}) => {
     const seekBar = el('input', {type: 'range', id: 'seek', class: 'seek', min: '0', max: String(duration || 0), step: '100', value: '0', 'aria-label': t('player.seek')});
     let seeking = false;
     seekBar.addEventListener('input', () => { seeking = true; seek(Number(seekBar.value)); });
-    seekBar.addEventListener('change', () => { seeking = false; });
+    seekBar.addEventListener('change', () => { seeking = false; seekBar.blur(); });
     const timeLabel = el('span', {class: 'time', id: 'current-time'}, '00:00.0');
     const speedSel = Lab.select('speed', [0.5, 0.75, 1, 1.25, 1.5, 2].map((r) => [String(r), `${String(r).replace('.', Lab.lang() === 'ru' ? ',' : '.')}×`]), '1',
       {id: 'speed', 'aria-label': t('player.speed'), title: t('player.speed')});
-    speedSel.addEventListener('change', () => setRate(Number(speedSel.value)));
+    // Give the keyboard back to the shortcuts once a value is picked.
+    speedSel.addEventListener('change', () => { setRate(Number(speedSel.value)); speedSel.blur(); });
     const marks = el('span', {class: 'marks', id: 'marks'});
     const camBtn = camera ? el('button', {type: 'button', class: 'btn btn-small btn-ghost', id: 'camera-layout', title: t('player.camera_layout'), onclick: cycleCamera}, t('player.camera')) : null;
-    const tagBtn = canTag ? el('button', {type: 'button', class: 'btn btn-small', id: 'new-tag', title: 'T', onclick: () => openTagFromMarks()}, '+ ', t('tags.new')) : null;
+    const tagBtn = canTag ? el('button', {type: 'button', class: 'btn btn-small', id: 'new-tag', title: t('tags.new') + ' (T)', onclick: () => openTagFromMarks()}, '+ T') : null;
 
     const controls = el('div', {class: 'controls', id: 'controls'},
       playBtn, back5, frameBack, frameFwd, fwd5, timeLabel, seekBar, speedSel, marks, camBtn, tagBtn);
-    root.append(stage, controls);
+    add(root, stage, controls);
 
     function frame(dir) { pause(); seek(time() + dir * (1000 / 30)); }
     function updateButtons() {
@@ -330,7 +338,7 @@ Lab.page('session', async ({main, id, me}) => {
       else if (side) { stage.classList.add('camera-hidden'); next = 'hidden'; }
       localStorage.setItem('lab.cameraLayout', next);
     }
-    function setDuration(ms) { duration = ms; seekBar.max = String(ms); tick(); }
+    function setDuration(ms) { duration = ms; seekBar.max = String(ms); tick(); for (const f of durationers) f(ms); }
 
     let looping = false;
     function loop() {
@@ -352,9 +360,10 @@ Lab.page('session', async ({main, id, me}) => {
     }
     function onTick(f) { tickers.push(f); f(time()); }
     function onSeek(f) { seekers.push(f); }
+    function onDuration(f) { durationers.push(f); }
     updateButtons();
 
-    return {time, seek, play, pause, toggle, paused, setRate, rate, onTick, onSeek, setDuration, marks, hasVideo: !!screen,
+    return {time, seek, play, pause, toggle, paused, setRate, rate, onTick, onSeek, onDuration, setDuration, marks, hasVideo: !!screen,
       duration: () => duration, tick};
   }
 
@@ -381,14 +390,14 @@ Lab.page('session', async ({main, id, me}) => {
   // ================= transcript =================
   function renderTranscript(tr) {
     const find = el('input', {type: 'search', class: 'transcript-find', placeholder: t('transcript.find'), 'aria-label': t('transcript.find')});
-    transcriptPanel.append(el('div', {class: 'panel-head'}, el('h2', {id: 'transcript-h'}, t('transcript.title')), find), transcriptBox);
+    add(transcriptPanel, el('div', {class: 'panel-head'}, el('h2', {id: 'transcript-h'}, t('transcript.title')), find), transcriptBox);
     if (!tr || tr.error) {
-      transcriptBox.append(el('p', {class: 'empty'}, tr && tr.error && tr.error.status === 403 ? t('common.no_access') : t('transcript.none')));
+      add(transcriptBox, el('p', {class: 'empty'}, tr && tr.error && tr.error.status === 403 ? t('common.no_access') : t('transcript.none')));
       return;
     }
     state.segments = tr.segments || [];
     if (!state.segments.length) {
-      transcriptBox.append(el('p', {class: 'empty'}, tr.status && tr.status !== 'ok' ? t('transcript.status', {status: tr.status}) : t('transcript.none')));
+      add(transcriptBox, el('p', {class: 'empty'}, tr.status && tr.status !== 'ok' ? t('transcript.status', {status: tr.status}) : t('transcript.none')));
       return;
     }
     const frag = document.createDocumentFragment();
@@ -399,18 +408,18 @@ Lab.page('session', async ({main, id, me}) => {
       words.forEach((w, i) => {
         const span = el('span', {class: ['word', w.confidence != null && w.confidence < 0.5 && 'low-conf'],
           dataset: {startMs: String(w.start_ms), endMs: String(w.end_ms)}}, w.text);
-        if (i) text.append(' ');
-        text.append(span);
+        if (i) add(text, ' ');
+        add(text, span);
         state.words.push({start: w.start_ms, end: w.end_ms, speaker: w.speaker || speaker, text: w.text, node: span});
       });
-      frag.append(el('div', {class: ['seg', 'speaker-' + speaker], dataset: {speaker, segId: seg.id ?? ''}},
+      add(frag, el('div', {class: ['seg', 'speaker-' + speaker], dataset: {speaker, segId: seg.id ?? ''}},
         el('div', {class: 'seg-head'},
           el('span', {class: 'speaker'}, t('speaker.' + speaker) === 'speaker.' + speaker ? speaker : t('speaker.' + speaker)),
           el('button', {type: 'button', class: 'seg-time', dataset: {startMs: String(seg.start_ms)}}, fmtMs(seg.start_ms))),
         text));
     }
     state.words.sort((a, b) => a.start - b.start);
-    transcriptBox.append(frag);
+    add(transcriptBox, frag);
 
     transcriptBox.addEventListener('click', (e) => {
       const target = e.target.closest('.word, .seg-time');
@@ -462,7 +471,7 @@ Lab.page('session', async ({main, id, me}) => {
     w.node.classList.add('current');
     if (performance.now() - lastUserScroll > 3000) {
       const box = transcriptBox;
-      const top = w.node.offsetTop - box.offsetTop;
+      const top = offsetWithin(box, w.node);
       if (top < box.scrollTop + 20 || top > box.scrollTop + box.clientHeight - 40) {
         box.scrollTop = Math.max(0, top - box.clientHeight / 3);
       }
@@ -525,7 +534,7 @@ Lab.page('session', async ({main, id, me}) => {
     const selection = el('div', {class: 'tl-selection', hidden: true});
     const tip = el('div', {class: 'tl-tip', hidden: true, role: 'tooltip'});
     const area = el('div', {class: 'tl-area', id: 'timeline', style: {height: HEIGHT + 'px'}, tabindex: '-1'}, canvas, selection, playhead, tip);
-    root.append(
+    add(root, 
       el('div', {class: 'panel-head'}, el('h2', null, t('timeline.title')), rangeLabel, status,
         el('span', {class: 'spacer'}), el('span', {class: 'muted small'}, t('timeline.hint')), zoomOut, zoomIn, fit),
       el('div', {class: 'tl-body'}, labels, area));
@@ -703,7 +712,6 @@ Lab.page('session', async ({main, id, me}) => {
       s = Math.max(0, Math.min(s, duration - span));
       view.start = s; view.end = s + span;
       queueDraw();
-      maybeFetchDetail();
     }
     function zoom(factor, atMs) {
       const c = atMs ?? (lastNow >= view.start && lastNow <= view.end ? lastNow : (view.start + view.end) / 2);
@@ -802,8 +810,8 @@ Lab.page('session', async ({main, id, me}) => {
         lines.push([fmtMs(hit.item.t_ms) + ' ', el('strong', null, hit.item.label || t('lane.markers'))]);
       }
       clear(tip);
-      if (thumb) tip.append(el('img', {src: thumb.url, alt: '', class: 'tl-thumb'}));
-      for (const parts of lines) tip.append(el('div', null, parts));
+      if (thumb) add(tip, el('img', {src: thumb.url, alt: '', class: 'tl-thumb'}));
+      for (const parts of lines) add(tip, el('div', null, parts));
       tip.hidden = false;
       const w = tip.offsetWidth;
       tip.style.left = Math.max(0, Math.min(width - w, px + 12)) + 'px';
@@ -820,10 +828,9 @@ Lab.page('session', async ({main, id, me}) => {
     function selectItem(hit) { selected = hit; queueDraw(); }
 
     // --- events beyond the server's 5000-per-request cap: page through by time ---
-    let fetching = false;
+    // Every event is loaded up front (50 000 take ~1 MB); drawing bins them per pixel.
     async function loadAllEvents() {
       if (!ok || !data.truncated) return;
-      fetching = true;
       status.textContent = t('timeline.loading');
       const seen = new Set(events.map((e) => e.seq));
       let from = events.length ? events[events.length - 1].t_ms : 0;
@@ -842,9 +849,8 @@ Lab.page('session', async ({main, id, me}) => {
         status.textContent = t('timeline.events_n', {n: Lab.fmtNumber(events.length)});
       } catch (_) {
         status.textContent = t('timeline.partial');
-      } finally { fetching = false; queueDraw(); }
+      } finally { queueDraw(); }
     }
-    function maybeFetchDetail() { /* every event is loaded up front (paged); nothing to do per view */ }
     if (ok) status.textContent = t('timeline.events_n', {n: Lab.fmtNumber(events.length)});
     loadAllEvents();
 
@@ -857,14 +863,17 @@ Lab.page('session', async ({main, id, me}) => {
         lastNow = ms;
         setView(ms - span / 2, ms + span / 2);
       },
-      setDuration(ms) { duration = Math.max(1000, ms); setView(view.start, Math.min(view.end, duration)); },
+      setDuration(ms) {
+        const whole = view.start <= 0 && view.end >= duration - 1;
+        duration = Math.max(1000, ms);
+        if (whole) setView(0, duration); else setView(view.start, Math.min(view.end, duration));
+      },
       focus(startMs, endMs) {
         const span = Math.max(5000, (endMs - startMs) * 3);
         const c = (startMs + endMs) / 2;
         if (startMs < view.start || endMs > view.end) setView(c - span / 2, c + span / 2);
       },
       select(lane, item) { selected = item ? {lane, item} : null; queueDraw(); },
-      get fetching() { return fetching; },
     };
   }
 
@@ -906,15 +915,21 @@ Lab.page('session', async ({main, id, me}) => {
       ['accepted', t('candidates.accepted', {n: counts.accepted})], ['rejected', t('candidates.rejected', {n: counts.rejected})]], candFilter,
     {'aria-label': t('candidates.filter')});
     filterSel.addEventListener('change', () => { candFilter = filterSel.value; renderCandidates(); });
-    clear(candidatesPanel).append(
+    refill(candidatesPanel, 
       el('div', {class: 'panel-head'}, el('h2', {id: 'candidates-h'}, t('candidates.title')),
         el('span', {class: 'count-pill', title: t('candidates.open_title')}, String(counts.open)), el('span', {class: 'spacer'}), filterSel),
       candidatesBox);
     clear(candidatesBox);
     const list = state.candidates.filter((c) => candFilter === 'all' || (c.status || 'open') === candFilter)
       .sort((a, b) => a.start_ms - b.start_ms);
-    if (!list.length) { candidatesBox.append(el('p', {class: 'empty'}, state.candidates.length ? t('candidates.none_filtered') : t('candidates.none'))); return; }
-    for (const c of list) candidatesBox.append(candidateItem(c));
+    if (!list.length) {
+      const analysed = detail.analysis && detail.analysis.status === 'done';
+      const msg = state.candidates.length ? t('candidates.none_filtered') : !canRaw || (timeline && timeline.error) ? t('common.no_access')
+        : analysed ? t('candidates.none') : t('candidates.not_analysed');
+      add(candidatesBox, el('p', {class: 'empty'}, msg));
+      return;
+    }
+    for (const c of list) add(candidatesBox, candidateItem(c));
   }
 
   function candidateItem(c) {
@@ -971,8 +986,8 @@ Lab.page('session', async ({main, id, me}) => {
         actions.replaceWith(form);
         reason.focus();
       });
-      actions.append(accept, reject);
-      item.append(actions);
+      add(actions, accept, reject);
+      add(item, actions);
     }
     item.addEventListener('click', (e) => {
       if (e.target.closest('button, input, form, a')) return;
@@ -993,8 +1008,13 @@ Lab.page('session', async ({main, id, me}) => {
     if (scroll) scrollWithin(candidatesBox, node);
   }
 
+  /** Position of node's top inside box's scrolled content. */
+  function offsetWithin(box, node) {
+    return node.getBoundingClientRect().top - box.getBoundingClientRect().top + box.scrollTop;
+  }
+
   function scrollWithin(box, node) {
-    const top = node.offsetTop - box.offsetTop;
+    const top = offsetWithin(box, node);
     if (top < box.scrollTop || top + node.offsetHeight > box.scrollTop + box.clientHeight) box.scrollTop = Math.max(0, top - 8);
   }
 
@@ -1007,13 +1027,13 @@ Lab.page('session', async ({main, id, me}) => {
   }
 
   function renderTags() {
-    const add = canTag ? el('button', {type: 'button', class: 'btn btn-small', onclick: () => openTagFromMarks()}, '+ ', t('tags.new'), ' ', el('kbd', null, 'T')) : null;
-    clear(tagsPanel).append(el('div', {class: 'panel-head'}, el('h2', {id: 'tags-h'}, t('tags.title')),
-      el('span', {class: 'count-pill'}, String(state.tags.length)), el('span', {class: 'spacer'}), add), tagsBox);
+    const newBtn = canTag ? el('button', {type: 'button', class: 'btn btn-small', onclick: () => openTagFromMarks()}, '+ ', t('tags.new'), ' ', el('kbd', null, 'T')) : null;
+    refill(tagsPanel, el('div', {class: 'panel-head'}, el('h2', {id: 'tags-h'}, t('tags.title')),
+      el('span', {class: 'count-pill'}, String(state.tags.length)), el('span', {class: 'spacer'}), newBtn), tagsBox);
     clear(tagsBox);
-    if (!state.tags.length) { tagsBox.append(el('p', {class: 'empty'}, t('tags.none'))); return; }
+    if (!state.tags.length) { add(tagsBox, el('p', {class: 'empty'}, t('tags.none'))); return; }
     const list = state.tags.slice().sort((a, b) => a.start_ms - b.start_ms);
-    for (const g of list) tagsBox.append(tagItem(g));
+    for (const g of list) add(tagsBox, tagItem(g));
   }
 
   function tagItem(g) {
@@ -1081,13 +1101,13 @@ Lab.page('session', async ({main, id, me}) => {
     const open = item.querySelector('.tag-history');
     if (open) { open.remove(); return; }
     const box = el('div', {class: 'tag-history'}, el('p', {class: 'muted small'}, t('common.loading')));
-    item.append(box);
+    add(item, box);
     try {
       const r = await api('GET', `/tags/${encodeURIComponent(g.id)}/history`);
       clear(box);
       const entries = r.history || [];
-      if (!entries.length) { box.append(el('p', {class: 'muted small'}, t('tags.history_empty'))); return; }
-      box.append(el('ol', {class: 'history-list'}, entries.map((h) => el('li', null,
+      if (!entries.length) { add(box, el('p', {class: 'muted small'}, t('tags.history_empty'))); return; }
+      add(box, el('ol', {class: 'history-list'}, entries.map((h) => el('li', null,
         el('span', {class: 'nowrap'}, fmtDate(h.at)), ' · ', el('strong', null, userName(h.user) || '—'), ' · ',
         t('history.' + h.action), historyDiff(h)))));
     } catch (_) { box.remove(); }
@@ -1109,7 +1129,7 @@ Lab.page('session', async ({main, id, me}) => {
       const r = await api('POST', `/tags/${encodeURIComponent(g.id)}/clip`, {});
       state.clipJobs.set(String(r.job_id), String(g.id));
       g.clip = {status: 'queued', url: null};
-      clear(box).append(Lab.progressBar({status: 'queued', progress: 0}), el('span', {class: 'muted small'}, t('tags.clip_working')));
+      refill(box, Lab.progressBar({status: 'queued', progress: 0}), el('span', {class: 'muted small'}, t('tags.clip_working')));
     } catch (_) { /* toast */ }
   }
 
@@ -1125,14 +1145,14 @@ Lab.page('session', async ({main, id, me}) => {
       // The server's url wins when it has one.
       api('GET', `/sessions/${sid}/tags`, null, {quiet: true}).then((r) => {
         const fresh = (r.tags || []).find((x) => String(x.id) === tagId);
-        if (fresh && fresh.clip && fresh.clip.url) { g.clip = fresh.clip; if (node) clear(node).append(clipState(g)); }
+        if (fresh && fresh.clip && fresh.clip.url) { g.clip = fresh.clip; if (node) refill(node, clipState(g)); }
       }).catch(() => {});
-      if (node) clear(node).append(clipState(g));
+      if (node) refill(node, clipState(g));
     } else if (job.status === 'failed' || job.status === 'cancelled') {
       g.clip = {status: 'failed', url: null};
-      if (node) clear(node).append(clipState(g), job.message ? el('span', {class: 'small muted', title: job.message}, ' ', job.message) : null);
+      if (node) refill(node, clipState(g), job.message ? el('span', {class: 'small muted', title: job.message}, ' ', job.message) : null);
     } else if (node) {
-      clear(node).append(Lab.progressBar(job), el('span', {class: 'muted small'}, Lab.fmtPercent(job.progress || 0)));
+      refill(node, Lab.progressBar(job), el('span', {class: 'muted small'}, Lab.fmtPercent(job.progress || 0)));
     }
   }
 
@@ -1156,7 +1176,7 @@ Lab.page('session', async ({main, id, me}) => {
     const submit = el('button', {type: 'submit', class: 'btn btn-primary'}, t('common.save'));
     const field = (label, forId, control) => el('div', {class: 'field'}, el('label', {for: forId}, label), control);
     const useNow = (input) => el('button', {type: 'button', class: 'btn btn-icon', title: t('tags.use_current'),
-      onclick: () => { setTime(input, player.time()); refreshQuote(); }}, '⌖');
+      onclick: () => { setTime(input, player.time()); refreshQuote(); }}, t('tags.now'));
     const form = el('form', {id: 'tag-form', class: 'tag-form', novalidate: true},
       title,
       el('div', {class: 'field-row'},
@@ -1279,7 +1299,7 @@ Lab.page('session', async ({main, id, me}) => {
     const m = player.marks;
     clear(m);
     if (state.markIn != null || state.markOut != null) {
-      m.append(el('span', {class: 'mark'}, 'I ', fmtMs(state.markIn)), ' → ', el('span', {class: 'mark'}, 'O ', fmtMs(state.markOut)),
+      add(m, el('span', {class: 'mark'}, 'I ', fmtMs(state.markIn)), ' → ', el('span', {class: 'mark'}, 'O ', fmtMs(state.markOut)),
         el('button', {type: 'button', class: 'btn btn-icon', title: t('player.clear_marks'), onclick: () => { state.markIn = state.markOut = null; showMarks(); }}, '×'));
     }
     tl.redraw();
@@ -1288,6 +1308,7 @@ Lab.page('session', async ({main, id, me}) => {
   // ================= keyboard =================
   function typing(target) {
     if (!target || !target.closest) return false;
+    if (target.matches('input[type=range], input[type=checkbox], input[type=radio], input[type=button], input[type=submit]')) return false;
     return !!target.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"]');
   }
   document.addEventListener('keydown', (e) => {

@@ -4,7 +4,7 @@
 'use strict';
 
 Lab.page('sessions', async ({main}) => {
-  const {el, t, api, clear, fmtMs, fmtDate, qs} = Lab;
+  const {el, t, api, clear, add, refill, fmtMs, fmtDate, qs} = Lab;
   Lab.setTitle(t('sessions.title'));
 
   const url = new URL(location.href);
@@ -28,9 +28,9 @@ Lab.page('sessions', async ({main}) => {
   const countLine = el('span', {class: 'muted count-line'});
 
   const headRight = el('div', {class: 'page-actions'});
-  if (Lab.can('jobs')) headRight.append(importForm());
+  if (Lab.can('jobs')) add(headRight, importForm());
 
-  main.append(
+  add(main, 
     el('div', {class: 'page-head'}, el('h1', null, t('sessions.title')), countLine, headRight),
     studiesBox, filterForm, tableBox);
 
@@ -65,7 +65,7 @@ Lab.page('sessions', async ({main}) => {
 
   function renderStudies() {
     const list = el('div', {class: 'study-cards'});
-    if (!studies.length) list.append(el('p', {class: 'empty'}, t('sessions.no_studies')));
+    if (!studies.length) add(list, el('p', {class: 'empty'}, t('sessions.no_studies')));
     for (const s of studies) {
       const active = filters.study === (s.study || '') && filters.life_situation === (s.life_situation || '');
       const card = el('div', {class: ['study-card', active && 'active']},
@@ -78,10 +78,10 @@ Lab.page('sessions', async ({main}) => {
         el('span', {class: 'study-ls'}, s.journey_title || s.life_situation || '—'),
         el('span', {class: 'study-count'}, t('sessions.n_sessions', {n: s.sessions ?? 0}))),
         s.journey_id ? el('a', {class: 'journey-link', href: '/journeys/' + encodeURIComponent(s.journey_id)}, t('sessions.journey_map')) : null);
-      list.append(card);
+      add(list, card);
     }
     const h = studiesBox.querySelector('h2');
-    clear(studiesBox).append(h, list);
+    refill(studiesBox, h, list);
   }
 
   // ---------- filters ----------
@@ -95,7 +95,7 @@ Lab.page('sessions', async ({main}) => {
     const segs = uniq(sessions.map((s) => s.segment).concat(filters.segment ? [filters.segment] : []));
     const segList = el('datalist', {id: 'segment-options'}, segs.map((v) => el('option', {value: v})));
     const field = (label, control) => el('label', {class: 'field'}, el('span', null, label), control);
-    clear(filterForm).append(
+    refill(filterForm, 
       field(t('filter.study'), Lab.select('study', studyOpts, filters.study)),
       field(t('filter.life_situation'), Lab.select('life_situation', lsOpts, filters.life_situation)),
       field(t('filter.segment'), el('input', {name: 'segment', value: filters.segment, list: 'segment-options', placeholder: t('filter.any'), size: 14})),
@@ -141,7 +141,7 @@ Lab.page('sessions', async ({main}) => {
     rows.clear();
     countLine.textContent = t('sessions.count', {n: sessions.length});
     if (!sessions.length) {
-      clear(tableBox).append(el('p', {class: 'empty'}, t('sessions.none')));
+      refill(tableBox, el('p', {class: 'empty'}, t('sessions.none')));
       return;
     }
     const head = el('tr', null, ['col.participant', 'col.date', 'col.study', 'col.station', 'col.duration',
@@ -149,15 +149,15 @@ Lab.page('sessions', async ({main}) => {
       .map((k) => el('th', {scope: 'col'}, t(k))), Lab.can('jobs') ? el('th', {scope: 'col'}, t('col.actions')) : null);
     const body = el('tbody');
     const sorted = [...sessions].sort((a, b) => (b.started_at || 0) - (a.started_at || 0));
-    for (const s of sorted) { const tr = row(s); rows.set(String(s.id), tr); body.append(tr); }
-    clear(tableBox).append(el('div', {class: 'table-scroll'},
+    for (const s of sorted) { const tr = row(s); rows.set(String(s.id), tr); add(body, tr); }
+    refill(tableBox, el('div', {class: 'table-scroll'},
       el('table', {class: 'data sessions-table', id: 'sessions-table'}, el('thead', null, head), body)));
   }
 
   function row(s) {
     const href = '/sessions/' + encodeURIComponent(s.id);
     const tr = el('tr', {class: ['session-row', s.withdrawn && 'withdrawn'], dataset: {id: s.id}});
-    tr.append(
+    add(tr, 
       el('td', {class: 'participant'}, el('a', {href, class: 'session-link'}, s.participant || s.id),
         s.withdrawn ? el('span', {class: 'badge badge-muted'}, t('sessions.withdrawn')) : null),
       el('td', {class: 'nowrap'}, fmtDate(s.started_at)),
@@ -195,11 +195,11 @@ Lab.page('sessions', async ({main}) => {
   function analysisCell(s) {
     const a = s.analysis || {status: 'none'};
     const box = el('div', {class: 'analysis', dataset: {status: a.status || 'none'}});
-    box.append(el('span', {class: ['badge', 'badge-analysis-' + (a.status || 'none')]}, t('analysis.' + (a.status || 'none'))));
+    add(box, el('span', {class: ['badge', 'badge-analysis-' + (a.status || 'none')]}, t('analysis.' + (a.status || 'none'))));
     if (Lab.ACTIVE_JOB.has(a.status)) {
-      box.append(Lab.progressBar(a), el('span', {class: 'muted small'}, [a.stage, a.progress != null ? Lab.fmtPercent(a.progress) : null].filter(Boolean).join(' · ')));
+      add(box, Lab.progressBar(a), el('span', {class: 'muted small'}, [a.stage, a.progress != null ? Lab.fmtPercent(a.progress) : null].filter(Boolean).join(' · ')));
     } else if (a.status === 'failed' && a.message) {
-      box.append(el('span', {class: 'small error-text', title: a.message}, a.message));
+      add(box, el('span', {class: 'small error-text', title: a.message}, a.message));
     }
     return box;
   }
@@ -257,12 +257,12 @@ Lab.page('sessions', async ({main}) => {
           renderFilters();
         } catch (_) { input.focus(); }
       };
-      const cancel = () => { clear(wrap).append(label, edit); };
+      const cancel = () => { refill(wrap, label, edit); };
       input.addEventListener('keydown', (e) => {
         if (e.key === 'Enter') { e.preventDefault(); save(); }
         if (e.key === 'Escape') { e.preventDefault(); cancel(); }
       });
-      clear(wrap).append(input,
+      refill(wrap, input,
         el('button', {type: 'button', class: 'btn btn-small', onclick: save}, t('common.save')),
         el('button', {type: 'button', class: 'btn btn-small btn-ghost', onclick: cancel}, '×'));
       input.focus();

@@ -18,7 +18,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::db::now_ms;
 use crate::search::stems;
 use crate::state::AppState;
-use crate::types::{JourneyInfo, JourneyStep};
+use crate::types::{JourneyInfo, JourneyStep, TimelineEvent, TranscriptSegment, TranscriptView, Word};
 
 const NS_PER_MS: i64 = 1_000_000;
 
@@ -160,6 +160,75 @@ pub fn summarize(e: &Event) -> String {
     text.chars().take(160).collect()
 }
 
+/// The timeline's event lane in per-minute JSON chunks: `(minute, count, json array)`.
+pub fn chunk_events(events: &[TimelineEvent]) -> Vec<(i64, i64, String)> {
+    let mut out: Vec<(i64, i64, String)> = vec![];
+    let mut current: Vec<&TimelineEvent> = vec![];
+    let mut minute = i64::MIN;
+    let flush = |minute: i64, current: &mut Vec<&TimelineEvent>, out: &mut Vec<(i64, i64, String)>| {
+        if !current.is_empty() {
+            let json = serde_json::to_string(&current).unwrap_or_else(|_| "[]".into());
+            out.push((minute, current.len() as i64, json));
+            current.clear();
+        }
+    };
+    for e in events {
+        let m = e.t_ms.div_euclid(60_000);
+        if m != minute {
+            flush(minute, &mut current, &mut out);
+            minute = m;
+        }
+        current.push(e);
+    }
+    flush(minute, &mut current, &mut out);
+    out
+}
+
+/// Replaces a session's event chunks.
+pub async fn write_event_chunks(tx: &mut Transaction<'_, Any>, session: &str, events: &[TimelineEvent]) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM event_chunks WHERE session_id = $1").bind(session).execute(&mut **tx).await?;
+    let rows = chunk_events(events)
+        .into_iter()
+        .map(|(m, n, json)| vec![V::S(session.to_string()), V::I(m), V::I(n), V::S(json)])
+        .collect();
+    insert_rows(tx, "INSERT INTO event_chunks (session_id, minute, n, events)", 4, rows).await
+}
+
+/// The transcript as the API serves it.
+pub fn transcript_view(t: &Transcript) -> TranscriptView {
+    let mut i = 0;
+    TranscriptView {
+        status: t.status.clone(),
+        language: t.language.clone(),
+        segments: t
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(n, s)| TranscriptSegment {
+                id: n as i64,
+                start_ms: s.start_ns / NS_PER_MS,
+                end_ms: s.end_ns / NS_PER_MS,
+                speaker: speaker_name(&s.speaker),
+                text: s.text.trim().to_string(),
+                words: s
+                    .words
+                    .iter()
+                    .map(|w| {
+                        i += 1;
+                        Word {
+                            i: i - 1,
+                            start_ms: w.start_ns / NS_PER_MS,
+                            end_ms: w.end_ns / NS_PER_MS,
+                            text: w.text.trim().to_string(),
+                            confidence: (f64::from(w.confidence) * 1000.0).round() / 1000.0,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// Multi-row `INSERT … VALUES ($1,…),(…)` text for `rows` rows of `cols` columns.
 fn values_sql(head: &str, rows: usize, cols: usize) -> String {
     let mut sql = String::with_capacity(head.len() + rows * cols * 5);
@@ -289,14 +358,15 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     let journey_id = journey.as_ref().map(|j| j.id.clone());
     sqlx::query(
         "INSERT INTO sessions (id, study, life_situation, journey_id, participant, station, consent, moderator, \
-         started_at, duration_ms, status, bundle_path, fingerprint, imported_at, transcript_status, language, media, qa, tracks) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) \
+         started_at, duration_ms, status, bundle_path, fingerprint, imported_at, transcript_status, language, media, qa, tracks, \
+         transcript_json, speech_json) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
          ON CONFLICT (id) DO UPDATE SET study = excluded.study, life_situation = excluded.life_situation, \
          journey_id = excluded.journey_id, participant = excluded.participant, station = excluded.station, \
          consent = excluded.consent, moderator = excluded.moderator, started_at = excluded.started_at, \
          duration_ms = excluded.duration_ms, status = excluded.status, fingerprint = excluded.fingerprint, \
          imported_at = excluded.imported_at, transcript_status = excluded.transcript_status, \
-         language = excluded.language, media = excluded.media, qa = excluded.qa, tracks = excluded.tracks",
+         language = excluded.language, media = excluded.media, qa = excluded.qa, tracks = excluded.tracks, \
+         transcript_json = excluded.transcript_json, speech_json = excluded.speech_json",
     )
     .bind(&id)
     .bind(manifest.study.clone().unwrap_or_default())
@@ -317,10 +387,19 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     .bind(media.to_string())
     .bind(qa.map(|q| q.to_string()))
     .bind(tracks.to_string())
+    .bind(transcript.as_ref().map(|t| serde_json::to_string(&transcript_view(t))).transpose()?)
+    .bind(speech.as_ref().map(|sp| {
+        let lane: Vec<crate::types::SpeechSpan> = sp
+            .spans
+            .iter()
+            .map(|s| crate::types::SpeechSpan { start_ms: s.start_ns / NS_PER_MS, end_ms: s.end_ns / NS_PER_MS, speaker: speaker_name(&s.speaker) })
+            .collect();
+        serde_json::to_string(&lane)
+    }).transpose()?)
     .execute(&mut *tx)
     .await?;
 
-    for table in ["events", "transcript_segments", "speech_spans", "step_intervals", "step_summaries"] {
+    for table in ["events", "event_chunks", "transcript_segments", "speech_spans", "step_intervals", "step_summaries"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE session_id = $1")))
             .bind(&id)
             .execute(&mut *tx)
@@ -341,6 +420,17 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         })
         .collect();
     insert_rows(&mut tx, "INSERT INTO events (session_id, seq, t_ms, source, kind, summary, data)", 7, rows).await?;
+    let lane: Vec<TimelineEvent> = events
+        .iter()
+        .map(|e| TimelineEvent {
+            seq: e.seq as i64,
+            t_ms: e.t_ns / NS_PER_MS,
+            source: serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            kind: e.kind.clone(),
+            summary: summarize(e),
+        })
+        .collect();
+    write_event_chunks(&mut tx, &id, &lane).await?;
 
     if let Some(t) = &transcript {
         let rows = t

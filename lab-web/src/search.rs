@@ -64,7 +64,7 @@ pub async fn search(db: &Db, query: &str, journey: Option<&str>, limit: i64) -> 
         ),
     };
     let sql = format!(
-        "SELECT t.session_id, s.participant, t.id, t.start_ms, t.end_ms, t.speaker, t.text \
+        "SELECT t.session_id, s.participant, t.idx, t.start_ms, t.end_ms, t.speaker, t.text \
          FROM transcript_segments t JOIN sessions s ON s.id = t.session_id \
          WHERE {matcher} AND s.withdrawn = 0 AND ($2 = '' OR s.journey_id = $2) \
          ORDER BY s.started_at DESC, t.start_ms LIMIT $3"

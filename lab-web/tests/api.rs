@@ -263,6 +263,14 @@ async fn review_flow_tags_map_and_exports() {
         assert_eq!(tl["steps"][1]["title"], "Заполнить заявление");
         assert_eq!(tl["events"].as_array().unwrap().len(), 60);
         assert_eq!(tl["candidates"].as_array().unwrap().len(), 2);
+        // A window of the timeline holds exactly the events of that window.
+        let win = e.call(&res, "GET", "/api/v1/sessions/S1/timeline?from_ms=30000&to_ms=61000", None).await.json();
+        let ev = e.call(&res, "GET", "/api/v1/sessions/S1/events?from_ms=30000&to_ms=61000", None).await.json();
+        let seqs = |v: &Value| v.as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>();
+        assert_eq!(seqs(&win["events"]), seqs(&ev["events"]));
+        assert!(!seqs(&win["events"]).is_empty());
+        assert!(win["events"].as_array().unwrap().iter().all(|e| (30000..=61000).contains(&e["t_ms"].as_i64().unwrap())));
+        assert!(win["speech"].as_array().unwrap().iter().all(|s| s["end_ms"].as_i64().unwrap() >= 30000));
         let tr = e.call(&res, "GET", "/api/v1/sessions/S1/transcript", None).await.json();
         let words: usize = tr["segments"].as_array().unwrap().iter().map(|s| s["words"].as_array().unwrap().len()).sum();
         assert_eq!(words, 120);

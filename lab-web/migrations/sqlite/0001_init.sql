@@ -51,7 +51,11 @@ CREATE TABLE sessions (
     language TEXT NOT NULL DEFAULT '',
     media TEXT NOT NULL DEFAULT '{}',
     qa TEXT,
-    tracks TEXT NOT NULL DEFAULT '[]'
+    tracks TEXT NOT NULL DEFAULT '[]',
+    -- The transcript API's answer, pre-rendered at import (NULL: none).
+    transcript_json TEXT,
+    -- The timeline's speech lane, pre-rendered: [{start_ms, end_ms, speaker}].
+    speech_json TEXT
 );
 CREATE INDEX sessions_journey ON sessions(journey_id, started_at);
 CREATE TABLE events (
@@ -65,6 +69,17 @@ CREATE TABLE events (
     PRIMARY KEY (session_id, seq)
 );
 CREATE INDEX events_time ON events(session_id, t_ms);
+CREATE INDEX events_kind ON events(session_id, kind, t_ms);
+-- The timeline's event lane, pre-rendered per minute of session time as a
+-- JSON array of {seq, t_ms, source, kind, summary}: a window of the
+-- timeline is a few rows concatenated, not thousands of rows re-encoded.
+CREATE TABLE event_chunks (
+    session_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    events TEXT NOT NULL,
+    PRIMARY KEY (session_id, minute)
+);
 CREATE TABLE transcript_segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,

@@ -18,7 +18,7 @@ use crate::auth::{self, Auth, Right, SESSION_COOKIE, SESSION_DAYS};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::types::{TranscriptSegment, TranscriptView, User, Word};
+use crate::types::{TranscriptView, User};
 
 pub use sessions::{journey_info, session_visible};
 
@@ -182,42 +182,25 @@ async fn me(auth: Auth) -> Json<Value> {
     Json(json!({"user": auth.user, "csrf": auth.csrf}))
 }
 
-/// A session's transcript as the API shows it.
-pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<TranscriptView> {
-    let head = sqlx::query("SELECT transcript_status, language FROM sessions WHERE id = $1")
+/// A session's transcript as the API serves it (JSON, pre-rendered at import).
+pub async fn transcript_json(state: &AppState, session: &str) -> anyhow::Result<String> {
+    let head = sqlx::query("SELECT transcript_status, language, transcript_json FROM sessions WHERE id = $1")
         .bind(session)
         .fetch_one(&state.db.pool)
         .await?;
-    let rows = sqlx::query(
-        "SELECT id, start_ms, end_ms, speaker, text, words FROM transcript_segments WHERE session_id = $1 ORDER BY start_ms, idx",
-    )
-    .bind(session)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let mut i = 0;
-    let mut segments = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let words: Vec<(i64, i64, String, f64)> = serde_json::from_str(&r.try_get::<String, _>(5)?)?;
-        segments.push(TranscriptSegment {
-            id: r.try_get(0)?,
-            start_ms: r.try_get(1)?,
-            end_ms: r.try_get(2)?,
-            speaker: r.try_get(3)?,
-            text: r.try_get(4)?,
-            words: words
-                .into_iter()
-                .map(|(s, e, text, confidence)| {
-                    i += 1;
-                    Word { i: i - 1, start_ms: s, end_ms: e, text, confidence }
-                })
-                .collect(),
-        });
-    }
-    Ok(TranscriptView {
-        status: head.try_get(0)?,
-        language: head.try_get(1)?,
-        segments,
+    Ok(match head.try_get::<Option<String>, _>(2)? {
+        Some(json) => json,
+        None => serde_json::to_string(&TranscriptView {
+            status: head.try_get(0)?,
+            language: head.try_get(1)?,
+            segments: vec![],
+        })?,
     })
+}
+
+/// A session's transcript.
+pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<TranscriptView> {
+    Ok(serde_json::from_str(&transcript_json(state, session).await?)?)
 }
 
 /// A 404 unless the session exists; a 403 for raw data unless the role may see it.

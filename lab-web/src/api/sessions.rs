@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::{Json, Path, Query, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -278,7 +278,7 @@ pub async fn timeline(
     auth: Auth,
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let from = q.from_ms.unwrap_or(i64::MIN / 2);
     let to = q.to_ms.unwrap_or(i64::MAX / 2);
@@ -315,29 +315,50 @@ pub async fn timeline(
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let event_rows = sqlx::query(
-        "SELECT seq, t_ms, source, kind, summary FROM events WHERE session_id = $1 AND t_ms >= $2 AND t_ms <= $3 \
-         ORDER BY t_ms, seq LIMIT $4",
+    // Whole minutes are passed through as stored; the edge minutes are cut.
+    let chunks = sqlx::query(
+        "SELECT minute, n, events FROM event_chunks WHERE session_id = $1 AND minute >= $2 AND minute <= $3 ORDER BY minute",
     )
     .bind(&id)
-    .bind(from)
-    .bind(to)
-    .bind(TIMELINE_EVENT_LIMIT + 1)
+    .bind(from.div_euclid(60_000))
+    .bind(to.div_euclid(60_000))
     .fetch_all(pool)
     .await?;
-    let truncated = event_rows.len() as i64 > TIMELINE_EVENT_LIMIT;
-    let mut events = Vec::with_capacity(event_rows.len());
-    let mut markers = vec![];
-    for r in event_rows.iter().take(TIMELINE_EVENT_LIMIT as usize) {
-        let e = TimelineEvent {
-            seq: r.try_get(0)?,
-            t_ms: r.try_get(1)?,
-            source: r.try_get(2)?,
-            kind: r.try_get(3)?,
-            summary: r.try_get(4)?,
-        };
-        events.push(e);
+    let mut events = String::from("[");
+    let mut count: i64 = 0;
+    let mut truncated = false;
+    for r in &chunks {
+        let minute: i64 = r.try_get(0)?;
+        let n: i64 = r.try_get(1)?;
+        let json: String = r.try_get(2)?;
+        let whole = minute * 60_000 >= from && (minute + 1) * 60_000 - 1 <= to;
+        if whole && count + n <= TIMELINE_EVENT_LIMIT {
+            if count > 0 {
+                events.push(',');
+            }
+            events.push_str(&json[1..json.len() - 1]);
+            count += n;
+            continue;
+        }
+        let part: Vec<TimelineEvent> = serde_json::from_str(&json)?;
+        for e in part.into_iter().filter(|e| e.t_ms >= from && e.t_ms <= to) {
+            if count >= TIMELINE_EVENT_LIMIT {
+                truncated = true;
+                break;
+            }
+            if count > 0 {
+                events.push(',');
+            }
+            events.push_str(&serde_json::to_string(&e)?);
+            count += 1;
+        }
+        if truncated || (whole && count + n > TIMELINE_EVENT_LIMIT) {
+            truncated = true;
+            break;
+        }
     }
+    events.push(']');
+    let mut markers = vec![];
     // Markers are few and always wanted whole.
     for r in sqlx::query(
         "SELECT seq, t_ms, summary FROM events WHERE session_id = $1 AND kind = 'marker' AND t_ms >= $2 AND t_ms <= $3 ORDER BY t_ms",
@@ -354,41 +375,39 @@ pub async fn timeline(
             label: r.try_get(2)?,
         });
     }
-    let speech = sqlx::query(
-        "SELECT start_ms, end_ms, speaker FROM speech_spans WHERE session_id = $1 AND end_ms >= $2 AND start_ms <= $3 ORDER BY start_ms",
-    )
-    .bind(&id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(SpeechSpan {
-            start_ms: r.try_get(0)?,
-            end_ms: r.try_get(1)?,
-            speaker: r.try_get(2)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let speech_json: Option<String> = sqlx::query("SELECT speech_json FROM sessions WHERE id = $1")
+        .bind(&id)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    let speech = match speech_json {
+        None => "[]".to_string(),
+        Some(s) if q.from_ms.is_none() && q.to_ms.is_none() => s,
+        Some(s) => {
+            let spans: Vec<SpeechSpan> = serde_json::from_str(&s)?;
+            serde_json::to_string(&spans.into_iter().filter(|x| x.end_ms >= from && x.start_ms <= to).collect::<Vec<_>>())?
+        }
+    };
     let candidates = super::review::candidates(&state, &id).await?;
     let tags = super::review::tags(&state, &id).await?;
-    Ok(Json(json!({
+    // The event lane is spliced in as pre-rendered JSON.
+    let rest = json!({
         "duration_ms": duration,
         "steps": steps,
-        "events": events,
-        "speech": speech,
         "candidates": candidates,
         "tags": tags,
         "markers": markers,
         "truncated": truncated,
-    })))
+    })
+    .to_string();
+    let body = format!("{{\"events\":{events},\"speech\":{speech},{}", &rest[1..]);
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-pub async fn transcript(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn transcript(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
-    let t = super::load_transcript(&state, &id).await?;
-    Ok(Json(serde_json::to_value(t)?))
+    let json = super::transcript_json(&state, &id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 pub async fn events(
@@ -594,7 +613,7 @@ pub async fn withdraw(
     let mut tx = state.db.pool.begin().await?;
     for sql in [
         "UPDATE sessions SET withdrawn = 1, withdrawn_at = $2, participant = 'отозван', consent = '', moderator = NULL, \
-         media = '{}', qa = NULL, transcript_status = 'withdrawn' WHERE id = $1",
+         media = '{}', qa = NULL, transcript_status = 'withdrawn', transcript_json = NULL, speech_json = NULL WHERE id = $1",
         "DELETE FROM transcript_segments WHERE session_id = $1 AND $2 = $2",
         "DELETE FROM speech_spans WHERE session_id = $1 AND $2 = $2",
         "UPDATE events SET data = '{}', summary = '' WHERE session_id = $1 AND $2 = $2",
@@ -603,6 +622,16 @@ pub async fn withdraw(
     ] {
         sqlx::query(sql).bind(&id).bind(now_ms()).execute(&mut *tx).await?;
     }
+    let lane = sqlx::query("SELECT seq, t_ms, source, kind FROM events WHERE session_id = $1 ORDER BY t_ms, seq")
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TimelineEvent { seq: r.try_get(0)?, t_ms: r.try_get(1)?, source: r.try_get(2)?, kind: r.try_get(3)?, summary: String::new() })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    crate::import::write_event_chunks(&mut tx, &id, &lane).await?;
     for t in &tag_ids {
         sqlx::query("DELETE FROM clips WHERE tag_id = $1").bind(t).execute(&mut *tx).await?;
         sqlx::query("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id = $1")
