@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod scripted;
+
 /// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -262,6 +264,17 @@ impl RecorderProcess {
 
 /// Minimal HTTP/1.1 client for the recorder's local endpoint (no proxy, no TLS).
 pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    http_with(method, url, &[], body).map(|(status, _, body)| (status, body))
+}
+
+/// [`http`] with extra request headers; also returns the response headers
+/// (names lower-cased).
+pub fn http_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<(String, String)>, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").context("http:// URL")?;
     let (host, path) = rest
@@ -270,9 +283,10 @@ pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String
         .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;
@@ -284,11 +298,14 @@ pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String
         .nth(1)
         .and_then(|c| c.parse().ok())
         .context("bad HTTP response")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
 }
 
 pub use hardware_setup::media::{audio_samples, video_frames};

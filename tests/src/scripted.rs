@@ -1,0 +1,166 @@
+//! Scripted inputs shared by the end-to-end tests: espeak-ng speech, word
+//! error rate, the installed models, and a real recorded session (test video,
+//! PulseAudio speech, scripted browser and operator events).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{Pulse, RecorderProcess, http, require};
+
+pub fn models() -> PathBuf {
+    let dir = std::env::var_os("LAB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    assert!(
+        dir.join("ggml-base.bin").exists() && dir.join("silero_vad.onnx").exists(),
+        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// espeak-ng speech of `text` with `pad` seconds of silence around it.
+pub fn speech(dir: &Path, name: &str, text: &str, pad: f64) -> PathBuf {
+    require("espeak-ng");
+    require("sox");
+    let raw = dir.join(format!("{name}-raw.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    assert!(
+        Command::new("espeak-ng")
+            .args(["-v", "ru", "-s", "140", "-w"])
+            .arg(&raw)
+            .arg(text)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("sox")
+            .arg(&raw)
+            .arg(&out)
+            .args(["pad", &pad.to_string(), &pad.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    out
+}
+
+pub fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace('ё', "е")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Word error rate by Levenshtein distance over words.
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut d: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut prev = d[0];
+        d[0] = i;
+        for j in 1..=h.len() {
+            let cur = d[j];
+            d[j] = (d[j] + 1)
+                .min(d[j - 1] + 1)
+                .min(prev + usize::from(r[i - 1] != h[j - 1]));
+            prev = cur;
+        }
+    }
+    d[h.len()] as f64 / r.len().max(1) as f64
+}
+
+pub fn post(url: &str, path: &str, body: &str) {
+    let (status, resp) = http("POST", &format!("{url}{path}"), body.as_bytes()).unwrap();
+    assert!(status == 201 || status == 202, "{path}: {status} {resp}");
+}
+
+/// Records a session with speech played into the microphone and scripted
+/// browser and operator events; returns the bundle.
+pub fn record_session(dir: &Path, speech_wav: &Path) -> PathBuf {
+    let pulse = Pulse::start().unwrap();
+    let station = dir.join("station.toml");
+    std::fs::write(
+        &station,
+        format!(
+            "format_version = 1\nstation = \"analyze-test\"\n\n[screen]\nsource = \"test\"\nwidth = 640\nheight = 360\nframerate = 30\n\n\
+             [camera]\nsource = \"test\"\nwidth = 320\nheight = 240\nframerate = 30\n\n\
+             [[microphones]]\nsource = \"pulse\"\ndevice = \"{}\"\nchannels = 1\nroles = [\"participant\"]\n",
+            Pulse::MONITOR
+        ),
+    )
+    .unwrap();
+    let mut rec = RecorderProcess::spawn(
+        &[
+            "--station",
+            station.to_str().unwrap(),
+            "--participant",
+            "P10",
+            "--consent",
+            "C10",
+            "--life-situation",
+            "test-benefit",
+        ],
+        &[("PULSE_SERVER", &pulse.server)],
+        &dir.join("sessions"),
+    )
+    .unwrap();
+    let (bundle, url) = rec.wait_started().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // PulseAudio delivers its first audio after ~2 s
+    post(
+        &url,
+        "/api/markers",
+        r#"{"type":"task_start","label":"Задание 1"}"#,
+    );
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/catalog","title":"Каталог"}}"#,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/form","title":"Заявление"}}"#,
+    );
+    // The participant speaks while stuck on the form...
+    let player = Command::new("paplay")
+        .arg("--device")
+        .arg(Pulse::SINK)
+        .arg(speech_wav)
+        .env("PULSE_SERVER", &pulse.server)
+        .spawn()
+        .unwrap();
+    // ...and hammers an unresponsive button.
+    for i in 0..4 {
+        post(
+            &url,
+            "/api/events",
+            &format!(
+                r##"{{"source":"browser","kind":"click","data":{{"x":300,"y":200,"selector":"#submit","text":"Далее","tag":"button","click_id":{i}}}}}"##
+            ),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = player.wait_with_output();
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/done","title":"Готово"}}"#,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    post(
+        &url,
+        "/api/markers",
+        r#"{"type":"task_end","label":"Задание 1"}"#,
+    );
+    post(&url, "/api/stop", "");
+    let (ok, _, err) = rec.wait().unwrap();
+    assert!(ok, "{err}");
+    bundle
+}
+
