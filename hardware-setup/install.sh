@@ -49,3 +49,14 @@ else
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   echo "install.sh: done"
 fi
+
+# Node.js (>= 20 preferred) runs the browser tests and the demo's scripted
+# participants with playwright-core from the npm registry. Use the machine's
+# own Node when it has one; otherwise Debian's (18, which playwright-core
+# accepts with an engines warning).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install.sh: installing Node.js and npm from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
