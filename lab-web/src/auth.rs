@@ -227,7 +227,13 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// Appends to the audit log; failures are logged, never fatal to the request.
-pub async fn audit(state: &AppState, user: Option<&User>, action: &str, object: &str, detail: &str) {
+pub async fn audit(
+    state: &AppState,
+    user: Option<&User>,
+    action: &str,
+    object: &str,
+    detail: &str,
+) {
     let r = sqlx::query(
         "INSERT INTO audit (at, user_id, login, action, object, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )

@@ -57,21 +57,123 @@ impl Rng {
 }
 
 /// Frequent function words and rarer content words in several forms.
-const FUNCTION_WORDS: &[&str] = &["так", "а", "вот", "это", "не", "где", "здесь", "ну", "и", "что", "я", "мне", "надо", "сейчас", "да"];
+const FUNCTION_WORDS: &[&str] = &[
+    "так",
+    "а",
+    "вот",
+    "это",
+    "не",
+    "где",
+    "здесь",
+    "ну",
+    "и",
+    "что",
+    "я",
+    "мне",
+    "надо",
+    "сейчас",
+    "да",
+];
 const CONTENT_WORDS: &[&str] = &[
-    "кнопка", "кнопку", "кнопки", "кнопкой", "понимаю", "понимаете", "понятно", "непонятно", "документы", "документов",
-    "документ", "загрузить", "загружаю", "загрузка", "заявление", "заявления", "заявлении", "пособие", "пособия", "ребёнка",
-    "ребёнок", "дата", "дату", "даты", "рождения", "карта", "карту", "выплаты", "выплату", "статус", "статуса", "паспорт",
-    "паспорта", "нажимать", "нажимаю", "нажала", "нажал", "поле", "поля", "полем", "ошибка", "ошибку", "ошибки", "страница",
-    "страницу", "страницы", "форма", "форму", "формы", "подтвердить", "отправить", "отправила", "вернуться", "назад",
-    "далее", "продолжить", "снилс", "адрес", "адреса", "банк", "банка", "реквизиты", "счёт", "счета", "госуслуги",
-    "госуслугах", "войти", "вход", "пароль", "пароля", "телефон", "телефона", "код", "кода", "искать", "ищу", "нашла",
-    "нашёл", "меню", "раздел", "раздела", "разделе", "услуга", "услугу", "услуги", "выбрать", "выбираю", "выбор",
+    "кнопка",
+    "кнопку",
+    "кнопки",
+    "кнопкой",
+    "понимаю",
+    "понимаете",
+    "понятно",
+    "непонятно",
+    "документы",
+    "документов",
+    "документ",
+    "загрузить",
+    "загружаю",
+    "загрузка",
+    "заявление",
+    "заявления",
+    "заявлении",
+    "пособие",
+    "пособия",
+    "ребёнка",
+    "ребёнок",
+    "дата",
+    "дату",
+    "даты",
+    "рождения",
+    "карта",
+    "карту",
+    "выплаты",
+    "выплату",
+    "статус",
+    "статуса",
+    "паспорт",
+    "паспорта",
+    "нажимать",
+    "нажимаю",
+    "нажала",
+    "нажал",
+    "поле",
+    "поля",
+    "полем",
+    "ошибка",
+    "ошибку",
+    "ошибки",
+    "страница",
+    "страницу",
+    "страницы",
+    "форма",
+    "форму",
+    "формы",
+    "подтвердить",
+    "отправить",
+    "отправила",
+    "вернуться",
+    "назад",
+    "далее",
+    "продолжить",
+    "снилс",
+    "адрес",
+    "адреса",
+    "банк",
+    "банка",
+    "реквизиты",
+    "счёт",
+    "счета",
+    "госуслуги",
+    "госуслугах",
+    "войти",
+    "вход",
+    "пароль",
+    "пароля",
+    "телефон",
+    "телефона",
+    "код",
+    "кода",
+    "искать",
+    "ищу",
+    "нашла",
+    "нашёл",
+    "меню",
+    "раздел",
+    "раздела",
+    "разделе",
+    "услуга",
+    "услугу",
+    "услуги",
+    "выбрать",
+    "выбираю",
+    "выбор",
 ];
 
 fn sentence(rng: &mut Rng, n: usize) -> String {
     (0..n)
-        .map(|_| if rng.next() % 3 == 0 { rng.pick(CONTENT_WORDS) } else { rng.pick(FUNCTION_WORDS) })
+        .map(|_| {
+            if rng.next().is_multiple_of(3) {
+                rng.pick(CONTENT_WORDS)
+            } else {
+                rng.pick(FUNCTION_WORDS)
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -89,7 +191,10 @@ impl Timer {
 }
 
 async fn get(app: &axum::Router, cookie: &str, path: &str) -> anyhow::Result<(f64, usize)> {
-    let req = Request::builder().uri(path).header(header::COOKIE, cookie).body(Body::empty())?;
+    let req = Request::builder()
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())?;
     let t0 = Instant::now();
     let resp = app.clone().oneshot(req).await?;
     anyhow::ensure!(resp.status().is_success(), "{path}: {}", resp.status());
@@ -97,7 +202,12 @@ async fn get(app: &axum::Router, cookie: &str, path: &str) -> anyhow::Result<(f6
     Ok((t0.elapsed().as_secs_f64() * 1000.0, body.len()))
 }
 
-async fn measure(app: &axum::Router, cookie: &str, path: &str, n: usize) -> anyhow::Result<(Timer, usize)> {
+async fn measure(
+    app: &axum::Router,
+    cookie: &str,
+    path: &str,
+    n: usize,
+) -> anyhow::Result<(Timer, usize)> {
     let mut t = Timer(vec![]);
     let mut size = 0;
     get(app, cookie, path).await?; // warm-up
@@ -140,7 +250,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .method("POST")
         .uri("/api/v1/login")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"login": "bench", "password": "bench-password"}).to_string()))?;
+        .body(Body::from(
+            json!({"login": "bench", "password": "bench-password"}).to_string(),
+        ))?;
     let resp = app.clone().oneshot(login).await?;
     let cookie = resp
         .headers()
@@ -164,13 +276,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bundle = crate::synth::write_bundle(&dir.join("sessions"), &spec)?;
     let t0 = Instant::now();
     let (id, _) = crate::import::import(&state, &bundle).await?;
-    println!("import of a 2 h session (50,000 events, 20,000 words): {:.2} s", t0.elapsed().as_secs_f64());
+    println!(
+        "import of a 2 h session (50,000 events, 20,000 words): {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     let n = args.requests;
     let mut rows = vec![];
     for (name, path) in [
-        ("timeline, whole session", format!("/api/v1/sessions/{id}/timeline")),
-        ("timeline, 10-minute window", format!("/api/v1/sessions/{id}/timeline?from_ms=3600000&to_ms=4200000")),
-        ("transcript (20,000 words)", format!("/api/v1/sessions/{id}/transcript")),
+        (
+            "timeline, whole session",
+            format!("/api/v1/sessions/{id}/timeline"),
+        ),
+        (
+            "timeline, 10-minute window",
+            format!("/api/v1/sessions/{id}/timeline?from_ms=3600000&to_ms=4200000"),
+        ),
+        (
+            "transcript (20,000 words)",
+            format!("/api/v1/sessions/{id}/transcript"),
+        ),
         ("session detail", format!("/api/v1/sessions/{id}")),
     ] {
         let (t, size) = measure(&app, &cookie, &path, n).await?;
@@ -257,7 +381,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
         tx.commit().await?;
         if s % 50 == 49 {
-            eprintln!("  search corpus: {} of {} session-hours", (s + 1) * 2, sessions * 2);
+            eprintln!(
+                "  search corpus: {} of {} session-hours",
+                (s + 1) * 2,
+                sessions * 2
+            );
         }
     }
     if state.db.backend == crate::db::Backend::Postgres {
@@ -270,7 +398,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         u64::from(sessions) * per_hour_segments as u64 * 2 * 8,
         t0.elapsed().as_secs_f64()
     );
-    let queries = ["понимать", "кнопкой", "загружать документы", "ошибкой поля", "статус заявления", "нажимала", "паспортом", "реквизитов банка"];
+    let queries = [
+        "понимать",
+        "кнопкой",
+        "загружать документы",
+        "ошибкой поля",
+        "статус заявления",
+        "нажимала",
+        "паспортом",
+        "реквизитов банка",
+    ];
     let mut st = Timer(vec![]);
     let mut hits_total = 0usize;
     for i in 0..n {
@@ -290,7 +427,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         hits_total / 1024
     );
     let (tf, _) = measure(&app, &cookie, "/api/v1/search?q=%D0%BD%D0%B5", n.min(20)).await?;
-    println!("{:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  (the frequent word «не»: worst case)", "search, frequent word", tf.pct(50.0), tf.pct(95.0));
+    println!(
+        "{:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  (the frequent word «не»: worst case)",
+        "search, frequent word",
+        tf.pct(50.0),
+        tf.pct(95.0)
+    );
     let tl = &rows[0].1;
     println!();
     println!(
@@ -308,6 +450,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn percent(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

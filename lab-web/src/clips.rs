@@ -19,7 +19,13 @@ pub fn clip_path(state: &AppState, tag_id: i64) -> PathBuf {
     state.clips_dir().join(format!("{tag_id}.mp4"))
 }
 
-async fn set_clip(state: &AppState, tag_id: i64, status: &str, file: Option<&str>, job: i64) -> anyhow::Result<()> {
+async fn set_clip(
+    state: &AppState,
+    tag_id: i64,
+    status: &str,
+    file: Option<&str>,
+    job: i64,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO clips (tag_id, status, file, job_id, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tag_id) DO UPDATE SET status = excluded.status, file = excluded.file, job_id = excluded.job_id",
@@ -95,12 +101,38 @@ async fn clip_inner(
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(["-ss", &format!("{seek:.3}"), "-i"])
         .arg(&input)
-        .args(if has_subs { vec!["-i".as_ref(), subs.as_os_str()] } else { vec![] })
+        .args(if has_subs {
+            vec!["-i".as_ref(), subs.as_os_str()]
+        } else {
+            vec![]
+        })
         .args(["-t", &format!("{dur:.3}")])
         .args(["-map", "0:v:0", "-map", "0:a:0?"])
-        .args(if has_subs { &["-map", "1:s:0", "-c:s", "mov_text", "-metadata:s:s:0", "language=rus"][..] } else { &[][..] })
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4"])
+        .args(if has_subs {
+            &[
+                "-map",
+                "1:s:0",
+                "-c:s",
+                "mov_text",
+                "-metadata:s:s:0",
+                "language=rus",
+            ][..]
+        } else {
+            &[][..]
+        })
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        ])
+        .args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ])
         .arg(&part)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

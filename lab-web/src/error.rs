@@ -79,6 +79,10 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, axum::Json(json!({"error": code, "message": message}))).into_response()
+        (
+            status,
+            axum::Json(json!({"error": code, "message": message})),
+        )
+            .into_response()
     }
 }

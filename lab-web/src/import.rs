@@ -18,7 +18,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::db::now_ms;
 use crate::search::stems;
 use crate::state::AppState;
-use crate::types::{JourneyInfo, JourneyStep, TimelineEvent, TranscriptSegment, TranscriptView, Word};
+use crate::types::{
+    JourneyInfo, JourneyStep, TimelineEvent, TranscriptSegment, TranscriptView, Word,
+};
 
 const NS_PER_MS: i64 = 1_000_000;
 
@@ -98,8 +100,14 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Opti
 
 /// The journey this bundle was analysed against: its own copy
 /// (`analysis/journey.toml`), else `<journeys dir>/<life_situation>.toml`.
-pub fn find_journey(state: &AppState, dir: &Path, manifest: &Manifest) -> anyhow::Result<Option<Journey>> {
-    let own = dir.join(lab_model::analysis::ANALYSIS_DIR).join("journey.toml");
+pub fn find_journey(
+    state: &AppState,
+    dir: &Path,
+    manifest: &Manifest,
+) -> anyhow::Result<Option<Journey>> {
+    let own = dir
+        .join(lab_model::analysis::ANALYSIS_DIR)
+        .join("journey.toml");
     let mut candidates = vec![own];
     if let Some(ls) = &manifest.life_situation {
         for d in &state.config.journeys_dirs {
@@ -142,20 +150,35 @@ pub fn summarize(e: &Event) -> String {
     let text = match e.kind.as_str() {
         "click" => {
             let t = s("text");
-            if t.is_empty() { s("selector").to_string() } else { format!("«{t}» {}", s("selector")) }
+            if t.is_empty() {
+                s("selector").to_string()
+            } else {
+                format!("«{t}» {}", s("selector"))
+            }
         }
         "navigation" | "navigate" | "page" => s("url").to_string(),
         "input" | "change" | "focus" | "blur" => {
             let name = s("name");
-            if name.is_empty() { s("selector").to_string() } else { name.to_string() }
+            if name.is_empty() {
+                s("selector").to_string()
+            } else {
+                name.to_string()
+            }
         }
         "validation_error" | "invalid" => format!("{} {}", s("selector"), s("message")),
         "js_error" | "error" => s("message").to_string(),
-        "marker" => {
-            let label = [s("type"), s("label"), s("text")].iter().filter(|x| !x.is_empty()).copied().collect::<Vec<_>>().join(" ");
-            label
-        }
-        _ => ["url", "selector", "message", "type"].iter().map(|k| s(k)).find(|v| !v.is_empty()).unwrap_or("").to_string(),
+        "marker" => [s("type"), s("label"), s("text")]
+            .iter()
+            .filter(|x| !x.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => ["url", "selector", "message", "type"]
+            .iter()
+            .map(|k| s(k))
+            .find(|v| !v.is_empty())
+            .unwrap_or("")
+            .to_string(),
     };
     text.chars().take(160).collect()
 }
@@ -165,13 +188,14 @@ pub fn chunk_events(events: &[TimelineEvent]) -> Vec<(i64, i64, String)> {
     let mut out: Vec<(i64, i64, String)> = vec![];
     let mut current: Vec<&TimelineEvent> = vec![];
     let mut minute = i64::MIN;
-    let flush = |minute: i64, current: &mut Vec<&TimelineEvent>, out: &mut Vec<(i64, i64, String)>| {
-        if !current.is_empty() {
-            let json = serde_json::to_string(&current).unwrap_or_else(|_| "[]".into());
-            out.push((minute, current.len() as i64, json));
-            current.clear();
-        }
-    };
+    let flush =
+        |minute: i64, current: &mut Vec<&TimelineEvent>, out: &mut Vec<(i64, i64, String)>| {
+            if !current.is_empty() {
+                let json = serde_json::to_string(&current).unwrap_or_else(|_| "[]".into());
+                out.push((minute, current.len() as i64, json));
+                current.clear();
+            }
+        };
     for e in events {
         let m = e.t_ms.div_euclid(60_000);
         if m != minute {
@@ -185,13 +209,26 @@ pub fn chunk_events(events: &[TimelineEvent]) -> Vec<(i64, i64, String)> {
 }
 
 /// Replaces a session's event chunks.
-pub async fn write_event_chunks(tx: &mut Transaction<'_, Any>, session: &str, events: &[TimelineEvent]) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM event_chunks WHERE session_id = $1").bind(session).execute(&mut **tx).await?;
+pub async fn write_event_chunks(
+    tx: &mut Transaction<'_, Any>,
+    session: &str,
+    events: &[TimelineEvent],
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM event_chunks WHERE session_id = $1")
+        .bind(session)
+        .execute(&mut **tx)
+        .await?;
     let rows = chunk_events(events)
         .into_iter()
         .map(|(m, n, json)| vec![V::S(session.to_string()), V::I(m), V::I(n), V::S(json)])
         .collect();
-    insert_rows(tx, "INSERT INTO event_chunks (session_id, minute, n, events)", 4, rows).await
+    insert_rows(
+        tx,
+        "INSERT INTO event_chunks (session_id, minute, n, events)",
+        4,
+        rows,
+    )
+    .await
 }
 
 /// The transcript as the API serves it.
@@ -266,7 +303,7 @@ pub async fn insert_rows(
     cols: usize,
     rows: Vec<Vec<V>>,
 ) -> anyhow::Result<()> {
-    let per_batch = (30_000 / cols).max(1).min(1000);
+    let per_batch = (30_000 / cols).clamp(1, 1000);
     for chunk in rows.chunks(per_batch) {
         let sql = values_sql(head, chunk.len(), cols);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -295,10 +332,11 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     let manifest = bundle.read_manifest()?;
     let id = manifest.session_id.clone();
     let fp = fingerprint(&dir);
-    let known = sqlx::query("SELECT fingerprint, withdrawn, bundle_path FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(&state.db.pool)
-        .await?;
+    let known =
+        sqlx::query("SELECT fingerprint, withdrawn, bundle_path FROM sessions WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&state.db.pool)
+            .await?;
     if let Some(row) = &known {
         let old_fp: String = row.try_get(0)?;
         let withdrawn: i64 = row.try_get(1)?;
@@ -330,12 +368,23 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
 
     let started_at = manifest.clock.session_zero_unix_ns / NS_PER_MS;
     let duration_ms = manifest.duration_ns.unwrap_or_else(|| {
-        manifest.segments.iter().filter_map(|s| s.end_ns).max().unwrap_or(0)
+        manifest
+            .segments
+            .iter()
+            .filter_map(|s| s.end_ns)
+            .max()
+            .unwrap_or(0)
     }) / NS_PER_MS;
     let media = media_json(renditions.as_ref());
-    let tracks = json!(manifest.tracks.iter().map(|t| json!({
-        "id": t.id, "kind": t.kind, "channel_roles": t.channel_roles,
-    })).collect::<Vec<_>>());
+    let tracks = json!(
+        manifest
+            .tracks
+            .iter()
+            .map(|t| json!({
+                "id": t.id, "kind": t.kind, "channel_roles": t.channel_roles,
+            }))
+            .collect::<Vec<_>>()
+    );
     let status = serde_json::to_value(manifest.status)?
         .as_str()
         .unwrap_or("unknown")
@@ -399,11 +448,20 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     .execute(&mut *tx)
     .await?;
 
-    for table in ["events", "event_chunks", "transcript_segments", "speech_spans", "step_intervals", "step_summaries"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE session_id = $1")))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+    for table in [
+        "events",
+        "event_chunks",
+        "transcript_segments",
+        "speech_spans",
+        "step_intervals",
+        "step_summaries",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE session_id = $1"
+        )))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
     }
     let rows = events
         .iter()
@@ -412,20 +470,34 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                 V::S(id.clone()),
                 V::I(e.seq as i64),
                 V::I(e.t_ns / NS_PER_MS),
-                V::S(serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+                V::S(
+                    serde_json::to_value(e.source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
+                ),
                 V::S(e.kind.clone()),
                 V::S(summarize(e)),
                 V::S(e.data.to_string()),
             ]
         })
         .collect();
-    insert_rows(&mut tx, "INSERT INTO events (session_id, seq, t_ms, source, kind, summary, data)", 7, rows).await?;
+    insert_rows(
+        &mut tx,
+        "INSERT INTO events (session_id, seq, t_ms, source, kind, summary, data)",
+        7,
+        rows,
+    )
+    .await?;
     let lane: Vec<TimelineEvent> = events
         .iter()
         .map(|e| TimelineEvent {
             seq: e.seq as i64,
             t_ms: e.t_ns / NS_PER_MS,
-            source: serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            source: serde_json::to_value(e.source)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             kind: e.kind.clone(),
             summary: summarize(e),
         })
@@ -441,7 +513,14 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                 let words: Vec<Value> = s
                     .words
                     .iter()
-                    .map(|w| json!([w.start_ns / NS_PER_MS, w.end_ns / NS_PER_MS, w.text, (w.confidence * 1000.0).round() / 1000.0]))
+                    .map(|w| {
+                        json!([
+                            w.start_ns / NS_PER_MS,
+                            w.end_ns / NS_PER_MS,
+                            w.text,
+                            (w.confidence * 1000.0).round() / 1000.0
+                        ])
+                    })
                     .collect();
                 vec![
                     V::S(id.clone()),
@@ -467,17 +546,44 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         let rows = sp
             .spans
             .iter()
-            .map(|s| vec![V::S(id.clone()), V::I(s.start_ns / NS_PER_MS), V::I(s.end_ns / NS_PER_MS), V::S(speaker_name(&s.speaker))])
+            .map(|s| {
+                vec![
+                    V::S(id.clone()),
+                    V::I(s.start_ns / NS_PER_MS),
+                    V::I(s.end_ns / NS_PER_MS),
+                    V::S(speaker_name(&s.speaker)),
+                ]
+            })
             .collect();
-        insert_rows(&mut tx, "INSERT INTO speech_spans (session_id, start_ms, end_ms, speaker)", 4, rows).await?;
+        insert_rows(
+            &mut tx,
+            "INSERT INTO speech_spans (session_id, start_ms, end_ms, speaker)",
+            4,
+            rows,
+        )
+        .await?;
     }
     if let Some(st) = &steps {
         let rows = st
             .intervals
             .iter()
-            .map(|s| vec![V::S(id.clone()), V::S(s.step.clone()), V::I(i64::from(s.visit)), V::I(s.start_ns / NS_PER_MS), V::I(s.end_ns / NS_PER_MS)])
+            .map(|s| {
+                vec![
+                    V::S(id.clone()),
+                    V::S(s.step.clone()),
+                    V::I(i64::from(s.visit)),
+                    V::I(s.start_ns / NS_PER_MS),
+                    V::I(s.end_ns / NS_PER_MS),
+                ]
+            })
             .collect();
-        insert_rows(&mut tx, "INSERT INTO step_intervals (session_id, step, visit, start_ms, end_ms)", 5, rows).await?;
+        insert_rows(
+            &mut tx,
+            "INSERT INTO step_intervals (session_id, step, visit, start_ms, end_ms)",
+            5,
+            rows,
+        )
+        .await?;
         let rows = st
             .steps
             .iter()
@@ -531,10 +637,12 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM candidates WHERE session_id = $1 AND stale = 1 AND status = 'open'")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM candidates WHERE session_id = $1 AND stale = 1 AND status = 'open'",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok((id, Outcome::Imported))
@@ -555,8 +663,17 @@ fn media_json(renditions: Option<&Value>) -> Value {
     let mut m = serde_json::Map::new();
     if let Some(videos) = r.get("videos").and_then(Value::as_array) {
         for v in videos {
-            if let (Some(track), Some(file)) = (v.get("track").and_then(Value::as_str), v.get("file").and_then(Value::as_str)) {
-                let key = if track == "screen" { "screen" } else if track.starts_with("camera") { "camera" } else { continue };
+            if let (Some(track), Some(file)) = (
+                v.get("track").and_then(Value::as_str),
+                v.get("file").and_then(Value::as_str),
+            ) {
+                let key = if track == "screen" {
+                    "screen"
+                } else if track.starts_with("camera") {
+                    "camera"
+                } else {
+                    continue;
+                };
                 m.insert(key.into(), json!({
                     "file": file,
                     "start_ms": v.get("start_ns").and_then(Value::as_i64).unwrap_or(0) / NS_PER_MS,
@@ -565,10 +682,20 @@ fn media_json(renditions: Option<&Value>) -> Value {
         }
     }
     if let Some(thumbs) = r.get("thumbnails").and_then(Value::as_array) {
-        m.insert("thumbnails".into(), Value::Array(thumbs.iter().map(|t| json!({
-            "t_ms": t.get("t_ns").and_then(Value::as_i64).unwrap_or(0) / NS_PER_MS,
-            "file": t.get("file").cloned().unwrap_or(Value::Null),
-        })).collect()));
+        m.insert(
+            "thumbnails".into(),
+            Value::Array(
+                thumbs
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "t_ms": t.get("t_ns").and_then(Value::as_i64).unwrap_or(0) / NS_PER_MS,
+                            "file": t.get("file").cloned().unwrap_or(Value::Null),
+                        })
+                    })
+                    .collect(),
+            ),
+        );
     }
     if let Some(p) = r.get("peaks").and_then(Value::as_str) {
         m.insert("peaks".into(), json!(p));
@@ -582,6 +709,9 @@ mod tests {
 
     #[test]
     fn values_sql_numbers_placeholders_row_by_row() {
-        assert_eq!(values_sql("INSERT INTO t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4)");
+        assert_eq!(
+            values_sql("INSERT INTO t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4)"
+        );
     }
 }

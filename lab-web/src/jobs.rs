@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::sync::LazyLock;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -37,8 +37,7 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
-pub const JOB_COLUMNS: &str =
-    "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
+pub const JOB_COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
 
 pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
     Ok(Job {
@@ -57,10 +56,12 @@ pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
 }
 
 pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&state.db.pool)
+    .await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
@@ -117,7 +118,11 @@ pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
         publish(state, id).await;
         return Ok(true);
     }
-    let tx = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+    let tx = RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
     match tx {
         Some(tx) => {
             let _ = tx.send(true);
@@ -168,16 +173,24 @@ pub async fn worker(state: AppState) {
         match next_job(&state).await {
             Ok(Some((id, kind, args))) => {
                 let (tx, rx) = watch::channel(false);
-                RUNNING.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+                RUNNING
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, tx);
                 let result = match kind.as_str() {
                     "analyze" => run_analysis(&state, id, &args, rx).await,
                     "clip" => crate::clips::run_clip(&state, id, &args, rx).await,
                     other => Err(anyhow::anyhow!("unknown job kind {other:?}")),
                 };
-                RUNNING.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                RUNNING
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 match result {
                     Ok(Outcome::Done(msg)) => finish(&state, id, "done", &msg).await,
-                    Ok(Outcome::Cancelled) => finish(&state, id, "cancelled", "отменено / cancelled").await,
+                    Ok(Outcome::Cancelled) => {
+                        finish(&state, id, "cancelled", "отменено / cancelled").await
+                    }
                     Err(e) => {
                         tracing::warn!("job {id} failed: {e:#}");
                         finish(&state, id, "failed", &format!("{e:#}")).await
@@ -185,7 +198,11 @@ pub async fn worker(state: AppState) {
                 }
             }
             Ok(None) => {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), state.job_wakeup.notified()).await;
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    state.job_wakeup.notified(),
+                )
+                .await;
             }
             Err(e) => {
                 tracing::error!("job queue: {e}");
@@ -201,9 +218,10 @@ pub enum Outcome {
 }
 
 async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx::Error> {
-    let Some(row) = sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
-        .fetch_optional(&state.db.pool)
-        .await?
+    let Some(row) =
+        sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
+            .fetch_optional(&state.db.pool)
+            .await?
     else {
         return Ok(None);
     };
@@ -220,7 +238,11 @@ async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx
     }
     publish(state, id).await;
     let args: String = row.try_get(2)?;
-    Ok(Some((id, row.try_get(1)?, serde_json::from_str(&args).unwrap_or(Value::Null))))
+    Ok(Some((
+        id,
+        row.try_get(1)?,
+        serde_json::from_str(&args).unwrap_or(Value::Null),
+    )))
 }
 
 /// Progress of `lab-analyze run` from its stderr lines
@@ -255,16 +277,22 @@ async fn run_analysis(
     args: &Value,
     mut cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
-    let session = args["session_id"].as_str().context("job without a session")?;
-    let row = sqlx::query("SELECT bundle_path, life_situation, withdrawn FROM sessions WHERE id = $1")
-        .bind(session)
-        .fetch_one(&state.db.pool)
-        .await
-        .with_context(|| format!("session {session}"))?;
+    let session = args["session_id"]
+        .as_str()
+        .context("job without a session")?;
+    let row =
+        sqlx::query("SELECT bundle_path, life_situation, withdrawn FROM sessions WHERE id = $1")
+            .bind(session)
+            .fetch_one(&state.db.pool)
+            .await
+            .with_context(|| format!("session {session}"))?;
     let bundle: String = row.try_get(0)?;
     let life_situation: String = row.try_get(1)?;
     let withdrawn: i64 = row.try_get(2)?;
-    anyhow::ensure!(withdrawn == 0, "the participant withdrew; nothing to analyse");
+    anyhow::ensure!(
+        withdrawn == 0,
+        "the participant withdrew; nothing to analyse"
+    );
     let mut cmd = tokio::process::Command::new(&state.config.analyzer);
     cmd.arg("run").arg(&bundle);
     if !life_situation.is_empty() {
@@ -281,7 +309,10 @@ async fn run_analysis(
     if let Some(stage) = args["force"].as_str() {
         cmd.arg("--force").arg(stage);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", state.config.analyzer.display()))?;
@@ -341,11 +372,20 @@ mod tests {
 
     #[test]
     fn progress_from_analyzer_lines() {
-        assert_eq!(analysis_progress("lab-analyze: speech: running"), Some((0.0, "speech".into())));
-        let (p, s) = analysis_progress("lab-analyze: speech: channel 0 (Participant) window 3/6").unwrap();
+        assert_eq!(
+            analysis_progress("lab-analyze: speech: running"),
+            Some((0.0, "speech".into()))
+        );
+        let (p, s) =
+            analysis_progress("lab-analyze: speech: channel 0 (Participant) window 3/6").unwrap();
         assert_eq!(s, "speech");
         assert!((p - 0.3).abs() < 1e-9);
-        assert_eq!(analysis_progress("lab-analyze: renditions: running").unwrap().0, 0.64);
+        assert_eq!(
+            analysis_progress("lab-analyze: renditions: running")
+                .unwrap()
+                .0,
+            0.64
+        );
         assert_eq!(analysis_progress("lab-analyze: speech: ok"), None);
         assert_eq!(analysis_progress("something else"), None);
     }

@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use lab_web::{AppState, Config, auth, db::Db};
 
 #[derive(Parser)]
-#[command(name = "lab-web", version, about = "Review web app for usability-lab sessions")]
+#[command(
+    name = "lab-web",
+    version,
+    about = "Review web app for usability-lab sessions"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -113,7 +117,10 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-async fn state(common: &Common, config: impl FnOnce(PathBuf) -> Config) -> anyhow::Result<AppState> {
+async fn state(
+    common: &Common,
+    config: impl FnOnce(PathBuf) -> Config,
+) -> anyhow::Result<AppState> {
     let url = common.url()?;
     let db = Db::connect(&url).await?;
     Ok(AppState::new(db, config(common.data.clone())))
@@ -134,7 +141,18 @@ fn plain_config(data: PathBuf) -> Config {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve { common, listen, sessions, journeys, analyzer, ffmpeg, watch_seconds, no_worker, secure_cookies, admin_password } => {
+        Cmd::Serve {
+            common,
+            listen,
+            sessions,
+            journeys,
+            analyzer,
+            ffmpeg,
+            watch_seconds,
+            no_worker,
+            secure_cookies,
+            admin_password,
+        } => {
             let state = state(&common, |data| {
                 let mut j = journeys.clone();
                 if j.is_empty() {
@@ -152,8 +170,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await?;
-            std::fs::create_dir_all(&state.config.sessions_dir)
-                .with_context(|| format!("sessions folder {}", state.config.sessions_dir.display()))?;
+            std::fs::create_dir_all(&state.config.sessions_dir).with_context(|| {
+                format!("sessions folder {}", state.config.sessions_dir.display())
+            })?;
             first_admin(&state, admin_password).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -171,12 +190,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
         }
-        Cmd::User { cmd: UserCmd::Add { common, login, password, role, name } } => {
+        Cmd::User {
+            cmd:
+                UserCmd::Add {
+                    common,
+                    login,
+                    password,
+                    role,
+                    name,
+                },
+        } => {
             let state = state(&common, plain_config).await?;
             let id = auth::create_user(&state, &login, &name, &password, &role)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            auth::audit(&state, None, "create_user", &format!("user:{id}"), &format!("{login} {role} (command line)")).await;
+            auth::audit(
+                &state,
+                None,
+                "create_user",
+                &format!("user:{id}"),
+                &format!("{login} {role} (command line)"),
+            )
+            .await;
             println!("user {login} ({role}) created, id {id}");
         }
         Cmd::Import { common, bundles } => {
@@ -201,7 +236,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// A fresh database gets one admin, so the app can be entered at all.
 async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Result<()> {
     use sqlx::Row;
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&state.db.pool).await?.try_get(0)?;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM users")
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get(0)?;
     if n > 0 {
         return Ok(());
     }
@@ -220,7 +258,10 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
         }
-        eprintln!("lab-web: created user admin with password {password} (also in {})", file.display());
+        eprintln!(
+            "lab-web: created user admin with password {password} (also in {})",
+            file.display()
+        );
     } else {
         eprintln!("lab-web: created user admin");
     }
@@ -230,7 +271,10 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

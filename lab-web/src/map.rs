@@ -48,15 +48,20 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         .ok_or_else(|| ApiError::not_found(format!("journey {journey_id} not found")))?;
     let session_filter = "s.journey_id = $1 AND ($2 = '' OR s.study = $2) AND ($3 = '' OR s.segment = $3) \
         AND ($4 = 0 OR s.started_at >= $4) AND ($5 = 0 OR s.started_at <= $5)";
-    let sessions = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT s.id, s.participant FROM sessions s WHERE {session_filter} ORDER BY s.started_at")))
-        .bind(journey_id)
-        .bind(&f.study)
-        .bind(&f.segment)
-        .bind(f.from)
-        .bind(f.to)
-        .fetch_all(&state.db.pool)
-        .await?;
-    let participants: Vec<String> = sessions.iter().map(|r| r.try_get(1)).collect::<Result<_, _>>()?;
+    let sessions = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT s.id, s.participant FROM sessions s WHERE {session_filter} ORDER BY s.started_at"
+    )))
+    .bind(journey_id)
+    .bind(&f.study)
+    .bind(&f.segment)
+    .bind(f.from)
+    .bind(f.to)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let participants: Vec<String> = sessions
+        .iter()
+        .map(|r| r.try_get(1))
+        .collect::<Result<_, _>>()?;
     let summaries = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT m.step, m.time_spent_ms, m.visits, m.completed FROM step_summaries m JOIN sessions s ON s.id = m.session_id WHERE {session_filter}"
     )))
@@ -95,7 +100,9 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
     let mut emotions: HashMap<String, Emotions> = HashMap::new();
     let mut problems: HashMap<String, BTreeMap<String, Problem>> = HashMap::new();
     for r in &tags {
-        let Some(step) = r.try_get::<Option<String>, _>(1)? else { continue };
+        let Some(step) = r.try_get::<Option<String>, _>(1)? else {
+            continue;
+        };
         let id: i64 = r.try_get(0)?;
         let e = emotions.entry(step.clone()).or_default();
         match r.try_get::<String, _>(4)?.as_str() {
@@ -104,13 +111,17 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
             _ => e.neutral += 1,
         }
         let category: String = r.try_get(2)?;
-        let p = problems.entry(step).or_default().entry(category.clone()).or_insert(Problem {
-            category,
-            count: 0,
-            max_severity: 0,
-            quotes: vec![],
-            clips: vec![],
-        });
+        let p = problems
+            .entry(step)
+            .or_default()
+            .entry(category.clone())
+            .or_insert(Problem {
+                category,
+                count: 0,
+                max_severity: 0,
+                quotes: vec![],
+                clips: vec![],
+            });
         p.count += 1;
         p.max_severity = p.max_severity.max(r.try_get(3)?);
         let quote: String = r.try_get(5)?;
@@ -131,9 +142,16 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         .iter()
         .map(|s| {
             let mut c = completion.remove(&s.id).unwrap_or_default();
-            c.rate = if c.reached > 0 { c.completed as f64 / c.reached as f64 } else { 0.0 };
-            let mut ps: Vec<Problem> = problems.remove(&s.id).map(|m| m.into_values().collect()).unwrap_or_default();
-            ps.sort_by(|a, b| (b.count, b.max_severity).cmp(&(a.count, a.max_severity)));
+            c.rate = if c.reached > 0 {
+                c.completed as f64 / c.reached as f64
+            } else {
+                0.0
+            };
+            let mut ps: Vec<Problem> = problems
+                .remove(&s.id)
+                .map(|m| m.into_values().collect())
+                .unwrap_or_default();
+            ps.sort_by_key(|p| std::cmp::Reverse((p.count, p.max_severity)));
             ps.truncate(5);
             MapStep {
                 id: s.id.clone(),

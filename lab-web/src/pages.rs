@@ -14,34 +14,100 @@ const SHELL: &str = include_str!("../assets/shell.html");
 
 /// `(name, content type, bytes)` of every asset.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.css", "text/css; charset=utf-8", include_str!("../assets/app.css")),
-    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../assets/i18n.js")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("login.js", "text/javascript; charset=utf-8", include_str!("../assets/login.js")),
-    ("sessions.js", "text/javascript; charset=utf-8", include_str!("../assets/sessions.js")),
-    ("session.js", "text/javascript; charset=utf-8", include_str!("../assets/session.js")),
-    ("journey.js", "text/javascript; charset=utf-8", include_str!("../assets/journey.js")),
-    ("findings.js", "text/javascript; charset=utf-8", include_str!("../assets/findings.js")),
-    ("admin.js", "text/javascript; charset=utf-8", include_str!("../assets/admin.js")),
-    ("overlay.js", "text/javascript; charset=utf-8", include_str!("../assets/overlay.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/i18n.js"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "login.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/login.js"),
+    ),
+    (
+        "sessions.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/sessions.js"),
+    ),
+    (
+        "session.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/session.js"),
+    ),
+    (
+        "journey.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/journey.js"),
+    ),
+    (
+        "findings.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/findings.js"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/admin.js"),
+    ),
+    (
+        "overlay.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/overlay.js"),
+    ),
 ];
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { shell(&h, "sessions", "") }))
-        .route("/login", get(|h: HeaderMap| async move { shell(&h, "login", "") }))
-        .route("/findings", get(|h: HeaderMap| async move { shell(&h, "findings", "") }))
-        .route("/admin", get(|h: HeaderMap| async move { shell(&h, "admin", "") }))
-        .route("/sessions/{id}", get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "session", &id) }))
-        .route("/journeys/{id}", get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "journey", &id) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { shell(&h, "sessions", "") }),
+        )
+        .route(
+            "/login",
+            get(|h: HeaderMap| async move { shell(&h, "login", "") }),
+        )
+        .route(
+            "/findings",
+            get(|h: HeaderMap| async move { shell(&h, "findings", "") }),
+        )
+        .route(
+            "/admin",
+            get(|h: HeaderMap| async move { shell(&h, "admin", "") }),
+        )
+        .route(
+            "/sessions/{id}",
+            get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "session", &id) }),
+        )
+        .route(
+            "/journeys/{id}",
+            get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "journey", &id) }),
+        )
         .route("/overlay.js", get(|| async { asset("overlay.js") }))
-        .route("/assets/{name}", get(|Path(name): Path<String>| async move { asset(&name) }))
-        .route("/healthz", get(|State(s): State<AppState>| async move {
-            match sqlx::query("SELECT 1").execute(&s.db.pool).await {
-                Ok(_) => (StatusCode::OK, "ok").into_response(),
-                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
-            }
-        }))
+        .route(
+            "/assets/{name}",
+            get(|Path(name): Path<String>| async move { asset(&name) }),
+        )
+        .route(
+            "/healthz",
+            get(|State(s): State<AppState>| async move {
+                match sqlx::query("SELECT 1").execute(&s.db.pool).await {
+                    Ok(_) => (StatusCode::OK, "ok").into_response(),
+                    Err(e) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response()
+                    }
+                }
+            }),
+        )
         .route("/sessions", get(|| async { Redirect::to("/") }))
 }
 
@@ -63,12 +129,48 @@ pub fn escape_html(s: &str) -> String {
 fn title(page: &str, lang: &str) -> &'static str {
     let ru = lang != "en";
     match page {
-        "login" => if ru { "Вход — Лаборатория юзабилити" } else { "Log in — Usability lab" },
-        "session" => if ru { "Сессия — Лаборатория юзабилити" } else { "Session — Usability lab" },
-        "journey" => if ru { "Карта пути — Лаборатория юзабилити" } else { "Journey map — Usability lab" },
-        "findings" => if ru { "Находки — Лаборатория юзабилити" } else { "Findings — Usability lab" },
-        "admin" => if ru { "Администрирование — Лаборатория юзабилити" } else { "Administration — Usability lab" },
-        _ => if ru { "Сессии — Лаборатория юзабилити" } else { "Sessions — Usability lab" },
+        "login" => {
+            if ru {
+                "Вход — Лаборатория юзабилити"
+            } else {
+                "Log in — Usability lab"
+            }
+        }
+        "session" => {
+            if ru {
+                "Сессия — Лаборатория юзабилити"
+            } else {
+                "Session — Usability lab"
+            }
+        }
+        "journey" => {
+            if ru {
+                "Карта пути — Лаборатория юзабилити"
+            } else {
+                "Journey map — Usability lab"
+            }
+        }
+        "findings" => {
+            if ru {
+                "Находки — Лаборатория юзабилити"
+            } else {
+                "Findings — Usability lab"
+            }
+        }
+        "admin" => {
+            if ru {
+                "Администрирование — Лаборатория юзабилити"
+            } else {
+                "Administration — Usability lab"
+            }
+        }
+        _ => {
+            if ru {
+                "Сессии — Лаборатория юзабилити"
+            } else {
+                "Sessions — Usability lab"
+            }
+        }
     }
 }
 
@@ -93,8 +195,14 @@ fn security_headers(h: &mut HeaderMap) {
              script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
@@ -102,11 +210,19 @@ fn asset(name: &str) -> Response {
     match ASSETS.iter().find(|a| a.0 == name) {
         Some((_, ct, body)) => {
             let mut r = (*body).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             if name == "overlay.js" {
-                r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                r.headers_mut().insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
             }
             r
         }

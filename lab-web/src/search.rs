@@ -48,7 +48,12 @@ pub struct Hit {
 }
 
 /// Segments containing every stem of `query`, newest sessions first.
-pub async fn search(db: &Db, query: &str, journey: Option<&str>, limit: i64) -> anyhow::Result<Vec<Hit>> {
+pub async fn search(
+    db: &Db,
+    query: &str,
+    journey: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<Hit>> {
     let terms: Vec<String> = words(query).map(|w| stem(&w)).take(12).collect();
     if terms.is_empty() {
         return Ok(vec![]);
@@ -56,7 +61,11 @@ pub async fn search(db: &Db, query: &str, journey: Option<&str>, limit: i64) -> 
     let (matcher, needle) = match db.backend {
         Backend::Sqlite => (
             "t.id IN (SELECT rowid FROM segment_fts WHERE segment_fts MATCH $1)",
-            terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" "),
+            terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(" "),
         ),
         Backend::Postgres => (
             "to_tsvector('simple', t.stems) @@ to_tsquery('simple', $1)",
@@ -98,7 +107,10 @@ mod tests {
     fn word_forms_share_a_stem() {
         assert_eq!(stem("понимаю"), stem("понимаете"));
         assert_eq!(stem("кнопку"), stem("кнопка"));
-        assert_eq!(stems("Ещё НЕ понимаю, где кнопка!"), stems("еще не понимает где кнопки"));
+        assert_eq!(
+            stems("Ещё НЕ понимаю, где кнопка!"),
+            stems("еще не понимает где кнопки")
+        );
         assert_ne!(stem("кнопка"), stem("карта"));
     }
 

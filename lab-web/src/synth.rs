@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use lab_model::analysis::{
-    ANALYSIS_FORMAT_VERSION, Candidate, CandidateList, Evidence, SpeechActivity, SpeechSpan, StepAnalysis,
-    StepInterval, StepSummary, Transcript, TranscriptSegment, Word,
+    ANALYSIS_FORMAT_VERSION, Candidate, CandidateList, Evidence, SpeechActivity, SpeechSpan,
+    StepAnalysis, StepInterval, StepSummary, Transcript, TranscriptSegment, Word,
 };
 use lab_model::bundle::ChannelRole;
 use lab_model::event::{Event, EventSource};
@@ -100,19 +100,39 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         "events": {"accepted": spec.events, "rejected": 0},
         "recorder": {"version": "synth", "pid": 1, "events_url": null}
     });
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
 
     // Steps: catalog for the first 20 %, form until 85 %, then done.
-    let bounds = [("catalog", 0, d / 5), ("form", d / 5, d * 85 / 100), ("done", d * 85 / 100, d)];
+    let bounds = [
+        ("catalog", 0, d / 5),
+        ("form", d / 5, d * 85 / 100),
+        ("done", d * 85 / 100, d),
+    ];
     let mut events = Vec::with_capacity(spec.events);
     let mut lines = String::new();
     for i in 0..spec.events {
         let t = (i as i64 * d) / spec.events.max(1) as i64;
-        let step = bounds.iter().find(|b| t >= b.1 && t < b.2).map(|b| b.0).unwrap_or("done");
+        let step = bounds
+            .iter()
+            .find(|b| t >= b.1 && t < b.2)
+            .map(|b| b.0)
+            .unwrap_or("done");
         let (kind, data) = match i % 5 {
-            0 => ("navigation", json!({"url": format!("http://proto.local/{step}.html"), "title": step})),
-            1 | 2 => ("click", json!({"selector": format!("#{step}-button-{}", i % 3), "text": "Далее", "x": 10, "y": 20})),
-            3 => ("input", json!({"selector": "#child-birth-date", "name": "birth_date", "value_length": 10, "value_kind": "date"})),
+            0 => (
+                "navigation",
+                json!({"url": format!("http://proto.local/{step}.html"), "title": step}),
+            ),
+            1 | 2 => (
+                "click",
+                json!({"selector": format!("#{step}-button-{}", i % 3), "text": "Далее", "x": 10, "y": 20}),
+            ),
+            3 => (
+                "input",
+                json!({"selector": "#child-birth-date", "name": "birth_date", "value_length": 10, "value_kind": "date"}),
+            ),
             _ => ("scroll", json!({"y": i})),
         };
         let e = Event {
@@ -163,7 +183,11 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
             speaker: ChannelRole::Participant,
             words,
         });
-        spans.push(SpeechSpan { start_ns: start * NS, end_ns: end * NS, speaker: ChannelRole::Participant });
+        spans.push(SpeechSpan {
+            start_ns: start * NS,
+            end_ns: end * NS,
+            speaker: ChannelRole::Participant,
+        });
         n += take;
         k += 1;
     }
@@ -174,19 +198,35 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         status: "ok".into(),
         segments,
     };
-    std::fs::write(analysis.join("transcript.json"), serde_json::to_vec(&transcript)?)?;
+    std::fs::write(
+        analysis.join("transcript.json"),
+        serde_json::to_vec(&transcript)?,
+    )?;
     std::fs::write(
         analysis.join("speech.json"),
-        serde_json::to_vec(&SpeechActivity { format_version: ANALYSIS_FORMAT_VERSION, spans })?,
+        serde_json::to_vec(&SpeechActivity {
+            format_version: ANALYSIS_FORMAT_VERSION,
+            spans,
+        })?,
     )?;
-    let titles = [("catalog", "Найти услугу", 20_000), ("form", "Заполнить заявление", 30_000), ("done", "Отправить", 10_000)];
+    let titles = [
+        ("catalog", "Найти услугу", 20_000),
+        ("form", "Заполнить заявление", 30_000),
+        ("done", "Отправить", 10_000),
+    ];
     let steps = StepAnalysis {
         format_version: ANALYSIS_FORMAT_VERSION,
         journey_id: "test-benefit".into(),
         journey_version: "1".into(),
         intervals: bounds
             .iter()
-            .map(|b| StepInterval { step: b.0.into(), start_ns: b.1 * NS, end_ns: b.2 * NS, visit: 1, entered_by: 1 })
+            .map(|b| StepInterval {
+                step: b.0.into(),
+                start_ns: b.1 * NS,
+                end_ns: b.2 * NS,
+                visit: 1,
+                entered_by: 1,
+            })
             .collect(),
         steps: bounds
             .iter()
@@ -232,12 +272,22 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                 end_ns: (form.0 + 12_000) * NS,
                 step: Some("form".into()),
                 confidence: 0.7,
-                evidence: Evidence { events: vec![], words: vec![], note: "«не понимаю»".into() },
+                evidence: Evidence {
+                    events: vec![],
+                    words: vec![],
+                    note: "«не понимаю»".into(),
+                },
             },
         ],
     };
-    std::fs::write(analysis.join("candidates.json"), serde_json::to_vec(&candidates)?)?;
+    std::fs::write(
+        analysis.join("candidates.json"),
+        serde_json::to_vec(&candidates)?,
+    )?;
     std::fs::write(analysis.join("journey.toml"), JOURNEY_TOML)?;
-    std::fs::write(analysis.join("state.json"), b"{\"format_version\":1,\"stages\":{}}")?;
+    std::fs::write(
+        analysis.join("state.json"),
+        b"{\"format_version\":1,\"stages\":{}}",
+    )?;
     Ok(dir)
 }

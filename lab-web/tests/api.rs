@@ -39,7 +39,11 @@ fn rand_suffix() -> u64 {
 /// The database URLs to run against.
 async fn backends(tag: &str) -> Vec<(&'static str, String, PathBuf)> {
     let dir = tmpdir(tag);
-    let mut out = vec![("sqlite", format!("sqlite://{}", dir.join("lab.db").display()), dir)];
+    let mut out = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.join("lab.db").display()),
+        dir,
+    )];
     match std::env::var("LAB_TEST_PG_URL") {
         Ok(admin) => {
             sqlx::any::install_default_drivers();
@@ -47,11 +51,18 @@ async fn backends(tag: &str) -> Vec<(&'static str, String, PathBuf)> {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
                 .await
                 .expect("LAB_TEST_PG_URL connects");
-            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create test database");
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .expect("create test database");
             let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-            out.push(("postgres", format!("{base}/{name}"), tmpdir(&format!("{tag}-pg"))));
+            out.push((
+                "postgres",
+                format!("{base}/{name}"),
+                tmpdir(&format!("{tag}-pg")),
+            ));
         }
         Err(_) => {
             assert!(
@@ -78,10 +89,22 @@ async fn env(backend: &'static str, url: &str, dir: PathBuf) -> Env {
     };
     std::fs::create_dir_all(&config.sessions_dir).unwrap();
     let state = AppState::new(db, config);
-    for (login, role) in [("admin", "admin"), ("res", "researcher"), ("op", "operator"), ("view", "viewer")] {
-        lab_web::auth::create_user(&state, login, "", "password-123", role).await.unwrap();
+    for (login, role) in [
+        ("admin", "admin"),
+        ("res", "researcher"),
+        ("op", "operator"),
+        ("view", "viewer"),
+    ] {
+        lab_web::auth::create_user(&state, login, "", "password-123", role)
+            .await
+            .unwrap();
     }
-    Env { app: lab_web::app(state.clone()), state, dir, backend }
+    Env {
+        app: lab_web::app(state.clone()),
+        state,
+        dir,
+        backend,
+    }
 }
 
 #[derive(Clone, Default)]
@@ -98,7 +121,8 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -107,7 +131,10 @@ impl Resp {
 
 impl Env {
     async fn call(&self, c: &Client, method: &str, path: &str, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(path).header(header::HOST, "lab.test");
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "lab.test");
         if let Some(ck) = &c.cookie {
             b = b.header(header::COOKIE, ck);
         }
@@ -115,21 +142,53 @@ impl Env {
             b = b.header("x-csrf-token", t);
         }
         let req = match body {
-            Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap().to_vec();
-        Resp { status, headers, body }
+        let body = axum::body::to_bytes(resp.into_body(), 64 << 20)
+            .await
+            .unwrap()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn login(&self, login: &str) -> Client {
-        let r = self.call(&Client::default(), "POST", "/api/v1/login", Some(json!({"login": login, "password": "password-123"}))).await;
-        assert_eq!(r.status, StatusCode::OK, "{}: login {login}: {}", self.backend, r.text());
-        let cookie = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        let r = self
+            .call(
+                &Client::default(),
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": login, "password": "password-123"})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}: login {login}: {}",
+            self.backend,
+            r.text()
+        );
+        let cookie = r
+            .headers
+            .get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
         Client {
             cookie: Some(cookie.split(';').next().unwrap().to_string()),
             csrf: r.json()["csrf"].as_str().map(String::from),
@@ -137,7 +196,11 @@ impl Env {
     }
 
     fn bundle(&self, id: &str, participant: &str) -> PathBuf {
-        lab_web::synth::write_bundle(&self.dir.join("sessions"), &lab_web::synth::Spec::small(id, participant)).unwrap()
+        lab_web::synth::write_bundle(
+            &self.dir.join("sessions"),
+            &lab_web::synth::Spec::small(id, participant),
+        )
+        .unwrap()
     }
 }
 
@@ -156,23 +219,51 @@ where
 async fn anonymous_requests_are_refused_and_pages_are_russian() {
     each_backend("anon", |e| async move {
         let anon = Client::default();
-        for path in ["/api/v1/sessions", "/api/v1/me", "/api/v1/journeys", "/api/v1/findings", "/api/v1/audit"] {
+        for path in [
+            "/api/v1/sessions",
+            "/api/v1/me",
+            "/api/v1/journeys",
+            "/api/v1/findings",
+            "/api/v1/audit",
+        ] {
             let r = e.call(&anon, "GET", path, None).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{} {path}", e.backend);
         }
         let r = e.call(&anon, "GET", "/", None).await;
         assert_eq!(r.status, StatusCode::OK);
         let html = r.text();
-        assert!(html.contains("lang=\"ru\"") && html.contains("Сессии"), "{html}");
+        assert!(
+            html.contains("lang=\"ru\"") && html.contains("Сессии"),
+            "{html}"
+        );
         assert!(r.headers.get(header::CONTENT_SECURITY_POLICY).is_some());
-        let bad = e.call(&anon, "POST", "/api/v1/login", Some(json!({"login": "admin", "password": "wrong-password"}))).await;
+        let bad = e
+            .call(
+                &anon,
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": "admin", "password": "wrong-password"})),
+            )
+            .await;
         assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
         assert_eq!(bad.json()["error"], "bad_credentials");
-        let unknown = e.call(&anon, "POST", "/api/v1/login", Some(json!({"login": "nobody", "password": "password-123"}))).await;
+        let unknown = e
+            .call(
+                &anon,
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": "nobody", "password": "password-123"})),
+            )
+            .await;
         assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
         let openapi = e.call(&anon, "GET", "/api/v1/openapi.json", None).await;
         assert_eq!(openapi.status, StatusCode::OK);
-        assert!(openapi.json()["paths"].as_object().is_some_and(|p| p.contains_key("/sessions")), "openapi lists /sessions");
+        assert!(
+            openapi.json()["paths"]
+                .as_object()
+                .is_some_and(|p| p.contains_key("/sessions")),
+            "openapi lists /sessions"
+        );
     })
     .await;
 }
@@ -181,28 +272,87 @@ async fn anonymous_requests_are_refused_and_pages_are_russian() {
 async fn csrf_roles_and_logout() {
     each_backend("csrf", |e| async move {
         let admin = e.login("admin").await;
-        let no_csrf = Client { csrf: None, ..admin.clone() };
-        let r = e.call(&no_csrf, "POST", "/api/v1/tokens", Some(json!({"name": "x"}))).await;
-        assert_eq!((r.status, r.json()["error"].clone()), (StatusCode::FORBIDDEN, json!("csrf")));
-        let wrong = Client { csrf: Some("0".repeat(64)), ..admin.clone() };
-        assert_eq!(e.call(&wrong, "POST", "/api/v1/tokens", Some(json!({"name": "x"}))).await.status, StatusCode::FORBIDDEN);
+        let no_csrf = Client {
+            csrf: None,
+            ..admin.clone()
+        };
+        let r = e
+            .call(
+                &no_csrf,
+                "POST",
+                "/api/v1/tokens",
+                Some(json!({"name": "x"})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json()["error"].clone()),
+            (StatusCode::FORBIDDEN, json!("csrf"))
+        );
+        let wrong = Client {
+            csrf: Some("0".repeat(64)),
+            ..admin.clone()
+        };
+        assert_eq!(
+            e.call(&wrong, "POST", "/api/v1/tokens", Some(json!({"name": "x"})))
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
         let viewer = e.login("view").await;
-        assert_eq!(e.call(&viewer, "GET", "/api/v1/users", None).await.status, StatusCode::FORBIDDEN);
-        assert_eq!(e.call(&viewer, "GET", "/api/v1/audit", None).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.call(&viewer, "GET", "/api/v1/users", None).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            e.call(&viewer, "GET", "/api/v1/audit", None).await.status,
+            StatusCode::FORBIDDEN
+        );
         let users = e.call(&admin, "GET", "/api/v1/users", None).await;
         assert_eq!(users.json()["users"].as_array().unwrap().len(), 4);
         // Logging out ends the session for that cookie.
-        assert_eq!(e.call(&viewer, "POST", "/api/v1/logout", None).await.status, StatusCode::NO_CONTENT);
-        assert_eq!(e.call(&viewer, "GET", "/api/v1/me", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            e.call(&viewer, "POST", "/api/v1/logout", None).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            e.call(&viewer, "GET", "/api/v1/me", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
         // A disabled user cannot use an old session.
         let op = e.login("op").await;
-        let id = users.json()["users"].as_array().unwrap().iter().find(|u| u["login"] == "op").unwrap()["id"].clone();
-        let r = e.call(&admin, "PATCH", &format!("/api/v1/users/{id}"), Some(json!({"disabled": true}))).await;
+        let id = users.json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["login"] == "op")
+            .unwrap()["id"]
+            .clone();
+        let r = e
+            .call(
+                &admin,
+                "PATCH",
+                &format!("/api/v1/users/{id}"),
+                Some(json!({"disabled": true})),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
-        assert_eq!(e.call(&op, "GET", "/api/v1/me", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            e.call(&op, "GET", "/api/v1/me", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
         let audit = e.call(&admin, "GET", "/api/v1/audit", None).await.json();
-        let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
-        assert!(actions.contains(&"login") && actions.contains(&"update_user") && actions.contains(&"logout"), "{actions:?}");
+        let actions: Vec<&str> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["action"].as_str())
+            .collect();
+        assert!(
+            actions.contains(&"login")
+                && actions.contains(&"update_user")
+                && actions.contains(&"logout"),
+            "{actions:?}"
+        );
     })
     .await;
 }
@@ -210,11 +360,29 @@ async fn csrf_roles_and_logout() {
 async fn imported(e: &Env, id: &str, participant: &str) -> Client {
     let bundle = e.bundle(id, participant);
     let op = e.login("op").await;
-    let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
+    let r = e
+        .call(
+            &op,
+            "POST",
+            "/api/v1/imports",
+            Some(json!({"path": bundle.to_string_lossy()})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json(), json!({"session_id": id, "imported": true}));
-    let again = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
-    assert_eq!(again.json()["imported"], false, "second import of an unchanged bundle is a no-op");
+    let again = e
+        .call(
+            &op,
+            "POST",
+            "/api/v1/imports",
+            Some(json!({"path": bundle.to_string_lossy()})),
+        )
+        .await;
+    assert_eq!(
+        again.json()["imported"],
+        false,
+        "second import of an unchanged bundle is a no-op"
+    );
     op
 }
 
@@ -224,13 +392,35 @@ async fn import_is_idempotent_and_confined_to_the_sessions_folder() {
         let op = imported(&e, "S1", "P01").await;
         let list = e.call(&op, "GET", "/api/v1/sessions", None).await.json();
         let s = &list["sessions"][0];
-        assert_eq!((s["participant"].as_str(), s["candidates_total"].as_i64(), s["journey_id"].as_str()), (Some("P01"), Some(2), Some("test-benefit")));
+        assert_eq!(
+            (
+                s["participant"].as_str(),
+                s["candidates_total"].as_i64(),
+                s["journey_id"].as_str()
+            ),
+            (Some("P01"), Some(2), Some("test-benefit"))
+        );
         assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
         let outside = tmpdir("outside");
-        let b = lab_web::synth::write_bundle(&outside, &lab_web::synth::Spec::small("S9", "P09")).unwrap();
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": b.to_string_lossy()}))).await;
+        let b = lab_web::synth::write_bundle(&outside, &lab_web::synth::Spec::small("S9", "P09"))
+            .unwrap();
+        let r = e
+            .call(
+                &op,
+                "POST",
+                "/api/v1/imports",
+                Some(json!({"path": b.to_string_lossy()})),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "../../etc"}))).await;
+        let r = e
+            .call(
+                &op,
+                "POST",
+                "/api/v1/imports",
+                Some(json!({"path": "../../etc"})),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         // A changed bundle is re-read: more events appear.
         let bundle = e.dir.join("sessions").join("S1");
@@ -238,17 +428,38 @@ async fn import_is_idempotent_and_confined_to_the_sessions_folder() {
         spec.events = 90;
         std::thread::sleep(Duration::from_millis(20));
         lab_web::synth::write_bundle(&e.dir.join("sessions"), &spec).unwrap();
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": bundle.to_string_lossy()}))).await;
+        let r = e
+            .call(
+                &op,
+                "POST",
+                "/api/v1/imports",
+                Some(json!({"path": bundle.to_string_lossy()})),
+            )
+            .await;
         assert_eq!(r.json()["imported"], true);
-        let ev = e.call(&op, "GET", "/api/v1/sessions/S1/events", None).await.json();
+        let ev = e
+            .call(&op, "GET", "/api/v1/sessions/S1/events", None)
+            .await
+            .json();
         assert_eq!(ev["events"].as_array().unwrap().len(), 90);
         // A malformed manifest is a clear error, not a crash.
         let broken = e.dir.join("sessions").join("broken");
         std::fs::create_dir_all(&broken).unwrap();
         std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "broken"}))).await;
+        let r = e
+            .call(
+                &op,
+                "POST",
+                "/api/v1/imports",
+                Some(json!({"path": "broken"})),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert!(r.json()["message"].as_str().unwrap().contains("manifest"), "{}", r.text());
+        assert!(
+            r.json()["message"].as_str().unwrap().contains("manifest"),
+            "{}",
+            r.text()
+        );
     })
     .await;
 }
@@ -411,15 +622,27 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
         imported(&e, "S1", "P01").await;
         let op = e.login("op").await;
         let mut rx = e.state.job_events.subscribe();
-        let r = e.call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await;
+        let r = e
+            .call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({})))
+            .await;
         let job = r.json()["job_id"].as_i64().unwrap();
         // Queued jobs can be cancelled before the worker takes them.
-        let c = e.call(&op, "POST", &format!("/api/v1/jobs/{job}/cancel"), None).await;
+        let c = e
+            .call(&op, "POST", &format!("/api/v1/jobs/{job}/cancel"), None)
+            .await;
         assert_eq!(c.json()["status"], "cancelled");
         let queued: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
-        assert_eq!((queued["id"].as_i64(), queued["status"].as_str()), (Some(job), Some("queued")));
+        assert_eq!(
+            (queued["id"].as_i64(), queued["status"].as_str()),
+            (Some(job), Some("queued"))
+        );
         // Retrying runs it; the analyzer binary is missing, so it fails with a clear message.
-        let again = e.call(&op, "POST", &format!("/api/v1/jobs/{job}/retry"), None).await.json()["job_id"].as_i64().unwrap();
+        let again = e
+            .call(&op, "POST", &format!("/api/v1/jobs/{job}/retry"), None)
+            .await
+            .json()["job_id"]
+            .as_i64()
+            .unwrap();
         tokio::spawn(lab_web::jobs::worker(e.state.clone()));
         let mut status = String::new();
         for _ in 0..100 {
@@ -435,7 +658,17 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
         let list = e.call(&op, "GET", "/api/v1/sessions", None).await.json();
         assert_eq!(list["sessions"][0]["analysis"]["status"], "failed");
         let viewer = e.login("view").await;
-        assert_eq!(e.call(&viewer, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.call(
+                &viewer,
+                "POST",
+                "/api/v1/sessions/S1/analyze",
+                Some(json!({}))
+            )
+            .await
+            .status,
+            StatusCode::FORBIDDEN
+        );
         let _ = Path::new(&e.dir);
     })
     .await;

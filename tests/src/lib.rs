@@ -267,6 +267,9 @@ pub fn http(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16, String
     http_with(method, url, &[], body).map(|(status, _, body)| (status, body))
 }
 
+/// Response headers as (lower-case name, value).
+pub type Headers = Vec<(String, String)>;
+
 /// [`http`] with extra request headers; also returns the response headers
 /// (names lower-cased).
 pub fn http_with(
@@ -274,7 +277,7 @@ pub fn http_with(
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> anyhow::Result<(u16, Vec<(String, String)>, String)> {
+) -> anyhow::Result<(u16, Headers, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").context("http:// URL")?;
     let (host, path) = rest
@@ -283,7 +286,10 @@ pub fn http_with(
         .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",

@@ -163,4 +163,3 @@ pub fn record_session(dir: &Path, speech_wav: &Path) -> PathBuf {
     assert!(ok, "{err}");
     bundle
 }
-

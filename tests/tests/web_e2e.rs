@@ -51,15 +51,28 @@ impl Web {
         if let Some(u) = database_url {
             cmd.env("DATABASE_URL", u);
         }
-        let child = cmd.spawn().unwrap();
+        // Owned by `Web` at once, so a failed start still stops the process.
+        let mut web = Web {
+            child: cmd.spawn().unwrap(),
+            url: String::new(),
+            log,
+        };
         let t0 = Instant::now();
         loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = web.log();
             if let Some(rest) = text.split("serving ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
-                return Web { child, url, log };
+                web.url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+                return web;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "lab-web did not start:\n{text}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "lab-web did not start:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -79,15 +92,28 @@ struct Api {
 impl Api {
     fn login(base: &str, login: &str, password: &str) -> Api {
         let body = json!({"login": login, "password": password}).to_string();
-        let (status, headers, text) = http_with("POST", &format!("{base}/api/v1/login"), &[], body.as_bytes()).unwrap();
+        let (status, headers, text) = http_with(
+            "POST",
+            &format!("{base}/api/v1/login"),
+            &[],
+            body.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(status, 200, "login {login}: {text}");
         let cookie = headers
             .iter()
             .find(|(k, _)| k == "set-cookie")
             .map(|(_, v)| v.split(';').next().unwrap().to_string())
             .unwrap();
-        let csrf = serde_json::from_str::<Value>(&text).unwrap()["csrf"].as_str().unwrap().to_string();
-        Api { base: base.to_string(), cookie, csrf }
+        let csrf = serde_json::from_str::<Value>(&text).unwrap()["csrf"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Api {
+            base: base.to_string(),
+            cookie,
+            csrf,
+        }
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -99,10 +125,18 @@ impl Api {
             b.as_bytes(),
         )
         .unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Api) -> Option<Value>) -> Value {
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Api) -> Option<Value>,
+    ) -> Value {
         let t0 = Instant::now();
         loop {
             if let Some(v) = f(self) {
@@ -116,7 +150,13 @@ impl Api {
 
 fn job(api: &Api, id: i64) -> Value {
     let (_, jobs) = api.call("GET", "/api/v1/jobs", None);
-    jobs["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned().unwrap_or(Value::Null)
+    jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn run_browser_test(web: &Web, session: &str, shots: &Path) {
@@ -147,30 +187,47 @@ fn run_browser_test(web: &Web, session: &str, shots: &Path) {
         String::from_utf8_lossy(&out.stderr),
         web.log()
     );
-    assert!(!stdout.contains("# SKIP"), "a browser check was skipped:\n{stdout}");
+    assert!(
+        !stdout.contains("# SKIP"),
+        "a browser check was skipped:\n{stdout}"
+    );
     assert!(oks >= 20, "only {oks} browser checks ran");
-    for page in ["login", "sessions", "session", "journey", "findings", "admin"] {
+    for page in [
+        "login", "sessions", "session", "journey", "findings", "admin",
+    ] {
         let found = std::fs::read_dir(shots)
             .unwrap()
             .filter_map(|e| e.ok())
             .any(|e| e.file_name().to_string_lossy().contains(page));
-        assert!(found, "no screenshot of the {page} page in {}", shots.display());
+        assert!(
+            found,
+            "no screenshot of the {page} page in {}",
+            shots.display()
+        );
     }
 }
 
 /// Imported from the watched folder, then analysed (and cancelled once) by a job.
 fn import_and_analyse(api: &Api, analyse: bool) -> String {
-    let row = api.wait_for("the watched folder to be imported", Duration::from_secs(30), |a| {
-        let (_, v) = a.call("GET", "/api/v1/sessions", None);
-        v["sessions"].as_array().and_then(|s| s.first().cloned())
-    });
+    let row = api.wait_for(
+        "the watched folder to be imported",
+        Duration::from_secs(30),
+        |a| {
+            let (_, v) = a.call("GET", "/api/v1/sessions", None);
+            v["sessions"].as_array().and_then(|s| s.first().cloned())
+        },
+    );
     let id = row["id"].as_str().unwrap().to_string();
     if !analyse {
         return id;
     }
     assert_eq!(row["analysis"]["status"], "none", "{row}");
     // Start, see progress, cancel while it runs.
-    let (status, v) = api.call("POST", &format!("/api/v1/sessions/{id}/analyze"), Some(json!({})));
+    let (status, v) = api.call(
+        "POST",
+        &format!("/api/v1/sessions/{id}/analyze"),
+        Some(json!({})),
+    );
     assert_eq!(status, 200, "{v}");
     let first = v["job_id"].as_i64().unwrap();
     api.wait_for("the job to run", Duration::from_secs(60), |a| {
@@ -192,15 +249,28 @@ fn import_and_analyse(api: &Api, analyse: bool) -> String {
         (j["status"] == "done").then_some(j)
     });
     println!("analysis job: {done}");
-    assert!(progress.windows(2).all(|w| w[1] >= w[0]), "progress never goes back: {progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[1] >= w[0]),
+        "progress never goes back: {progress:?}"
+    );
     let (_, list) = api.call("GET", "/api/v1/sessions", None);
     let s = &list["sessions"][0];
     assert_eq!(s["analysis"]["status"], "done", "{s}");
-    assert!(s["candidates_total"].as_i64().unwrap() > 0, "the scripted rage clicks give candidates: {s}");
+    assert!(
+        s["candidates_total"].as_i64().unwrap() > 0,
+        "the scripted rage clicks give candidates: {s}"
+    );
     id
 }
 
-fn serve_and_review(label: &str, dir: &Path, sessions: &Path, journeys: &Path, db: Option<&str>, analyse: bool) {
+fn serve_and_review(
+    label: &str,
+    dir: &Path,
+    sessions: &Path,
+    journeys: &Path,
+    db: Option<&str>,
+    analyse: bool,
+) {
     let web = Web::start(&dir.join(format!("data-{label}")), sessions, journeys, db);
     let admin = Api::login(&web.url, "admin", "admin-password-1");
     let (status, v) = admin.call(
@@ -210,13 +280,28 @@ fn serve_and_review(label: &str, dir: &Path, sessions: &Path, journeys: &Path, d
     );
     assert_eq!(status, 201, "{v}");
     let id = import_and_analyse(&admin, analyse);
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-screenshots").join(label);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/e2e-screenshots")
+        .join(label);
     let _ = std::fs::remove_dir_all(&shots);
     run_browser_test(&web, &id, &shots);
     // What the browser did is in the audit log.
     let (_, audit) = admin.call("GET", "/api/v1/audit?limit=500", None);
-    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
-    for a in ["login", "view_session", "view_media", "accept_candidate", "create_tag", "export_findings", "export_eaf"] {
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "login",
+        "view_session",
+        "view_media",
+        "accept_candidate",
+        "create_tag",
+        "export_findings",
+        "export_eaf",
+    ] {
         assert!(actions.contains(&a), "audit log lacks {a}: {actions:?}");
     }
     println!("{label}: screenshots in {}", shots.display());
@@ -255,10 +340,20 @@ fn review_app_in_chromium_on_sqlite_and_postgres() {
                 .success();
             assert!(ok, "cannot create the PostgreSQL test database");
             // The bundle is analysed by now; this run reviews it on PostgreSQL.
-            serve_and_review("postgres", &dir, &sessions, &journeys, Some(&format!("{base}/{name}")), false);
+            serve_and_review(
+                "postgres",
+                &dir,
+                &sessions,
+                &journeys,
+                Some(&format!("{base}/{name}")),
+                false,
+            );
         }
         Err(_) => {
-            assert!(std::env::var("LAB_REQUIRE_PG").is_err(), "LAB_REQUIRE_PG is set but LAB_TEST_PG_URL is not");
+            assert!(
+                std::env::var("LAB_REQUIRE_PG").is_err(),
+                "LAB_REQUIRE_PG is set but LAB_TEST_PG_URL is not"
+            );
             eprintln!("(LAB_TEST_PG_URL not set: the PostgreSQL run is skipped)");
         }
     }

@@ -23,7 +23,11 @@ pub struct JobsQuery {
     active: Option<String>,
 }
 
-pub async fn jobs(State(state): State<AppState>, auth: Auth, Query(q): Query<JobsQuery>) -> ApiResult<Json<Value>> {
+pub async fn jobs(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Findings)?;
     let active = q.active.as_deref().is_some_and(|a| a == "1" || a == "true");
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -32,7 +36,10 @@ pub async fn jobs(State(state): State<AppState>, auth: Auth, Query(q): Query<Job
     .bind(i64::from(active))
     .fetch_all(&state.db.pool)
     .await?;
-    let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+    let jobs = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "jobs": jobs })))
 }
 
@@ -56,17 +63,32 @@ pub async fn job_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-pub async fn cancel_job(State(state): State<AppState>, auth: Auth, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    let job = crate::jobs::get(&state, id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let job = crate::jobs::get(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     if job.kind == "clip" {
         auth.require(Right::Review)?;
     } else {
         auth.require(Right::Operate)?;
     }
     if !crate::jobs::cancel(&state, id).await? {
-        return Err(ApiError::Conflict("задание уже завершено / the job has already ended".into()));
+        return Err(ApiError::Conflict(
+            "задание уже завершено / the job has already ended".into(),
+        ));
     }
-    auth::audit(&state, Some(&auth.user), "cancel_job", &format!("job:{id}"), "").await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "cancel_job",
+        &format!("job:{id}"),
+        "",
+    )
+    .await;
     // A running job ends a moment later; give the worker a chance.
     for _ in 0..20 {
         let j = crate::jobs::get(&state, id).await?;
@@ -78,30 +100,56 @@ pub async fn cancel_job(State(state): State<AppState>, auth: Auth, Path(id): Pat
     Ok(Json(json!(crate::jobs::get(&state, id).await?)))
 }
 
-pub async fn retry_job(State(state): State<AppState>, auth: Auth, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn retry_job(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
     let r = sqlx::query("SELECT kind, session_id, tag_id, args, status FROM jobs WHERE id = $1")
         .bind(id)
         .fetch_optional(&state.db.pool)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     let kind: String = r.try_get(0)?;
-    auth.require(if kind == "clip" { Right::Review } else { Right::Operate })?;
+    auth.require(if kind == "clip" {
+        Right::Review
+    } else {
+        Right::Operate
+    })?;
     let status: String = r.try_get(4)?;
     if status == "queued" || status == "running" {
-        return Err(ApiError::Conflict("задание ещё выполняется / the job is still active".into()));
+        return Err(ApiError::Conflict(
+            "задание ещё выполняется / the job is still active".into(),
+        ));
     }
     let args: Value = serde_json::from_str(&r.try_get::<String, _>(3)?)?;
     let session: Option<String> = r.try_get(1)?;
-    let new = crate::jobs::enqueue(&state, &kind, session.as_deref(), r.try_get(2)?, args, Some(auth.user.id)).await?;
-    auth::audit(&state, Some(&auth.user), "retry_job", &format!("job:{id}"), &format!("job:{new}")).await;
+    let new = crate::jobs::enqueue(
+        &state,
+        &kind,
+        session.as_deref(),
+        r.try_get(2)?,
+        args,
+        Some(auth.user.id),
+    )
+    .await?;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "retry_job",
+        &format!("job:{id}"),
+        &format!("job:{new}"),
+    )
+    .await;
     Ok(Json(json!({ "job_id": new })))
 }
 
 pub async fn users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require(Right::Admin)?;
-    let rows = sqlx::query("SELECT id, login, name, role, disabled, created_at FROM users ORDER BY login")
-        .fetch_all(&state.db.pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT id, login, name, role, disabled, created_at FROM users ORDER BY login")
+            .fetch_all(&state.db.pool)
+            .await?;
     let users = rows
         .iter()
         .map(|r| {
@@ -123,10 +171,21 @@ pub struct NewUser {
     role: String,
 }
 
-pub async fn create_user(State(state): State<AppState>, auth: Auth, Json(u): Json<NewUser>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(u): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.require(Right::Admin)?;
     let id = auth::create_user(&state, &u.login, &u.name, &u.password, &u.role).await?;
-    auth::audit(&state, Some(&auth.user), "create_user", &format!("user:{id}"), &format!("{} {}", u.login, u.role)).await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "create_user",
+        &format!("user:{id}"),
+        &format!("{} {}", u.login, u.role),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
@@ -137,9 +196,19 @@ pub struct PatchUser {
     disabled: Option<bool>,
 }
 
-pub async fn patch_user(State(state): State<AppState>, auth: Auth, Path(id): Path<i64>, Json(p): Json<PatchUser>) -> ApiResult<StatusCode> {
+pub async fn patch_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(p): Json<PatchUser>,
+) -> ApiResult<StatusCode> {
     auth.require(Right::Admin)?;
-    if sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(id).fetch_optional(&state.db.pool).await?.is_none() {
+    if sqlx::query("SELECT 1 FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("user {id}")));
     }
     if let Some(role) = &p.role {
@@ -147,9 +216,15 @@ pub async fn patch_user(State(state): State<AppState>, auth: Auth, Path(id): Pat
             return Err(ApiError::bad(format!("unknown role {role:?}")));
         }
         if id == auth.user.id && role != "admin" {
-            return Err(ApiError::bad("нельзя снять роль администратора с себя / you cannot demote yourself"));
+            return Err(ApiError::bad(
+                "нельзя снять роль администратора с себя / you cannot demote yourself",
+            ));
         }
-        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(id).bind(role).execute(&state.db.pool).await?;
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+            .bind(id)
+            .bind(role)
+            .execute(&state.db.pool)
+            .await?;
     }
     if let Some(pw) = &p.password {
         auth::password_ok(pw)?;
@@ -157,16 +232,32 @@ pub async fn patch_user(State(state): State<AppState>, auth: Auth, Path(id): Pat
         let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(&state.db.pool).await?;
-        sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1").bind(id).execute(&state.db.pool).await?;
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(hash)
+            .execute(&state.db.pool)
+            .await?;
+        sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&state.db.pool)
+            .await?;
     }
     if let Some(d) = p.disabled {
         if id == auth.user.id && d {
-            return Err(ApiError::bad("нельзя отключить себя / you cannot disable yourself"));
+            return Err(ApiError::bad(
+                "нельзя отключить себя / you cannot disable yourself",
+            ));
         }
-        sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1").bind(id).bind(i64::from(d)).execute(&state.db.pool).await?;
+        sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::from(d))
+            .execute(&state.db.pool)
+            .await?;
         if d {
-            sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1").bind(id).execute(&state.db.pool).await?;
+            sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&state.db.pool)
+                .await?;
         }
     }
     auth::audit(
@@ -174,7 +265,12 @@ pub async fn patch_user(State(state): State<AppState>, auth: Auth, Path(id): Pat
         Some(&auth.user),
         "update_user",
         &format!("user:{id}"),
-        &format!("role={:?} password={} disabled={:?}", p.role, p.password.is_some(), p.disabled),
+        &format!(
+            "role={:?} password={} disabled={:?}",
+            p.role,
+            p.password.is_some(),
+            p.disabled
+        ),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -182,7 +278,9 @@ pub async fn patch_user(State(state): State<AppState>, auth: Auth, Path(id): Pat
 
 pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require(Right::Admin)?;
-    let rows = sqlx::query("SELECT id, name, created_at FROM api_tokens ORDER BY id").fetch_all(&state.db.pool).await?;
+    let rows = sqlx::query("SELECT id, name, created_at FROM api_tokens ORDER BY id")
+        .fetch_all(&state.db.pool)
+        .await?;
     let tokens = rows
         .iter()
         .map(|r| Ok(json!({"id": r.try_get::<i64, _>(0)?, "name": r.try_get::<String, _>(1)?, "created_at": r.try_get::<i64, _>(2)?})))
@@ -195,7 +293,11 @@ pub struct NewToken {
     name: String,
 }
 
-pub async fn create_token(State(state): State<AppState>, auth: Auth, Json(t): Json<NewToken>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(t): Json<NewToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.require(Right::Admin)?;
     let name: String = t.name.trim().chars().take(80).collect();
     if name.is_empty() {
@@ -210,14 +312,38 @@ pub async fn create_token(State(state): State<AppState>, auth: Auth, Json(t): Js
         .fetch_one(&state.db.pool)
         .await?;
     let id: i64 = r.try_get(0)?;
-    auth::audit(&state, Some(&auth.user), "create_token", &format!("token:{id}"), &name).await;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "token": token }))))
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "create_token",
+        &format!("token:{id}"),
+        &name,
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "name": name, "token": token })),
+    ))
 }
 
-pub async fn delete_token(State(state): State<AppState>, auth: Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     auth.require(Right::Admin)?;
-    sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(&state.db.pool).await?;
-    auth::audit(&state, Some(&auth.user), "delete_token", &format!("token:{id}"), "").await;
+    sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        .bind(id)
+        .execute(&state.db.pool)
+        .await?;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "delete_token",
+        &format!("token:{id}"),
+        "",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -227,7 +353,11 @@ pub struct AuditQuery {
     before: Option<i64>,
 }
 
-pub async fn audit_log(State(state): State<AppState>, auth: Auth, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+pub async fn audit_log(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Admin)?;
     let rows = sqlx::query(
         "SELECT id, at, login, action, object, detail FROM audit WHERE ($1 = 0 OR id < $1) ORDER BY id DESC LIMIT $2",

@@ -49,7 +49,10 @@ fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
         .unwrap_or("localhost");
     let proto = headers
         .get("x-forwarded-proto")
@@ -65,7 +68,13 @@ fn download(content_type: &'static str, name: &str, body: impl Into<axum::body::
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
@@ -83,14 +92,21 @@ pub async fn journeys(State(state): State<AppState>, auth: Auth) -> ApiResult<Js
     let list = rows
         .iter()
         .map(|r| {
-            Ok(json!({"id": r.try_get::<String, _>(0)?, "title": r.try_get::<String, _>(1)?,
-                      "version": r.try_get::<String, _>(2)?, "sessions": r.try_get::<i64, _>(3)?}))
+            Ok(
+                json!({"id": r.try_get::<String, _>(0)?, "title": r.try_get::<String, _>(1)?,
+                      "version": r.try_get::<String, _>(2)?, "sessions": r.try_get::<i64, _>(3)?}),
+            )
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Json(json!({ "journeys": list })))
 }
 
-pub async fn map(State(state): State<AppState>, auth: Auth, Path(id): Path<String>, Query(q): Query<MapQuery>) -> ApiResult<Json<Value>> {
+pub async fn map(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<MapQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Findings)?;
     let m = journey_map(&state, &id, &q.filters()?).await?;
     Ok(Json(serde_json::to_value(m)?))
@@ -105,9 +121,25 @@ pub async fn report(
 ) -> ApiResult<Response> {
     auth.require(Right::Findings)?;
     let m = journey_map(&state, &id, &q.filters()?).await?;
-    let html = export::report::html(&m, super::lang(&headers), &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(), &base_url(&headers));
-    auth::audit(&state, Some(&auth.user), "export_report", &format!("journey:{id}"), "").await;
-    let mut r = download("text/html; charset=utf-8", &format!("journey-map-{id}.html"), html);
+    let html = export::report::html(
+        &m,
+        super::lang(&headers),
+        &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        &base_url(&headers),
+    );
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "export_report",
+        &format!("journey:{id}"),
+        "",
+    )
+    .await;
+    let mut r = download(
+        "text/html; charset=utf-8",
+        &format!("journey-map-{id}.html"),
+        html,
+    );
     // Viewed inline in the browser; saved as a file from there.
     r.headers_mut().remove(header::CONTENT_DISPOSITION);
     Ok(r)
@@ -169,15 +201,35 @@ pub async fn load_findings(state: &AppState, q: &MapQuery, base: &str) -> ApiRes
     Ok(out)
 }
 
-pub async fn findings(State(state): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<MapQuery>) -> ApiResult<Response> {
+pub async fn findings(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<MapQuery>,
+) -> ApiResult<Response> {
     auth.require(Right::Findings)?;
     let base = base_url(&headers);
     let list = load_findings(&state, &q, &base).await?;
-    let name = if q.journey.is_empty() { "findings".to_string() } else { format!("findings-{}", q.journey) };
-    auth::audit(&state, Some(&auth.user), "export_findings", &format!("journey:{}", q.journey), &q.format).await;
+    let name = if q.journey.is_empty() {
+        "findings".to_string()
+    } else {
+        format!("findings-{}", q.journey)
+    };
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "export_findings",
+        &format!("journey:{}", q.journey),
+        &q.format,
+    )
+    .await;
     if q.format == "csv" {
         let bytes = export::findings::to_csv(&list, super::lang(&headers));
-        return Ok(download("text/csv; charset=utf-8", &format!("{name}.csv"), bytes));
+        return Ok(download(
+            "text/csv; charset=utf-8",
+            &format!("{name}.csv"),
+            bytes,
+        ));
     }
     let doc = FindingsExport {
         schema_version: FINDINGS_SCHEMA_VERSION,
@@ -200,10 +252,22 @@ pub struct OverlayQuery {
 
 fn cors(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     r
 }
 
@@ -225,7 +289,10 @@ pub fn screen_path(url: &str) -> String {
         None => (path, None),
     };
     let path = path.split('?').next().unwrap_or("/");
-    let mut p = path.trim_end_matches("index.html").trim_end_matches('/').to_string();
+    let mut p = path
+        .trim_end_matches("index.html")
+        .trim_end_matches('/')
+        .to_string();
     if p.is_empty() {
         p.push('/');
     }
@@ -236,7 +303,12 @@ pub fn screen_path(url: &str) -> String {
     p
 }
 
-pub async fn overlay_findings(State(state): State<AppState>, headers: HeaderMap, auth: Result<Auth, ApiError>, Query(q): Query<OverlayQuery>) -> Response {
+pub async fn overlay_findings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    auth: Result<Auth, ApiError>,
+    Query(q): Query<OverlayQuery>,
+) -> Response {
     let result: ApiResult<Response> = async {
         let auth = auth?;
         auth.require(Right::Findings)?;
@@ -261,18 +333,35 @@ pub async fn overlay_findings(State(state): State<AppState>, headers: HeaderMap,
 async fn session_export_data(
     state: &AppState,
     id: &str,
-) -> ApiResult<(export::eaf::SessionMeta, Vec<crate::types::StepInterval>, crate::types::TranscriptView, Vec<TimelineEvent>, Vec<crate::types::Tag>)> {
-    let r = sqlx::query("SELECT participant, started_at FROM sessions WHERE id = $1").bind(id).fetch_one(&state.db.pool).await?;
-    let started: i64 = r.try_get(1)?;
-    let date = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(started.max(0) as u64)).to_string();
-    let meta = export::eaf::SessionMeta { session_id: id.to_string(), participant: r.try_get(0)?, date };
-    let titles: std::collections::HashMap<String, String> = sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
+) -> ApiResult<(
+    export::eaf::SessionMeta,
+    Vec<crate::types::StepInterval>,
+    crate::types::TranscriptView,
+    Vec<TimelineEvent>,
+    Vec<crate::types::Tag>,
+)> {
+    let r = sqlx::query("SELECT participant, started_at FROM sessions WHERE id = $1")
         .bind(id)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+        .fetch_one(&state.db.pool)
+        .await?;
+    let started: i64 = r.try_get(1)?;
+    let date = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(started.max(0) as u64),
+    )
+    .to_string();
+    let meta = export::eaf::SessionMeta {
+        session_id: id.to_string(),
+        participant: r.try_get(0)?,
+        date,
+    };
+    let titles: std::collections::HashMap<String, String> =
+        sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
+            .bind(id)
+            .fetch_all(&state.db.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
     let steps = sqlx::query("SELECT step, visit, start_ms, end_ms FROM step_intervals WHERE session_id = $1 ORDER BY start_ms")
         .bind(id)
         .fetch_all(&state.db.pool)
@@ -303,27 +392,76 @@ async fn session_export_data(
     Ok((meta, steps, transcript, events, tags))
 }
 
-pub async fn eaf(State(state): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn eaf(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let (meta, steps, transcript, events, tags) = session_export_data(&state, &id).await?;
-    let media = format!("{}/api/v1/sessions/{id}/media/screen.mp4", base_url(&headers));
+    let media = format!(
+        "{}/api/v1/sessions/{id}/media/screen.mp4",
+        base_url(&headers)
+    );
     let xml = export::eaf::write(&meta, &steps, &transcript, &events, &tags, Some(&media));
-    auth::audit(&state, Some(&auth.user), "export_eaf", &format!("session:{id}"), "").await;
-    Ok(download("application/xml; charset=utf-8", &format!("{id}.eaf"), xml))
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "export_eaf",
+        &format!("session:{id}"),
+        "",
+    )
+    .await;
+    Ok(download(
+        "application/xml; charset=utf-8",
+        &format!("{id}.eaf"),
+        xml,
+    ))
 }
 
-pub async fn vtt(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn vtt(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let t = super::load_transcript(&state, &id).await?;
-    auth::audit(&state, Some(&auth.user), "export_vtt", &format!("session:{id}"), "").await;
-    Ok(download("text/vtt; charset=utf-8", &format!("{id}.vtt"), export::subtitles::vtt(&t)))
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "export_vtt",
+        &format!("session:{id}"),
+        "",
+    )
+    .await;
+    Ok(download(
+        "text/vtt; charset=utf-8",
+        &format!("{id}.vtt"),
+        export::subtitles::vtt(&t),
+    ))
 }
 
-pub async fn srt(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn srt(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let t = super::load_transcript(&state, &id).await?;
-    auth::audit(&state, Some(&auth.user), "export_srt", &format!("session:{id}"), "").await;
-    Ok(download("application/x-subrip; charset=utf-8", &format!("{id}.srt"), export::subtitles::srt(&t)))
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "export_srt",
+        &format!("session:{id}"),
+        "",
+    )
+    .await;
+    Ok(download(
+        "application/x-subrip; charset=utf-8",
+        &format!("{id}.srt"),
+        export::subtitles::srt(&t),
+    ))
 }
 
 #[cfg(test)]
@@ -332,7 +470,10 @@ mod tests {
 
     #[test]
     fn screens_compare_by_path() {
-        assert_eq!(screen_path("http://a:8000/child/form.html?x=1#top"), "/child/form.html");
+        assert_eq!(
+            screen_path("http://a:8000/child/form.html?x=1#top"),
+            "/child/form.html"
+        );
         assert_eq!(screen_path("https://proto.example/child/"), "/child");
         assert_eq!(screen_path("http://h/index.html"), "/");
         assert_eq!(screen_path("http://h/app#/step/2"), "/app#/step/2");

@@ -31,17 +31,32 @@ pub fn router() -> Router<AppState> {
         .route("/categories", get(categories))
         .route("/studies", get(sessions::studies))
         .route("/sessions", get(sessions::list))
-        .route("/sessions/{id}", get(sessions::detail).patch(sessions::patch))
+        .route(
+            "/sessions/{id}",
+            get(sessions::detail).patch(sessions::patch),
+        )
         .route("/sessions/{id}/withdraw", post(sessions::withdraw))
         .route("/sessions/{id}/timeline", get(sessions::timeline))
         .route("/sessions/{id}/transcript", get(sessions::transcript))
         .route("/sessions/{id}/events", get(sessions::events))
         .route("/sessions/{id}/media/{*file}", get(sessions::media))
         .route("/sessions/{id}/analyze", post(sessions::analyze))
-        .route("/sessions/{id}/candidates/{cid}/accept", post(review::accept))
-        .route("/sessions/{id}/candidates/{cid}/reject", post(review::reject))
-        .route("/sessions/{id}/tags", get(review::list_tags).post(review::create_tag))
-        .route("/tags/{tag}", put(review::update_tag).delete(review::delete_tag))
+        .route(
+            "/sessions/{id}/candidates/{cid}/accept",
+            post(review::accept),
+        )
+        .route(
+            "/sessions/{id}/candidates/{cid}/reject",
+            post(review::reject),
+        )
+        .route(
+            "/sessions/{id}/tags",
+            get(review::list_tags).post(review::create_tag),
+        )
+        .route(
+            "/tags/{tag}",
+            put(review::update_tag).delete(review::delete_tag),
+        )
         .route("/tags/{tag}/history", get(review::history))
         .route("/tags/{tag}/clip", post(review::make_clip))
         .route("/clips/{file}", get(review::clip))
@@ -49,7 +64,10 @@ pub fn router() -> Router<AppState> {
         .route("/journeys/{id}/map", get(exports::map))
         .route("/journeys/{id}/report.html", get(exports::report))
         .route("/findings", get(exports::findings))
-        .route("/overlay/findings", get(exports::overlay_findings).options(exports::overlay_preflight))
+        .route(
+            "/overlay/findings",
+            get(exports::overlay_findings).options(exports::overlay_preflight),
+        )
         .route("/sessions/{id}/export.eaf", get(exports::eaf))
         .route("/sessions/{id}/export.vtt", get(exports::vtt))
         .route("/sessions/{id}/export.srt", get(exports::srt))
@@ -99,11 +117,16 @@ struct LoginBody {
 }
 
 async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<Response> {
-    let row = sqlx::query("SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0")
-        .bind(body.login.trim())
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let phc = row.as_ref().map(|r| r.try_get::<String, _>(4)).transpose()?;
+    let row = sqlx::query(
+        "SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0",
+    )
+    .bind(body.login.trim())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let phc = row
+        .as_ref()
+        .map(|r| r.try_get::<String, _>(4))
+        .transpose()?;
     // Verify even for unknown logins, so timing does not reveal which exist.
     let password = body.password.clone();
     let ok = tokio::task::spawn_blocking(move || {
@@ -116,7 +139,14 @@ async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Ap
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(row) = row.filter(|_| ok) else {
-        auth::audit(&state, None, "login_failed", &format!("user:{}", body.login.trim()), "").await;
+        auth::audit(
+            &state,
+            None,
+            "login_failed",
+            &format!("user:{}", body.login.trim()),
+            "",
+        )
+        .await;
         return Ok((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "bad_credentials", "message": "Неверный логин или пароль / wrong login or password"})),
@@ -140,8 +170,19 @@ async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Ap
         .bind(now + SESSION_DAYS * 86_400_000)
         .execute(&state.db.pool)
         .await?;
-    auth::audit(&state, Some(&user), "login", &format!("user:{}", user.id), "").await;
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    auth::audit(
+        &state,
+        Some(&user),
+        "login",
+        &format!("user:{}", user.id),
+        "",
+    )
+    .await;
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_DAYS * 86_400
@@ -154,7 +195,11 @@ async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Ap
     Ok(resp)
 }
 
-async fn logout(State(state): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()
@@ -169,7 +214,14 @@ async fn logout(State(state): State<AppState>, auth: Auth, headers: HeaderMap) -
             .execute(&state.db.pool)
             .await?;
     }
-    auth::audit(&state, Some(&auth.user), "logout", &format!("user:{}", auth.user.id), "").await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "logout",
+        &format!("user:{}", auth.user.id),
+        "",
+    )
+    .await;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -184,10 +236,12 @@ async fn me(auth: Auth) -> Json<Value> {
 
 /// A session's transcript as the API serves it (JSON, pre-rendered at import).
 pub async fn transcript_json(state: &AppState, session: &str) -> anyhow::Result<String> {
-    let head = sqlx::query("SELECT transcript_status, language, transcript_json FROM sessions WHERE id = $1")
-        .bind(session)
-        .fetch_one(&state.db.pool)
-        .await?;
+    let head = sqlx::query(
+        "SELECT transcript_status, language, transcript_json FROM sessions WHERE id = $1",
+    )
+    .bind(session)
+    .fetch_one(&state.db.pool)
+    .await?;
     Ok(match head.try_get::<Option<String>, _>(2)? {
         Some(json) => json,
         None => serde_json::to_string(&TranscriptView {
@@ -200,11 +254,18 @@ pub async fn transcript_json(state: &AppState, session: &str) -> anyhow::Result<
 
 /// A session's transcript.
 pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<TranscriptView> {
-    Ok(serde_json::from_str(&transcript_json(state, session).await?)?)
+    Ok(serde_json::from_str(
+        &transcript_json(state, session).await?,
+    )?)
 }
 
 /// A 404 unless the session exists; a 403 for raw data unless the role may see it.
-pub async fn require_session(state: &AppState, auth: &Auth, id: &str, right: Right) -> ApiResult<()> {
+pub async fn require_session(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    right: Right,
+) -> ApiResult<()> {
     auth.require(right)?;
     let found = sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
         .bind(id)

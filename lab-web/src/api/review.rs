@@ -29,10 +29,17 @@ fn candidate_from_row(r: &AnyRow) -> Result<Candidate, ApiError> {
         confidence: r.try_get(5)?,
         note: r.try_get(6)?,
         evidence: CandidateEvidence {
-            events: evidence["events"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default(),
+            events: evidence["events"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default(),
             words: evidence["words"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|w| w.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|w| w.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
         },
         status: r.try_get(8)?,
@@ -91,13 +98,15 @@ pub fn tag_select(filter: &str) -> String {
 }
 
 pub async fn tags(state: &AppState, session: &str) -> ApiResult<Vec<Tag>> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(tag_select("t.session_id = $1") + " ORDER BY t.start_ms, t.id"))
-        .bind(session)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(tag_from_row)
-        .collect::<Result<_, _>>()?)
+    Ok(sqlx::query(sqlx::AssertSqlSafe(
+        tag_select("t.session_id = $1") + " ORDER BY t.start_ms, t.id",
+    ))
+    .bind(session)
+    .fetch_all(&state.db.pool)
+    .await?
+    .iter()
+    .map(tag_from_row)
+    .collect::<Result<_, _>>()?)
 }
 
 async fn tag_by_id(state: &AppState, id: i64) -> ApiResult<Tag> {
@@ -109,7 +118,11 @@ async fn tag_by_id(state: &AppState, id: i64) -> ApiResult<Tag> {
     Ok(tag_from_row(&r)?)
 }
 
-pub async fn list_tags(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn list_tags(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     require_session(&state, &auth, &id, Right::Findings).await?;
     Ok(Json(json!({ "tags": tags(&state, &id).await? })))
 }
@@ -131,13 +144,17 @@ pub struct TagInput {
 
 fn validate(t: &TagInput) -> ApiResult<()> {
     if t.start_ms < 0 || t.end_ms < t.start_ms {
-        return Err(ApiError::bad("диапазон: начало должно быть не позже конца / start must not be after end"));
+        return Err(ApiError::bad(
+            "диапазон: начало должно быть не позже конца / start must not be after end",
+        ));
     }
     if !(1..=4).contains(&t.severity) {
         return Err(ApiError::bad("серьёзность 1–4 / severity must be 1-4"));
     }
     if !EMOTIONS.contains(&t.emotion.as_str()) {
-        return Err(ApiError::bad(format!("emotion must be one of {EMOTIONS:?}")));
+        return Err(ApiError::bad(format!(
+            "emotion must be one of {EMOTIONS:?}"
+        )));
     }
     if !CATEGORIES.iter().any(|c| c.0 == t.category) {
         return Err(ApiError::bad(format!("unknown category {:?}", t.category)));
@@ -166,7 +183,13 @@ async fn quote_for(state: &AppState, session: &str, from: i64, to: i64) -> ApiRe
 
 /// Where on the prototype it happened: the page URL at the end of the range
 /// and the element the participant worked on in it.
-async fn place_for(state: &AppState, session: &str, from: i64, to: i64, evidence: &[i64]) -> ApiResult<(Option<String>, Option<String>)> {
+async fn place_for(
+    state: &AppState,
+    session: &str,
+    from: i64,
+    to: i64,
+    evidence: &[i64],
+) -> ApiResult<(Option<String>, Option<String>)> {
     let rows = sqlx::query(
         "SELECT seq, t_ms, data FROM events WHERE session_id = $1 AND source = 'browser' AND t_ms <= $2 ORDER BY t_ms DESC, seq DESC LIMIT 400",
     )
@@ -243,12 +266,26 @@ async fn insert_tag(
     let id: i64 = row.try_get(0)?;
     let tag = tag_by_id(state, id).await?;
     record_history(state, auth, id, "create", None, Some(&tag)).await?;
-    auth::audit(state, Some(&auth.user), "create_tag", &format!("tag:{id}"), &format!("session:{session}")).await;
+    auth::audit(
+        state,
+        Some(&auth.user),
+        "create_tag",
+        &format!("tag:{id}"),
+        &format!("session:{session}"),
+    )
+    .await;
     Ok(tag)
 }
 
-async fn record_history(state: &AppState, auth: &Auth, tag: i64, action: &str, before: Option<&Tag>, after: Option<&Tag>) -> ApiResult<()> {
-    let j = |t: Option<&Tag>| t.map(|t| serde_json::to_string(t)).transpose();
+async fn record_history(
+    state: &AppState,
+    auth: &Auth,
+    tag: i64,
+    action: &str,
+    before: Option<&Tag>,
+    after: Option<&Tag>,
+) -> ApiResult<()> {
+    let j = |t: Option<&Tag>| t.map(serde_json::to_string).transpose();
     sqlx::query("INSERT INTO tag_history (tag_id, user_id, at, action, before, after) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(tag)
         .bind(auth.user.id)
@@ -268,7 +305,10 @@ pub async fn create_tag(
     Json(input): Json<TagInput>,
 ) -> ApiResult<(StatusCode, Json<Tag>)> {
     require_session(&state, &auth, &id, Right::Review).await?;
-    Ok((StatusCode::CREATED, Json(insert_tag(&state, &auth, &id, &input, None).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(insert_tag(&state, &auth, &id, &input, None).await?),
+    ))
 }
 
 /// Category proposed for a detector's candidate.
@@ -296,15 +336,19 @@ pub async fn accept(
     body: Option<Json<AcceptBody>>,
 ) -> ApiResult<Json<Value>> {
     require_session(&state, &auth, &id, Right::Review).await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE session_id = $1 AND id = $2")))
-        .bind(&id)
-        .bind(&cid)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("candidate {cid} not found")))?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE session_id = $1 AND id = $2"
+    )))
+    .bind(&id)
+    .bind(&cid)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("candidate {cid} not found")))?;
     let c = candidate_from_row(&r)?;
     if c.status == "accepted" {
-        return Err(ApiError::Conflict("кандидат уже принят / candidate already accepted".into()));
+        return Err(ApiError::Conflict(
+            "кандидат уже принят / candidate already accepted".into(),
+        ));
     }
     let input = body.and_then(|b| b.0.tag).unwrap_or(TagInput {
         start_ms: c.start_ms,
@@ -328,7 +372,14 @@ pub async fn accept(
     .bind(now_ms())
     .execute(&state.db.pool)
     .await?;
-    auth::audit(&state, Some(&auth.user), "accept_candidate", &format!("session:{id}"), &cid).await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "accept_candidate",
+        &format!("session:{id}"),
+        &cid,
+    )
+    .await;
     Ok(Json(json!({ "tag": tag })))
 }
 
@@ -362,12 +413,21 @@ pub async fn reject(
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("candidate {cid} not found")));
     }
-    auth::audit(&state, Some(&auth.user), "reject_candidate", &format!("session:{id}"), &cid).await;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE session_id = $1 AND id = $2")))
-        .bind(&id)
-        .bind(&cid)
-        .fetch_one(&state.db.pool)
-        .await?;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "reject_candidate",
+        &format!("session:{id}"),
+        &cid,
+    )
+    .await;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE session_id = $1 AND id = $2"
+    )))
+    .bind(&id)
+    .bind(&cid)
+    .fetch_one(&state.db.pool)
+    .await?;
     Ok(Json(candidate_from_row(&r)?))
 }
 
@@ -398,11 +458,22 @@ pub async fn update_tag(
     .await?;
     let after = tag_by_id(&state, tag).await?;
     record_history(&state, &auth, tag, "update", Some(&before), Some(&after)).await?;
-    auth::audit(&state, Some(&auth.user), "update_tag", &format!("tag:{tag}"), "").await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "update_tag",
+        &format!("tag:{tag}"),
+        "",
+    )
+    .await;
     Ok(Json(after))
 }
 
-pub async fn delete_tag(State(state): State<AppState>, auth: Auth, Path(tag): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_tag(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(tag): Path<i64>,
+) -> ApiResult<StatusCode> {
     auth.require(Right::Review)?;
     let before = tag_by_id(&state, tag).await?;
     sqlx::query("UPDATE tags SET deleted = 1, updated_at = $2 WHERE id = $1")
@@ -416,7 +487,14 @@ pub async fn delete_tag(State(state): State<AppState>, auth: Auth, Path(tag): Pa
         .execute(&state.db.pool)
         .await?;
     record_history(&state, &auth, tag, "delete", Some(&before), None).await?;
-    auth::audit(&state, Some(&auth.user), "delete_tag", &format!("tag:{tag}"), "").await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "delete_tag",
+        &format!("tag:{tag}"),
+        "",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -442,15 +520,31 @@ pub async fn history_list(state: &AppState, tag: i64) -> ApiResult<Vec<Value>> {
     .collect()
 }
 
-pub async fn history(State(state): State<AppState>, auth: Auth, Path(tag): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn history(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(tag): Path<i64>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Raw)?;
     Ok(Json(json!({ "history": history_list(&state, tag).await? })))
 }
 
-pub async fn make_clip(State(state): State<AppState>, auth: Auth, Path(tag): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn make_clip(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(tag): Path<i64>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Review)?;
     let t = tag_by_id(&state, tag).await?;
-    let job = crate::jobs::enqueue(&state, "clip", Some(&t.session_id), Some(tag), json!({"tag_id": tag}), Some(auth.user.id)).await?;
+    let job = crate::jobs::enqueue(
+        &state,
+        "clip",
+        Some(&t.session_id),
+        Some(tag),
+        json!({"tag_id": tag}),
+        Some(auth.user.id),
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO clips (tag_id, status, job_id, created_at) VALUES ($1, 'queued', $2, $3) \
          ON CONFLICT (tag_id) DO UPDATE SET status = 'queued', job_id = excluded.job_id",
@@ -460,12 +554,24 @@ pub async fn make_clip(State(state): State<AppState>, auth: Auth, Path(tag): Pat
     .bind(now_ms())
     .execute(&state.db.pool)
     .await?;
-    auth::audit(&state, Some(&auth.user), "make_clip", &format!("tag:{tag}"), "").await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "make_clip",
+        &format!("tag:{tag}"),
+        "",
+    )
+    .await;
     Ok(Json(json!({ "job_id": job })))
 }
 
 /// `/clips/{tag}.mp4`: viewers may watch clips.
-pub async fn clip(State(state): State<AppState>, auth: Auth, Path(file): Path<String>, req: Request) -> ApiResult<Response> {
+pub async fn clip(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(file): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
     auth.require(Right::Findings)?;
     let tag: i64 = file
         .strip_suffix(".mp4")
@@ -480,8 +586,19 @@ pub async fn clip(State(state): State<AppState>, auth: Auth, Path(file): Path<St
     if done.as_deref() != Some("done") {
         return Err(ApiError::not_found("no such clip"));
     }
-    if req.headers().get(axum::http::header::RANGE).is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-")) {
-        auth::audit(&state, Some(&auth.user), "view_clip", &format!("tag:{tag}"), "").await;
+    if req
+        .headers()
+        .get(axum::http::header::RANGE)
+        .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
+    {
+        auth::audit(
+            &state,
+            Some(&auth.user),
+            "view_clip",
+            &format!("tag:{tag}"),
+            "",
+        )
+        .await;
     }
     super::sessions::serve_file(crate::clips::clip_path(&state, tag), req).await
 }

@@ -17,7 +17,9 @@ use crate::auth::{self, Auth, Right};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::types::{AnalysisState, JourneyInfo, Marker, SessionRow, SpeechSpan, StepInterval, TimelineEvent};
+use crate::types::{
+    AnalysisState, JourneyInfo, Marker, SessionRow, SpeechSpan, StepInterval, TimelineEvent,
+};
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
@@ -59,7 +61,10 @@ const ROW_COLUMNS: &str = "s.id, s.study, s.life_situation, s.journey_id, s.part
     (SELECT COUNT(*) FROM candidates c WHERE c.session_id = s.id), \
     (SELECT COUNT(*) FROM tags t WHERE t.session_id = s.id AND t.deleted = 0)";
 
-fn row_to_session(r: &sqlx::any::AnyRow, jobs: &HashMap<String, crate::jobs::Job>) -> Result<SessionRow, sqlx::Error> {
+fn row_to_session(
+    r: &sqlx::any::AnyRow,
+    jobs: &HashMap<String, crate::jobs::Job>,
+) -> Result<SessionRow, sqlx::Error> {
     let id: String = r.try_get(0)?;
     let transcript_status: String = r.try_get(11)?;
     let media: String = r.try_get(12)?;
@@ -98,11 +103,13 @@ fn row_to_session(r: &sqlx::any::AnyRow, jobs: &HashMap<String, crate::jobs::Job
 
 pub async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
     let jobs = crate::jobs::latest_for_sessions(state).await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ROW_COLUMNS} FROM sessions s WHERE s.id = $1")))
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROW_COLUMNS} FROM sessions s WHERE s.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
     Ok(row_to_session(&r, &jobs)?)
 }
 
@@ -114,7 +121,11 @@ pub async fn session_visible(state: &AppState, id: &str) -> ApiResult<bool> {
         .is_some())
 }
 
-pub async fn list(State(state): State<AppState>, auth: Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Findings)?;
     let jobs = crate::jobs::latest_for_sessions(&state).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -172,7 +183,11 @@ pub async fn journey_info(state: &AppState, id: &str) -> ApiResult<Option<Journe
     }
 }
 
-pub async fn detail(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn detail(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     require_session(&state, &auth, &id, Right::Findings).await?;
     let row = session_row(&state, &id).await?;
     let r = sqlx::query("SELECT consent, moderator, tracks, media, qa FROM sessions WHERE id = $1")
@@ -212,8 +227,14 @@ pub async fn detail(State(state): State<AppState>, auth: Auth, Path(id): Path<St
     let mut v = serde_json::to_value(&row)?;
     let o = v.as_object_mut().expect("object");
     o.insert("consent".into(), json!(r.try_get::<String, _>(0)?));
-    o.insert("moderator".into(), json!(r.try_get::<Option<String>, _>(1)?));
-    o.insert("tracks".into(), serde_json::from_str(&r.try_get::<String, _>(2)?)?);
+    o.insert(
+        "moderator".into(),
+        json!(r.try_get::<Option<String>, _>(1)?),
+    );
+    o.insert(
+        "tracks".into(),
+        serde_json::from_str(&r.try_get::<String, _>(2)?)?,
+    );
     o.insert(
         "media".into(),
         json!({
@@ -231,7 +252,14 @@ pub async fn detail(State(state): State<AppState>, auth: Auth, Path(id): Path<St
     o.insert("journey".into(), serde_json::to_value(journey)?);
     o.insert("qa".into(), qa.unwrap_or(Value::Null));
     if raw {
-        auth::audit(&state, Some(&auth.user), "view_session", &format!("session:{id}"), "").await;
+        auth::audit(
+            &state,
+            Some(&auth.user),
+            "view_session",
+            &format!("session:{id}"),
+            "",
+        )
+        .await;
     }
     Ok(Json(v))
 }
@@ -258,7 +286,14 @@ pub async fn patch(
             .bind(&seg)
             .execute(&state.db.pool)
             .await?;
-        auth::audit(&state, Some(&auth.user), "set_segment", &format!("session:{id}"), &seg).await;
+        auth::audit(
+            &state,
+            Some(&auth.user),
+            "set_segment",
+            &format!("session:{id}"),
+            &seg,
+        )
+        .await;
     }
     Ok(Json(session_row(&state, &id).await?))
 }
@@ -288,13 +323,14 @@ pub async fn timeline(
         .fetch_one(pool)
         .await?
         .try_get(0)?;
-    let titles: HashMap<String, String> = sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+    let titles: HashMap<String, String> =
+        sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
+            .bind(&id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
     let steps = sqlx::query(
         "SELECT step, visit, start_ms, end_ms FROM step_intervals WHERE session_id = $1 AND end_ms >= $2 AND start_ms <= $3 ORDER BY start_ms",
     )
@@ -385,7 +421,12 @@ pub async fn timeline(
         Some(s) if q.from_ms.is_none() && q.to_ms.is_none() => s,
         Some(s) => {
             let spans: Vec<SpeechSpan> = serde_json::from_str(&s)?;
-            serde_json::to_string(&spans.into_iter().filter(|x| x.end_ms >= from && x.start_ms <= to).collect::<Vec<_>>())?
+            serde_json::to_string(
+                &spans
+                    .into_iter()
+                    .filter(|x| x.end_ms >= from && x.start_ms <= to)
+                    .collect::<Vec<_>>(),
+            )?
         }
     };
     let candidates = super::review::candidates(&state, &id).await?;
@@ -401,13 +442,25 @@ pub async fn timeline(
     })
     .to_string();
     let body = format!("{{\"events\":{events},\"speech\":{speech},{}", &rest[1..]);
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
-pub async fn transcript(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn transcript(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let json = super::transcript_json(&state, &id).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response())
 }
 
 pub async fn events(
@@ -456,7 +509,9 @@ pub async fn media(
         .fetch_one(&state.db.pool)
         .await?;
     if r.try_get::<i64, _>(2)? != 0 {
-        return Err(ApiError::not_found("the participant withdrew; media deleted"));
+        return Err(ApiError::not_found(
+            "the participant withdrew; media deleted",
+        ));
     }
     let bundle = PathBuf::from(r.try_get::<String, _>(0)?);
     let media: Value = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
@@ -475,8 +530,20 @@ pub async fn media(
     if rel.split('/').any(|c| c == ".." || c.is_empty()) {
         return Err(ApiError::not_found("bad media path"));
     }
-    if file.ends_with(".mp4") && req.headers().get(axum::http::header::RANGE).is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-")) {
-        auth::audit(&state, Some(&auth.user), "view_media", &format!("session:{id}"), &file).await;
+    if file.ends_with(".mp4")
+        && req
+            .headers()
+            .get(axum::http::header::RANGE)
+            .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
+    {
+        auth::audit(
+            &state,
+            Some(&auth.user),
+            "view_media",
+            &format!("session:{id}"),
+            &file,
+        )
+        .await;
     }
     serve_file(bundle.join(rel), req).await
 }
@@ -518,7 +585,9 @@ pub async fn analyze(
         .fetch_optional(&state.db.pool)
         .await?;
     if let Some(r) = active {
-        return Ok(Json(json!({ "job_id": r.try_get::<i64, _>(0)?, "already": true })));
+        return Ok(Json(
+            json!({ "job_id": r.try_get::<i64, _>(0)?, "already": true }),
+        ));
     }
     let job = crate::jobs::enqueue(
         &state,
@@ -529,7 +598,14 @@ pub async fn analyze(
         Some(auth.user.id),
     )
     .await?;
-    auth::audit(&state, Some(&auth.user), "analyze", &format!("session:{id}"), force.as_deref().unwrap_or("")).await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "analyze",
+        &format!("session:{id}"),
+        force.as_deref().unwrap_or(""),
+    )
+    .await;
     Ok(Json(json!({ "job_id": job })))
 }
 
@@ -538,7 +614,11 @@ pub struct ImportBody {
     path: String,
 }
 
-pub async fn import(State(state): State<AppState>, auth: Auth, Json(body): Json<ImportBody>) -> ApiResult<Json<Value>> {
+pub async fn import(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<ImportBody>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Operate)?;
     let root = state
         .config
@@ -546,7 +626,11 @@ pub async fn import(State(state): State<AppState>, auth: Auth, Json(body): Json<
         .canonicalize()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("sessions folder: {e}")))?;
     let path = PathBuf::from(body.path.trim());
-    let path = if path.is_relative() { root.join(path) } else { path };
+    let path = if path.is_relative() {
+        root.join(path)
+    } else {
+        path
+    };
     let path = path
         .canonicalize()
         .map_err(|_| ApiError::bad(format!("no such folder: {}", body.path)))?;
@@ -557,13 +641,25 @@ pub async fn import(State(state): State<AppState>, auth: Auth, Json(body): Json<
         )));
     }
     if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
-        return Err(ApiError::bad(format!("{} is not a session bundle (no manifest.json)", path.display())));
+        return Err(ApiError::bad(format!(
+            "{} is not a session bundle (no manifest.json)",
+            path.display()
+        )));
     }
     let (id, outcome) = crate::import::import(&state, &path)
         .await
         .map_err(|e| ApiError::bad(format!("import failed: {e:#}")))?;
-    auth::audit(&state, Some(&auth.user), "import", &format!("session:{id}"), &path.to_string_lossy()).await;
-    Ok(Json(json!({ "session_id": id, "imported": outcome == crate::import::Outcome::Imported })))
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "import",
+        &format!("session:{id}"),
+        &path.to_string_lossy(),
+    )
+    .await;
+    Ok(Json(
+        json!({ "session_id": id, "imported": outcome == crate::import::Outcome::Imported }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -574,11 +670,23 @@ pub struct SearchQuery {
     journey: String,
 }
 
-pub async fn search(State(state): State<AppState>, auth: Auth, Query(q): Query<SearchQuery>) -> ApiResult<Json<Value>> {
+pub async fn search(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(Right::Raw)?;
     let t0 = std::time::Instant::now();
-    let hits = crate::search::search(&state.db, &q.q, (!q.journey.is_empty()).then_some(q.journey.as_str()), 200).await?;
-    Ok(Json(json!({ "hits": hits, "took_ms": t0.elapsed().as_secs_f64() * 1000.0 })))
+    let hits = crate::search::search(
+        &state.db,
+        &q.q,
+        (!q.journey.is_empty()).then_some(q.journey.as_str()),
+        200,
+    )
+    .await?;
+    Ok(Json(
+        json!({ "hits": hits, "took_ms": t0.elapsed().as_secs_f64() * 1000.0 }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -620,20 +728,35 @@ pub async fn withdraw(
         "UPDATE tags SET quote = '', note = '' WHERE session_id = $1 AND $2 = $2",
         "UPDATE candidates SET evidence = '{\"events\":[],\"words\":[]}', note = '' WHERE session_id = $1 AND $2 = $2",
     ] {
-        sqlx::query(sql).bind(&id).bind(now_ms()).execute(&mut *tx).await?;
+        sqlx::query(sql)
+            .bind(&id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
     }
-    let lane = sqlx::query("SELECT seq, t_ms, source, kind FROM events WHERE session_id = $1 ORDER BY t_ms, seq")
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(TimelineEvent { seq: r.try_get(0)?, t_ms: r.try_get(1)?, source: r.try_get(2)?, kind: r.try_get(3)?, summary: String::new() })
+    let lane = sqlx::query(
+        "SELECT seq, t_ms, source, kind FROM events WHERE session_id = $1 ORDER BY t_ms, seq",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(TimelineEvent {
+            seq: r.try_get(0)?,
+            t_ms: r.try_get(1)?,
+            source: r.try_get(2)?,
+            kind: r.try_get(3)?,
+            summary: String::new(),
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     crate::import::write_event_chunks(&mut tx, &id, &lane).await?;
     for t in &tag_ids {
-        sqlx::query("DELETE FROM clips WHERE tag_id = $1").bind(t).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM clips WHERE tag_id = $1")
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id = $1")
             .bind(t)
             .execute(&mut *tx)
@@ -644,15 +767,28 @@ pub async fn withdraw(
         let _ = tokio::fs::remove_file(crate::clips::clip_path(&state, *t)).await;
     }
     let bundle = PathBuf::from(bundle);
-    for dir in [lab_model::bundle::MEDIA_DIR, lab_model::analysis::ANALYSIS_DIR] {
+    for dir in [
+        lab_model::bundle::MEDIA_DIR,
+        lab_model::analysis::ANALYSIS_DIR,
+    ] {
         let p = bundle.join(dir);
         if p.exists()
             && let Err(e) = tokio::fs::remove_dir_all(&p).await
         {
             tracing::error!("withdrawal of {id}: cannot delete {}: {e}", p.display());
-            return Err(ApiError::Internal(anyhow::anyhow!("cannot delete {}: {e}", p.display())));
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "cannot delete {}: {e}",
+                p.display()
+            )));
         }
     }
-    auth::audit(&state, Some(&auth.user), "withdraw", &format!("session:{id}"), &body.reason).await;
+    auth::audit(
+        &state,
+        Some(&auth.user),
+        "withdraw",
+        &format!("session:{id}"),
+        &body.reason,
+    )
+    .await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
