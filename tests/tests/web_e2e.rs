@@ -305,6 +305,83 @@ fn serve_and_review(
         assert!(actions.contains(&a), "audit log lacks {a}: {actions:?}");
     }
     println!("{label}: screenshots in {}", shots.display());
+    if analyse {
+        media_and_clip(&admin, &id, &dir.join(format!("data-{label}")));
+    }
+}
+
+/// Range requests on the rendition, and a clip cut by ffmpeg with subtitles.
+fn media_and_clip(api: &Api, session: &str, data: &Path) {
+    let (status, headers, body) = http_with(
+        "GET",
+        &format!("{}/api/v1/sessions/{session}/media/screen.mp4", api.base),
+        &[("Cookie", &api.cookie), ("Range", "bytes=0-99")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 206, "range request: {status}");
+    let range = headers
+        .iter()
+        .find(|(k, _)| k == "content-range")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(range.starts_with("bytes 0-99/"), "{range}");
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(length, Some("100"), "{headers:?}");
+    assert!(!body.is_empty());
+    let (_, tags) = api.call("GET", &format!("/api/v1/sessions/{session}/tags"), None);
+    let tag = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|t| t["end_ms"].as_i64().unwrap() - t["start_ms"].as_i64().unwrap())
+        .unwrap()
+        .clone();
+    // Widen the tag to cover the speech, so the clip has subtitles.
+    let mut input = tag.clone();
+    input["start_ms"] = json!(3000);
+    input["end_ms"] = json!(9000);
+    let (status, v) = api.call("PUT", &format!("/api/v1/tags/{}", tag["id"]), Some(input));
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = api.call("POST", &format!("/api/v1/tags/{}/clip", tag["id"]), None);
+    let job_id = v["job_id"].as_i64().unwrap();
+    let done = api.wait_for("the clip", Duration::from_secs(120), |a| {
+        let j = job(a, job_id);
+        assert_ne!(j["status"], "failed", "clip failed: {j}");
+        (j["status"] == "done").then_some(j)
+    });
+    println!("clip job: {done}");
+    let clip = data.join("clips").join(format!("{}.mp4", tag["id"]));
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&probe.stdout).to_string();
+    for want in ["h264,video", "aac,audio", "mov_text,subtitle"] {
+        assert!(
+            streams.contains(want),
+            "clip streams lack {want}: {streams}"
+        );
+    }
+    let (status, _, _) = http_with(
+        "GET",
+        &format!("{}/api/v1/clips/{}.mp4", api.base, tag["id"]),
+        &[("Cookie", &api.cookie), ("Range", "bytes=0-9")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 206);
 }
 
 #[test]
