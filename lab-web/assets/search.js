@@ -1,0 +1,1 @@
+// transcript search page (filled in by the front-end work)
