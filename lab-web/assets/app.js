@@ -305,6 +305,8 @@
       'aria-current': page === name ? 'page' : null}, t(key));
     if (me) {
       nav.append(link('/', 'nav.sessions', 'sessions'), link('/findings', 'nav.findings', 'findings'));
+      // Transcript search reads raw recordings: every role but the viewer.
+      if (RIGHTS.raw.includes(me.user.role)) nav.append(link('/search', 'nav.search', 'search'));
       if (me.user.role === 'admin') nav.append(link('/admin', 'nav.admin', 'admin'));
     }
     const langSel = el('div', {class: 'lang-switch', role: 'group', 'aria-label': t('nav.language')},

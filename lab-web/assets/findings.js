@@ -109,6 +109,13 @@ Lab.page('findings', async ({main}) => {
         .some((x) => x && String(x).toLowerCase().includes(q))));
   }
 
+  /** The finding in context: its session at the tag's start, the tag highlighted. */
+  function sessionHref(f) {
+    const start = Number(f.start_ms);
+    return '/sessions/' + encodeURIComponent(f.session_id) +
+      qs({t: f.start_ms != null && isFinite(start) ? Math.max(0, Math.round(start)) : null, tag: f.id ?? f.tag_id});
+  }
+
   function shortUrl(u) {
     try { const p = new URL(u, location.href); return (p.host !== location.host ? p.host : '') + p.pathname + p.search; } catch (_) { return String(u); }
   }
@@ -125,10 +132,12 @@ Lab.page('findings', async ({main}) => {
       el('button', {type: 'button', class: 'sort-btn', onclick: () => { sort = {key, dir: sort.key === key ? -sort.dir : 1}; renderTable(); }},
         t(label), sort.key === key ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''))));
     const body = el('tbody', null, rows.map((f) => el('tr', {class: 'finding-row', dataset: {id: f.id ?? f.tag_id ?? ''}},
-      el('td', null, f.session_id != null ? el('a', {href: f.session_url || '/sessions/' + encodeURIComponent(f.session_id)}, f.participant || f.session_id) : (f.participant || '—'),
+      el('td', null, f.session_id != null ? el('a', {href: sessionHref(f), class: 'finding-session-link'}, f.participant || f.session_id) : (f.participant || '—'),
         f.study ? el('div', {class: 'muted small'}, f.study) : null),
       el('td', null, f.step_title || f.step || '—'),
-      el('td', {class: 'nowrap num'}, fmtMs(f.start_ms), '–', fmtMs(f.end_ms)),
+      el('td', {class: 'nowrap num'}, f.session_id != null
+        ? el('a', {href: sessionHref(f), class: 'finding-time-link', title: t('common.seek')}, fmtMs(f.start_ms), '–', fmtMs(f.end_ms))
+        : [fmtMs(f.start_ms), '–', fmtMs(f.end_ms)]),
       el('td', null, Lab.categoryLabel(f.category, categories)),
       el('td', null, Lab.severityBadge(f.severity)),
       el('td', null, f.emotion ? Lab.emotionBadge(f.emotion) : '—'),

@@ -168,10 +168,17 @@ Lab.page('journey', async ({main, id}) => {
         el('span', {class: 'problem-count', title: t('journey.count')}, '×', String(p.count)),
         Lab.severityBadge(p.max_severity)),
       (p.quotes || []).slice(0, 3).map((q) => el('blockquote', {class: 'quote'}, '«', q.text, '» ',
-        q.session_id != null ? el('a', {href: '/sessions/' + encodeURIComponent(q.session_id), class: 'participant-link'}, '— ', q.participant || q.session_id)
+        q.session_id != null ? el('a', {href: quoteHref(q), class: 'participant-link', dataset: {tagId: q.tag_id ?? ''}}, '— ', q.participant || q.session_id)
           : el('span', {class: 'muted'}, '— ', q.participant || ''))),
       (p.clips || []).length ? el('div', {class: 'clips'}, (p.clips || []).slice(0, 3).map((c, i) =>
         el('a', {href: c, target: '_blank', rel: 'noopener', class: 'clip-link'}, '▶ ', t('journey.clip_n', {n: i + 1})))) : null)));
+  }
+
+  /** /sessions/{id}?t={start_ms}&tag={tag_id}: the quote's moment in its session. */
+  function quoteHref(q) {
+    const start = q.start_ms;
+    return '/sessions/' + encodeURIComponent(q.session_id) +
+      qs({t: start != null && isFinite(start) ? Math.round(start) : null, tag: q.tag_id});
   }
 
   function legend() {

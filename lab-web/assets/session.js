@@ -97,6 +97,52 @@ Lab.page('session', async ({main, id, me}) => {
   player.onSeek((ms) => tl.reveal(ms));
   player.onDuration((ms) => { state.durationMs = ms; tl.setDuration(ms); });
 
+  openDeepLink();
+
+  // ================= deep link =================
+  /**
+   * /sessions/{id}?t=MS&tag=ID (from search hits, the journey map, findings):
+   * seek to session time MS once the media metadata is loaded, scroll the
+   * transcript there, and highlight tag ID (seeking to its start when no t).
+   */
+  function openDeepLink() {
+    const params = new URL(location.href).searchParams;
+    const rawT = params.get('t');
+    let at = rawT !== null && /^\d+(\.\d+)?$/.test(rawT.trim()) ? Number(rawT) : null;
+    const tagId = params.get('tag');
+    const tag = tagId ? state.tags.find((g) => String(g.id) === tagId) : null;
+    if (tag) {
+      const node = tagsBox.querySelector(`.tag[data-id="${CSS.escape(String(tag.id))}"]`);
+      selectTag(tag.id, false);
+      if (node) {
+        node.classList.add('linked');
+        node.scrollIntoView({block: 'nearest'});
+      }
+      if (at === null) at = Number(tag.start_ms);
+    }
+    if (at === null || !isFinite(at)) return;
+    player.ready(() => {
+      player.seek(at);
+      revealTranscript(at);
+    });
+  }
+
+  /** Scrolls the transcript to the segment at (or next after) session time ms and marks it. */
+  function revealTranscript(ms) {
+    const segs = [...transcriptBox.querySelectorAll('.seg')];
+    if (!segs.length) return;
+    const starts = state.segments.map((s) => Number(s.start_ms));
+    let i = state.segments.findIndex((s) => Number(s.start_ms) <= ms && ms < Number(s.end_ms));
+    if (i < 0) i = starts.findIndex((s) => s >= ms);
+    if (i < 0) i = segs.length - 1;
+    const node = segs[i];
+    if (!node) return;
+    for (const n of transcriptBox.querySelectorAll('.seg.linked')) n.classList.remove('linked');
+    node.classList.add('linked');
+    transcriptBox.scrollTop = Math.max(0, offsetWithin(transcriptBox, node) - transcriptBox.clientHeight / 3);
+    lastUserScroll = performance.now(); // keep the current-word follower from scrolling it away at once
+  }
+
   // ================= head =================
   function renderHead() {
     const d = detail;
@@ -363,8 +409,14 @@ Lab.page('session', async ({main, id, me}) => {
     function onDuration(f) { durationers.push(f); }
     updateButtons();
 
+    /** Runs fn once the screen's metadata is loaded (a seek before it may be lost), at once without a video. */
+    function ready(fn) {
+      if (!screen || screen.readyState >= 1) { fn(); return; }
+      screen.addEventListener('loadedmetadata', () => fn(), {once: true});
+    }
+
     return {time, seek, play, pause, toggle, paused, setRate, rate, onTick, onSeek, onDuration, setDuration, marks, hasVideo: !!screen,
-      duration: () => duration, tick};
+      duration: () => duration, tick, ready};
   }
 
   function makeDraggable(box, container) {

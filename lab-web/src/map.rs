@@ -86,7 +86,7 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         c.completed += r.try_get::<i64, _>(3)?;
     }
     let tags = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT t.id, t.step, t.category, t.severity, t.emotion, t.quote, t.session_id, s.participant, c.status \
+        "SELECT t.id, t.step, t.category, t.severity, t.emotion, t.quote, t.session_id, s.participant, c.status, t.start_ms \
          FROM tags t JOIN sessions s ON s.id = t.session_id LEFT JOIN clips c ON c.tag_id = t.id \
          WHERE t.deleted = 0 AND {session_filter} ORDER BY t.severity DESC, t.id"
     )))
@@ -128,6 +128,7 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         if !quote.trim().is_empty() && p.quotes.len() < 3 {
             p.quotes.push(Quote {
                 text: quote,
+                start_ms: r.try_get(9)?,
                 session_id: r.try_get(6)?,
                 participant: r.try_get(7)?,
                 tag_id: id,

@@ -35,6 +35,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/login.js"),
     ),
     (
+        "search.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/search.js"),
+    ),
+    (
         "sessions.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/sessions.js"),
@@ -83,6 +88,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/admin",
             get(|h: HeaderMap| async move { shell(&h, "admin", "") }),
+        )
+        .route(
+            "/search",
+            get(|h: HeaderMap| async move { shell(&h, "search", "") }),
         )
         .route(
             "/sessions/{id}",
@@ -162,6 +171,13 @@ fn title(page: &str, lang: &str) -> &'static str {
                 "Администрирование — Лаборатория юзабилити"
             } else {
                 "Administration — Usability lab"
+            }
+        }
+        "search" => {
+            if ru {
+                "Поиск по расшифровкам — Лаборатория юзабилити"
+            } else {
+                "Transcript search — Usability lab"
             }
         }
         _ => {

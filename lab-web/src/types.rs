@@ -226,6 +226,8 @@ pub struct Emotions {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Quote {
     pub text: String,
+    /// Session time of the tag, for links to that moment.
+    pub start_ms: i64,
     pub session_id: String,
     pub participant: String,
     pub tag_id: i64,

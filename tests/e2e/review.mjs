@@ -5,6 +5,9 @@
 //   LAB_SESSION=<session id with media, transcript and candidates> LAB_SCREENSHOTS=dir \
 //   node tests/e2e/review.mjs http://127.0.0.1:18080
 //
+// LAB_SESSION's transcript must hold a Russian word: the search checks look
+// for another form of one of its words (e.g. «кнопку» for «кнопка»).
+//
 // Prints one TAP-like line per check (`ok - ...` / `not ok - ...`) and exits
 // non-zero when any check fails. The test changes data (accepts a candidate,
 // creates a tag), so run it against a fresh data folder.
@@ -59,6 +62,21 @@ function parseClock(s) {
   if (!m) return NaN;
   const ms = ((Number(m[2] || 0) * 60 + Number(m[3])) * 60 + Number(m[4])) * 1000;
   return m[1] ? -ms : ms;
+}
+/** Other forms of a Russian word, by swapping its ending ("кнопка" -> "кнопку", "кнопки", ...). */
+function wordForms(word) {
+  const w = word.toLowerCase();
+  const swaps = [['ает', ['ают', 'ать', 'ал']], ['ить', ['ит', 'ил', 'ишь']], ['ать', ['ает', 'ал']], ['ого', ['ый', 'ому']],
+    ['ой', ['ая', 'ую', 'ого']], ['ый', ['ая', 'ого']], ['ий', ['ая', 'его']], ['ая', ['ой', 'ую']], ['ие', ['ия', 'ий']],
+    ['ия', ['ии', 'ию']], ['ет', ['ут', 'ют']], ['ка', ['ку', 'ки', 'кой']], ['а', ['у', 'ы', 'ой']], ['я', ['ю', 'и']],
+    ['у', ['а', 'ом']], ['ы', ['а', 'ам']], ['и', ['ей', 'ам']], ['о', ['а', 'ом']], ['е', ['а', 'ом']]];
+  const out = [];
+  for (const [end, repl] of swaps) {
+    if (!w.endsWith(end) || w.length - end.length < 3) continue;
+    for (const r of repl) out.push(w.slice(0, w.length - end.length) + r);
+  }
+  if (/[бвгджзклмнпрстфхцчшщ]$/.test(w)) out.push(w + 'а', w + 'у', w + 'ом');
+  return [...new Set(out)].filter((f) => f !== w);
 }
 /** RFC 4180 CSV -> rows of cells (handles quotes, doubled quotes, CRLF and newlines inside quotes). */
 function parseCsv(text) {
@@ -328,6 +346,17 @@ try {
     return text.replace(/\s+/g, ' ').trim().slice(0, 80);
   });
 
+  await check('journey-map quotes link to their session moment and tag (?t=…&tag=…)', async () => {
+    const hrefs = await page.$$eval('#journey-map .quote a.participant-link', (as) => as.map((a) => a.getAttribute('href')));
+    assert(hrefs.length > 0, 'no quote links on the journey map');
+    const params = hrefs.map((h) => new URL(h, 'http://x').searchParams);
+    const bad = hrefs.filter((h, i) => !params[i].get('tag'));
+    assert(!bad.length, `quote links without tag=: ${bad.slice(0, 3).join(', ')}`);
+    const timed = params.filter((p) => /^\d+$/.test(p.get('t') || '')).length;
+    assert(timed > 0, `no quote link carries t=: ${hrefs.slice(0, 3).join(', ')}`);
+    return `${hrefs.length} links, ${timed} with t`;
+  });
+
   // ---------- exports ----------
   await check('findings JSON has schema_version 1 and matches docs/findings-schema.json', async () => {
     const r = await page.request.get(url('/api/v1/findings?format=json'));
@@ -410,6 +439,105 @@ try {
     await shot(page, '05-findings');
   });
 
+  await check('a finding opens its session at the tag: ?t=start_ms&tag=id seeks and highlights', async () => {
+    assert(S.tagId, 'no tag from the tag check');
+    const link = `#findings .finding-row[data-id="${S.tagId}"] a.finding-session-link`;
+    const href = await page.getAttribute(link, 'href');
+    const u = new URL(href, BASE);
+    assert(decodeURIComponent(u.pathname) === `/sessions/${SESSION}`, `links to ${href}`);
+    assert(u.searchParams.get('tag') === String(S.tagId), `tag= is ${u.searchParams.get('tag')} in ${href}`);
+    const tMs = Number(u.searchParams.get('t'));
+    assert(u.searchParams.get('t') !== null && isFinite(tMs), `no t= in ${href}`);
+    await Promise.all([page.waitForURL((x) => x.pathname.startsWith('/sessions/')), page.click(link)]);
+    await page.waitForSelector(`#tags .tag.linked[data-id="${S.tagId}"]`);
+    const expected = (tMs - S.startMs) / 1000;
+    await page.waitForFunction((e) => {
+      const v = document.querySelector('video#screen');
+      return v && v.readyState >= 1 && Math.abs(v.currentTime - e) <= 0.5;
+    }, expected, {timeout: 15000});
+    return `${href} -> currentTime ≈ ${expected.toFixed(2)} s`;
+  });
+
+  // ---------- transcript search ----------
+  await check('the admin header links the transcript search', async () => {
+    await page.waitForSelector('#app-header nav a[href="/search"]');
+    const text = await page.textContent('#app-header nav a[href="/search"]');
+    assert(text.trim() === 'Поиск', `link text ${text}`);
+  });
+
+  await check('the API finds another form of a transcript word in the session', async () => {
+    const r = await page.request.get(url(`/api/v1/sessions/${sid}/transcript`));
+    assert(r.status() === 200, `transcript: HTTP ${r.status()}`);
+    const words = [...new Set((await r.json()).segments.flatMap((g) => (g.text || '').match(/[А-Яа-яЁё]+/g) || []))];
+    assert(words.length, 'the transcript has no Russian words');
+    const tried = [];
+    // Long words with a changed ending (the stemmer must meet them); short ones as they are.
+    const candidates = words.filter((w) => w.length >= 5).flatMap((w) => wordForms(w).map((f) => [w, f]))
+      .concat(words.filter((w) => w.length >= 3 && w.length < 5).map((w) => [w, w.toLowerCase()]));
+    for (const [word, form] of candidates.slice(0, 40)) {
+      const s = await page.request.get(url('/api/v1/search?q=' + encodeURIComponent(form)));
+      assert(s.status() === 200, `search: HTTP ${s.status()}`);
+      // Prefer a hit away from 0 s, so the seek on the session page is visible.
+      const mine = ((await s.json()).hits || []).filter((h) => h.session_id === SESSION);
+      const hit = mine.find((h) => h.start_ms >= 1000) || mine[0];
+      tried.push(form);
+      if (hit) { S.search = {word, form, startMs: hit.start_ms}; return `«${word}» found as «${form}» at ${hit.start_ms} ms`; }
+    }
+    throw new Error(`no form found the session: ${tried.slice(0, 12).join(', ')}`);
+  });
+
+  await check('/search?q=<word form> lists the session\'s hit with the word marked', async () => {
+    assert(S.search, 'no word form from the previous check');
+    await page.goto(url('/search?q=' + encodeURIComponent(S.search.form)));
+    const group = `#search-results .search-group[data-session-id="${SESSION.replace(/"/g, '\\"')}"]`;
+    await page.waitForSelector(`${group} .search-hit`);
+    assert(await page.inputValue('#search-q') === S.search.form, 'the query box does not show the query from the URL');
+    const hits = await page.$$eval(`${group} .search-hit`, (n) => n.map((h) => Number(h.dataset.startMs)));
+    assert(hits.includes(S.search.startMs), `hits at ${hits.join(',')} ms, the API said ${S.search.startMs}`);
+    const marks = await page.$$eval(`${group} .search-hit mark`, (m) => m.map((x) => x.textContent));
+    assert(marks.length > 0, 'no word is marked in the hits');
+    assert(marks.some((m) => m.toLowerCase().replace(/ё/g, 'е').slice(0, 4) === S.search.word.toLowerCase().replace(/ё/g, 'е').slice(0, 4)),
+      `marked ${marks.join(',')}, not «${S.search.word}»`);
+    const summary = await page.textContent('#search-summary');
+    assert(/мс/.test(summary) && /\d/.test(summary), `summary: ${summary}`);
+    await shot(page, '07-search');
+    return `${hits.length} hit(s), marked ${marks.join(', ')}; ${summary.trim()}`;
+  });
+
+  await check('a new query goes into the URL and Back returns to the previous one', async () => {
+    assert(S.search, 'no word form');
+    const other = 'щщыжъзз';
+    await page.fill('#search-q', other);
+    await Promise.all([page.waitForURL((u) => u.searchParams.get('q') === other), page.press('#search-q', 'Enter')]);
+    await page.waitForSelector('#search-state[data-state="empty"]');
+    assert(!(await page.$('#search-results .search-hit')), 'hits for a nonsense query');
+    await page.goBack();
+    await page.waitForFunction((q) => new URL(location.href).searchParams.get('q') === q, S.search.form);
+    await page.waitForSelector('#search-results .search-hit');
+    assert(await page.inputValue('#search-q') === S.search.form, 'Back did not restore the query box');
+  });
+
+  await check('clicking a hit opens the session at its moment (video#screen within 0.5 s)', async () => {
+    assert(S.search, 'no search hit');
+    const link = `#search-results .search-group[data-session-id="${SESSION.replace(/"/g, '\\"')}"] .search-hit[data-start-ms="${S.search.startMs}"] a.hit-link`;
+    const href = await page.getAttribute(link, 'href');
+    assert(new URL(href, BASE).searchParams.get('t') === String(S.search.startMs), `hit links to ${href}`);
+    await Promise.all([
+      page.waitForURL((u) => decodeURIComponent(u.pathname) === `/sessions/${SESSION}` && u.searchParams.get('t') === String(S.search.startMs)),
+      page.click(link),
+    ]);
+    await page.waitForSelector('video#screen');
+    const startMs = Number(await page.$eval('video#screen', (v) => v.dataset.startMs || '0'));
+    const expected = (S.search.startMs - startMs) / 1000;
+    await page.waitForFunction((e) => {
+      const v = document.querySelector('video#screen');
+      return v && v.readyState >= 1 && Math.abs(v.currentTime - e) <= 0.5;
+    }, expected, {timeout: 15000});
+    const got = await page.$eval('video#screen', (v) => v.currentTime);
+    assert(await page.$('#transcript .seg.linked'), 'the transcript marks no segment at the linked time');
+    return `${href}: currentTime ${got.toFixed(2)} s, expected ${expected.toFixed(2)} s`;
+  });
+
   await check('the admin page lists users, tokens, jobs and the audit log', async () => {
     await page.goto(url('/admin'));
     await page.waitForSelector(`#users tr.user-row`);
@@ -445,6 +573,19 @@ try {
     const text = await page.textContent('#media-unavailable');
     assert(text.includes('Запись недоступна'), text);
     assert(!(await page.$('video#screen')), 'video#screen is present for a viewer');
+  });
+
+  await check('the viewer gets «недоступно» on /search, no hits and no search link', async () => {
+    const q = (S.search && S.search.form) || 'кнопка';
+    const api = await page.request.get(url('/api/v1/search?q=' + encodeURIComponent(q)));
+    assert(api.status() === 403, `/api/v1/search for the viewer: HTTP ${api.status()}`);
+    await page.goto(url('/search?q=' + encodeURIComponent(q)));
+    await page.waitForSelector('#search-state[data-state="forbidden"]');
+    const text = await page.textContent('#search-state');
+    assert(/недоступно/i.test(text), text);
+    assert(!(await page.$('#search-results .search-hit')), 'hits are shown to the viewer');
+    assert(!(await page.$('#app-header nav a[href="/search"]')), 'the viewer\'s header links the search');
+    return text.trim().slice(0, 60);
   });
 
   await check('the viewer sees the journey map', async () => {

@@ -387,6 +387,7 @@ mod tests {
                 session_id: "s1".into(),
                 participant: "P<01>".into(),
                 tag_id: 7,
+                start_ms: 1_000,
             }],
             clips: vec![
                 "/api/v1/clips/7.mp4".into(),
