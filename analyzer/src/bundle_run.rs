@@ -241,7 +241,10 @@ fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Jour
 }
 
 /// The journey definition and its source text.
-fn journey_text(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<(Journey, String)>> {
+fn journey_text(
+    manifest: &Manifest,
+    opts: &RunOptions,
+) -> anyhow::Result<Option<(Journey, String)>> {
     let path = match (&opts.journey, &manifest.life_situation) {
         (Some(p), _) => p.clone(),
         (None, Some(ls)) => PathBuf::from("journeys").join(format!("{ls}.toml")),
