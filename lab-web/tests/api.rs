@@ -256,6 +256,32 @@ async fn anonymous_requests_are_refused_and_pages_are_russian() {
             )
             .await;
         assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        // Repeated failures lock the login for a while, even with the right password.
+        // (The lock is per process and login name, so this user is this test's own.)
+        let locky = format!("locky-{}", e.backend);
+        lab_web::auth::create_user(&e.state, &locky, "", "password-123", "viewer")
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            let r = e
+                .call(
+                    &anon,
+                    "POST",
+                    "/api/v1/login",
+                    Some(json!({"login": locky, "password": "guess-guess"})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        let r = e
+            .call(
+                &anon,
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": locky, "password": "password-123"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
         let openapi = e.call(&anon, "GET", "/api/v1/openapi.json", None).await;
         assert_eq!(openapi.status, StatusCode::OK);
         assert!(

@@ -10,6 +10,8 @@ use axum::extract::{Json, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -110,13 +112,57 @@ async fn categories() -> Json<Value> {
     }))
 }
 
+/// A real hash to verify against for unknown logins (same cost as a hit).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| auth::hash_password("no such user").unwrap_or_default());
+
 #[derive(Deserialize)]
 struct LoginBody {
     login: String,
     password: String,
 }
 
+/// Failed log-ins per login name: (count, first failure). Five failures in
+/// ten minutes lock the name for the rest of those ten minutes.
+static FAILURES: std::sync::LazyLock<std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>> =
+    std::sync::LazyLock::new(Default::default);
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn locked_out(login: &str) -> bool {
+    let mut f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    f.retain(|_, (_, first)| first.elapsed() < FAILURE_WINDOW);
+    f.get(login).is_some_and(|(n, _)| *n >= MAX_FAILURES)
+}
+
+fn record_failure(login: &str, failed: bool) {
+    let mut f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    if failed {
+        f.entry(login.to_string())
+            .or_insert((0, std::time::Instant::now()))
+            .0 += 1;
+    } else {
+        f.remove(login);
+    }
+}
+
 async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<Response> {
+    let name = body.login.trim().to_lowercase();
+    if locked_out(&name) {
+        auth::audit(
+            &state,
+            None,
+            "login_locked",
+            &format!("user:{}", body.login.trim()),
+            "",
+        )
+        .await;
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": "locked", "message": "Слишком много неудачных попыток, подождите 10 минут / too many failed attempts, wait 10 minutes"})),
+        )
+            .into_response());
+    }
     let row = sqlx::query(
         "SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0",
     )
@@ -131,13 +177,12 @@ async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Ap
     let password = body.password.clone();
     let ok = tokio::task::spawn_blocking(move || {
         let known = phc.is_some();
-        let phc = phc.unwrap_or_else(|| {
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1Tn1Jx1R7Z0XzW3k5cWbq9G2kq0y3y6v7Xb8sH6lq5Q".into()
-        });
+        let phc = phc.unwrap_or_else(|| DUMMY_HASH.clone());
         auth::verify_password(&password, &phc) && known
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
+    record_failure(&name, !ok);
     let Some(row) = row.filter(|_| ok) else {
         auth::audit(
             &state,
