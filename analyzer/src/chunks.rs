@@ -46,6 +46,30 @@ impl Window {
         last
     }
 
+    /// Original sample range of a word that Whisper placed at window samples
+    /// `t0..t1`. A word belongs to one piece: the one it overlaps most (the
+    /// nearest, if it lies inside a joint), and is clamped to it. Whisper
+    /// often starts the first word of a piece inside the joint before it;
+    /// mapped time by time, such a word would begin at the end of the
+    /// previous span, possibly tens of seconds before it was said.
+    pub fn to_original_range(&self, t0: usize, t1: usize) -> (usize, usize) {
+        let t1 = t1.max(t0);
+        let Some(best) = self.pieces.iter().max_by_key(|p| {
+            let overlap = t1.min(p.at + p.len).saturating_sub(t0.max(p.at));
+            // Ties (no overlap) go to the nearest piece.
+            let gap = if t1 <= p.at {
+                p.at - t1
+            } else {
+                t0.saturating_sub(p.at + p.len)
+            };
+            (overlap, std::cmp::Reverse(gap))
+        }) else {
+            return (t0, t1);
+        };
+        let clamp = |t: usize| best.from + t.clamp(best.at, best.at + best.len) - best.at;
+        (clamp(t0), clamp(t1))
+    }
+
     pub fn samples(&self, audio: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; self.len];
         for p in &self.pieces {
@@ -135,6 +159,27 @@ mod tests {
         // A time inside the joint maps to the end of the first span.
         assert_eq!(w[0].to_original(2 * S + 10), 4 * S);
         assert_eq!(w[0].samples(&audio).len(), 3 * S + JOINT);
+        // A word starting in the joint but said in the second piece belongs
+        // to the second span, not to the end of the first.
+        let second = 2 * S + JOINT;
+        assert_eq!(
+            w[0].to_original_range(2 * S + 100, second + S / 2),
+            (10 * S, 10 * S + S / 2)
+        );
+        // A word that runs on into the joint stays in the first span.
+        assert_eq!(
+            w[0].to_original_range(2 * S - S / 2, 2 * S + 50),
+            (4 * S - S / 2, 4 * S)
+        );
+        // Entirely inside the joint: the nearest piece.
+        assert_eq!(
+            w[0].to_original_range(second - 10, second - 5),
+            (10 * S, 10 * S)
+        );
+        assert_eq!(
+            w[0].to_original_range(2 * S + 5, 2 * S + 10),
+            (4 * S, 4 * S)
+        );
     }
 
     #[test]

@@ -109,7 +109,11 @@ impl Transcriber {
             let samples = w.samples(audio);
             state.full(params, &samples).map_err(run)?;
             // Token times are in 10 ms units from the window start.
-            let at = |t: i64| offset_ns + sample_to_ns(w.to_original((t.max(0) as usize) * 160));
+            let span = |t0: i64, t1: i64| {
+                let (a, b) =
+                    w.to_original_range((t0.max(0) as usize) * 160, (t1.max(0) as usize) * 160);
+                (offset_ns + sample_to_ns(a), offset_ns + sample_to_ns(b))
+            };
             for seg in state.as_iter() {
                 let mut words: Vec<Word> = Vec::new();
                 let mut cur: Option<(Vec<u8>, i64, i64, Vec<f32>)> = None;
@@ -118,9 +122,10 @@ impl Transcriber {
                     if let Some((bytes, t0, t1, ps)) = cur.take() {
                         let text = String::from_utf8_lossy(&bytes).trim().to_string();
                         if !text.is_empty() {
+                            let (start_ns, end_ns) = span(t0, t1.max(t0));
                             words.push(Word {
-                                start_ns: at(t0),
-                                end_ns: at(t1.max(t0)),
+                                start_ns,
+                                end_ns,
                                 text,
                                 confidence: ps.iter().sum::<f32>() / ps.len().max(1) as f32,
                                 speaker,

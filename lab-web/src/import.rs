@@ -183,8 +183,12 @@ pub fn summarize(e: &Event) -> String {
     text.chars().take(160).collect()
 }
 
-/// The timeline's event lane in per-minute JSON chunks: `(minute, count, json array)`.
+/// The timeline's event lane in per-minute JSON chunks: `(minute, count, json array)`,
+/// each in `(t_ms, seq)` order. `events.jsonl` is in acceptance order, which is
+/// not time order: a browser's events are stamped through its clock offset.
 pub fn chunk_events(events: &[TimelineEvent]) -> Vec<(i64, i64, String)> {
+    let mut sorted: Vec<&TimelineEvent> = events.iter().collect();
+    sorted.sort_by_key(|e| (e.t_ms, e.seq));
     let mut out: Vec<(i64, i64, String)> = vec![];
     let mut current: Vec<&TimelineEvent> = vec![];
     let mut minute = i64::MIN;
@@ -196,7 +200,7 @@ pub fn chunk_events(events: &[TimelineEvent]) -> Vec<(i64, i64, String)> {
                 current.clear();
             }
         };
-    for e in events {
+    for e in sorted {
         let m = e.t_ms.div_euclid(60_000);
         if m != minute {
             flush(minute, &mut current, &mut out);
@@ -706,6 +710,23 @@ fn media_json(renditions: Option<&Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_per_minute_in_time_order_whatever_the_input_order() {
+        let ev = |seq: i64, t_ms: i64| TimelineEvent {
+            seq,
+            t_ms,
+            source: "browser".into(),
+            kind: "click".into(),
+            summary: String::new(),
+        };
+        // Acceptance order crosses a minute boundary back and forth.
+        let chunks = chunk_events(&[ev(1, 59_990), ev(2, 60_010), ev(3, 59_995), ev(4, 130_000)]);
+        let minutes: Vec<(i64, i64)> = chunks.iter().map(|c| (c.0, c.1)).collect();
+        assert_eq!(minutes, [(0, 2), (1, 1), (2, 1)]);
+        let first: Vec<TimelineEvent> = serde_json::from_str(&chunks[0].2).unwrap();
+        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+    }
 
     #[test]
     fn values_sql_numbers_placeholders_row_by_row() {
