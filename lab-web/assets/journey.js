@@ -111,7 +111,8 @@ Lab.page('journey', async ({main, id}) => {
         row('row-time', t('journey.time'), (s) => timeCell(s, maxTime)),
         row('row-completion', t('journey.completion'), completion),
         row('row-emotions', t('journey.emotions'), emotions),
-        row('row-problems', t('journey.problems'), problems)));
+        row('row-problems', t('journey.problems'), problems),
+        row('row-proposed', t('journey.proposed'), proposedCell)));
     const participants = map.participants || [];
     refill(mapBox, el('div', {class: 'table-scroll'}, table),
       participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null);
@@ -172,6 +173,18 @@ Lab.page('journey', async ({main, id}) => {
           : el('span', {class: 'muted'}, '— ', q.participant || ''))),
       (p.clips || []).length ? el('div', {class: 'clips'}, (p.clips || []).slice(0, 3).map((c, i) =>
         el('a', {href: c, target: '_blank', rel: 'noopener', class: 'clip-link'}, '▶ ', t('journey.clip_n', {n: i + 1})))) : null)));
+  }
+
+  /** Friction the analyzer proposed (candidates not rejected), per detector, with the participants. */
+  function proposedCell(s) {
+    const list = s.proposed || [];
+    if (!list.length) return el('span', {class: 'muted'}, t('journey.no_proposed'));
+    return el('ul', {class: 'proposed-list'}, list.map((p) => el('li', {class: 'proposed', dataset: {detector: p.detector}},
+      el('span', {class: 'proposed-detector'}, t('detector.' + p.detector)),
+      ' ', el('span', {class: 'problem-count', title: t('journey.count')}, '×', String(p.count)),
+      p.accepted ? el('span', {class: 'muted small'}, ' · ', t('journey.accepted_n', {n: p.accepted})) : null,
+      el('div', {class: 'small'}, (p.sessions || []).map((r, i) => [i ? ', ' : '',
+        el('a', {href: '/sessions/' + encodeURIComponent(r.session_id) + qs({t: Math.round(r.start_ms)}), class: 'participant-link'}, r.participant || r.session_id)])))));
   }
 
   /** /sessions/{id}?t={start_ms}&tag={tag_id}: the quote's moment in its session. */

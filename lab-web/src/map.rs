@@ -8,7 +8,10 @@ use sqlx::Row;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::types::{Completion, Emotions, JourneyMap, MapStep, Problem, Quote, TimeStats};
+use crate::types::{
+    CandidateRef, Completion, Emotions, JourneyMap, MapStep, Problem, ProposedFriction, Quote,
+    TimeStats,
+};
 
 #[derive(Debug, Default, Clone)]
 pub struct Filters {
@@ -138,6 +141,45 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
             p.clips.push(format!("/api/v1/clips/{id}.mp4"));
         }
     }
+    let cands = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT c.step, c.detector, c.status, c.session_id, s.participant, c.start_ms \
+         FROM candidates c JOIN sessions s ON s.id = c.session_id \
+         WHERE c.status <> 'rejected' AND c.step IS NOT NULL AND {session_filter} ORDER BY s.started_at, c.start_ms"
+    )))
+    .bind(journey_id)
+    .bind(&f.study)
+    .bind(&f.segment)
+    .bind(f.from)
+    .bind(f.to)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut proposed: HashMap<String, BTreeMap<String, ProposedFriction>> = HashMap::new();
+    for r in &cands {
+        let step: String = r.try_get(0)?;
+        let detector: String = r.try_get(1)?;
+        let p = proposed
+            .entry(step)
+            .or_default()
+            .entry(detector.clone())
+            .or_insert(ProposedFriction {
+                detector,
+                count: 0,
+                accepted: 0,
+                sessions: vec![],
+            });
+        p.count += 1;
+        if r.try_get::<String, _>(2)? == "accepted" {
+            p.accepted += 1;
+        }
+        let session_id: String = r.try_get(3)?;
+        if !p.sessions.iter().any(|s| s.session_id == session_id) {
+            p.sessions.push(CandidateRef {
+                session_id,
+                participant: r.try_get(4)?,
+                start_ms: r.try_get(5)?,
+            });
+        }
+    }
     let steps = journey
         .steps
         .iter()
@@ -163,6 +205,14 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
                 completion: c,
                 emotions: emotions.remove(&s.id).unwrap_or_default(),
                 problems: ps,
+                proposed: {
+                    let mut v: Vec<ProposedFriction> = proposed
+                        .remove(&s.id)
+                        .map(|m| m.into_values().collect())
+                        .unwrap_or_default();
+                    v.sort_by_key(|p| std::cmp::Reverse(p.sessions.len()));
+                    v
+                },
             }
         })
         .collect();

@@ -242,6 +242,25 @@ pub struct Problem {
     pub clips: Vec<String>,
 }
 
+/// Friction the analyzer proposed in a step (candidates not rejected),
+/// per detector: what the map shows before anyone has tagged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProposedFriction {
+    pub detector: String,
+    pub count: i64,
+    /// Of them, accepted into tags.
+    pub accepted: i64,
+    /// Participant codes, each once, with a link target.
+    pub sessions: Vec<CandidateRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CandidateRef {
+    pub session_id: String,
+    pub participant: String,
+    pub start_ms: i64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MapStep {
     pub id: String,
@@ -252,6 +271,8 @@ pub struct MapStep {
     pub completion: Completion,
     pub emotions: Emotions,
     pub problems: Vec<Problem>,
+    #[serde(default)]
+    pub proposed: Vec<ProposedFriction>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

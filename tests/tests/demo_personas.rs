@@ -188,7 +188,17 @@ fn check_web(out: &Path, truths: &[PathBuf]) {
         let map = get("/api/v1/journeys/child-benefit/map");
         assert_eq!(map["sessions"].as_i64(), Some(truths.len() as i64), "{map}");
         assert_eq!(map["steps"].as_array().unwrap().len(), 8);
-        // Every injected friction is a candidate at its step in the app.
+        // Every injected friction is a candidate at its step in the app, and
+        // the journey map shows it in that step's column.
+        let proposed = |step: &str, detector: &str| {
+            map["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["id"] == step)
+                .flat_map(|s| s["proposed"].as_array().unwrap())
+                .any(|p| p["detector"] == detector)
+        };
         for t in truths {
             let truth: Value = serde_json::from_str(&std::fs::read_to_string(t).unwrap()).unwrap();
             let id = t.file_stem().unwrap().to_string_lossy().to_string();
@@ -205,6 +215,12 @@ fn check_web(out: &Path, truths: &[PathBuf]) {
                     found,
                     "{id}: no {} candidate at step {} in lab-web",
                     f["detector"], f["step"]
+                );
+                assert!(
+                    proposed(f["step"].as_str().unwrap(), f["detector"].as_str().unwrap()),
+                    "the journey map lacks {} at {}",
+                    f["detector"],
+                    f["step"]
                 );
             }
             let transcript = get(&format!("/api/v1/sessions/{id}/transcript"));

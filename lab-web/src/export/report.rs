@@ -26,6 +26,7 @@ struct Labels {
     percent: &'static str,
     emotions: &'static str,
     problems: &'static str,
+    proposed: &'static str,
     severity: &'static str,
     clip: &'static str,
     none: &'static str,
@@ -49,6 +50,7 @@ const RU: Labels = Labels {
     percent: "&nbsp;%",
     emotions: "Эмоции (позитив / нейтр. / негатив)",
     problems: "Проблемы",
+    proposed: "Предложено анализом",
     severity: "серьёзность до",
     clip: "клип",
     none: "—",
@@ -72,6 +74,7 @@ const EN: Labels = Labels {
     percent: "%",
     emotions: "Emotions (positive / neutral / negative)",
     problems: "Problems",
+    proposed: "Proposed by analysis",
     severity: "severity up to",
     clip: "clip",
     none: "—",
@@ -157,6 +160,9 @@ pub fn html(map: &JourneyMap, lang: &str, generated_at: &str, base_url: &str) ->
     });
     row(&mut out, l.problems, &map.steps, |s| {
         ("", problems(&s.problems, l, base_url))
+    });
+    row(&mut out, l.proposed, &map.steps, |s| {
+        ("", proposed(&s.proposed, l))
     });
     let _ = write!(
         out,
@@ -261,6 +267,25 @@ fn emotions(e: &Emotions, l: &Labels) -> String {
         }
     }
     let _ = write!(out, "</div>{} / {} / {}", e.positive, e.neutral, e.negative);
+    out
+}
+
+/// Candidates per detector: "rage_click ×2 (P01, P03)".
+fn proposed(list: &[crate::types::ProposedFriction], l: &Labels) -> String {
+    if list.is_empty() {
+        return l.none.to_string();
+    }
+    let mut out = String::new();
+    for p in list {
+        let who: Vec<String> = p.sessions.iter().map(|s| esc(&s.participant)).collect();
+        let _ = write!(
+            out,
+            "<div class=\"problem\"><strong>{}</strong> ×{} <span class=\"who\">({})</span></div>",
+            esc(&p.detector),
+            p.count,
+            who.join(", ")
+        );
+    }
     out
 }
 
@@ -373,6 +398,7 @@ mod tests {
                 negative: 2,
             },
             problems: vec![],
+            proposed: vec![],
         }
     }
 
