@@ -47,7 +47,7 @@ pub struct Hit {
     pub text: String,
 }
 
-/// Segments containing every stem of `query`, newest sessions first.
+/// Segments containing every stem of `query`, newest first.
 pub async fn search(
     db: &Db,
     query: &str,
@@ -58,26 +58,32 @@ pub async fn search(
     if terms.is_empty() {
         return Ok(vec![]);
     }
-    let (matcher, needle) = match db.backend {
-        Backend::Sqlite => (
-            "t.id IN (SELECT rowid FROM segment_fts WHERE segment_fts MATCH $1)",
-            terms
-                .iter()
-                .map(|t| format!("\"{t}\""))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        Backend::Postgres => (
-            "to_tsvector('simple', t.stems) @@ to_tsquery('simple', $1)",
-            terms.join(" & "),
-        ),
+    // Newest imports first (segment ids grow with imports). Both indexes can
+    // hand matches over in id order, so the first page costs little even
+    // when a word occurs in tens of thousands of segments. Withdrawn
+    // sessions have no segments left.
+    let sql = match db.backend {
+        Backend::Sqlite => {
+            // fts5 walks its rowids backwards and stops at the limit; with a
+            // journey filter the limit must apply after the join.
+            let inner = if journey.is_some() { "" } else { "LIMIT $3" };
+            format!(
+                "SELECT t.session_id, s.participant, t.idx, t.start_ms, t.end_ms, t.speaker, t.text \
+                 FROM (SELECT rowid AS id FROM segment_fts WHERE segment_fts MATCH $1 ORDER BY rowid DESC {inner}) m \
+                 JOIN transcript_segments t ON t.id = m.id JOIN sessions s ON s.id = t.session_id \
+                 WHERE ($2 = '' OR s.journey_id = $2) ORDER BY t.id DESC LIMIT $3"
+            )
+        }
+        Backend::Postgres => "SELECT t.session_id, s.participant, t.idx, t.start_ms, t.end_ms, t.speaker, t.text \
+             FROM transcript_segments t JOIN sessions s ON s.id = t.session_id \
+             WHERE to_tsvector('simple', t.stems) @@ to_tsquery('simple', $1) AND ($2 = '' OR s.journey_id = $2) \
+             ORDER BY t.id DESC LIMIT $3"
+            .to_string(),
     };
-    let sql = format!(
-        "SELECT t.session_id, s.participant, t.idx, t.start_ms, t.end_ms, t.speaker, t.text \
-         FROM transcript_segments t JOIN sessions s ON s.id = t.session_id \
-         WHERE {matcher} AND s.withdrawn = 0 AND ($2 = '' OR s.journey_id = $2) \
-         ORDER BY s.started_at DESC, t.start_ms LIMIT $3"
-    );
+    let needle = match db.backend {
+        Backend::Sqlite => terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" "),
+        Backend::Postgres => terms.join(" & "),
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(needle)
         .bind(journey.unwrap_or(""))
