@@ -389,7 +389,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if state.db.backend == crate::db::Backend::Postgres {
-        sqlx::query("ANALYZE").execute(&state.db.pool).await?;
+        sqlx::query("ANALYZE transcript_segments")
+            .execute(&state.db.pool)
+            .await?;
+        sqlx::query("ANALYZE sessions")
+            .execute(&state.db.pool)
+            .await?;
     }
     println!(
         "search corpus: {} session-hours, {} segments, {} words, built in {:.0} s",

@@ -92,7 +92,9 @@ CREATE TABLE transcript_segments (
     words TEXT NOT NULL
 );
 CREATE INDEX transcript_session ON transcript_segments(session_id, start_ms);
-CREATE INDEX transcript_stems ON transcript_segments USING GIN (to_tsvector('simple', stems));
+-- Stored, so matching rows are rechecked without re-parsing their text.
+ALTER TABLE transcript_segments ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', stems)) STORED;
+CREATE INDEX transcript_stems ON transcript_segments USING GIN (tsv);
 CREATE TABLE speech_spans (
     session_id TEXT NOT NULL,
     start_ms BIGINT NOT NULL,
