@@ -101,9 +101,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The value of one cookie from the request's `Cookie` headers.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -191,7 +190,7 @@ impl FromRequestParts<AppState> for Auth {
                 csrf: None,
             });
         }
-        let token = cookie(parts, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
         let row = sqlx::query(
             "SELECT u.id, u.login, u.name, u.role, s.csrf, s.expires_at FROM auth_sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND u.disabled = 0",

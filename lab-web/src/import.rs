@@ -389,10 +389,7 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
             }))
             .collect::<Vec<_>>()
     );
-    let status = serde_json::to_value(manifest.status)?
-        .as_str()
-        .unwrap_or("unknown")
-        .to_string();
+    let status = wire_name(&manifest.status).unwrap_or_else(|| "unknown".into());
 
     let mut tx = state.db.pool.begin().await?;
     if let Some(j) = &journey {
@@ -467,21 +464,28 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         .execute(&mut *tx)
         .await?;
     }
-    let rows = events
+    // The lane (time, source, kind, summary) and the full rows share one pass.
+    let lane: Vec<TimelineEvent> = events
         .iter()
-        .map(|e| {
+        .map(|e| TimelineEvent {
+            seq: e.seq as i64,
+            t_ms: e.t_ns / NS_PER_MS,
+            source: wire_name(&e.source).unwrap_or_default(),
+            kind: e.kind.clone(),
+            summary: summarize(e),
+        })
+        .collect();
+    let rows = lane
+        .iter()
+        .zip(&events)
+        .map(|(l, e)| {
             vec![
                 V::S(id.clone()),
-                V::I(e.seq as i64),
-                V::I(e.t_ns / NS_PER_MS),
-                V::S(
-                    serde_json::to_value(e.source)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
-                ),
-                V::S(e.kind.clone()),
-                V::S(summarize(e)),
+                V::I(l.seq),
+                V::I(l.t_ms),
+                V::S(l.source.clone()),
+                V::S(l.kind.clone()),
+                V::S(l.summary.clone()),
                 V::S(e.data.to_string()),
             ]
         })
@@ -493,19 +497,6 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         rows,
     )
     .await?;
-    let lane: Vec<TimelineEvent> = events
-        .iter()
-        .map(|e| TimelineEvent {
-            seq: e.seq as i64,
-            t_ms: e.t_ns / NS_PER_MS,
-            source: serde_json::to_value(e.source)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            kind: e.kind.clone(),
-            summary: summarize(e),
-        })
-        .collect();
     write_event_chunks(&mut tx, &id, &lane).await?;
 
     if let Some(t) = &transcript {
@@ -653,10 +644,14 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
 }
 
 pub fn speaker_name(s: &lab_model::analysis::Speaker) -> String {
-    serde_json::to_value(s)
+    wire_name(s).unwrap_or_else(|| "unknown".into())
+}
+
+/// How a unit enum is spelled in the bundle's JSON (`browser`, `participant`, …).
+fn wire_name<T: serde::Serialize>(v: &T) -> Option<String> {
+    serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The renditions the player needs, with paths relative to the bundle.

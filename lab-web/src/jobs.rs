@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio::io::AsyncBufReadExt;
@@ -360,10 +360,6 @@ pub async fn latest_for_sessions(state: &AppState) -> Result<HashMap<String, Job
         }
     }
     Ok(out)
-}
-
-pub fn job_json(job: &Job) -> Value {
-    json!(job)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -45,34 +47,35 @@ pub fn time_stats(mut v: Vec<i64>) -> TimeStats {
     }
 }
 
+/// The sessions `f` selects of a journey: `{session_filter}` in the SQL
+/// below, with its five parameters bound first.
+fn filtered<'q>(journey_id: &str, f: &Filters, sql: String) -> Query<'q, Any, AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(journey_id.to_string())
+        .bind(f.study.clone())
+        .bind(f.segment.clone())
+        .bind(f.from)
+        .bind(f.to)
+}
+
 pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> ApiResult<JourneyMap> {
     let journey = crate::api::journey_info(state, journey_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("journey {journey_id} not found")))?;
     let session_filter = "s.journey_id = $1 AND ($2 = '' OR s.study = $2) AND ($3 = '' OR s.segment = $3) \
         AND ($4 = 0 OR s.started_at >= $4) AND ($5 = 0 OR s.started_at <= $5)";
-    let sessions = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let sessions = filtered(journey_id, f, format!(
         "SELECT s.id, s.participant FROM sessions s WHERE {session_filter} ORDER BY s.started_at"
-    )))
-    .bind(journey_id)
-    .bind(&f.study)
-    .bind(&f.segment)
-    .bind(f.from)
-    .bind(f.to)
+    ))
     .fetch_all(&state.db.pool)
     .await?;
     let participants: Vec<String> = sessions
         .iter()
         .map(|r| r.try_get(1))
         .collect::<Result<_, _>>()?;
-    let summaries = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let summaries = filtered(journey_id, f, format!(
         "SELECT m.step, m.time_spent_ms, m.visits, m.completed FROM step_summaries m JOIN sessions s ON s.id = m.session_id WHERE {session_filter}"
-    )))
-    .bind(journey_id)
-    .bind(&f.study)
-    .bind(&f.segment)
-    .bind(f.from)
-    .bind(f.to)
+    ))
     .fetch_all(&state.db.pool)
     .await?;
     let mut times: HashMap<String, Vec<i64>> = HashMap::new();
@@ -88,16 +91,11 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         c.reached += 1;
         c.completed += r.try_get::<i64, _>(3)?;
     }
-    let tags = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let tags = filtered(journey_id, f, format!(
         "SELECT t.id, t.step, t.category, t.severity, t.emotion, t.quote, t.session_id, s.participant, c.status, t.start_ms \
          FROM tags t JOIN sessions s ON s.id = t.session_id LEFT JOIN clips c ON c.tag_id = t.id \
          WHERE t.deleted = 0 AND {session_filter} ORDER BY t.severity DESC, t.id"
-    )))
-    .bind(journey_id)
-    .bind(&f.study)
-    .bind(&f.segment)
-    .bind(f.from)
-    .bind(f.to)
+    ))
     .fetch_all(&state.db.pool)
     .await?;
     let mut emotions: HashMap<String, Emotions> = HashMap::new();
@@ -141,16 +139,11 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
             p.clips.push(format!("/api/v1/clips/{id}.mp4"));
         }
     }
-    let cands = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let cands = filtered(journey_id, f, format!(
         "SELECT c.step, c.detector, c.status, c.session_id, s.participant, c.start_ms \
          FROM candidates c JOIN sessions s ON s.id = c.session_id \
          WHERE c.status <> 'rejected' AND c.step IS NOT NULL AND {session_filter} ORDER BY s.started_at, c.start_ms"
-    )))
-    .bind(journey_id)
-    .bind(&f.study)
-    .bind(&f.segment)
-    .bind(f.from)
-    .bind(f.to)
+    ))
     .fetch_all(&state.db.pool)
     .await?;
     let mut proposed: HashMap<String, BTreeMap<String, ProposedFriction>> = HashMap::new();

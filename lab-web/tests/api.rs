@@ -3,7 +3,7 @@
 //! `LAB_TEST_PG_URL` names a server (scripts/test starts one and sets
 //! `LAB_REQUIRE_PG=1`, so CI cannot skip it silently).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -699,7 +699,6 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
             .status,
             StatusCode::FORBIDDEN
         );
-        let _ = Path::new(&e.dir);
     })
     .await;
 }

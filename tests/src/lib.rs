@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod scripted;
+pub mod web;
 
 /// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
 pub fn bin(name: &str) -> PathBuf {

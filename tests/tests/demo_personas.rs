@@ -28,7 +28,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use lab_model::analysis::{CandidateList, StepAnalysis, Transcript};
-use lab_tests::{bin, http_with, require, temp_dir};
+use lab_tests::scripted::{models, words};
+use lab_tests::web::{Api, LabWeb};
+use lab_tests::{bin, require, temp_dir};
 use serde_json::Value;
 
 /// Step boundaries: the probe stamps a page load within tens of ms of the
@@ -52,18 +54,6 @@ const MIN_HEARD_POOLED: f64 = 0.3;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn models() -> PathBuf {
-    let dir = std::env::var_os("LAB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"));
-    assert!(
-        dir.join("ggml-base.bin").exists() && dir.join("silero_vad.onnx").exists(),
-        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
-        dir.display()
-    );
-    dir
 }
 
 /// Runs the demo in its quick form (`demo/run-demo --quick --no-serve`: its
@@ -111,66 +101,22 @@ fn run_demo() -> PathBuf {
 /// What lab-web serves from the demo's data folder: every persona's session,
 /// and the journey map with all of them and the injected friction.
 fn check_web(out: &Path, truths: &[PathBuf]) {
-    let data = out.join("web");
-    let log = out.join("check-web.log");
-    let mut child = Command::new(bin("lab-web"))
-        .arg("serve")
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--watch-seconds",
-            "0",
-            "--no-worker",
-        ])
-        .arg("--sessions")
-        .arg(out.join("sessions"))
-        .env("LAB_ADMIN_PASSWORD", "demo-admin-password")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let url = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text.split("serving ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-        if t0.elapsed().as_secs() > 30 {
-            let _ = child.kill();
-            panic!("lab-web did not start: {text}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let result = std::panic::catch_unwind(|| {
-        let (status, headers, body) = http_with(
-            "POST",
-            &format!("{url}/api/v1/login"),
-            &[],
-            br#"{"login":"admin","password":"demo-admin-password"}"#,
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{body}");
-        let cookie = headers
-            .iter()
-            .find(|(k, _)| k == "set-cookie")
-            .unwrap()
-            .1
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let get = |path: &str| -> Value {
-            let (status, _, body) =
-                http_with("GET", &format!("{url}{path}"), &[("Cookie", &cookie)], b"").unwrap();
-            assert_eq!(status, 200, "{path}: {body}");
-            serde_json::from_str(&body).unwrap()
-        };
+    let sessions_dir = out.join("sessions");
+    let web = LabWeb::serve(
+        &out.join("web"),
+        "demo-admin-password",
+        &[
+            "--watch-seconds".as_ref(),
+            "0".as_ref(),
+            "--no-worker".as_ref(),
+            "--sessions".as_ref(),
+            sessions_dir.as_os_str(),
+        ],
+        &[],
+    );
+    {
+        let api = Api::login(&web.url, "admin", "demo-admin-password");
+        let get = |path: &str| api.get(path);
         let sessions = get("/api/v1/sessions?journey=child-benefit");
         let sessions = sessions["sessions"].as_array().unwrap();
         assert_eq!(
@@ -233,21 +179,7 @@ fn check_web(out: &Path, truths: &[PathBuf]) {
             "demo personas: lab-web serves {} sessions and the journey map of child-benefit",
             sessions.len()
         );
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace('ё', "е")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 /// How many reference words the hypothesis has, counted as multisets.

@@ -7,146 +7,14 @@
 //! exports, a viewer refused raw media). Screenshots go to
 //! `target/e2e-screenshots/<database>/`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use lab_tests::scripted::{models, record_session, speech};
+use lab_tests::web::{Api, LabWeb};
 use lab_tests::{bin, http_with, require, temp_dir};
 use serde_json::{Value, json};
-
-struct Web {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Web {
-    fn start(data: &Path, sessions: &Path, journeys: &Path, database_url: Option<&str>) -> Web {
-        std::fs::create_dir_all(data).unwrap();
-        let log = data.join("lab-web.log");
-        let mut cmd = Command::new(bin("lab-web"));
-        cmd.arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--watch-seconds", "1"])
-            .arg("--sessions")
-            .arg(sessions)
-            .arg("--journeys")
-            .arg(journeys)
-            .arg("--analyzer")
-            .arg(bin("lab-analyze"))
-            .env("LAB_ADMIN_PASSWORD", "admin-password-1")
-            .env("LAB_MODELS", models())
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(u) = database_url {
-            cmd.env("DATABASE_URL", u);
-        }
-        // Owned by `Web` at once, so a failed start still stops the process.
-        let mut web = Web {
-            child: cmd.spawn().unwrap(),
-            url: String::new(),
-            log,
-        };
-        let t0 = Instant::now();
-        loop {
-            let text = web.log();
-            if let Some(rest) = text.split("serving ").nth(1) {
-                web.url = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('/')
-                    .to_string();
-                return web;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "lab-web did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// A logged-in API client.
-struct Api {
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Api {
-    fn login(base: &str, login: &str, password: &str) -> Api {
-        let body = json!({"login": login, "password": password}).to_string();
-        let (status, headers, text) = http_with(
-            "POST",
-            &format!("{base}/api/v1/login"),
-            &[],
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(status, 200, "login {login}: {text}");
-        let cookie = headers
-            .iter()
-            .find(|(k, _)| k == "set-cookie")
-            .map(|(_, v)| v.split(';').next().unwrap().to_string())
-            .unwrap();
-        let csrf = serde_json::from_str::<Value>(&text).unwrap()["csrf"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        Api {
-            base: base.to_string(),
-            cookie,
-            csrf,
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let b = body.map(|b| b.to_string()).unwrap_or_default();
-        let (status, _, text) = http_with(
-            method,
-            &format!("{}{path}", self.base),
-            &[("Cookie", &self.cookie), ("X-CSRF-Token", &self.csrf)],
-            b.as_bytes(),
-        )
-        .unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut f: impl FnMut(&Api) -> Option<Value>,
-    ) -> Value {
-        let t0 = Instant::now();
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 fn job(api: &Api, id: i64) -> Value {
     let (_, jobs) = api.call("GET", "/api/v1/jobs", None);
@@ -159,7 +27,7 @@ fn job(api: &Api, id: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn run_browser_test(web: &Web, session: &str, shots: &Path) {
+fn run_browser_test(web: &LabWeb, session: &str, shots: &Path) {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
     assert!(
         e2e.join("node_modules/playwright-core").exists(),
@@ -271,7 +139,27 @@ fn serve_and_review(
     db: Option<&str>,
     analyse: bool,
 ) {
-    let web = Web::start(&dir.join(format!("data-{label}")), sessions, journeys, db);
+    let analyzer = bin("lab-analyze");
+    let models = models();
+    let mut envs = vec![("LAB_MODELS", models.as_os_str())];
+    if let Some(u) = db {
+        envs.push(("DATABASE_URL", u.as_ref()));
+    }
+    let web = LabWeb::serve(
+        &dir.join(format!("data-{label}")),
+        "admin-password-1",
+        &[
+            "--watch-seconds".as_ref(),
+            "1".as_ref(),
+            "--sessions".as_ref(),
+            sessions.as_os_str(),
+            "--journeys".as_ref(),
+            journeys.as_os_str(),
+            "--analyzer".as_ref(),
+            analyzer.as_os_str(),
+        ],
+        &envs,
+    );
     let admin = Api::login(&web.url, "admin", "admin-password-1");
     let (status, v) = admin.call(
         "POST",

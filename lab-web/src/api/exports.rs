@@ -425,21 +425,7 @@ pub async fn vtt(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    require_session(&state, &auth, &id, Right::Raw).await?;
-    let t = super::load_transcript(&state, &id).await?;
-    auth::audit(
-        &state,
-        Some(&auth.user),
-        "export_vtt",
-        &format!("session:{id}"),
-        "",
-    )
-    .await;
-    Ok(download(
-        "text/vtt; charset=utf-8",
-        &format!("{id}.vtt"),
-        export::subtitles::vtt(&t),
-    ))
+    subtitles(&state, &auth, &id, "vtt").await
 }
 
 pub async fn srt(
@@ -447,20 +433,34 @@ pub async fn srt(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    require_session(&state, &auth, &id, Right::Raw).await?;
-    let t = super::load_transcript(&state, &id).await?;
+    subtitles(&state, &auth, &id, "srt").await
+}
+
+/// The transcript as WebVTT or SRT.
+async fn subtitles(state: &AppState, auth: &Auth, id: &str, format: &str) -> ApiResult<Response> {
+    require_session(state, auth, id, Right::Raw).await?;
+    let (content_type, render): (&'static str, fn(&crate::types::TranscriptView) -> String) =
+        if format == "vtt" {
+            ("text/vtt; charset=utf-8", export::subtitles::vtt)
+        } else {
+            (
+                "application/x-subrip; charset=utf-8",
+                export::subtitles::srt,
+            )
+        };
+    let t = super::load_transcript(state, id).await?;
     auth::audit(
-        &state,
+        state,
         Some(&auth.user),
-        "export_srt",
+        &format!("export_{format}"),
         &format!("session:{id}"),
         "",
     )
     .await;
     Ok(download(
-        "application/x-subrip; charset=utf-8",
-        &format!("{id}.srt"),
-        export::subtitles::srt(&t),
+        content_type,
+        &format!("{id}.{format}"),
+        render(&t),
     ))
 }
 

@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::types::{TranscriptView, User};
 
-pub use sessions::{journey_info, session_visible};
+pub use sessions::journey_info;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -89,13 +89,11 @@ pub fn router() -> Router<AppState> {
 
 /// The UI language from the `lab_lang` cookie (Russian unless `en`).
 pub fn lang(headers: &HeaderMap) -> &'static str {
-    let en = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|kv| kv.trim() == "lab_lang=en");
-    if en { "en" } else { "ru" }
+    if auth::cookie(headers, "lab_lang") == Some("en") {
+        "en"
+    } else {
+        "ru"
+    }
 }
 
 async fn openapi() -> Response {
@@ -245,17 +243,10 @@ async fn logout(
     auth: Auth,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_string());
+    let token = auth::cookie(&headers, SESSION_COOKIE);
     if let Some(t) = token {
         sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
-            .bind(auth::token_hash(&t))
+            .bind(auth::token_hash(t))
             .execute(&state.db.pool)
             .await?;
     }

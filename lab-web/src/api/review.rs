@@ -586,11 +586,7 @@ pub async fn clip(
     if done.as_deref() != Some("done") {
         return Err(ApiError::not_found("no such clip"));
     }
-    if req
-        .headers()
-        .get(axum::http::header::RANGE)
-        .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
-    {
+    if super::sessions::starts_playback(&req) {
         auth::audit(
             &state,
             Some(&auth.user),

@@ -113,14 +113,6 @@ pub async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
     Ok(row_to_session(&r, &jobs)?)
 }
 
-pub async fn session_visible(state: &AppState, id: &str) -> ApiResult<bool> {
-    Ok(sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .is_some())
-}
-
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -318,11 +310,12 @@ pub async fn timeline(
     let from = q.from_ms.unwrap_or(i64::MIN / 2);
     let to = q.to_ms.unwrap_or(i64::MAX / 2);
     let pool = &state.db.pool;
-    let duration: i64 = sqlx::query("SELECT duration_ms FROM sessions WHERE id = $1")
+    let head = sqlx::query("SELECT duration_ms, speech_json FROM sessions WHERE id = $1")
         .bind(&id)
         .fetch_one(pool)
-        .await?
-        .try_get(0)?;
+        .await?;
+    let duration: i64 = head.try_get(0)?;
+    let speech_json: Option<String> = head.try_get(1)?;
     let titles: HashMap<String, String> =
         sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
             .bind(&id)
@@ -411,11 +404,6 @@ pub async fn timeline(
             label: r.try_get(2)?,
         });
     }
-    let speech_json: Option<String> = sqlx::query("SELECT speech_json FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_one(pool)
-        .await?
-        .try_get(0)?;
     let speech = match speech_json {
         None => "[]".to_string(),
         Some(s) if q.from_ms.is_none() && q.to_ms.is_none() => s,
@@ -530,12 +518,7 @@ pub async fn media(
     if rel.split('/').any(|c| c == ".." || c.is_empty()) {
         return Err(ApiError::not_found("bad media path"));
     }
-    if file.ends_with(".mp4")
-        && req
-            .headers()
-            .get(axum::http::header::RANGE)
-            .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
-    {
+    if file.ends_with(".mp4") && starts_playback(&req) {
         auth::audit(
             &state,
             Some(&auth.user),
@@ -546,6 +529,14 @@ pub async fn media(
         .await;
     }
     serve_file(bundle.join(rel), req).await
+}
+
+/// Whether a media request starts playback (no range, or a range from byte
+/// 0), so views are audited once and not for every range a player fetches.
+pub fn starts_playback(req: &Request) -> bool {
+    req.headers()
+        .get(axum::http::header::RANGE)
+        .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
 }
 
 /// A file with range requests, conditional requests and a content type.

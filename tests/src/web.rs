@@ -1,0 +1,155 @@
+//! A `lab-web serve` process for the end-to-end tests, and a logged-in
+//! client of its JSON API.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{bin, http_with};
+
+/// `lab-web serve` on a free port; stopped on drop.
+pub struct LabWeb {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Drop for LabWeb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LabWeb {
+    /// `lab-web serve --data DATA --listen 127.0.0.1:0 ARGS…` with the first
+    /// admin's password `admin_password`; waits for its `serving` line.
+    /// `DATABASE_URL` is taken only from `envs`.
+    pub fn serve(
+        data: &Path,
+        admin_password: &str,
+        args: &[&OsStr],
+        envs: &[(&str, &OsStr)],
+    ) -> LabWeb {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.join("lab-web.log");
+        let mut cmd = Command::new(bin("lab-web"));
+        cmd.arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("LAB_ADMIN_PASSWORD", admin_password)
+            .env_remove("DATABASE_URL")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        // Owned at once, so a failed start still stops the process.
+        let mut web = LabWeb {
+            child: cmd.spawn().unwrap(),
+            url: String::new(),
+            log,
+        };
+        let t0 = Instant::now();
+        loop {
+            let text = web.log();
+            if let Some(rest) = text.split("serving ").nth(1) {
+                web.url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+                return web;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "lab-web did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the server wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A logged-in API client (cookie and CSRF token).
+pub struct Api {
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Api {
+    pub fn login(base: &str, login: &str, password: &str) -> Api {
+        let body = json!({"login": login, "password": password}).to_string();
+        let (status, headers, text) = http_with(
+            "POST",
+            &format!("{base}/api/v1/login"),
+            &[],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "login {login}: {text}");
+        let cookie = headers
+            .iter()
+            .find(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.split(';').next().unwrap().to_string())
+            .unwrap();
+        let csrf = serde_json::from_str::<Value>(&text).unwrap()["csrf"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Api {
+            base: base.to_string(),
+            cookie,
+            csrf,
+        }
+    }
+
+    /// `(status, JSON body)`; a body that is not JSON comes back as a string.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let b = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, _, text) = http_with(
+            method,
+            &format!("{}{path}", self.base),
+            &[("Cookie", &self.cookie), ("X-CSRF-Token", &self.csrf)],
+            b.as_bytes(),
+        )
+        .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A GET that must succeed.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call("GET", path, None);
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Api) -> Option<Value>,
+    ) -> Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
