@@ -17,6 +17,8 @@ fi
 packages=(
   # build: GStreamer and FFmpeg headers, bindgen's libclang, whisper.cpp's cmake
   pkg-config cmake libclang-dev
+  # whisper.cpp's BLAS backend (f32 sgemm for the encoder: ~25 % faster)
+  libopenblas-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev
   # capture: sources, encoders, muxers (x264enc in -ugly, h264parse in -bad)

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Side-by-side transcription benchmark: `lab-analyze transcribe` (whisper.cpp,
 GGML converted from the CTranslate2 checkpoint) against faster-whisper running
-that same CTranslate2 checkpoint, on the same audio, with the same thread
-count, language, greedy decoding (beam 1) and VAD on. Prints wall time,
-real-time factor, peak memory, WER against the known text, and the word
-start-time error against the TTS word boundaries, then the ratios.
+that same CTranslate2 checkpoint, on the same clips, with the same thread
+count, language, beam width (BENCH_BEAM, default 5: both tools' default) and
+VAD on. Per clip and pooled over all clips: wall time, real-time factor, peak
+memory, WER against the known text, and the word start-time error against
+the TTS word boundaries; then the ratios. One clip of espeak-ng Russian is a
+noisy judge (WER swings by +-0.1 between clips), hence several.
 
-Run by scripts/bench-transcribe, which prepares the audio and the venv.
+    bench_transcribe.py LAB CT2_DIR THREADS FW_PYTHON CLIP.wav:CLIP.json...
+
+Run by scripts/bench-transcribe, which prepares the clips and the venv.
 """
 import json
 import os
@@ -15,8 +19,8 @@ import subprocess
 import sys
 import time
 
-LAB, CT2, AUDIO, REF, THREADS, FW_PY = sys.argv[1:7]
-BEAM = os.environ.get("BENCH_BEAM", "1")
+BEAM = os.environ.get("BENCH_BEAM", "5")
+LAB_ARGS = os.environ.get("BENCH_LAB_ARGS", "").split()
 
 
 def norm(text):
@@ -71,37 +75,61 @@ print(json.dumps({"words": words, "compute_type": "default"}))
 """
 
 
-def main():
-    ref = json.load(open(REF, encoding="utf-8"))
+def score(ref, words):
+    """(edit distance, reference words, start errors in ms) of (text, start) pairs."""
     ref_words = norm(ref["text"])
     ref_times = [w["start"] for w in ref["words"]]
-    duration = ref["duration"]
-    rows = []
-    out, wall, rss = timed([LAB, "transcribe", AUDIO, "--language", "ru", "--format", "json", "--threads", THREADS, "--beam", BEAM])
-    ours = [(w["word"], w["start"]) for s in json.loads(out)["segments"] for w in s["words"]]
-    rows.append(("lab-analyze (whisper.cpp)", ours, wall, rss))
-    out, wall, rss = timed([FW_PY, "-c", FW_SCRIPT, CT2, AUDIO, THREADS, BEAM])
-    fw = [(w["word"], w["start"]) for w in json.loads(out)["words"]]
-    rows.append(("faster-whisper (CTranslate2)", fw, wall, rss))
+    hyp_tokens, hyp_times = [], []
+    for text, start in words:
+        for t in norm(text):
+            hyp_tokens.append(t)
+            hyp_times.append(start)
+    dist, pairs = align(ref_words, hyp_tokens)
+    errs = [abs(hyp_times[j] - ref_times[i]) * 1000 for i, j in pairs if i < len(ref_times)]
+    return dist, len(ref_words), errs
 
-    print(f"audio: {duration:.1f} s of Russian espeak-ng think-aloud, {len(ref_words)} words; threads {THREADS}; beam {BEAM}; VAD on")
-    print(f"{'contender':30} {'wall s':>7} {'RTF':>6} {'peak MiB':>9} {'WER':>6} {'word start err ms (median/p90)':>32}")
-    results = []
-    for name, words, wall, rss in rows:
-        hyp_tokens, hyp_times = [], []
-        for text, start in words:
-            for t in norm(text):
-                hyp_tokens.append(t)
-                hyp_times.append(start)
-        dist, pairs = align(ref_words, hyp_tokens)
-        wer = dist / max(1, len(ref_words))
-        # Only words that are single tokens in both keep a meaningful start time.
-        errs = sorted(abs(hyp_times[j] - ref_times[i]) * 1000 for i, j in pairs if i < len(ref_times))
-        med = errs[len(errs) // 2] if errs else float("nan")
-        p90 = errs[int(len(errs) * 0.9)] if errs else float("nan")
-        print(f"{name:30} {wall:7.1f} {wall / duration:6.3f} {rss:9.0f} {wer:6.3f} {med:15.0f} / {p90:.0f}")
-        results.append((wall, rss, wer))
-    (w0, r0, e0), (w1, r1, e1) = results
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * q))] if v else float("nan")
+
+
+def main():
+    lab, ct2, threads, fw_py = sys.argv[1:5]
+    clips = [c.split(":") for c in sys.argv[5:]]
+    names = ["lab-analyze (whisper.cpp)", "faster-whisper (CTranslate2)"]
+    total = {n: {"wall": 0.0, "rss": 0.0, "dist": 0, "n": 0, "errs": []} for n in names}
+    duration = 0.0
+    print(f"threads {threads}; beam {BEAM}; VAD on; language ru; {len(clips)} clips of espeak-ng Russian think-aloud")
+    print(f"{'clip':24} {'contender':30} {'wall s':>7} {'RTF':>6} {'peak MiB':>9} {'WER':>6} {'start err ms med/p90':>21}")
+    for audio, ref_path in clips:
+        ref = json.load(open(ref_path, encoding="utf-8"))
+        duration += ref["duration"]
+        out, wall, rss = timed([lab, "transcribe", audio, "--language", "ru", "--format", "json",
+                                "--threads", threads, "--beam", BEAM] + LAB_ARGS)
+        ours = [(w["word"], w["start"]) for s in json.loads(out)["segments"] for w in s["words"]]
+        out, fw_wall, fw_rss = timed([fw_py, "-c", FW_SCRIPT, ct2, audio, threads, BEAM])
+        fw = [(w["word"], w["start"]) for w in json.loads(out)["words"]]
+        clip = os.path.basename(audio).rsplit(".", 1)[0]
+        for name, words, w, r in [(names[0], ours, wall, rss), (names[1], fw, fw_wall, fw_rss)]:
+            dist, n, errs = score(ref, words)
+            t = total[name]
+            t["wall"] += w
+            t["rss"] = max(t["rss"], r)
+            t["dist"] += dist
+            t["n"] += n
+            t["errs"] += errs
+            print(f"{clip:24} {name:30} {w:7.1f} {w / ref['duration']:6.3f} {r:9.0f} {dist / n:6.3f} "
+                  f"{pct(errs, 0.5):10.0f} / {pct(errs, 0.9):.0f}")
+    print(f"pooled over {duration:.0f} s of audio:")
+    res = []
+    for name in names:
+        t = total[name]
+        wer = t["dist"] / max(1, t["n"])
+        print(f"{'all':24} {name:30} {t['wall']:7.1f} {t['wall'] / duration:6.3f} {t['rss']:9.0f} {wer:6.3f} "
+              f"{pct(t['errs'], 0.5):10.0f} / {pct(t['errs'], 0.9):.0f}")
+        res.append((t["wall"], t["rss"], wer))
+    (w0, r0, e0), (w1, r1, e1) = res
     print(f"ratios lab-analyze/faster-whisper: wall {w0 / w1:.2f}, peak memory {r0 / r1:.2f}, WER difference {e0 - e1:+.3f}")
     print("goal: wall ratio <= 1.0 at WER no worse than faster-whisper + 0.02")
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use analyzer::bundle_run::RunOptions;
 use analyzer::formats::{Format, render};
 use analyzer::models::Models;
-use analyzer::transcribe::{Options, Transcriber};
+use analyzer::transcribe::{DEFAULT_BEAM, Options, Transcriber};
 use analyzer::vad::Vad;
 use analyzer::{audio, speech};
 use anyhow::Context;
@@ -47,8 +47,8 @@ enum Cmd {
         /// Decoder threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Beam width; 1 is greedy decoding.
-        #[arg(long, default_value_t = 1)]
+        /// Beam width; 1 is greedy decoding (faster, less accurate).
+        #[arg(long, default_value_t = DEFAULT_BEAM)]
         beam: usize,
     },
     /// Run every analysis stage over a session bundle (idempotent; finished stages are skipped).
@@ -66,6 +66,9 @@ enum Cmd {
         language: String,
         #[arg(long)]
         threads: Option<usize>,
+        /// Beam width; 1 is greedy decoding (faster, less accurate).
+        #[arg(long, default_value_t = DEFAULT_BEAM)]
+        beam: usize,
     },
 }
 
@@ -144,9 +147,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             language,
             threads,
+            beam,
         } => {
             let mut transcribe = Options {
                 language,
+                beam,
                 ..Options::default()
             };
             if let Some(t) = threads {

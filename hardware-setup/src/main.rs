@@ -78,7 +78,17 @@ enum Cmd {
 enum ModelsCmd {
     /// Convert a CTranslate2 Whisper checkpoint directory (model.bin,
     /// vocabulary.txt) into a GGML file for whisper.cpp.
-    Convert { ct2_dir: PathBuf, out: PathBuf },
+    Convert {
+        ct2_dir: PathBuf,
+        out: PathBuf,
+        /// Matrix type: f16 (like the official files) or q8_0 (8-bit blocks).
+        #[arg(long, default_value = "f16", value_parser = parse_weights)]
+        weights: models::Weights,
+    },
+}
+
+fn parse_weights(s: &str) -> Result<models::Weights, String> {
+    models::Weights::parse(s).ok_or_else(|| format!("unknown weight type {s:?} (f16 or q8_0)"))
 }
 
 #[tokio::main]
@@ -162,12 +172,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Cmd::Models {
-            action: Some(ModelsCmd::Convert { ct2_dir, out }),
+            action:
+                Some(ModelsCmd::Convert {
+                    ct2_dir,
+                    out,
+                    weights,
+                }),
             ..
         } => {
             // Blocking file work: keep it off the async worker threads.
             let report =
-                tokio::task::spawn_blocking(move || models::convert(&ct2_dir, &out)).await??;
+                tokio::task::spawn_blocking(move || models::convert(&ct2_dir, &out, weights))
+                    .await??;
             print!("{}", report.render());
             Ok(std::process::ExitCode::SUCCESS)
         }

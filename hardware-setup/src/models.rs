@@ -635,11 +635,47 @@ fn derive_hparams(m: &Ct2Model) -> Result<WhisperHparams, ConvertError> {
     })
 }
 
-/// GGML element types we write (whisper.cpp's `GGML_TYPE_F32` / `GGML_TYPE_F16`).
+/// GGML element types we write (whisper.cpp's `GGML_TYPE_F32`, `_F16`, `_Q8_0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Out {
     F32 = 0,
     F16 = 1,
+    Q8_0 = 8,
+}
+
+/// Elements per q8_0 block: an f16 scale, then 32 signed bytes.
+const Q8_0_BLOCK: usize = 32;
+/// ggml's `GGML_QNT_VERSION * GGML_QNT_VERSION_FACTOR`, added to `ftype` in
+/// quantized files; whisper.cpp takes `ftype % 1000` as the type.
+const QNT_VERSION_OFFSET: i32 = 2 * 1000;
+
+/// The type the converted model's matrices are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weights {
+    /// Half precision, like the official `ggml-*.bin` files.
+    #[default]
+    F16,
+    /// 8-bit blocks (ggml's q8_0) for the 2-D matrices; conv kernels stay f16.
+    Q8_0,
+}
+
+impl Weights {
+    /// whisper.cpp's `ftype` header field (`GGML_FTYPE_MOSTLY_F16` = 1,
+    /// `GGML_FTYPE_MOSTLY_Q8_0` = 7, plus the quantization version).
+    fn ftype(self) -> i32 {
+        match self {
+            Weights::F16 => 1,
+            Weights::Q8_0 => 7 + QNT_VERSION_OFFSET,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f16" => Some(Weights::F16),
+            "q8_0" => Some(Weights::Q8_0),
+            _ => None,
+        }
+    }
 }
 
 /// One GGML tensor and where its data comes from in the checkpoint.
@@ -925,15 +961,28 @@ fn convert_elements(src: &[u8], from: Ct2Dtype, to: Out) -> Vec<u8> {
         }
     };
     let n = src.len() / from.size();
-    let mut out = Vec::with_capacity(n * if to == Out::F32 { 4 } else { 2 });
-    for i in 0..n {
-        let v = as_f32(i);
-        match to {
-            Out::F32 => out.extend_from_slice(&v.to_le_bytes()),
-            Out::F16 => out.extend_from_slice(&f32_to_f16(v).to_le_bytes()),
+    let mut out = Vec::with_capacity(n * 4);
+    match to {
+        Out::F32 => (0..n).for_each(|i| out.extend_from_slice(&as_f32(i).to_le_bytes())),
+        Out::F16 => {
+            (0..n).for_each(|i| out.extend_from_slice(&f32_to_f16(as_f32(i)).to_le_bytes()))
         }
+        Out::Q8_0 => quantize_q8_0(&(0..n).map(as_f32).collect::<Vec<_>>(), &mut out),
     }
     out
+}
+
+/// ggml's reference q8_0 quantization of one row (a multiple of 32 values):
+/// per block, scale d = max|x| / 127 stored as f16, and each value as
+/// round(x / d) in an i8. The division uses the f32 scale, as ggml does.
+fn quantize_q8_0(values: &[f32], out: &mut Vec<u8>) {
+    for block in values.chunks(Q8_0_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        out.extend(block.iter().map(|v| ((v * id).round() as i8) as u8));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1139,13 +1188,37 @@ impl ConvertReport {
 /// `vocabulary.txt`) into a GGML file at `out` that whisper.cpp 1.8.x loads.
 /// The file is written beside `out` and renamed into place, so `out` is either
 /// absent or complete.
-pub fn convert(ct2_dir: &Path, out: &Path) -> Result<ConvertReport, ConvertError> {
+pub fn convert(
+    ct2_dir: &Path,
+    out: &Path,
+    weights: Weights,
+) -> Result<ConvertReport, ConvertError> {
     let model_path = ct2_dir.join("model.bin");
     let vocab_path = ct2_dir.join("vocabulary.txt");
     let m = Ct2Model::read(&model_path)?;
     let model_sha256 = hex(&Sha256::digest(&m.bytes));
-    let h = derive_hparams(&m)?;
-    let plans = plan_tensors(&h);
+    let mut h = derive_hparams(&m)?;
+    h.ftype = weights.ftype();
+    let mut plans = plan_tensors(&h);
+    if weights == Weights::Q8_0 {
+        // whisper.cpp's loader gives every 2-D matrix the file's weight type;
+        // conv kernels (3-D) stay f16, vectors and positional embeddings f32.
+        for p in plans
+            .iter_mut()
+            .filter(|p| p.out == Out::F16 && p.shape.len() == 2)
+        {
+            if p.shape[1] % Q8_0_BLOCK != 0 {
+                return Err(ConvertError::Malformed {
+                    path: model_path,
+                    what: format!(
+                        "{}: rows of {} values cannot be split into q8_0 blocks of {Q8_0_BLOCK}",
+                        p.src, p.shape[1]
+                    ),
+                });
+            }
+            p.out = Out::Q8_0;
+        }
+    }
 
     // Check every source before writing anything.
     let mut source_dtype = None;
@@ -1166,7 +1239,7 @@ pub fn convert(ct2_dir: &Path, out: &Path) -> Result<ConvertReport, ConvertError
                 dtype: v.dtype.name(),
             });
         }
-        if p.out == Out::F16 {
+        if p.out != Out::F32 {
             source_dtype.get_or_insert(v.dtype.name());
         }
     }
@@ -1653,7 +1726,7 @@ fn install_whisper(
         ct2_dir.display(),
         ggml.display()
     ));
-    let report = convert(ct2_dir, ggml)?;
+    let report = convert(ct2_dir, ggml, Weights::F16)?;
     // A CTranslate2 directory left from an earlier run was not re-hashed above.
     if report.model_sha256 != expected_sha256 {
         let _ = fs::remove_file(ggml);

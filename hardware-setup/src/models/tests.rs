@@ -28,7 +28,8 @@ impl Drop for Scratch {
     }
 }
 
-const D: usize = 8;
+/// Model width: a multiple of 32 so that q8_0 blocks fit the rows.
+const D: usize = 32;
 const HEADS: i16 = 2;
 const N_MELS: usize = 80;
 const AUDIO_CTX: usize = 6;
@@ -284,7 +285,13 @@ impl Ggml {
             let ne: Vec<i32> = (0..n_dims).map(|_| i32_at(&mut pos)).collect();
             let name = String::from_utf8(b[pos..pos + name_len].to_vec()).unwrap();
             pos += name_len;
-            let size = ne.iter().product::<i32>() as usize * if ttype == 0 { 4 } else { 2 };
+            let n = ne.iter().product::<i32>() as usize;
+            let size = match ttype {
+                0 => n * 4,
+                1 => n * 2,
+                8 => n / 32 * 34,
+                t => panic!("unexpected type {t}"),
+            };
             tensors.push((name, ne, ttype, b[pos..pos + size].to_vec()));
             pos += size;
         }
@@ -318,6 +325,13 @@ impl Ggml {
             1 => data
                 .chunks(2)
                 .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            8 => data
+                .chunks(34)
+                .flat_map(|b| {
+                    let d = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                    b[2..].iter().map(move |&q| q as i8 as f32 * d)
+                })
                 .collect(),
             t => panic!("unexpected type {t}"),
         }
@@ -384,7 +398,7 @@ fn converts_synthetic_checkpoint_to_ggml_whisper_cpp_layout() {
     let b = Builder::whisper();
     let dir = b.write(&TOKENS);
     let out = dir.0.join("ggml-test.bin");
-    let report = convert(&dir.0, &out).unwrap();
+    let report = convert(&dir.0, &out, Weights::F16).unwrap();
     let g = Ggml::read(&out);
 
     assert_eq!(g.magic, 0x6767_6d6c);
@@ -524,10 +538,78 @@ fn converts_synthetic_checkpoint_to_ggml_whisper_cpp_layout() {
     assert_eq!(s.mel_dims, (80, 201));
 }
 
+#[test]
+fn q8_0_quantizes_the_matrices_and_keeps_the_rest() {
+    let b = Builder::whisper();
+    let dir = b.write(&TOKENS);
+    let f16 = dir.0.join("f16.bin");
+    let q8 = dir.0.join("q8_0.bin");
+    convert(&dir.0, &f16, Weights::F16).unwrap();
+    let report = convert(&dir.0, &q8, Weights::Q8_0).unwrap();
+    let (a, g) = (Ggml::read(&f16), Ggml::read(&q8));
+    // ftype 7 (mostly q8_0) plus ggml's quantization version 2 * 1000.
+    assert_eq!(g.hparams[10], 2007);
+    assert_eq!(g.hparams[..10], a.hparams[..10]);
+    assert_eq!(g.vocab, a.vocab);
+    assert_eq!(g.mel, a.mel);
+    for ((name, ne, f16_type, _), (qname, qne, qtype, _)) in a.tensors.iter().zip(&g.tensors) {
+        assert_eq!((name, ne), (qname, qne));
+        // 2-D f16 matrices become q8_0; conv kernels (3-D) and f32 tensors stay.
+        let want = if *f16_type == 1 && ne.len() == 2 {
+            8
+        } else {
+            *f16_type
+        };
+        assert_eq!(*qtype, want, "{name}");
+        let (exact, approx) = (a.values(name), g.values(name));
+        if want != 8 {
+            assert_eq!(approx, exact, "{name}");
+            continue;
+        }
+        for (block, (x, y)) in exact.chunks(32).zip(approx.chunks(32)).enumerate() {
+            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (u, v) in x.iter().zip(y) {
+                // Half a step of rounding, plus the f16 rounding of the scale.
+                assert!(
+                    (u - v).abs() <= step * 0.5 + u.abs() * 1e-3,
+                    "{name} block {block}: {u} vs {v}"
+                );
+            }
+        }
+    }
+    assert!(report.out_bytes < fs::metadata(&f16).unwrap().len());
+    assert_eq!(
+        inspect_ggml(&q8).unwrap().tensors.len(),
+        expected_names().len()
+    );
+}
+
+#[test]
+fn q8_0_block_rounding() {
+    let mut out = Vec::new();
+    // max |x| = 2.54 gives the scale 0.02; 0.01 is half a step: rounds away from 0.
+    let mut block = vec![0f32; 32];
+    block[0] = -2.54;
+    block[1] = 0.01;
+    block[2] = 1.0;
+    block[3] = -0.029;
+    quantize_q8_0(&block, &mut out);
+    quantize_q8_0(&[0f32; 32], &mut out);
+    assert_eq!(out.len(), 2 * 34);
+    assert_eq!(u16::from_le_bytes([out[0], out[1]]), f32_to_f16(0.02));
+    assert_eq!(
+        out[2..6].iter().map(|&q| q as i8).collect::<Vec<_>>(),
+        [-127, 1, 50, -1]
+    );
+    assert!(out[6..34].iter().all(|&q| q == 0));
+    // An all-zero block has scale 0 and zero values, not NaN.
+    assert!(out[34..].iter().all(|&q| q == 0));
+}
+
 fn convert_err(b: &Builder, tokens: &[&str]) -> ConvertError {
     let dir = b.write(tokens);
     let out = dir.0.join("out.bin");
-    let err = convert(&dir.0, &out).unwrap_err();
+    let err = convert(&dir.0, &out, Weights::F16).unwrap_err();
     assert!(!out.exists(), "no output on error");
     err
 }
@@ -539,7 +621,7 @@ fn truncated_model_bin_is_reported_as_truncated() {
     let model = dir.0.join("model.bin");
     let bytes = fs::read(&model).unwrap();
     fs::write(&model, &bytes[..bytes.len() - 100]).unwrap();
-    let err = convert(&dir.0, &dir.0.join("out.bin")).unwrap_err();
+    let err = convert(&dir.0, &dir.0.join("out.bin"), Weights::F16).unwrap_err();
     assert!(matches!(err, ConvertError::Truncated { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -565,7 +647,7 @@ fn wrong_byte_count_is_rejected_with_the_variable_named() {
     b.bad_count = Some(("encoder/conv1/bias".into(), -2));
     let err = convert_err(&b, &TOKENS);
     assert!(
-        matches!(&err, ConvertError::ByteCount { name, found: 14, expected: 16, .. } if name == "encoder/conv1/bias"),
+        matches!(&err, ConvertError::ByteCount { name, found: 62, expected: 64, .. } if name == "encoder/conv1/bias"),
         "{err}"
     );
 }
@@ -615,7 +697,7 @@ fn missing_tensor_wrong_shape_and_vocabulary_mismatch_are_rejected() {
 fn inspect_rejects_truncated_ggml() {
     let dir = Builder::whisper().write(&TOKENS);
     let out = dir.0.join("ggml.bin");
-    convert(&dir.0, &out).unwrap();
+    convert(&dir.0, &out, Weights::F16).unwrap();
     let bytes = fs::read(&out).unwrap();
     fs::write(&out, &bytes[..bytes.len() - 3]).unwrap();
     let err = inspect_ggml(&out).unwrap_err();
