@@ -82,13 +82,9 @@ enum ModelsCmd {
         ct2_dir: PathBuf,
         out: PathBuf,
         /// Matrix type: f16 (like the official files) or q8_0 (8-bit blocks).
-        #[arg(long, default_value = "f16", value_parser = parse_weights)]
+        #[arg(long, value_enum, default_value = "f16")]
         weights: models::Weights,
     },
-}
-
-fn parse_weights(s: &str) -> Result<models::Weights, String> {
-    models::Weights::parse(s).ok_or_else(|| format!("unknown weight type {s:?} (f16 or q8_0)"))
 }
 
 #[tokio::main]

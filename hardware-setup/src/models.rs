@@ -650,12 +650,12 @@ const Q8_0_BLOCK: usize = 32;
 const QNT_VERSION_OFFSET: i32 = 2 * 1000;
 
 /// The type the converted model's matrices are stored in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Weights {
     /// Half precision, like the official `ggml-*.bin` files.
-    #[default]
     F16,
     /// 8-bit blocks (ggml's q8_0) for the 2-D matrices; conv kernels stay f16.
+    #[value(name = "q8_0")]
     Q8_0,
 }
 
@@ -666,14 +666,6 @@ impl Weights {
         match self {
             Weights::F16 => 1,
             Weights::Q8_0 => 7 + QNT_VERSION_OFFSET,
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "f16" => Some(Weights::F16),
-            "q8_0" => Some(Weights::Q8_0),
-            _ => None,
         }
     }
 }
