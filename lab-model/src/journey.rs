@@ -20,6 +20,21 @@
 use serde::{Deserialize, Serialize};
 
 pub const JOURNEY_FORMAT_VERSION: u32 = 1;
+/// Longest journey id (life situation id), in bytes.
+pub const MAX_JOURNEY_ID_LEN: usize = 64;
+
+/// Whether `id` is a journey (life situation) id: 1-64 characters of `a-z`,
+/// `0-9`, `-` and `_`, starting with a letter or digit. The one rule for the
+/// `id` of a journey definition, a manifest's `life_situation` and the file
+/// name `<id>.toml` it is looked up by: such an id is a single, non-hidden
+/// path component, so it can never name a file outside the journeys folder.
+pub fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    (1..=MAX_JOURNEY_ID_LEN).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +96,23 @@ pub enum JourneyError {
     Invalid(String),
 }
 
+/// " (line N)" of a top-level `field = ...` (before the first table), or "".
+fn at_top(text: &str, field: &str) -> String {
+    let top = text.find("\n[").map_or(text, |o| &text[..o]);
+    let mut offset = 0;
+    for line in top.split_inclusive('\n') {
+        if line.trim_start().starts_with(field)
+            && line.trim_start()[field.len()..]
+                .trim_start()
+                .starts_with('=')
+        {
+            return format!(" (line {})", line_col(text, offset).0);
+        }
+        offset += line.len();
+    }
+    String::new()
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -121,6 +153,14 @@ impl Journey {
             return Err(JourneyError::Invalid(format!(
                 "format_version {} is not supported (this build reads {JOURNEY_FORMAT_VERSION})",
                 self.format_version
+            )));
+        }
+        if !valid_id(&self.id) {
+            return Err(JourneyError::Invalid(format!(
+                "id {:?} must be 1-{MAX_JOURNEY_ID_LEN} characters of a-z, 0-9, '-' or '_', \
+                 starting with a letter or digit{}",
+                self.id,
+                at_top(text, "id")
             )));
         }
         if self.steps.is_empty() {
@@ -244,6 +284,10 @@ enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
             ),
             (GOOD.replace("id = \"login\"", "id = \"find\""), "repeated"),
             (
+                GOOD.replace("id = \"birth-benefit\"", "id = \"../../etc/evil\""),
+                "id \"../../etc/evil\" must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit (line 3)",
+            ),
+            (
                 GOOD.replace("enter = [{ url = \"*/catalog*\" }]", "enter = [{}]"),
                 "at least one field",
             ),
@@ -251,6 +295,33 @@ enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
         for (text, want) in cases {
             let err = Journey::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(want), "want {want:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn journey_id_rule() {
+        for (id, want) in [
+            ("child-benefit", true),
+            ("birth-benefit", true),
+            ("rozhdenie-rebenka", true),
+            ("test_benefit2", true),
+            ("0", true),
+            (&"a".repeat(64) as &str, true),
+            (&"a".repeat(65), false),
+            ("", false),
+            ("-x", false),
+            ("_x", false),
+            (".hidden", false),
+            ("..", false),
+            ("../../etc/evil", false),
+            ("a/b", false),
+            ("a\\b", false),
+            ("Child", false),
+            ("пособие", false),
+            ("a b", false),
+            ("a.toml", false),
+        ] {
+            assert_eq!(valid_id(id), want, "{id:?}");
         }
     }
 

@@ -15,8 +15,8 @@ pub mod time;
 
 pub use bundle::{
     BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, BundleError, ChannelRole, ClockMapping,
-    ClockOffsetEstimate, EventStats, Gap, Manifest, Segment, SegmentState, SessionStatus, Track,
-    TrackKind,
+    ClockOffsetEstimate, EventLineError, EventStats, Gap, Manifest, ManifestError, Segment,
+    SegmentState, SessionStatus, Track, TrackKind, parse_events, parse_manifest,
 };
 pub use event::{Event, EventError, EventSource, IncomingEvent};
 pub use journey::{Journey, JourneyError};
