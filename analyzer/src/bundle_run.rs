@@ -32,8 +32,20 @@ use crate::vad::Vad;
 use crate::{renditions, speech};
 
 pub const STAGES: &[&str] = &["speech", "steps", "candidates", "renditions", "qa"];
-/// Bumped when a stage's output changes meaning, so old results are redone.
-const STAGE_VERSION: u32 = 1;
+
+/// Bumped per stage when its output changes meaning, so old results are
+/// redone: renditions 2 and qa 2 added the per-segment checks.
+fn stage_version(stage: &str) -> u32 {
+    match stage {
+        "renditions" | "qa" => 2,
+        _ => 1,
+    }
+}
+
+/// How far a segment's video may end before the manifest's `end_ns` without
+/// being reported: a keyframe-split segment's last frame ends within a frame
+/// or two of it, and a recovered one ends where its packets end.
+pub const QA_SHORT_TOLERANCE_NS: i64 = 250_000_000;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
@@ -110,7 +122,7 @@ pub fn run(
         let done = state
             .stages
             .get(stage)
-            .is_some_and(|r| r.version == STAGE_VERSION);
+            .is_some_and(|r| r.version == stage_version(stage));
         if done && !forced {
             report.stages.push((stage.into(), "already done".into()));
             continue;
@@ -128,7 +140,7 @@ pub fn run(
         state.stages.insert(
             stage.into(),
             StageRecord {
-                version: STAGE_VERSION,
+                version: stage_version(stage),
                 status: status.clone(),
             },
         );
@@ -240,14 +252,22 @@ fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Jour
     Ok(journey_text(manifest, opts)?.map(|(j, _)| j))
 }
 
-/// The journey definition and its source text.
+/// The journey definition and its source text: `--journey`, else
+/// `journeys/<life_situation>.toml` relative to the working directory, only
+/// for a valid journey id (the manifest was validated on reading; checked
+/// again here because this is where the id becomes a path), and only if that
+/// file defines that very id.
 fn journey_text(
     manifest: &Manifest,
     opts: &RunOptions,
 ) -> anyhow::Result<Option<(Journey, String)>> {
-    let path = match (&opts.journey, &manifest.life_situation) {
-        (Some(p), _) => p.clone(),
-        (None, Some(ls)) => PathBuf::from("journeys").join(format!("{ls}.toml")),
+    let (path, want_id) = match (&opts.journey, &manifest.life_situation) {
+        (Some(p), _) => (p.clone(), None),
+        (None, Some(ls)) if lab_model::journey::valid_id(ls) => (
+            PathBuf::from("journeys").join(format!("{ls}.toml")),
+            Some(ls),
+        ),
+        (None, Some(ls)) => anyhow::bail!("life_situation {ls:?} is not a journey id"),
         (None, None) => return Ok(None),
     };
     if !path.exists() && opts.journey.is_none() {
@@ -257,6 +277,15 @@ fn journey_text(
         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
     let journey =
         Journey::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(want) = want_id
+        && journey.id != *want
+    {
+        anyhow::bail!(
+            "{} defines journey {:?}, not the session's life situation {want:?}",
+            path.display(),
+            journey.id
+        );
+    }
     Ok(Some((journey, text)))
 }
 
@@ -333,25 +362,76 @@ fn stage_candidates(
     Ok(format!("ok: {n} candidates"))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct QaReport {
-    pub format_version: u32,
-    pub status: String,
-    pub clock_uncertainty_ms: Vec<(String, f64)>,
-    pub gaps: Vec<lab_model::Gap>,
-    pub recovered_segments: Vec<String>,
-    pub decode_errors: Vec<String>,
-    /// Per video track: (track, frames, expected from duration and rate).
-    pub frames: Vec<(String, u64, u64)>,
-    pub events_rejected: u64,
-    pub transcript_status: String,
-}
+pub use lab_model::analysis::{QaReport, ShortSegment};
 
 fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     let dir = analysis_dir(bundle);
     let transcript: Transcript = read_json(&dir.join("transcript.json"))?;
     let renditions: renditions::Renditions = read_json(&dir.join("web/renditions.json"))?;
-    let qa = QaReport {
+    let (_, torn) = bundle.read_events()?;
+    let qa = qa_report(manifest, &renditions, transcript.status, torn as u64);
+    let n = qa.issues.len();
+    write_json(&dir.join("qa.json"), &qa)?;
+    Ok(format!("ok: {n} issues noted"))
+}
+
+/// The QA report: what the manifest promises against what the renditions
+/// stage could read. Expected media comes from the manifest (segment bounds
+/// and the track's framerate), never from what happened to decode.
+pub fn qa_report(
+    manifest: &Manifest,
+    renditions: &renditions::Renditions,
+    transcript_status: String,
+    events_torn: u64,
+) -> QaReport {
+    use lab_model::time::format_session_time as t;
+    let mut issues: Vec<String> = renditions.errors.clone();
+    for g in &manifest.gaps {
+        issues.push(format!(
+            "{} had no media from {} to {}: {}",
+            g.track,
+            t(g.start_ns),
+            g.end_ns.map_or("the end".into(), t),
+            g.reason
+        ));
+    }
+    let mut short_segments = Vec::new();
+    for track in manifest.tracks.iter().filter(|t| t.framerate.is_some()) {
+        let Some(group) = track.groups.first() else {
+            continue;
+        };
+        for s in manifest.segments.iter().filter(|s| &s.group == group) {
+            // An open segment of a bundle nobody recovered has no end to compare with;
+            // it is listed under recovered_segments.
+            let Some(expected_end) = s.end_ns else {
+                continue;
+            };
+            let media = renditions
+                .segments
+                .iter()
+                .find(|m| m.track == track.id && m.file == s.file);
+            let media_end = media.and_then(|m| m.end_ns);
+            let missing = expected_end - media_end.unwrap_or(s.start_ns).max(s.start_ns);
+            if missing > QA_SHORT_TOLERANCE_NS {
+                issues.push(format!(
+                    "{} ({}): media ends at {}, the manifest says {}: {:.2} s missing",
+                    s.file,
+                    track.id,
+                    media_end.map_or("its start (nothing readable)".into(), t),
+                    t(expected_end),
+                    missing as f64 / 1e9
+                ));
+                short_segments.push(ShortSegment {
+                    track: track.id.clone(),
+                    file: s.file.clone(),
+                    expected_end_ns: expected_end,
+                    media_end_ns: media_end,
+                    missing_ns: missing,
+                });
+            }
+        }
+    }
+    QaReport {
         format_version: ANALYSIS_FORMAT_VERSION,
         status: match manifest.status {
             lab_model::SessionStatus::Recording => {
@@ -373,17 +453,51 @@ fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .filter(|s| s.state != lab_model::SegmentState::Closed)
             .map(|s| s.file.clone())
             .collect(),
-        // The renditions stage decoded every segment already and kept what failed.
+        // The renditions stage read every segment already and kept what failed.
         decode_errors: renditions.errors.clone(),
         frames: renditions
             .videos
             .iter()
             .map(|v| (v.track.clone(), v.frames, v.expected_frames))
             .collect(),
+        short_segments,
+        issues,
         events_rejected: manifest.events.rejected,
-        transcript_status: transcript.status,
-    };
-    let n = qa.decode_errors.len() + qa.gaps.len();
-    write_json(&dir.join("qa.json"), &qa)?;
-    Ok(format!("ok: {n} issues noted"))
+        events_torn,
+        transcript_status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest's `life_situation` of `../../…/evil` made the analyzer load
+    /// a TOML from outside the journeys folder. `read_manifest` refuses such a
+    /// manifest; this is the second line of defence for one built in memory.
+    #[test]
+    fn a_hostile_life_situation_never_becomes_a_journey_path() {
+        let dir = std::env::temp_dir().join(format!("analyzer-evil-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let evil = dir.join("evil.toml");
+        std::fs::write(&evil, "this file must never be read").unwrap();
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format": "lab-session-bundle", "format_version": 1, "session_id": "S1",
+            "station": "s", "life_situation": format!("../../../../../../..{}", dir.join("evil").display()),
+            "participant": "P01", "consent": "C01",
+            "clock": {"session_zero_monotonic_ns": 1, "session_zero_unix_ns": 2, "session_zero_utc": ""},
+            "tracks": [], "segments": [], "status": "complete",
+            "recorder": {"version": "0", "pid": 1}
+        }))
+        .unwrap();
+        let opts = RunOptions {
+            models: Models { dir: dir.clone() },
+            whisper_model: None,
+            journey: None,
+            force: vec![],
+            transcribe: Options::default(),
+        };
+        let err = journey_text(&manifest, &opts).unwrap_err().to_string();
+        assert!(err.contains("is not a journey id"), "{err}");
+    }
 }

@@ -12,7 +12,6 @@ use ffmpeg_next as ffmpeg;
 use lab_model::analysis::ANALYSIS_DIR;
 use lab_model::bundle::write_atomic;
 use lab_model::{Bundle, Manifest};
-use serde::{Deserialize, Serialize};
 
 use crate::audio;
 
@@ -22,34 +21,9 @@ pub const PEAKS_PER_SECOND: usize = 50;
 pub const THUMB_EVERY_NS: i64 = 10_000_000_000;
 pub const THUMB_SIZE: (u32, u32) = (160, 90);
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Video {
-    pub track: String,
-    /// Path relative to the bundle.
-    pub file: String,
-    pub frames: u64,
-    pub expected_frames: u64,
-    pub start_ns: i64,
-    pub end_ns: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Thumbnail {
-    pub t_ns: i64,
-    /// JPEG, path relative to the bundle.
-    pub file: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Renditions {
-    pub format_version: u32,
-    pub videos: Vec<Video>,
-    #[serde(default)]
-    pub thumbnails: Vec<Thumbnail>,
-    /// `peaks.json`: max |sample| per 1/PEAKS_PER_SECOND s, 0-255, from session time 0.
-    pub peaks: Option<String>,
-    pub errors: Vec<String>,
-}
+/// The `renditions.json` types live in `lab_model::analysis`, beside the other
+/// analysis outputs; these names are kept for callers of this module.
+pub use lab_model::analysis::{RenditionVideo as Video, Renditions, SegmentMedia, Thumbnail};
 
 pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     ffmpeg::init()?;
@@ -61,18 +35,24 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
         thumbnails: vec![],
         peaks: None,
         errors: vec![],
+        segments: vec![],
     };
     for track in manifest.tracks.iter().filter(|t| t.framerate.is_some()) {
-        let group = &track.groups[0];
-        let files: Vec<_> = manifest
+        let Some(group) = track.groups.first() else {
+            continue;
+        };
+        let segments: Vec<_> = manifest
             .segments
             .iter()
             .filter(|s| &s.group == group)
-            .map(|s| bundle.dir.join(&s.file))
             .collect();
-        if files.is_empty() {
+        if segments.is_empty() {
             continue;
         }
+        let files: Vec<_> = segments
+            .iter()
+            .map(|s| (s.file.clone(), bundle.dir.join(&s.file)))
+            .collect();
         if track.id == "screen" {
             let dir = web.join("thumbs");
             std::fs::create_dir_all(&dir)?;
@@ -84,20 +64,30 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
                 })
                 .collect();
         }
+        let fps = track.framerate.unwrap_or(30);
+        // What the manifest promises, not what happened to decode: a truncated
+        // segment must show up as missing frames.
+        let expected_frames = segments
+            .iter()
+            .filter_map(|s| Some(expected_frames(s.end_ns? - s.start_ns, fps)))
+            .sum();
         let name = format!("{}.mp4", track.id);
         let tmp = web.join(format!("{name}.tmp"));
-        match remux(&files, &tmp, &mut out.errors) {
-            Ok((frames, start, end)) => {
+        match remux(&files, &tmp, fps, &mut out.errors) {
+            Ok(r) => {
                 std::fs::rename(&tmp, web.join(&name))?;
-                let fps = u64::from(track.framerate.unwrap_or(30));
                 out.videos.push(Video {
                     track: track.id.clone(),
                     file: format!("{ANALYSIS_DIR}/web/{name}"),
-                    frames,
-                    expected_frames: ((end - start).max(0) as u64 * fps).div_ceil(1_000_000_000),
-                    start_ns: start,
-                    end_ns: end,
+                    frames: r.frames,
+                    expected_frames,
+                    start_ns: r.start_ns,
+                    end_ns: r.end_ns,
                 });
+                out.segments.extend(r.segments.into_iter().map(|mut m| {
+                    m.track = track.id.clone();
+                    m
+                }));
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -131,6 +121,13 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     Ok(summary)
 }
 
+/// Frames in `duration_ns` of video at `fps`, rounded to the nearest frame
+/// (a negative duration has none).
+pub fn expected_frames(duration_ns: i64, fps: u32) -> u64 {
+    let frames = (i128::from(duration_ns.max(0)) * i128::from(fps) + 500_000_000) / 1_000_000_000;
+    u64::try_from(frames).unwrap_or(u64::MAX)
+}
+
 /// Max absolute amplitude per peak bucket, scaled to 0-255.
 pub fn peaks(samples: &[f32]) -> Vec<u8> {
     let bucket = audio::RATE as usize / PEAKS_PER_SECOND;
@@ -143,15 +140,15 @@ pub fn peaks(samples: &[f32]) -> Vec<u8> {
 /// A JPEG thumbnail of the first frame at or after every `THUMB_EVERY_NS`;
 /// returns (session time, file name). Undecodable stretches are skipped and noted.
 fn thumbnails(
-    inputs: &[std::path::PathBuf],
+    inputs: &[(String, std::path::PathBuf)],
     dir: &Path,
     errors: &mut Vec<String>,
 ) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut next = 0i64;
-    for path in inputs {
+    for (file, path) in inputs {
         if let Err(e) = thumbnails_of(path, dir, &mut next, &mut out) {
-            errors.push(format!("thumbnails of {}: {e}", path.display()));
+            errors.push(format!("thumbnails of {file}: {e}"));
         }
     }
     out
@@ -236,14 +233,36 @@ fn thumbnails_of(
     Ok(())
 }
 
-/// Copies every packet of `inputs` (same stream layout) into one fragmented
-/// MP4; returns (video packets, first and last video time in ns).
+/// What [`remux`] copied.
+struct Remuxed {
+    frames: u64,
+    start_ns: i64,
+    end_ns: i64,
+    /// One per input, `track` left empty for the caller.
+    segments: Vec<SegmentMedia>,
+}
+
+/// A packet or stream time in session nanoseconds.
+fn ts_ns(ts: i64, tb: ffmpeg::Rational) -> i64 {
+    let ns = i128::from(ts) * i128::from(tb.numerator()) * 1_000_000_000
+        / i128::from(tb.denominator().max(1));
+    ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// Consecutive read errors after which a file is given up on.
+const MAX_READ_ERRORS: u32 = 32;
+
+/// Copies every packet of `inputs` ((file relative to the bundle, path); same
+/// stream layout) into one fragmented MP4, and notes per input how far its
+/// video packets reach (`fps` gives a packet without a duration one frame).
 fn remux(
-    inputs: &[std::path::PathBuf],
+    inputs: &[(String, std::path::PathBuf)],
     out_path: &Path,
+    fps: u32,
     errors: &mut Vec<String>,
-) -> anyhow::Result<(u64, i64, i64)> {
-    let first = ffmpeg::format::input(&inputs[0])?;
+) -> anyhow::Result<Remuxed> {
+    let first =
+        ffmpeg::format::input(&inputs[0].1).map_err(|e| anyhow::anyhow!("{}: {e}", inputs[0].0))?;
     let mut octx = ffmpeg::format::output_as(out_path, "mp4")?;
     let mut video_index = None;
     for (i, ist) in first.streams().enumerate() {
@@ -266,46 +285,87 @@ fn remux(
     let out_tb: Vec<_> = (0..nstreams)
         .map(|i| octx.stream(i).map(|s| s.time_base()))
         .collect();
-    let (mut frames, mut start, mut end) = (0u64, i64::MAX, 0i64);
-    for path in inputs {
+    let frame_ns = 1_000_000_000 / i64::from(fps.max(1));
+    let mut out = Remuxed {
+        frames: 0,
+        start_ns: i64::MAX,
+        end_ns: 0,
+        segments: Vec::new(),
+    };
+    for (file, path) in inputs {
+        let mut seg = SegmentMedia {
+            track: String::new(),
+            file: file.clone(),
+            frames: 0,
+            first_ns: None,
+            end_ns: None,
+            error: None,
+        };
         let mut ictx = match ffmpeg::format::input(path) {
             Ok(i) => i,
             Err(e) => {
-                errors.push(format!("{}: {e}", path.display()));
+                errors.push(format!("{file}: {e}"));
+                seg.error = Some(e.to_string());
+                out.segments.push(seg);
                 continue;
             }
         };
         let tbs: Vec<_> = ictx.streams().map(|s| s.time_base()).collect();
-        let mut iter = ictx.packets();
+        let mut failures = 0;
         loop {
-            let (stream, mut packet) = match iter.next() {
-                Some(p) => p,
-                None => break,
-            };
-            let i = stream.index();
-            let Some(Some(otb)) = out_tb.get(i) else {
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut ictx) {
+                Ok(()) => failures = 0,
+                Err(ffmpeg::Error::Eof) => break,
+                Err(e) => {
+                    // A damaged cluster may be skipped; many in a row is the end.
+                    failures += 1;
+                    if failures >= MAX_READ_ERRORS {
+                        let at = seg.end_ns.map_or("its start".into(), |t| {
+                            lab_model::time::format_session_time(t)
+                        });
+                        errors.push(format!("{file}: reading stopped after {at}: {e}"));
+                        seg.error = Some(format!("reading stopped after {at}: {e}"));
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let i = packet.stream();
+            // A later segment with more streams than the first: its extras have no output.
+            let (Some(Some(otb)), Some(&tb)) = (out_tb.get(i), tbs.get(i)) else {
                 continue;
             };
             if Some(i) == video_index {
-                frames += 1;
+                out.frames += 1;
+                seg.frames += 1;
                 if let Some(pts) = packet.pts() {
-                    let tb = tbs[i];
-                    let ns = (i128::from(pts) * i128::from(tb.numerator()) * 1_000_000_000
-                        / i128::from(tb.denominator().max(1))) as i64;
-                    start = start.min(ns);
-                    end = end.max(ns);
+                    let ns = ts_ns(pts, tb);
+                    let dur = match ts_ns(packet.duration(), tb) {
+                        d if d > 0 => d,
+                        _ => frame_ns,
+                    };
+                    out.start_ns = out.start_ns.min(ns);
+                    out.end_ns = out.end_ns.max(ns);
+                    seg.first_ns = Some(seg.first_ns.map_or(ns, |f| f.min(ns)));
+                    let end = ns.saturating_add(dur);
+                    seg.end_ns = Some(seg.end_ns.map_or(end, |e| e.max(end)));
                 }
             }
-            packet.rescale_ts(tbs[i], *otb);
+            packet.rescale_ts(tb, *otb);
             packet.set_position(-1);
             packet.set_stream(i);
             if let Err(e) = packet.write_interleaved(&mut octx) {
-                errors.push(format!("{}: packet dropped: {e}", path.display()));
+                errors.push(format!("{file}: packet dropped: {e}"));
             }
         }
+        out.segments.push(seg);
     }
     octx.write_trailer()?;
-    Ok((frames, if start == i64::MAX { 0 } else { start }, end))
+    if out.start_ns == i64::MAX {
+        out.start_ns = 0;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -318,5 +378,13 @@ mod tests {
         s[10] = -0.5;
         s[700] = 2.0;
         assert_eq!(peaks(&s), vec![128, 0, 255]);
+    }
+
+    #[test]
+    fn expected_frames_come_from_duration_and_rate() {
+        assert_eq!(expected_frames(2_000_000_000, 30), 60);
+        assert_eq!(expected_frames(1_990_000_000, 30), 60);
+        assert_eq!(expected_frames(-5, 30), 0);
+        assert_eq!(expected_frames(i64::MAX, 1000), 9_223_372_036_855);
     }
 }

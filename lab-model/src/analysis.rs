@@ -133,3 +133,96 @@ pub struct CandidateList {
     pub format_version: u32,
     pub candidates: Vec<Candidate>,
 }
+
+/// One video rendition in `analysis/web/renditions.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionVideo {
+    pub track: String,
+    /// Path relative to the bundle.
+    pub file: String,
+    /// Video packets copied.
+    pub frames: u64,
+    /// Frames the manifest promises: each segment's `end_ns - start_ns` times the track's framerate.
+    pub expected_frames: u64,
+    /// First and last video time copied.
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// A film-strip thumbnail in `renditions.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    pub t_ns: i64,
+    /// JPEG, path relative to the bundle.
+    pub file: String,
+}
+
+/// What reading one segment's video packets found, for the QA stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMedia {
+    pub track: String,
+    /// The segment's `file` (relative to the bundle).
+    pub file: String,
+    pub frames: u64,
+    /// Time of the first video packet; `None` when none could be read.
+    pub first_ns: Option<i64>,
+    /// End of the last video packet (its time plus one frame).
+    pub end_ns: Option<i64>,
+    /// Why reading stopped before the end of the file, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `analysis/web/renditions.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Renditions {
+    pub format_version: u32,
+    pub videos: Vec<RenditionVideo>,
+    #[serde(default)]
+    pub thumbnails: Vec<Thumbnail>,
+    /// `peaks.json`: max |sample| per 1/50 s, 0-255, from session time 0.
+    pub peaks: Option<String>,
+    /// What could not be read, with paths relative to the bundle.
+    pub errors: Vec<String>,
+    /// Per video track and segment, what its packets cover.
+    #[serde(default)]
+    pub segments: Vec<SegmentMedia>,
+}
+
+/// A segment whose media ends before the manifest says it does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortSegment {
+    pub track: String,
+    pub file: String,
+    /// The manifest's `end_ns`.
+    pub expected_end_ns: i64,
+    /// Where its video really ends (`None`: nothing readable).
+    pub media_end_ns: Option<i64>,
+    pub missing_ns: i64,
+}
+
+/// `analysis/qa.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QaReport {
+    pub format_version: u32,
+    pub status: String,
+    pub clock_uncertainty_ms: Vec<(String, f64)>,
+    pub gaps: Vec<crate::Gap>,
+    /// Segments that were still open when the recorder stopped or died.
+    pub recovered_segments: Vec<String>,
+    /// Paths relative to the bundle.
+    pub decode_errors: Vec<String>,
+    /// Per video track: (track, frames read, frames the manifest promises).
+    pub frames: Vec<(String, u64, u64)>,
+    /// Segments whose media ends short of the manifest by more than the tolerance.
+    #[serde(default)]
+    pub short_segments: Vec<ShortSegment>,
+    /// Every problem found, one sentence each (decode errors, gaps, short segments).
+    #[serde(default)]
+    pub issues: Vec<String>,
+    pub events_rejected: u64,
+    /// Torn lines skipped at the end of `events.jsonl`.
+    #[serde(default)]
+    pub events_torn: u64,
+    pub transcript_status: String,
+}
