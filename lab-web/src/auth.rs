@@ -17,6 +17,7 @@ use sqlx::Row;
 
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::limits;
 use crate::state::AppState;
 use crate::types::User;
 
@@ -38,14 +39,26 @@ pub enum Right {
     Withdraw,
     /// Users, tokens, audit log.
     Admin,
+    /// The findings overlay's feed (`/overlay/findings`), nothing else.
+    Overlay,
 }
+
+/// The role of an API token of scope `overlay` (the default): the overlay feed only.
+pub const OVERLAY_ROLE: &str = "overlay";
 
 pub fn role_has(role: &str, right: Right) -> bool {
     match role {
         "admin" => true,
-        "researcher" => matches!(right, Right::Findings | Right::Raw | Right::Review),
-        "operator" => matches!(right, Right::Findings | Right::Raw | Right::Operate),
-        "viewer" => right == Right::Findings,
+        "researcher" => matches!(
+            right,
+            Right::Findings | Right::Raw | Right::Review | Right::Overlay
+        ),
+        "operator" => matches!(
+            right,
+            Right::Findings | Right::Raw | Right::Operate | Right::Overlay
+        ),
+        "viewer" => matches!(right, Right::Findings | Right::Overlay),
+        OVERLAY_ROLE => right == Right::Overlay,
         _ => false,
     }
 }
@@ -85,6 +98,116 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// Runs an argon2 computation under the server's bound on concurrent hashes
+/// ([`limits::max_concurrent_hashes`]): each takes ~19 MiB, so an unbounded
+/// burst of log-ins could exhaust memory. Waits at most
+/// [`limits::HASH_WAIT`], then answers 503.
+pub async fn with_hash_permit<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = tokio::time::timeout(limits::HASH_WAIT, state.hashes.acquire())
+        .await
+        .map_err(|_| ApiError::Busy)?
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let r = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()));
+    drop(permit);
+    r
+}
+
+/// Throttling keys for a log-in attempt: (key, limit).
+fn login_keys(login: &str, addr: &str) -> [(String, i64); 3] {
+    [
+        (
+            format!("acct-addr:{login}|{addr}"),
+            limits::LOGIN_PER_ACCOUNT_AND_ADDRESS,
+        ),
+        (format!("addr:{addr}"), limits::LOGIN_PER_ADDRESS),
+        (format!("acct:{login}"), limits::LOGIN_PER_ACCOUNT),
+    ]
+}
+
+/// Reserves one log-in attempt before the password is checked: every key's
+/// counter is incremented atomically in the database (an upsert that also
+/// restarts an expired window) and the attempt is refused if any is over its
+/// limit. Concurrent attempts therefore cannot all pass a check made before
+/// any of them failed, and every process on the database shares the counts.
+pub async fn reserve_login_attempt(
+    state: &AppState,
+    login: &str,
+    addr: &str,
+) -> Result<bool, ApiError> {
+    let now = now_ms();
+    let window_start_before = now - limits::LOGIN_WINDOW.as_millis() as i64;
+    let mut allowed = true;
+    for (key, limit) in login_keys(login, addr) {
+        let count: i64 = sqlx::query(
+            "INSERT INTO login_attempts (key, count, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+             count = CASE WHEN login_attempts.window_start < $3 THEN 1 ELSE login_attempts.count + 1 END, \
+             window_start = CASE WHEN login_attempts.window_start < $3 THEN $2 ELSE login_attempts.window_start END \
+             RETURNING count",
+        )
+        .bind(&key)
+        .bind(now)
+        .bind(window_start_before)
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get(0)?;
+        if count > limit {
+            allowed = false;
+        }
+    }
+    Ok(allowed)
+}
+
+/// After a successful log-in this address's attempts at this account start
+/// over (the address-wide and account-wide counts do not).
+pub async fn clear_login_attempts(
+    state: &AppState,
+    login: &str,
+    addr: &str,
+) -> Result<(), ApiError> {
+    let [(key, _), ..] = login_keys(login, addr);
+    sqlx::query("DELETE FROM login_attempts WHERE key = $1")
+        .bind(key)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The client's address, for log-in throttling: the TCP peer, or with
+/// `--behind-proxy` the last `X-Forwarded-For` hop (the one the proxy added).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.config.behind_proxy
+            && let Some(last) = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .rfind(|v| !v.is_empty())
+        {
+            return Ok(ClientAddr(last.chars().take(64).collect()));
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientAddr(peer))
+    }
 }
 
 pub fn new_token() -> String {
@@ -139,9 +262,7 @@ pub async fn create_user(
     password_ok(password)?;
     let hash = {
         let p = password.to_string();
-        tokio::task::spawn_blocking(move || hash_password(&p))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))??
+        with_hash_permit(state, move || hash_password(&p)).await??
     };
     let exists = sqlx::query("SELECT id FROM users WHERE login = $1")
         .bind(login)
@@ -173,19 +294,25 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            let row = sqlx::query("SELECT id, name FROM api_tokens WHERE token_hash = $1")
+            let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = $1")
                 .bind(token_hash(bearer.trim()))
                 .fetch_optional(&state.db.pool)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
             let id: i64 = row.try_get(0)?;
             let name: String = row.try_get(1)?;
+            let scope: String = row.try_get(2)?;
             return Ok(Auth {
                 user: User {
                     id: -id,
                     login: format!("token:{name}"),
                     name,
-                    role: "viewer".into(),
+                    role: if scope == "viewer" {
+                        "viewer"
+                    } else {
+                        OVERLAY_ROLE
+                    }
+                    .into(),
                 },
                 csrf: None,
             });

@@ -242,6 +242,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             secure_cookies: false,
             watch_every: Duration::ZERO,
             worker: false,
+            public_url: "http://127.0.0.1:8080".into(),
+            behind_proxy: false,
         },
     );
     let _ = crate::auth::create_user(&state, "bench", "", "bench-password", "researcher").await;

@@ -76,6 +76,35 @@ impl Db {
     }
 }
 
+/// Creates the data folder and makes it and the SQLite files in it
+/// owner-only (0700 / 0600): they hold accounts, consent references and
+/// the first admin's password. An existing folder is tightened too.
+pub fn prepare_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create the data folder {}", data.display()))?;
+    let private = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot make {} private", p.display()))
+    };
+    private(data, 0o700)?;
+    for name in [
+        "lab.db",
+        "lab.db-wal",
+        "lab.db-shm",
+        "initial-admin-password.txt",
+    ] {
+        let p = data.join(name);
+        if p.is_file() {
+            private(&p, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// A database URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -99,6 +128,26 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_folder_and_database_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("lab-data-perms-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(d.join("lab.db"), b"").unwrap();
+        std::fs::set_permissions(d.join("lab.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        prepare_data_dir(&d).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d), 0o700);
+        assert_eq!(mode(&d.join("lab.db")), 0o600);
+        let fresh = d.join("sub");
+        prepare_data_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+    }
+
     #[test]
     fn redacts_password() {
         assert_eq!(

@@ -14,6 +14,10 @@ pub enum ApiError {
     NotFound(String),
     BadRequest(String),
     Conflict(String),
+    /// Too many attempts (log-in throttling).
+    TooMany(String),
+    /// A bounded resource (password hashing) is saturated; try again shortly.
+    Busy,
     Internal(anyhow::Error),
 }
 
@@ -70,6 +74,13 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            Self::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Сервер занят, повторите через несколько секунд / server busy, retry in a few seconds"
+                    .to_string(),
+            ),
             Self::Internal(e) => {
                 tracing::error!("internal error: {e:#}");
                 (
@@ -85,4 +96,46 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// Makes every API error JSON, including the framework's own rejections
+/// (a body that is not JSON, a path parameter that is not a number, a body
+/// over the limit, a wrong method), which axum answers in plain text.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = if status.is_server_error() || text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"error": code, "message": message}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -4,18 +4,21 @@
 //! skipped; a changed one has its derived rows replaced in one transaction,
 //! while what researchers made (tags, candidate decisions) is kept.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use lab_model::analysis::{CandidateList, SpeechActivity, StepAnalysis, Transcript};
-use lab_model::bundle::{Bundle, Manifest};
+use lab_model::bundle::Manifest;
 use lab_model::event::Event;
 use lab_model::journey::Journey;
 use serde_json::{Value, json};
 use sqlx::{Any, Row, Transaction};
 
+use crate::bundle_files;
 use crate::db::now_ms;
+use crate::limits;
 use crate::search::stems;
 use crate::state::AppState;
 use crate::types::{
@@ -32,18 +35,80 @@ pub enum Outcome {
     Withdrawn,
 }
 
-/// Every bundle folder directly inside `dir`.
+/// Every bundle folder directly inside `dir`. A symlink is never a bundle:
+/// it could point anywhere on the server.
 pub fn bundle_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .map(|e| e.path())
-                .filter(|p| p.join(lab_model::bundle::MANIFEST_FILE).is_file())
+                .filter(|p| {
+                    std::fs::symlink_metadata(p.join(lab_model::bundle::MANIFEST_FILE))
+                        .is_ok_and(|m| m.file_type().is_file())
+                })
                 .collect()
         })
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// Bundles that failed to import: each is tried again when its files change
+/// (its fingerprint), or after a delay that doubles per failure
+/// ([`limits::IMPORT_RETRY_FIRST`] up to [`limits::IMPORT_RETRY_MAX`]), not
+/// on every scan: a bad bundle must not cost CPU and log lines forever.
+#[derive(Default)]
+pub struct RetryBook {
+    failed: HashMap<PathBuf, Failed>,
+}
+
+struct Failed {
+    fingerprint: String,
+    failures: u32,
+    next_try: tokio::time::Instant,
+}
+
+impl RetryBook {
+    /// Whether to try `bundle` (with files in state `fp`) at `now`.
+    pub fn due(&self, bundle: &Path, fp: &str, now: tokio::time::Instant) -> bool {
+        self.failed
+            .get(bundle)
+            .is_none_or(|f| f.fingerprint != fp || now >= f.next_try)
+    }
+
+    /// Records a failure; returns the attempt number and the delay to the next try.
+    pub fn failed(
+        &mut self,
+        bundle: &Path,
+        fp: &str,
+        now: tokio::time::Instant,
+    ) -> (u32, Duration) {
+        let f = self.failed.entry(bundle.to_path_buf()).or_insert(Failed {
+            fingerprint: String::new(),
+            failures: 0,
+            next_try: now,
+        });
+        if f.fingerprint != fp {
+            f.failures = 0;
+            f.fingerprint = fp.to_string();
+        }
+        f.failures += 1;
+        let delay = limits::IMPORT_RETRY_FIRST
+            .saturating_mul(1 << (f.failures - 1).min(16))
+            .min(limits::IMPORT_RETRY_MAX);
+        f.next_try = now + delay;
+        (f.failures, delay)
+    }
+
+    pub fn succeeded(&mut self, bundle: &Path) {
+        self.failed.remove(bundle);
+    }
+
+    /// Forgets bundles that are gone from the folder.
+    pub fn keep_only(&mut self, present: &[PathBuf]) {
+        self.failed.retain(|p, _| present.contains(p));
+    }
 }
 
 /// Scans the sessions folder every `every` and imports what changed.
@@ -52,15 +117,44 @@ pub async fn watch(state: AppState) {
     if every.is_zero() {
         return;
     }
+    let mut book = RetryBook::default();
     loop {
-        let dir = state.config.sessions_dir.clone();
-        for bundle in bundle_dirs(&dir) {
-            if let Err(e) = import(&state, &bundle).await {
-                tracing::warn!("import of {} failed: {e:#}", bundle.display());
+        let found = bundle_dirs(&state.config.sessions_dir);
+        book.keep_only(&found);
+        for bundle in found {
+            let (fp, now) = (fingerprint(&bundle), tokio::time::Instant::now());
+            if !book.due(&bundle, &fp, now) {
+                continue;
+            }
+            match import_from_sessions_folder(&state, &bundle).await {
+                Ok(_) => book.succeeded(&bundle),
+                Err(e) => {
+                    let (n, delay) = book.failed(&bundle, &fp, now);
+                    tracing::warn!(
+                        "import of {} failed (attempt {n}; next try when it changes or in {} s): {e:#}",
+                        bundle.display(),
+                        delay.as_secs()
+                    );
+                }
             }
         }
         tokio::time::sleep(every.max(Duration::from_millis(200))).await;
     }
+}
+
+/// Imports a bundle that must be a real folder inside the sessions folder
+/// (the watcher and the import API; the CLI may import from anywhere).
+pub async fn import_from_sessions_folder(
+    state: &AppState,
+    dir: &Path,
+) -> anyhow::Result<(String, Outcome)> {
+    anyhow::ensure!(
+        bundle_files::is_bundle_folder_in(&state.config.sessions_dir, dir),
+        "{} is not a folder inside the sessions folder {} (links are not followed)",
+        dir.display(),
+        state.config.sessions_dir.display()
+    );
+    import(state, dir).await
 }
 
 fn mtime_ns(p: &Path) -> i128 {
@@ -88,38 +182,74 @@ fn fingerprint(dir: &Path) -> String {
     )
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))?,
+/// Reads and parses a JSON file of the bundle (see [`bundle_files`]).
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, rel: &str) -> anyhow::Result<Option<T>> {
+    match bundle_files::read(dir, rel, limits::MAX_ANALYSIS_JSON_BYTES)? {
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("{}/{rel}", dir.display()))?,
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("{}", path.display()))),
+        None => Ok(None),
     }
 }
 
 /// The journey this bundle was analysed against: its own copy
 /// (`analysis/journey.toml`), else `<journeys dir>/<life_situation>.toml`.
+/// The life situation is a validated journey id (`lab_model::journey::valid_id`,
+/// checked when the manifest is parsed), so it names a file in the folder.
 pub fn find_journey(
     state: &AppState,
     dir: &Path,
     manifest: &Manifest,
-) -> anyhow::Result<Option<Journey>> {
-    let own = dir
-        .join(lab_model::analysis::ANALYSIS_DIR)
-        .join("journey.toml");
-    let mut candidates = vec![own];
-    if let Some(ls) = &manifest.life_situation {
-        for d in &state.config.journeys_dirs {
-            candidates.push(d.join(format!("{ls}.toml")));
-        }
+) -> anyhow::Result<Option<(Journey, JourneySource)>> {
+    if let Some(bytes) =
+        bundle_files::read(dir, "analysis/journey.toml", limits::MAX_JOURNEY_BYTES)?
+    {
+        let text = String::from_utf8(bytes).context("analysis/journey.toml is not UTF-8")?;
+        let j = Journey::from_toml(&text)
+            .with_context(|| format!("{}/analysis/journey.toml", dir.display()))?;
+        return Ok(Some((j, JourneySource::Bundle)));
     }
-    for path in candidates {
+    match &manifest.life_situation {
+        Some(ls) => {
+            anyhow::ensure!(
+                lab_model::journey::valid_id(ls),
+                "life situation {ls:?} is not a journey id"
+            );
+            lab_journey(state, ls).map(|j| j.map(|j| (j, JourneySource::Lab)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Where a session's journey definition came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JourneySource {
+    /// The lab's journeys folder: authoritative for the journey's row.
+    Lab,
+    /// The bundle's own copy: defines the journey only if the lab has none.
+    Bundle,
+}
+
+/// The lab's own definition of journey `id`, from the first journeys folder
+/// that has `<id>.toml`.
+pub fn lab_journey(state: &AppState, id: &str) -> anyhow::Result<Option<Journey>> {
+    anyhow::ensure!(
+        lab_model::journey::valid_id(id),
+        "{id:?} is not a journey id"
+    );
+    for d in &state.config.journeys_dirs {
+        let path = d.join(format!("{id}.toml"));
         if path.is_file() {
-            let text = std::fs::read_to_string(&path)?;
-            return Journey::from_toml(&text)
-                .map(Some)
-                .with_context(|| format!("{}", path.display()));
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+            let j = Journey::from_toml(&text).with_context(|| format!("{}", path.display()))?;
+            anyhow::ensure!(
+                j.id == id,
+                "{} defines journey {:?}, not {id:?}",
+                path.display(),
+                j.id
+            );
+            return Ok(Some(j));
         }
     }
     Ok(None)
@@ -329,11 +459,27 @@ pub async fn insert_rows(
 
 /// Imports one bundle folder.
 pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Outcome)> {
+    anyhow::ensure!(
+        !std::fs::symlink_metadata(dir)
+            .with_context(|| format!("bundle folder {}", dir.display()))?
+            .file_type()
+            .is_symlink(),
+        "bundle folder {} is a symbolic link; links are not followed",
+        dir.display()
+    );
     let dir = dir
         .canonicalize()
         .with_context(|| format!("bundle folder {}", dir.display()))?;
-    let bundle = Bundle::new(&dir);
-    let manifest = bundle.read_manifest()?;
+    let manifest_path = dir.join(lab_model::bundle::MANIFEST_FILE);
+    let manifest = {
+        let bytes = bundle_files::read(
+            &dir,
+            lab_model::bundle::MANIFEST_FILE,
+            limits::MAX_MANIFEST_BYTES,
+        )?
+        .with_context(|| format!("{} has no manifest.json", dir.display()))?;
+        lab_model::bundle::parse_manifest(&bytes).map_err(|e| e.at(&manifest_path))?
+    };
     let id = manifest.session_id.clone();
     let fp = fingerprint(&dir);
     let known =
@@ -346,6 +492,9 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         let withdrawn: i64 = row.try_get(1)?;
         let path: String = row.try_get(2)?;
         if withdrawn != 0 {
+            // The participant withdrew: a copy that turns up again (a station
+            // re-sending its bundle) is deleted, never read.
+            crate::withdrawal::purge_bundle_files(&dir);
             return Ok((id, Outcome::Withdrawn));
         }
         if path != dir.to_string_lossy() {
@@ -360,14 +509,22 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     }
 
     // Read everything before opening the transaction.
-    let (events, _torn) = bundle.read_events()?;
-    let a = dir.join(lab_model::analysis::ANALYSIS_DIR);
-    let transcript: Option<Transcript> = read_json(&a.join("transcript.json"))?;
-    let speech: Option<SpeechActivity> = read_json(&a.join("speech.json"))?;
-    let steps: Option<StepAnalysis> = read_json(&a.join("steps.json"))?;
-    let candidates: Option<CandidateList> = read_json(&a.join("candidates.json"))?;
-    let qa: Option<Value> = read_json(&a.join("qa.json"))?;
-    let renditions: Option<Value> = read_json(&a.join("web").join("renditions.json"))?;
+    let events_path = dir.join(lab_model::bundle::EVENTS_FILE);
+    let (events, _torn) = match bundle_files::read(
+        &dir,
+        lab_model::bundle::EVENTS_FILE,
+        limits::MAX_EVENTS_BYTES,
+    )? {
+        Some(bytes) => lab_model::bundle::parse_events(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", events_path.display()))?,
+        None => (Vec::new(), 0),
+    };
+    let transcript: Option<Transcript> = read_json(&dir, "analysis/transcript.json")?;
+    let speech: Option<SpeechActivity> = read_json(&dir, "analysis/speech.json")?;
+    let steps: Option<StepAnalysis> = read_json(&dir, "analysis/steps.json")?;
+    let candidates: Option<CandidateList> = read_json(&dir, "analysis/candidates.json")?;
+    let qa: Option<Value> = read_json(&dir, "analysis/qa.json")?;
+    let renditions: Option<Value> = read_json(&dir, "analysis/web/renditions.json")?;
     let journey = find_journey(state, &dir, &manifest)?;
 
     let started_at = manifest.clock.session_zero_unix_ns / NS_PER_MS;
@@ -392,12 +549,24 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     let status = wire_name(&manifest.status).unwrap_or_else(|| "unknown".into());
 
     let mut tx = state.db.pool.begin().await?;
-    if let Some(j) = &journey {
-        let info = journey_info(j);
-        sqlx::query(
-            "INSERT INTO journeys (id, title, version, definition) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, version = excluded.version, definition = excluded.definition",
-        )
+    if let Some((j, source)) = &journey {
+        // The lab's journeys folder defines a journey for every session; a
+        // bundle's own copy only fills in a journey the lab does not have, so
+        // one imported bundle can never retitle a journey for all sessions.
+        let lab = match source {
+            JourneySource::Lab => Some(j.clone()),
+            JourneySource::Bundle => lab_journey(state, &j.id)?,
+        };
+        let (info, conflict) = match &lab {
+            Some(l) => (
+                journey_info(l),
+                "ON CONFLICT (id) DO UPDATE SET title = excluded.title, version = excluded.version, definition = excluded.definition",
+            ),
+            None => (journey_info(j), "ON CONFLICT (id) DO NOTHING"),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO journeys (id, title, version, definition) VALUES ($1, $2, $3, $4) {conflict}"
+        )))
         .bind(&info.id)
         .bind(&info.title)
         .bind(&info.version)
@@ -405,7 +574,7 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         .execute(&mut *tx)
         .await?;
     }
-    let journey_id = journey.as_ref().map(|j| j.id.clone());
+    let journey_id = journey.as_ref().map(|(j, _)| j.id.clone());
     sqlx::query(
         "INSERT INTO sessions (id, study, life_situation, journey_id, participant, station, consent, moderator, \
          started_at, duration_ms, status, bundle_path, fingerprint, imported_at, transcript_status, language, media, qa, tracks, \
@@ -705,6 +874,71 @@ fn media_json(renditions: Option<&Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_bundle_is_retried_when_it_changes_or_after_a_growing_delay() {
+        let mut book = RetryBook::default();
+        let b = Path::new("/s/bad");
+        let t0 = tokio::time::Instant::now();
+        assert!(book.due(b, "fp1", t0));
+        assert_eq!(book.failed(b, "fp1", t0), (1, limits::IMPORT_RETRY_FIRST));
+        // Not on the next scans (the watcher scans every few seconds) ...
+        assert!(!book.due(b, "fp1", t0 + Duration::from_secs(2)));
+        assert!(!book.due(
+            b,
+            "fp1",
+            t0 + limits::IMPORT_RETRY_FIRST - Duration::from_millis(1)
+        ));
+        // ... but at once when its files change, and when the delay is over.
+        assert!(book.due(b, "fp2", t0 + Duration::from_secs(2)));
+        assert!(book.due(b, "fp1", t0 + limits::IMPORT_RETRY_FIRST));
+        let t1 = t0 + limits::IMPORT_RETRY_FIRST;
+        assert_eq!(
+            book.failed(b, "fp1", t1),
+            (2, limits::IMPORT_RETRY_FIRST * 2)
+        );
+        let mut t = t1;
+        for _ in 0..30 {
+            t += limits::IMPORT_RETRY_MAX;
+            let (_, d) = book.failed(b, "fp1", t);
+            assert!(d <= limits::IMPORT_RETRY_MAX);
+        }
+        // A change starts the count over.
+        assert_eq!(book.failed(b, "fp3", t).0, 1);
+        book.keep_only(&[]);
+        assert!(book.due(b, "fp3", t));
+    }
+
+    #[test]
+    fn symlinked_folders_are_not_bundles() {
+        let root = std::env::temp_dir().join(format!("import-links-{}", std::process::id()));
+        let outside = root.with_extension("outside");
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+        for d in [root.join("real"), outside.join("evil")] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(lab_model::bundle::MANIFEST_FILE), "{}").unwrap();
+        }
+        std::os::unix::fs::symlink(outside.join("evil"), root.join("link")).unwrap();
+        std::fs::create_dir_all(root.join("linked-manifest")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.join("evil").join(lab_model::bundle::MANIFEST_FILE),
+            root.join("linked-manifest")
+                .join(lab_model::bundle::MANIFEST_FILE),
+        )
+        .unwrap();
+        assert_eq!(bundle_dirs(&root), vec![root.join("real")]);
+        assert!(bundle_files::is_bundle_folder_in(&root, &root.join("real")));
+        assert!(!bundle_files::is_bundle_folder_in(
+            &root,
+            &root.join("link")
+        ));
+        assert!(!bundle_files::is_bundle_folder_in(&root, &root));
+        assert!(!bundle_files::is_bundle_folder_in(
+            &root,
+            &outside.join("evil")
+        ));
+    }
 
     #[test]
     fn chunks_are_per_minute_in_time_order_whatever_the_input_order() {

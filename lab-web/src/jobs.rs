@@ -132,6 +132,23 @@ pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
     }
 }
 
+/// Cancels every queued or running job of a session (withdrawal).
+pub async fn cancel_for_session(state: &AppState, session: &str) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query(
+        "SELECT id FROM jobs WHERE session_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(session)
+    .fetch_all(&state.db.pool)
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()?;
+    for id in ids {
+        cancel(state, id).await?;
+    }
+    Ok(())
+}
+
 async fn set_progress(state: &AppState, id: i64, progress: f64, stage: &str) {
     let _ = sqlx::query("UPDATE jobs SET progress = $2, stage = $3 WHERE id = $1")
         .bind(id)
@@ -186,6 +203,21 @@ pub async fn worker(state: AppState) {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                let session = get(&state, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.session_id);
+                if crate::withdrawal::after_job(&state, session.as_deref()).await {
+                    finish(
+                        &state,
+                        id,
+                        "cancelled",
+                        "участник отозвал согласие; результат удалён / the participant withdrew; output deleted",
+                    )
+                    .await;
+                    continue;
+                }
                 match result {
                     Ok(Outcome::Done(msg)) => finish(&state, id, "done", &msg).await,
                     Ok(Outcome::Cancelled) => {
@@ -295,7 +327,7 @@ async fn run_analysis(
     );
     let mut cmd = tokio::process::Command::new(&state.config.analyzer);
     cmd.arg("run").arg(&bundle);
-    if !life_situation.is_empty() {
+    if lab_model::journey::valid_id(&life_situation) {
         let journey = state
             .config
             .journeys_dirs

@@ -4,31 +4,58 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bundle_files;
 pub mod clips;
 pub mod db;
 pub mod error;
 pub mod export;
 pub mod import;
 pub mod jobs;
+pub mod limits;
 pub mod map;
 pub mod pages;
 pub mod search;
 pub mod state;
 pub mod synth;
 pub mod types;
+pub mod withdrawal;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use state::{AppState, Config};
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .nest("/api/v1", api::router())
+        .nest(
+            "/api/v1",
+            api::router().layer(axum::middleware::map_response(error::json_errors)),
+        )
         .merge(pages::router())
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+        .layer(default_header(
+            header::X_CONTENT_TYPE_OPTIONS,
+            "nosniff",
+        ))
+        // Pages and the HTML report set their own policy; everything else
+        // (JSON, media, exports) may run nothing and be framed by nobody.
+        .layer(default_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox",
+        ))
+        .layer(default_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(default_header(header::REFERRER_POLICY, "same-origin"))
         .with_state(state)
+}
+
+fn default_header(
+    name: header::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// Starts the background tasks: the job worker and the folder watcher.

@@ -35,9 +35,10 @@ struct Common {
 }
 
 impl Common {
+    /// The database URL; creates the data folder, owner-only (see
+    /// [`lab_web::db::prepare_data_dir`]).
     fn url(&self) -> anyhow::Result<String> {
-        std::fs::create_dir_all(&self.data)
-            .with_context(|| format!("cannot create the data folder {}", self.data.display()))?;
+        lab_web::db::prepare_data_dir(&self.data)?;
         Ok(match &self.database_url {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data.join("lab.db").display()),
@@ -77,6 +78,14 @@ enum Cmd {
         /// Password of the first admin on a fresh database [default: random, printed].
         #[arg(long, env = "LAB_ADMIN_PASSWORD")]
         admin_password: Option<String>,
+        /// The address users reach this server at, for absolute links in
+        /// exports (e.g. https://lab.example) [default: http://LISTEN].
+        #[arg(long, env = "LAB_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Behind a reverse proxy: take the client address for log-in
+        /// throttling from the last X-Forwarded-For hop.
+        #[arg(long)]
+        behind_proxy: bool,
     },
     /// Manage accounts.
     User {
@@ -136,6 +145,8 @@ fn plain_config(data: PathBuf) -> Config {
         secure_cookies: false,
         watch_every: Duration::ZERO,
         worker: false,
+        public_url: "http://127.0.0.1:8080".into(),
+        behind_proxy: false,
     }
 }
 
@@ -152,6 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_worker,
             secure_cookies,
             admin_password,
+            public_url,
+            behind_proxy,
         } => {
             let state = state(&common, |data| {
                 let mut j = journeys.clone();
@@ -167,6 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     secure_cookies,
                     watch_every: Duration::from_secs(watch_seconds),
                     worker: !no_worker,
+                    public_url: public_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{listen}")),
+                    behind_proxy,
                 }
             })
             .await?;
@@ -184,11 +201,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lab_web::db::redact(&common.url()?),
                 state.config.sessions_dir.display()
             );
-            axum::serve(listener, lab_web::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            axum::serve(
+                listener,
+                lab_web::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
         }
         Cmd::User {
             cmd:
@@ -270,6 +290,12 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Everything lab-web creates (database, clips, the first admin's
+    // password, analysis written by its jobs) is for its own user only.
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::db::Db;
 
@@ -25,6 +25,12 @@ pub struct Config {
     pub watch_every: std::time::Duration,
     /// Run the in-process job worker.
     pub worker: bool,
+    /// The address clients use (`https://lab.example`), for absolute links in
+    /// exports; never taken from a request's Host header.
+    pub public_url: String,
+    /// Served behind a reverse proxy: the client address for log-in
+    /// throttling is the last `X-Forwarded-For` hop.
+    pub behind_proxy: bool,
 }
 
 pub struct Inner {
@@ -34,6 +40,8 @@ pub struct Inner {
     pub job_events: broadcast::Sender<String>,
     /// Wakes the worker when a job is queued or cancelled.
     pub job_wakeup: Notify,
+    /// Bounds concurrent password hashes (`limits::max_concurrent_hashes`).
+    pub hashes: Semaphore,
 }
 
 #[derive(Clone)]
@@ -54,6 +62,7 @@ impl AppState {
             config,
             job_events,
             job_wakeup: Notify::new(),
+            hashes: Semaphore::new(crate::limits::max_concurrent_hashes()),
         }))
     }
 

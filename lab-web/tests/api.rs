@@ -79,13 +79,16 @@ async fn env(backend: &'static str, url: &str, dir: PathBuf) -> Env {
     let db = Db::connect(url).await.unwrap();
     let config = Config {
         sessions_dir: dir.join("sessions"),
-        journeys_dirs: vec![],
+        journeys_dirs: vec![dir.join("journeys")],
         data_dir: dir.clone(),
-        analyzer: PathBuf::from("/nonexistent/lab-analyze"),
+        // Missing unless a test writes a stand-in analyzer there.
+        analyzer: dir.join("fake-lab-analyze"),
         ffmpeg: PathBuf::from("ffmpeg"),
         secure_cookies: false,
         watch_every: Duration::ZERO,
         worker: false,
+        public_url: "http://lab.test".into(),
+        behind_proxy: false,
     };
     std::fs::create_dir_all(&config.sessions_dir).unwrap();
     let state = AppState::new(db, config);
@@ -131,6 +134,18 @@ impl Resp {
 
 impl Env {
     async fn call(&self, c: &Client, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.call_from(c, method, path, body, "10.0.0.1").await
+    }
+
+    /// A request from client address `addr` (what `ConnectInfo` gives a served app).
+    async fn call_from(
+        &self,
+        c: &Client,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        addr: &str,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -148,6 +163,12 @@ impl Env {
                 .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
+        let mut req = req;
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                addr.parse().unwrap(),
+                40000,
+            )));
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -638,10 +659,14 @@ async fn viewers_see_findings_not_recordings_and_withdrawal_purges() {
         let list = e.call(&admin, "GET", "/api/v1/sessions", None).await.json();
         let s1 = list["sessions"].as_array().unwrap().iter().find(|s| s["id"] == "S1").unwrap();
         assert_eq!((s1["withdrawn"].as_bool(), s1["participant"].as_str()), (Some(true), Some("отозван")));
-        // Re-importing the bundle does not bring the data back.
+        // The whole bundle is gone: manifest (participant code, consent), events, media.
+        assert!(!e.dir.join("sessions/S1").exists(), "bundle folder deleted");
+        // A copy that turns up again (a station re-sending it) is not read, and is deleted.
+        e.bundle("S1", "P01");
         let op = e.login("op").await;
         let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"}))).await;
-        assert_eq!(r.json()["imported"], false);
+        assert_eq!(r.json()["imported"], false, "{}", r.text());
+        assert!(!e.dir.join("sessions/S1").exists(), "re-sent bundle deleted");
     })
     .await;
 }
@@ -699,6 +724,537 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
             .status,
             StatusCode::FORBIDDEN
         );
+    })
+    .await;
+}
+
+/// Points the session's renditions at `files` (rendition key → bundle path).
+fn set_renditions(bundle: &std::path::Path, screen: &str, thumb: &str, peaks: &str) {
+    let web = bundle.join("analysis/web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(
+        web.join("renditions.json"),
+        json!({
+            "videos": [{"track": "screen", "file": screen, "start_ns": 0}],
+            "thumbnails": [{"t_ns": 0, "file": thumb}],
+            "peaks": peaks,
+        })
+        .to_string(),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn renditions_that_are_links_or_foreign_files_are_never_served() {
+    each_backend("renditions", |e| async move {
+        let bundle = e.bundle("S1", "P01");
+        let web = bundle.join("analysis/web");
+        std::fs::create_dir_all(&web).unwrap();
+        std::fs::write(web.join("screen.mp4"), b"not really a video").unwrap();
+        // A rendition named like a page, with a script in it.
+        std::fs::write(web.join("x.html"), b"<script>fetch('/api/v1/me')</script>").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", web.join("passwd.json")).unwrap();
+        set_renditions(
+            &bundle,
+            "analysis/web/screen.mp4",
+            "analysis/web/x.html",
+            "analysis/web/passwd.json",
+        );
+        let op = e.login("op").await;
+        let r = e
+            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+        let ok = e
+            .call(&op, "GET", "/api/v1/sessions/S1/media/screen.mp4", None)
+            .await;
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(ok.headers[header::CONTENT_TYPE], "video/mp4");
+        assert_eq!(ok.body, b"not really a video");
+        // The content type follows the route, never the bundle's file name,
+        // and no response of the API may run script or be sniffed.
+        let html = e
+            .call(&op, "GET", "/api/v1/sessions/S1/media/thumbs/0.jpg", None)
+            .await;
+        assert_eq!(html.status, StatusCode::OK);
+        assert_eq!(html.headers[header::CONTENT_TYPE], "image/jpeg");
+        assert_eq!(html.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let csp = html.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("sandbox"),
+            "{csp}"
+        );
+        // A symlink to a server file is refused, not followed.
+        let passwd = e
+            .call(&op, "GET", "/api/v1/sessions/S1/media/peaks.json", None)
+            .await;
+        assert_eq!(passwd.status, StatusCode::NOT_FOUND, "{}", passwd.text());
+        assert!(!passwd.text().contains("root:"));
+
+        // A hard link to the server's own database is refused without being
+        // opened, and the database keeps working (its locks are not dropped).
+        if e.backend == "sqlite" {
+            std::fs::hard_link(e.dir.join("lab.db"), web.join("db.mp4")).unwrap();
+            set_renditions(
+                &bundle,
+                "analysis/web/db.mp4",
+                "analysis/web/x.html",
+                "../../lab.db",
+            );
+            let r = e
+                .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            for f in ["screen.mp4", "peaks.json"] {
+                let r = e
+                    .call(&op, "GET", &format!("/api/v1/sessions/S1/media/{f}"), None)
+                    .await;
+                assert_eq!(r.status, StatusCode::NOT_FOUND, "{f}");
+                assert!(!r.body.starts_with(b"SQLite"), "{f}");
+            }
+            let admin = e.login("admin").await;
+            let created = e
+                .call(
+                    &admin,
+                    "POST",
+                    "/api/v1/users",
+                    Some(json!({"login": "after", "password": "password-123", "role": "viewer"})),
+                )
+                .await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+            std::fs::remove_file(web.join("db.mp4")).unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bundles_linked_in_from_outside_are_not_imported() {
+    each_backend("links", |e| async move {
+        let outside = e.dir.join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        let real =
+            lab_web::synth::write_bundle(&outside, &lab_web::synth::Spec::small("X1", "P09"))
+                .unwrap();
+        std::os::unix::fs::symlink(&real, e.dir.join("sessions/X1")).unwrap();
+        let op = e.login("op").await;
+        let r = e
+            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "X1"})))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.json()["error"], "bad_request");
+        assert!(
+            lab_web::import::import_from_sessions_folder(&e.state, &e.dir.join("sessions/X1"))
+                .await
+                .is_err()
+        );
+        assert!(lab_web::import::bundle_dirs(&e.dir.join("sessions")).is_empty());
+        let list = e.call(&op, "GET", "/api/v1/sessions", None).await.json();
+        assert!(list["sessions"].as_array().unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
+    each_backend("journeys", |e| async move {
+        // The lab's own definition of the journey the synthetic bundles use.
+        let lab_journey =
+            std::fs::read_to_string(e.bundle("S0", "P00").join("analysis/journey.toml")).unwrap();
+        std::fs::remove_dir_all(e.dir.join("sessions/S0")).unwrap();
+        std::fs::create_dir_all(e.dir.join("journeys")).unwrap();
+        std::fs::write(e.dir.join("journeys/test-benefit.toml"), &lab_journey).unwrap();
+
+        // A bundle whose own journey copy claims the lab's id with another title.
+        let b = e.bundle("S1", "P01");
+        let hijack = lab_journey.replacen("title = \"", "title = \"ВЗЛОМ ", 1);
+        assert_ne!(hijack, lab_journey);
+        std::fs::write(b.join("analysis/journey.toml"), hijack).unwrap();
+        let op = e.login("op").await;
+        let r = e
+            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let list = e.call(&op, "GET", "/api/v1/journeys", None).await.json();
+        let titles: Vec<&str> = list["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["title"].as_str().unwrap())
+            .collect();
+        assert!(titles.iter().all(|t| !t.contains("ВЗЛОМ")), "{titles:?}");
+
+        // A manifest naming a journey outside the journeys folder is refused.
+        let b = e.bundle("S2", "P02");
+        std::fs::remove_file(b.join("analysis/journey.toml")).unwrap();
+        let m = b.join("manifest.json");
+        let text = std::fs::read_to_string(&m)
+            .unwrap()
+            .replace("\"test-benefit\"", "\"../../../evil\"");
+        std::fs::write(&m, text).unwrap();
+        let r = e
+            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S2"})))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("life_situation")
+                || r.text().contains("journey"),
+            "{}",
+            r.text()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn withdrawn_sessions_are_read_only_and_late_job_output_is_deleted() {
+    each_backend("withdraw_race", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let res = e.login("res").await;
+        let tag = json!({"start_ms": 1000, "end_ms": 2000, "category": "other", "severity": 2, "emotion": "neutral", "note": "n"});
+        let created = e.call(&res, "POST", "/api/v1/sessions/S1/tags", Some(tag.clone())).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        let tag_id = created.json()["id"].as_i64().unwrap();
+
+        // A stand-in analyzer that writes results and is still running at withdrawal.
+        let script = e.dir.join("fake-lab-analyze");
+        std::fs::write(&script, "#!/bin/sh\nmkdir -p \"$2/analysis\" && echo late > \"$2/analysis/late.json\"\nsleep 3\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let op = e.login("op").await;
+        let job = e.call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await.json()["job_id"].as_i64().unwrap();
+        let clip_job = e.call(&res, "POST", &format!("/api/v1/tags/{tag_id}/clip"), None).await.json()["job_id"].as_i64().unwrap();
+        tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        for _ in 0..100 {
+            if e.dir.join("sessions/S1/analysis/late.json").exists() { break; }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(e.dir.join("sessions/S1/analysis/late.json").exists(), "stand-in analyzer ran");
+
+        let admin = e.login("admin").await;
+        let r = e.call(&admin, "POST", "/api/v1/sessions/S1/withdraw", Some(json!({"reason": "r"}))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        let mut statuses = (String::new(), String::new());
+        for _ in 0..100 {
+            let a = lab_web::jobs::get(&e.state, job).await.unwrap().unwrap();
+            let c = lab_web::jobs::get(&e.state, clip_job).await.unwrap().unwrap();
+            statuses = (a.status, c.status);
+            if !["queued", "running"].contains(&statuses.0.as_str()) && !["queued", "running"].contains(&statuses.1.as_str()) { break; }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(statuses.0, "cancelled", "analysis job");
+        assert_ne!(statuses.1, "done", "clip job");
+        assert!(!e.dir.join("sessions/S1").exists(), "nothing of the bundle is left");
+
+        // A clip a late job left behind is neither listed nor served, and the guard deletes it.
+        std::fs::create_dir_all(e.state.clips_dir()).unwrap();
+        std::fs::write(lab_web::clips::clip_path(&e.state, tag_id), b"clip").unwrap();
+        sqlx::query("INSERT INTO clips (tag_id, status, file, job_id, created_at) VALUES ($1, 'done', 'x.mp4', $2, 0)")
+            .bind(tag_id).bind(clip_job).execute(&e.state.db.pool).await.unwrap();
+        let viewer = e.login("view").await;
+        assert_eq!(e.call(&viewer, "GET", &format!("/api/v1/clips/{tag_id}.mp4"), None).await.status, StatusCode::NOT_FOUND);
+        assert!(lab_web::withdrawal::after_job(&e.state, Some("S1")).await);
+        assert!(!lab_web::clips::clip_path(&e.state, tag_id).exists());
+
+        // Every change to the withdrawn session is refused with 409.
+        for (method, path, body) in [
+            ("POST", "/api/v1/sessions/S1/tags".to_string(), Some(tag.clone())),
+            ("PUT", format!("/api/v1/tags/{tag_id}"), Some(tag.clone())),
+            ("DELETE", format!("/api/v1/tags/{tag_id}"), None),
+            ("POST", format!("/api/v1/tags/{tag_id}/clip"), None),
+            ("POST", "/api/v1/sessions/S1/candidates/rage_click-1/accept".to_string(), None),
+            ("POST", "/api/v1/sessions/S1/candidates/rage_click-1/reject".to_string(), Some(json!({"reason": "x"}))),
+        ] {
+            let r = e.call(&res, method, &path, body).await;
+            assert_eq!(r.status, StatusCode::CONFLICT, "{method} {path}: {}", r.text());
+        }
+        let r = e.call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_reserved_atomically_and_do_not_lock_out_others() {
+    each_backend("throttle", |e| async move {
+        let bad = || Some(json!({"login": "admin", "password": "wrong-password"}));
+        let anon = Client::default();
+        let attempts =
+            (0..40).map(|_| e.call_from(&anon, "POST", "/api/v1/login", bad(), "10.9.9.9"));
+        let results = futures_util::future::join_all(attempts).await;
+        let unauthorized = results
+            .iter()
+            .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+            .count();
+        let throttled = results
+            .iter()
+            .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert_eq!(
+            (unauthorized, throttled),
+            (5, 35),
+            "only five attempts reach the password check"
+        );
+        assert_eq!(
+            results
+                .iter()
+                .find(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+                .unwrap()
+                .json()["error"],
+            "too_many_requests"
+        );
+        // The right password from the guessing address is refused too ...
+        let right = Some(json!({"login": "admin", "password": "password-123"}));
+        assert_eq!(
+            e.call_from(&anon, "POST", "/api/v1/login", right.clone(), "10.9.9.9")
+                .await
+                .status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // ... but the guesser has not locked the admin out for everyone else.
+        assert_eq!(
+            e.call_from(&anon, "POST", "/api/v1/login", right, "10.1.1.1")
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // One address spraying many accounts is stopped as well.
+        let mut last = StatusCode::OK;
+        for i in 0..lab_web::limits::LOGIN_PER_ADDRESS + 1 {
+            last = e
+                .call_from(
+                    &anon,
+                    "POST",
+                    "/api/v1/login",
+                    Some(json!({"login": format!("u{i}"), "password": "x"})),
+                    "10.7.7.7",
+                )
+                .await
+                .status;
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn password_hashing_is_bounded_and_answers_busy() {
+    each_backend("hashes", |e| async move {
+        let n = lab_web::limits::max_concurrent_hashes() as u32;
+        let held = e.state.hashes.acquire_many(n).await.unwrap();
+        let r = e
+            .call_from(
+                &Client::default(),
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": "res", "password": "password-123"})),
+                "10.3.3.3",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert_eq!(r.json()["error"], "busy");
+        drop(held);
+        let r = e
+            .call_from(
+                &Client::default(),
+                "POST",
+                "/api/v1/login",
+                Some(json!({"login": "res", "password": "password-123"})),
+                "10.3.3.3",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tag_times_are_bounded_by_the_session() {
+    each_backend("tag_bounds", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let res = e.login("res").await;
+        let duration = e.call(&res, "GET", "/api/v1/sessions/S1", None).await.json()["duration_ms"].as_i64().unwrap();
+        assert!(duration > 0);
+        let tag = |start: i64, end: i64| Some(json!({"start_ms": start, "end_ms": end, "category": "other", "severity": 2, "emotion": "neutral"}));
+        for (start, end) in [(0, i64::MAX), (i64::MAX, i64::MAX), (-1, 10), (0, duration + lab_web::limits::TAG_SLACK_MS + 1)] {
+            let r = e.call(&res, "POST", "/api/v1/sessions/S1/tags", tag(start, end)).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{start}..{end}: {}", r.text());
+        }
+        let ok = e.call(&res, "POST", "/api/v1/sessions/S1/tags", tag(0, duration)).await;
+        assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text());
+        let id = ok.json()["id"].as_i64().unwrap();
+        let r = e.call(&res, "PUT", &format!("/api/v1/tags/{id}"), tag(0, i64::MAX)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let eaf = e.call(&res, "GET", "/api/v1/sessions/S1/export.eaf", None).await;
+        assert_eq!(eaf.status, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_errors_are_json_headers_are_safe_and_links_ignore_the_host_header() {
+    each_backend("errors", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let res = e.login("res").await;
+        for (method, path, body) in [
+            ("PUT", "/api/v1/tags/not-a-number", Some(json!({}))),
+            (
+                "POST",
+                "/api/v1/sessions/S1/tags",
+                Some(json!({"start_ms": "soon"})),
+            ),
+            ("DELETE", "/api/v1/sessions", None),
+            ("GET", "/api/v1/nowhere", None),
+        ] {
+            let r = e.call(&res, method, path, body).await;
+            assert!(r.status.is_client_error(), "{method} {path}: {}", r.status);
+            assert_eq!(
+                r.headers[header::CONTENT_TYPE],
+                "application/json",
+                "{method} {path}"
+            );
+            assert!(
+                r.json()["error"].is_string() && r.json()["message"].is_string(),
+                "{method} {path}: {}",
+                r.text()
+            );
+            assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        }
+        // A body that is not JSON at all, and one over the limit.
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/sessions/S1/tags")
+            .header(header::COOKIE, res.cookie.clone().unwrap())
+            .header("x-csrf-token", res.csrf.clone().unwrap())
+            .header(header::CONTENT_TYPE, "application/json");
+        req = req.header(header::HOST, "lab.test");
+        for body in [
+            b"{not json".to_vec(),
+            vec![b' '; lab_web::limits::MAX_BODY_BYTES + 10],
+        ] {
+            let r = e.app.clone().oneshot(req_clone(&req, body)).await.unwrap();
+            assert!(r.status().is_client_error());
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        }
+        // Export links use the configured address, not the Host a client sent.
+        let mut evil = Request::builder()
+            .uri("/api/v1/findings?format=json")
+            .header(header::COOKIE, res.cookie.clone().unwrap())
+            .header(header::HOST, "evil.example")
+            .body(Body::empty())
+            .unwrap();
+        evil.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [10, 0, 0, 1],
+                1,
+            ))));
+        let r = e.app.clone().oneshot(evil).await.unwrap();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("evil.example"));
+        let report = e
+            .call(
+                &res,
+                "GET",
+                "/api/v1/journeys/test-benefit/report.html",
+                None,
+            )
+            .await;
+        assert_eq!(report.status, StatusCode::OK);
+        let csp = report.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            "{csp}"
+        );
+    })
+    .await;
+}
+
+fn req_clone(b: &axum::http::request::Builder, body: Vec<u8>) -> Request<Body> {
+    let mut r = Request::builder()
+        .method(b.method_ref().unwrap().clone())
+        .uri(b.uri_ref().unwrap().clone());
+    for (k, v) in b.headers_ref().unwrap() {
+        r = r.header(k, v);
+    }
+    r.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test]
+async fn overlay_tokens_read_the_overlay_feed_and_nothing_else() {
+    each_backend("token_scope", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let admin = e.login("admin").await;
+        let overlay = e
+            .call(
+                &admin,
+                "POST",
+                "/api/v1/tokens",
+                Some(json!({"name": "прототип"})),
+            )
+            .await
+            .json();
+        assert_eq!(overlay["scope"], "overlay");
+        let viewer = e
+            .call(
+                &admin,
+                "POST",
+                "/api/v1/tokens",
+                Some(json!({"name": "скрипт", "scope": "viewer"})),
+            )
+            .await
+            .json();
+        assert_eq!(
+            e.call(
+                &admin,
+                "POST",
+                "/api/v1/tokens",
+                Some(json!({"name": "x", "scope": "admin"}))
+            )
+            .await
+            .status,
+            StatusCode::BAD_REQUEST
+        );
+        let bearer = |t: &Value, path: &str| {
+            let mut r = Request::builder()
+                .uri(path)
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", t["token"].as_str().unwrap()),
+                )
+                .body(Body::empty())
+                .unwrap();
+            r.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    [10, 0, 0, 1],
+                    1,
+                ))));
+            let app = e.app.clone();
+            async move { app.oneshot(r).await.unwrap().status() }
+        };
+        assert_eq!(
+            bearer(&overlay, "/api/v1/overlay/findings?url=/").await,
+            StatusCode::OK
+        );
+        for path in [
+            "/api/v1/findings",
+            "/api/v1/sessions",
+            "/api/v1/clips/1.mp4",
+            "/api/v1/journeys",
+        ] {
+            assert_eq!(
+                bearer(&overlay, path).await,
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+        }
+        assert_eq!(bearer(&viewer, "/api/v1/findings").await, StatusCode::OK);
     })
     .await;
 }

@@ -278,12 +278,12 @@ pub async fn patch_user(
 
 pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require(Right::Admin)?;
-    let rows = sqlx::query("SELECT id, name, created_at FROM api_tokens ORDER BY id")
+    let rows = sqlx::query("SELECT id, name, created_at, scope FROM api_tokens ORDER BY id")
         .fetch_all(&state.db.pool)
         .await?;
     let tokens = rows
         .iter()
-        .map(|r| Ok(json!({"id": r.try_get::<i64, _>(0)?, "name": r.try_get::<String, _>(1)?, "created_at": r.try_get::<i64, _>(2)?})))
+        .map(|r| Ok(json!({"id": r.try_get::<i64, _>(0)?, "name": r.try_get::<String, _>(1)?, "created_at": r.try_get::<i64, _>(2)?, "scope": r.try_get::<String, _>(3)?})))
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Json(json!({ "tokens": tokens })))
 }
@@ -291,6 +291,10 @@ pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
 #[derive(Deserialize)]
 pub struct NewToken {
     name: String,
+    /// `overlay` (default: the findings overlay's feed only) or `viewer`
+    /// (viewer rights: findings, exports of findings, clips).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 pub async fn create_token(
@@ -303,12 +307,19 @@ pub async fn create_token(
     if name.is_empty() {
         return Err(ApiError::bad("укажите название / a name is required"));
     }
+    let scope = t.scope.as_deref().unwrap_or("overlay");
+    if !["overlay", "viewer"].contains(&scope) {
+        return Err(ApiError::bad(format!(
+            "scope must be \"overlay\" or \"viewer\", not {scope:?}"
+        )));
+    }
     let token = auth::new_token();
-    let r = sqlx::query("INSERT INTO api_tokens (name, token_hash, created_by, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+    let r = sqlx::query("INSERT INTO api_tokens (name, token_hash, created_by, created_at, scope) VALUES ($1, $2, $3, $4, $5) RETURNING id")
         .bind(&name)
         .bind(auth::token_hash(&token))
         .bind(auth.user.id)
         .bind(now_ms())
+        .bind(scope)
         .fetch_one(&state.db.pool)
         .await?;
     let id: i64 = r.try_get(0)?;
@@ -322,7 +333,7 @@ pub async fn create_token(
     .await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": name, "token": token })),
+        Json(json!({ "id": id, "name": name, "scope": scope, "token": token })),
     ))
 }
 

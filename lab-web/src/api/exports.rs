@@ -44,22 +44,11 @@ impl MapQuery {
     }
 }
 
-/// `http://host` of this request, for absolute links in exports.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+/// The lab's public address for absolute links in exports: configured
+/// (`--public-url`), never taken from the request's Host header, which a
+/// client chooses.
+fn base_url(state: &AppState) -> String {
+    state.config.public_url.trim_end_matches('/').to_string()
 }
 
 fn download(content_type: &'static str, name: &str, body: impl Into<axum::body::Body>) -> Response {
@@ -125,7 +114,7 @@ pub async fn report(
         &m,
         super::lang(&headers),
         &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        &base_url(&headers),
+        &base_url(&state),
     );
     auth::audit(
         &state,
@@ -140,8 +129,16 @@ pub async fn report(
         &format!("journey-map-{id}.html"),
         html,
     );
-    // Viewed inline in the browser; saved as a file from there.
+    // Viewed inline in the browser; saved as a file from there. It carries
+    // its own styles and no script, so its policy allows exactly that.
     r.headers_mut().remove(header::CONTENT_DISPOSITION);
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; \
+             base-uri 'none'; form-action 'none'",
+        ),
+    );
     Ok(r)
 }
 
@@ -208,7 +205,7 @@ pub async fn findings(
     Query(q): Query<MapQuery>,
 ) -> ApiResult<Response> {
     auth.require(Right::Findings)?;
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let list = load_findings(&state, &q, &base).await?;
     let name = if q.journey.is_empty() {
         "findings".to_string()
@@ -305,14 +302,13 @@ pub fn screen_path(url: &str) -> String {
 
 pub async fn overlay_findings(
     State(state): State<AppState>,
-    headers: HeaderMap,
     auth: Result<Auth, ApiError>,
     Query(q): Query<OverlayQuery>,
 ) -> Response {
     let result: ApiResult<Response> = async {
         let auth = auth?;
-        auth.require(Right::Findings)?;
-        let base = base_url(&headers);
+        auth.require(Right::Overlay)?;
+        let base = base_url(&state);
         let want = screen_path(&q.url);
         let all = load_findings(&state, &MapQuery::default(), &base).await?;
         let list: Vec<Value> = all
@@ -395,15 +391,11 @@ async fn session_export_data(
 pub async fn eaf(
     State(state): State<AppState>,
     auth: Auth,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
     let (meta, steps, transcript, events, tags) = session_export_data(&state, &id).await?;
-    let media = format!(
-        "{}/api/v1/sessions/{id}/media/screen.mp4",
-        base_url(&headers)
-    );
+    let media = format!("{}/api/v1/sessions/{id}/media/screen.mp4", base_url(&state));
     let xml = export::eaf::write(&meta, &steps, &transcript, &events, &tags, Some(&media));
     auth::audit(
         &state,

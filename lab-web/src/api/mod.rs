@@ -10,7 +10,6 @@ use axum::extract::{Json, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -120,46 +119,18 @@ struct LoginBody {
     password: String,
 }
 
-/// Failed log-ins per login name: (count, first failure). Five failures in
-/// ten minutes lock the name for the rest of those ten minutes.
-static FAILURES: std::sync::LazyLock<std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>> =
-    std::sync::LazyLock::new(Default::default);
-const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
-
-fn locked_out(login: &str) -> bool {
-    let mut f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
-    f.retain(|_, (_, first)| first.elapsed() < FAILURE_WINDOW);
-    f.get(login).is_some_and(|(n, _)| *n >= MAX_FAILURES)
-}
-
-fn record_failure(login: &str, failed: bool) {
-    let mut f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
-    if failed {
-        f.entry(login.to_string())
-            .or_insert((0, std::time::Instant::now()))
-            .0 += 1;
-    } else {
-        f.remove(login);
-    }
-}
-
-async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<Response> {
-    let name = body.login.trim().to_lowercase();
-    if locked_out(&name) {
-        auth::audit(
-            &state,
-            None,
-            "login_locked",
-            &format!("user:{}", body.login.trim()),
-            "",
-        )
-        .await;
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "locked", "message": "Слишком много неудачных попыток, подождите 10 минут / too many failed attempts, wait 10 minutes"})),
-        )
-            .into_response());
+async fn login(
+    State(state): State<AppState>,
+    auth::ClientAddr(addr): auth::ClientAddr,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<Response> {
+    let name: String = body.login.trim().to_lowercase().chars().take(128).collect();
+    if !auth::reserve_login_attempt(&state, &name, &addr).await? {
+        auth::audit(&state, None, "login_locked", &format!("user:{name}"), &addr).await;
+        return Err(ApiError::TooMany(
+            "Слишком много попыток входа, подождите 10 минут / too many log-in attempts, wait 10 minutes"
+                .into(),
+        ));
     }
     let row = sqlx::query(
         "SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0",
@@ -172,30 +143,22 @@ async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Ap
         .map(|r| r.try_get::<String, _>(4))
         .transpose()?;
     // Verify even for unknown logins, so timing does not reveal which exist.
-    let password = body.password.clone();
-    let ok = tokio::task::spawn_blocking(move || {
+    let password: String = body.password.chars().take(1024).collect();
+    let ok = auth::with_hash_permit(&state, move || {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| DUMMY_HASH.clone());
         auth::verify_password(&password, &phc) && known
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    record_failure(&name, !ok);
+    .await?;
     let Some(row) = row.filter(|_| ok) else {
-        auth::audit(
-            &state,
-            None,
-            "login_failed",
-            &format!("user:{}", body.login.trim()),
-            "",
-        )
-        .await;
+        auth::audit(&state, None, "login_failed", &format!("user:{name}"), &addr).await;
         return Ok((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "bad_credentials", "message": "Неверный логин или пароль / wrong login or password"})),
         )
             .into_response());
     };
+    auth::clear_login_attempts(&state, &name, &addr).await?;
     let user = User {
         id: row.try_get(0)?,
         login: row.try_get(1)?,
@@ -295,7 +258,9 @@ pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<
     )?)
 }
 
-/// A 404 unless the session exists; a 403 for raw data unless the role may see it.
+/// A 404 unless the session exists; a 403 for raw data unless the role may
+/// see it; a 409 for any change (tags, decisions, analysis) to a session
+/// whose participant withdrew.
 pub async fn require_session(
     state: &AppState,
     auth: &Auth,
@@ -303,12 +268,35 @@ pub async fn require_session(
     right: Right,
 ) -> ApiResult<()> {
     auth.require(right)?;
-    let found = sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
+    let withdrawn: i64 = sqlx::query("SELECT withdrawn FROM sessions WHERE id = $1")
         .bind(id)
         .fetch_optional(&state.db.pool)
-        .await?;
-    if found.is_none() {
-        return Err(ApiError::not_found(format!("session {id} not found")));
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?
+        .try_get(0)?;
+    if withdrawn != 0 && matches!(right, Right::Review | Right::Operate) {
+        return Err(ApiError::Conflict(
+            "участник отозвал согласие, сессию нельзя менять / the participant withdrew; the session is read-only"
+                .into(),
+        ));
     }
     Ok(())
+}
+
+/// [`require_session`] for the session a tag belongs to; returns that session.
+pub async fn require_tag_session(
+    state: &AppState,
+    auth: &Auth,
+    tag: i64,
+    right: Right,
+) -> ApiResult<String> {
+    auth.require(right)?;
+    let session: String = sqlx::query("SELECT session_id FROM tags WHERE id = $1")
+        .bind(tag)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tag {tag} not found")))?
+        .try_get(0)?;
+    require_session(state, auth, &session, right).await?;
+    Ok(session)
 }

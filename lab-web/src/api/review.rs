@@ -12,6 +12,7 @@ use super::require_session;
 use crate::auth::{self, Auth, Right};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::limits;
 use crate::state::AppState;
 use crate::types::{CATEGORIES, Candidate, CandidateEvidence, ClipState, EMOTIONS, Tag};
 
@@ -142,11 +143,33 @@ pub struct TagInput {
     pub quote: Option<String>,
 }
 
-fn validate(t: &TagInput) -> ApiResult<()> {
+/// The recorded length of a session, if known (0 in the database = unknown).
+async fn session_duration_ms(state: &AppState, session: &str) -> ApiResult<Option<i64>> {
+    let d: i64 = sqlx::query("SELECT duration_ms FROM sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get(0)?;
+    Ok((d > 0).then_some(d))
+}
+
+/// Checks a tag: its range lies within the session (the recorded duration
+/// plus [`limits::TAG_SLACK_MS`], never past [`limits::MAX_SESSION_MS`]), so
+/// no export has to do arithmetic on absurd times.
+fn validate(t: &TagInput, duration_ms: Option<i64>) -> ApiResult<()> {
+    let max = duration_ms
+        .map(|d| d.saturating_add(limits::TAG_SLACK_MS))
+        .unwrap_or(limits::MAX_SESSION_MS)
+        .min(limits::MAX_SESSION_MS);
     if t.start_ms < 0 || t.end_ms < t.start_ms {
         return Err(ApiError::bad(
             "диапазон: начало должно быть не позже конца / start must not be after end",
         ));
+    }
+    if t.end_ms > max {
+        return Err(ApiError::bad(format!(
+            "диапазон выходит за пределы сессии ({max} мс) / the range ends after the session ({max} ms)"
+        )));
     }
     if !(1..=4).contains(&t.severity) {
         return Err(ApiError::bad("серьёзность 1–4 / severity must be 1-4"));
@@ -160,7 +183,10 @@ fn validate(t: &TagInput) -> ApiResult<()> {
         return Err(ApiError::bad(format!("unknown category {:?}", t.category)));
     }
     let long = |s: &Option<String>, n: usize| s.as_ref().is_some_and(|s| s.chars().count() > n);
-    if long(&t.note, 10_000) || long(&t.quote, 10_000) || long(&t.step, 200) {
+    if long(&t.note, limits::MAX_TAG_TEXT_CHARS)
+        || long(&t.quote, limits::MAX_TAG_TEXT_CHARS)
+        || long(&t.step, limits::MAX_STEP_CHARS)
+    {
         return Err(ApiError::bad("text too long"));
     }
     Ok(())
@@ -229,7 +255,7 @@ async fn insert_tag(
     input: &TagInput,
     candidate: Option<(&str, &[i64])>,
 ) -> ApiResult<Tag> {
-    validate(input)?;
+    validate(input, session_duration_ms(state, session).await?)?;
     let quote = match input.quote.as_deref().map(str::trim) {
         Some(q) if !q.is_empty() => q.to_string(),
         _ => quote_for(state, session, input.start_ms, input.end_ms).await?,
@@ -437,8 +463,8 @@ pub async fn update_tag(
     Path(tag): Path<i64>,
     Json(input): Json<TagInput>,
 ) -> ApiResult<Json<Tag>> {
-    auth.require(Right::Review)?;
-    validate(&input)?;
+    let session = super::require_tag_session(&state, &auth, tag, Right::Review).await?;
+    validate(&input, session_duration_ms(&state, &session).await?)?;
     let before = tag_by_id(&state, tag).await?;
     sqlx::query(
         "UPDATE tags SET start_ms = $2, end_ms = $3, step = $4, category = $5, severity = $6, emotion = $7, note = $8, \
@@ -474,7 +500,7 @@ pub async fn delete_tag(
     auth: Auth,
     Path(tag): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    auth.require(Right::Review)?;
+    super::require_tag_session(&state, &auth, tag, Right::Review).await?;
     let before = tag_by_id(&state, tag).await?;
     sqlx::query("UPDATE tags SET deleted = 1, updated_at = $2 WHERE id = $1")
         .bind(tag)
@@ -534,7 +560,7 @@ pub async fn make_clip(
     auth: Auth,
     Path(tag): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    auth.require(Right::Review)?;
+    super::require_tag_session(&state, &auth, tag, Right::Review).await?;
     let t = tag_by_id(&state, tag).await?;
     let job = crate::jobs::enqueue(
         &state,
@@ -577,7 +603,12 @@ pub async fn clip(
         .strip_suffix(".mp4")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| ApiError::not_found("no such clip"))?;
-    let done = sqlx::query("SELECT status FROM clips WHERE tag_id = $1")
+    // A clip of a withdrawn participant or a deleted tag is never served,
+    // whatever a job that was still running at the time left behind.
+    let done = sqlx::query(
+        "SELECT c.status FROM clips c JOIN tags t ON t.id = c.tag_id JOIN sessions s ON s.id = t.session_id \
+         WHERE c.tag_id = $1 AND s.withdrawn = 0 AND t.deleted = 0",
+    )
         .bind(tag)
         .fetch_optional(&state.db.pool)
         .await?
@@ -596,5 +627,5 @@ pub async fn clip(
         )
         .await;
     }
-    super::sessions::serve_file(crate::clips::clip_path(&state, tag), req).await
+    super::sessions::serve_file(&state.clips_dir(), &format!("{tag}.mp4"), "video/mp4", req).await
 }

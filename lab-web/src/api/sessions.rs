@@ -503,21 +503,21 @@ pub async fn media(
     }
     let bundle = PathBuf::from(r.try_get::<String, _>(0)?);
     let media: Value = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
-    let rel = match file.as_str() {
-        "screen.mp4" => media["screen"]["file"].as_str(),
-        "camera.mp4" => media["camera"]["file"].as_str(),
-        "peaks.json" => media["peaks"].as_str(),
-        f => f
-            .strip_prefix("thumbs/")
-            .and_then(|n| n.strip_suffix(".jpg"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| media["thumbnails"].get(n))
-            .and_then(|t| t["file"].as_str()),
-    }
-    .ok_or_else(|| ApiError::not_found(format!("no {file} for this session")))?;
-    if rel.split('/').any(|c| c == ".." || c.is_empty()) {
-        return Err(ApiError::not_found("bad media path"));
-    }
+    // The content type follows the route, never the file name the bundle chose.
+    let (rel, mime) = match file.as_str() {
+        "screen.mp4" => (media["screen"]["file"].as_str(), "video/mp4"),
+        "camera.mp4" => (media["camera"]["file"].as_str(), "video/mp4"),
+        "peaks.json" => (media["peaks"].as_str(), "application/json"),
+        f => (
+            f.strip_prefix("thumbs/")
+                .and_then(|n| n.strip_suffix(".jpg"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| media["thumbnails"].get(n))
+                .and_then(|t| t["file"].as_str()),
+            "image/jpeg",
+        ),
+    };
+    let rel = rel.ok_or_else(|| ApiError::not_found(format!("no {file} for this session")))?;
     if file.ends_with(".mp4") && starts_playback(&req) {
         auth::audit(
             &state,
@@ -528,7 +528,7 @@ pub async fn media(
         )
         .await;
     }
-    serve_file(bundle.join(rel), req).await
+    serve_file(&bundle, rel, mime, req).await
 }
 
 /// Whether a media request starts playback (no range, or a range from byte
@@ -539,12 +539,39 @@ pub fn starts_playback(req: &Request) -> bool {
         .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
 }
 
-/// A file with range requests, conditional requests and a content type.
-pub async fn serve_file(path: PathBuf, req: Request) -> ApiResult<Response> {
-    let resp = tower_http::services::ServeFile::new(path)
+/// A file of `root` (see [`crate::bundle_files`]: no symlinks, no hard
+/// links, no `..`) with range requests and conditional requests, served as
+/// `mime` whatever its name says.
+pub async fn serve_file(
+    root: &std::path::Path,
+    rel: &str,
+    mime: &'static str,
+    req: Request,
+) -> ApiResult<Response> {
+    let (root, rel_owned) = (root.to_path_buf(), rel.to_string());
+    let file = tokio::task::spawn_blocking(move || crate::bundle_files::open(&root, &rel_owned))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| {
+            tracing::warn!("refused to serve a bundle file: {e}");
+            match e {
+                crate::bundle_files::BundleFileError::NotFound(_) => {
+                    ApiError::not_found("file not found")
+                }
+                _ => ApiError::not_found("file not available"),
+            }
+        })?
+        .0;
+    // tower-http reopens the already checked inode through the descriptor.
+    let pinned = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    let mime: mime::Mime = mime
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("content type {mime}: {e}")))?;
+    let resp = tower_http::services::ServeFile::new_with_mime(pinned, &mime)
         .oneshot(req)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    drop(file);
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(
         axum::http::header::CACHE_CONTROL,
@@ -622,12 +649,10 @@ pub async fn import(
     } else {
         path
     };
-    let path = path
-        .canonicalize()
-        .map_err(|_| ApiError::bad(format!("no such folder: {}", body.path)))?;
-    if !path.starts_with(&root) {
+    if !crate::bundle_files::is_bundle_folder_in(&root, &path) {
         return Err(ApiError::bad(format!(
-            "the bundle must be inside the sessions folder {}",
+            "{} is not a folder inside the sessions folder {} (links are not followed)",
+            body.path,
             root.display()
         )));
     }
@@ -637,7 +662,7 @@ pub async fn import(
             path.display()
         )));
     }
-    let (id, outcome) = crate::import::import(&state, &path)
+    let (id, outcome) = crate::import::import_from_sessions_folder(&state, &path)
         .await
         .map_err(|e| ApiError::bad(format!("import failed: {e:#}")))?;
     auth::audit(
@@ -697,11 +722,6 @@ pub async fn withdraw(
     Json(body): Json<WithdrawBody>,
 ) -> ApiResult<axum::http::StatusCode> {
     require_session(&state, &auth, &id, Right::Withdraw).await?;
-    let bundle: String = sqlx::query("SELECT bundle_path FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&state.db.pool)
-        .await?
-        .try_get(0)?;
     let tag_ids: Vec<i64> = sqlx::query("SELECT id FROM tags WHERE session_id = $1")
         .bind(&id)
         .fetch_all(&state.db.pool)
@@ -754,25 +774,11 @@ pub async fn withdraw(
             .await?;
     }
     tx.commit().await?;
-    for t in &tag_ids {
-        let _ = tokio::fs::remove_file(crate::clips::clip_path(&state, *t)).await;
-    }
-    let bundle = PathBuf::from(bundle);
-    for dir in [
-        lab_model::bundle::MEDIA_DIR,
-        lab_model::analysis::ANALYSIS_DIR,
-    ] {
-        let p = bundle.join(dir);
-        if p.exists()
-            && let Err(e) = tokio::fs::remove_dir_all(&p).await
-        {
-            tracing::error!("withdrawal of {id}: cannot delete {}: {e}", p.display());
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "cannot delete {}: {e}",
-                p.display()
-            )));
-        }
-    }
+    // Marked withdrawn: nothing new starts for the session. Stop what runs,
+    // then delete the files (the worker deletes again after a job that was
+    // past its last check; see `withdrawal`).
+    crate::jobs::cancel_for_session(&state, &id).await?;
+    crate::withdrawal::purge_files(&state, &id).await?;
     auth::audit(
         &state,
         Some(&auth.user),

@@ -287,19 +287,22 @@ fn event_annotations(events: &[TimelineEvent]) -> Vec<Annotation> {
         .into_iter()
         .zip(next_starts)
         .map(|((t, texts), next)| {
-            let end = next.map_or(t + EVENT_MS, |n| n.min(t + EVENT_MS));
+            let end = next.map_or(t.saturating_add(EVENT_MS), |n| {
+                n.min(t.saturating_add(EVENT_MS))
+            });
             annotation(t, end, texts.join("; "))
         })
         .collect()
 }
 
 /// Times become non-negative and every annotation at least 1 ms long, since
-/// ELAN needs BEGIN < END and unsigned time values.
+/// ELAN needs BEGIN < END and unsigned time values; no time lies past the
+/// longest session, whatever a bundle or an old row holds.
 fn annotation(start_ms: i64, end_ms: i64, value: String) -> Annotation {
-    let start = start_ms.max(0);
+    let start = start_ms.clamp(0, crate::limits::MAX_SESSION_MS);
     Annotation {
         start,
-        end: end_ms.max(start + 1),
+        end: end_ms.clamp(start + 1, crate::limits::MAX_SESSION_MS + 1),
         value,
     }
 }
@@ -454,6 +457,29 @@ mod tests {
             &tags,
             Some("https://lab.example/api/v1/sessions/s-1/media/screen.mp4?x=1&y=2"),
         )
+    }
+
+    #[test]
+    fn tags_at_extreme_times_export_without_panicking() {
+        let transcript = TranscriptView {
+            status: "ok".into(),
+            language: "ru".into(),
+            segments: vec![segment(1, i64::MAX - 1, i64::MAX, "participant", "x")],
+        };
+        let events = [
+            event(1, i64::MAX, "click", "a"),
+            event(2, i64::MIN, "click", "b"),
+        ];
+        let tags = [
+            tag(1, i64::MAX, i64::MAX, "late"),
+            tag(2, i64::MIN, i64::MAX, "everything"),
+        ];
+        let eaf = write(&meta(), &[], &transcript, &events, &tags, None);
+        let tiers = parse(&eaf);
+        let max = crate::limits::MAX_SESSION_MS as u64 + 1;
+        for (b, e, _) in tiers.values().flatten() {
+            assert!(b < e && *e <= max, "{b}..{e}");
+        }
     }
 
     /// Tier id → its annotations as (begin, end, value).

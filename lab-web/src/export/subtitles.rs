@@ -94,8 +94,11 @@ fn cues(transcript: &TranscriptView) -> Vec<Cue> {
 
 /// Splits one segment into readable cues, at word boundaries.
 fn split_segment(seg: &TranscriptSegment) -> Vec<Cue> {
-    let start = seg.start_ms.max(0);
-    let end = seg.end_ms.max(start + 1);
+    // Bounded first, so the arithmetic below cannot overflow on a hostile time.
+    let start = seg.start_ms.clamp(0, crate::limits::MAX_SESSION_MS);
+    let end = seg
+        .end_ms
+        .clamp(start + 1, crate::limits::MAX_SESSION_MS + 1);
     // (text, start, end) of each word; without word timestamps, time is
     // shared out in proportion to the characters before each word.
     let words: Vec<(String, i64, i64)> = if seg.words.is_empty() {

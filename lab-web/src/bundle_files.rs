@@ -1,0 +1,277 @@
+//! Opening files inside a session bundle without ever leaving it.
+//!
+//! A bundle is written by a station or an analysis machine, so its contents
+//! are outside input: a rendition list can name `../../etc/passwd`, and any
+//! file or folder in it can be a symlink or a hard link to the server's own
+//! files (the database, the first admin's password). Every bundle file
+//! lab-web reads or serves goes through [`open`]:
+//!
+//! - the relative path is checked lexically (no absolute path, `..`, empty or
+//!   odd components);
+//! - each component is opened with `openat(…, O_PATH | O_NOFOLLOW)` from the
+//!   one before it, so a symlink anywhere is refused, never followed, and a
+//!   folder swapped for a symlink between checks changes nothing;
+//! - the final file must be a regular file with a single link. The check is
+//!   made on an `O_PATH` descriptor, which pins the inode without opening
+//!   it: closing an ordinary descriptor of a hard-linked `lab.db` would drop
+//!   SQLite's POSIX locks for the whole process (the probe saw the next
+//!   process delete the live WAL). Only after the checks is the pinned inode
+//!   opened for reading, through `/proc/self/fd/N`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleFileError {
+    #[error("{0:?} is not a plain relative path inside the bundle")]
+    BadPath(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0} is a symbolic link; bundles may not contain links")]
+    Symlink(String),
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
+    #[error("{0} has {1} hard links; bundle files must have exactly one")]
+    HardLinked(String, u64),
+    #[error("{path} is {size} bytes, more than the {limit}-byte limit")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("cannot read {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Checks a bundle-relative path lexically: `media/a-1.mkv` yes; `/x`,
+/// `a/../b`, `./a`, `a//b`, names with control characters or a backslash no.
+pub fn check_relative(rel: &str) -> Result<(), BundleFileError> {
+    let bad = || BundleFileError::BadPath(rel.chars().take(200).collect());
+    if rel.is_empty() || rel.len() > 1024 || rel.starts_with('/') {
+        return Err(bad());
+    }
+    for c in rel.split('/') {
+        if c.is_empty()
+            || c == "."
+            || c == ".."
+            || c.len() > 255
+            || c.chars().any(|ch| ch.is_control() || ch == '\\')
+        {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+fn c_name(s: &[u8], rel: &str) -> Result<CString, BundleFileError> {
+    CString::new(s).map_err(|_| BundleFileError::BadPath(rel.into()))
+}
+
+fn openat_path(dir: Option<&OwnedFd>, name: &CString, directory: bool) -> io::Result<OwnedFd> {
+    let mut flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if directory {
+        flags |= libc::O_DIRECTORY;
+    }
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is a valid NUL-terminated string and `dirfd` is either
+    // AT_FDCWD or a descriptor we own; the returned descriptor is checked and
+    // immediately owned.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn pinned_metadata(fd: &OwnedFd) -> io::Result<std::fs::Metadata> {
+    // std's metadata on an O_PATH descriptor is an fstat, which O_PATH allows.
+    std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Opens `root/rel` for reading, refusing anything that leaves `root`.
+/// `root` itself must be a real folder (not a symlink); the caller gets it
+/// from the database (canonicalised at import).
+pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
+    check_relative(rel)?;
+    let shown = || format!("{}/{rel}", root.display());
+    let map_open = |e: io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
+        Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
+        _ => BundleFileError::Io {
+            path: shown(),
+            source: e,
+        },
+    };
+    let root_c = c_name(root.as_os_str().as_bytes(), rel)?;
+    let mut dir = openat_path(None, &root_c, true).map_err(map_open)?;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (last, folders) = parts.split_last().expect("checked non-empty");
+    for part in folders {
+        dir = openat_path(Some(&dir), &c_name(part.as_bytes(), rel)?, true).map_err(map_open)?;
+    }
+    let pinned =
+        openat_path(Some(&dir), &c_name(last.as_bytes(), rel)?, false).map_err(map_open)?;
+    let meta = pinned_metadata(&pinned).map_err(|source| BundleFileError::Io {
+        path: shown(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(BundleFileError::Symlink(shown()));
+    }
+    if !meta.file_type().is_file() {
+        return Err(BundleFileError::NotRegular(shown()));
+    }
+    if meta.nlink() != 1 {
+        return Err(BundleFileError::HardLinked(shown(), meta.nlink()));
+    }
+    let file = File::open(format!("/proc/self/fd/{}", pinned.as_raw_fd())).map_err(|source| {
+        BundleFileError::Io {
+            path: shown(),
+            source,
+        }
+    })?;
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole bundle file of at most `limit` bytes; `Ok(None)` if it does
+/// not exist.
+pub fn read(root: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleFileError> {
+    let (file, size) = match open(root, rel) {
+        Ok(f) => f,
+        Err(BundleFileError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if size > limit {
+        return Err(BundleFileError::TooLarge {
+            path: format!("{}/{rel}", root.display()),
+            size,
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // A file that grows while being read is cut at the limit, not followed.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| BundleFileError::Io {
+            path: format!("{}/{rel}", root.display()),
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(BundleFileError::TooLarge {
+            path: format!("{}/{rel}", root.display()),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+/// Whether `dir` is a real folder directly inside `root` (not a symlink to
+/// one elsewhere), as the watcher and the import API require of a bundle.
+pub fn is_bundle_folder_in(root: &Path, dir: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    if !meta.file_type().is_dir() {
+        return false;
+    }
+    let (Ok(root), Ok(real)) = (root.canonicalize(), dir.canonicalize()) else {
+        return false;
+    };
+    real.starts_with(&root) && real != root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bundle-files-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("analysis/web")).unwrap();
+        d
+    }
+
+    #[test]
+    fn relative_paths_are_checked_lexically() {
+        for ok in ["a.mp4", "analysis/web/screen.mp4", "media/main-00001.mkv"] {
+            assert!(check_relative(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/",
+            "a\\b",
+            "a\nb",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_rendition_is_refused_not_followed() {
+        let d = tmp("symlink");
+        std::fs::write(d.join("analysis/web/screen.mp4"), b"video").unwrap();
+        symlink("/etc/passwd", d.join("analysis/web/evil.mp4")).unwrap();
+        symlink("/etc", d.join("analysis/etc")).unwrap();
+        symlink(d.join("analysis"), d.join("alias")).unwrap();
+        let (mut f, n) = open(&d, "analysis/web/screen.mp4").unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), n), ("video", 5));
+        for rel in [
+            "analysis/web/evil.mp4",
+            "analysis/etc/passwd",
+            "alias/web/screen.mp4",
+        ] {
+            let e = open(&d, rel).unwrap_err();
+            assert!(matches!(e, BundleFileError::Symlink(_)), "{rel}: {e}");
+        }
+        // The bundle root itself may not be a link either.
+        symlink(&d, d.with_extension("link")).unwrap();
+        assert!(open(&d.with_extension("link"), "analysis/web/screen.mp4").is_err());
+        let _ = std::fs::remove_file(d.with_extension("link"));
+    }
+
+    #[test]
+    fn a_hard_linked_database_is_refused_without_being_opened() {
+        let d = tmp("hardlink");
+        let db = d.join("lab.db");
+        std::fs::write(&db, b"SQLite format 3").unwrap();
+        std::fs::hard_link(&db, d.join("analysis/web/screen.mp4")).unwrap();
+        let e = open(&d, "analysis/web/screen.mp4").unwrap_err();
+        assert!(matches!(e, BundleFileError::HardLinked(_, 2)), "{e}");
+        std::fs::create_dir_all(d.join("analysis/web/dir.mp4")).unwrap();
+        assert!(matches!(
+            open(&d, "analysis/web/dir.mp4").unwrap_err(),
+            BundleFileError::NotRegular(_)
+        ));
+    }
+
+    #[test]
+    fn reads_are_bounded() {
+        let d = tmp("bounded");
+        std::fs::write(d.join("analysis/x.json"), vec![b'1'; 100]).unwrap();
+        assert_eq!(
+            read(&d, "analysis/x.json", 100).unwrap().unwrap().len(),
+            100
+        );
+        assert!(matches!(
+            read(&d, "analysis/x.json", 99).unwrap_err(),
+            BundleFileError::TooLarge { size: 100, .. }
+        ));
+        assert!(read(&d, "analysis/missing.json", 99).unwrap().is_none());
+    }
+}

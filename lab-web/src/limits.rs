@@ -1,0 +1,55 @@
+//! Every limit lab-web enforces on outside input, in one place, so
+//! `docs/security.md` can list them and each has a test that crosses it.
+
+use std::time::Duration;
+
+/// Largest request body (JSON API); bigger bodies get a JSON 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest `manifest.json` read from a bundle.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// Largest `events.jsonl` read from a bundle (a two-hour session is ~25 MB).
+pub const MAX_EVENTS_BYTES: u64 = 1 << 30;
+/// Largest analysis JSON file (transcript, steps, candidates, QA, renditions).
+pub const MAX_ANALYSIS_JSON_BYTES: u64 = 256 << 20;
+/// Largest journey definition.
+pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
+
+/// Log-in throttling: attempts (not only failures) counted in the database
+/// per window, so every lab-web process sharing it sees the same counts and
+/// an attempt is reserved before the password is checked (no check-then-act
+/// race). Exceeding any of them answers 429 without hashing.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(600);
+/// Per login name and client address: a guesser at one address.
+pub const LOGIN_PER_ACCOUNT_AND_ADDRESS: i64 = 5;
+/// Per client address over all login names: password spraying.
+pub const LOGIN_PER_ADDRESS: i64 = 30;
+/// Per login name over all addresses: a distributed guesser. High enough
+/// that one hostile address cannot lock the account out for everyone else
+/// (it stops at its own five), low enough to bound guessing.
+pub const LOGIN_PER_ACCOUNT: i64 = 100;
+
+/// Password hashes (argon2id, ~19 MiB and ~50 ms each) computed at once;
+/// more wait up to [`HASH_WAIT`] and then get 503.
+pub fn max_concurrent_hashes() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+pub const HASH_WAIT: Duration = Duration::from_secs(5);
+
+/// Tag ranges: within the session (its recorded duration plus this slack),
+/// and never beyond [`MAX_SESSION_MS`] when the duration is unknown.
+pub const TAG_SLACK_MS: i64 = 60_000;
+/// The longest session lab-web accepts times for (48 hours).
+pub const MAX_SESSION_MS: i64 = 48 * 3_600_000;
+/// Free text on tags (note, quote) in characters.
+pub const MAX_TAG_TEXT_CHARS: usize = 10_000;
+/// A tag's step id in characters.
+pub const MAX_STEP_CHARS: usize = 200;
+
+/// The watcher retries a bundle that failed to import only when its files
+/// change, or after this delay, doubling per failure up to [`IMPORT_RETRY_MAX`].
+pub const IMPORT_RETRY_FIRST: Duration = Duration::from_secs(30);
+pub const IMPORT_RETRY_MAX: Duration = Duration::from_secs(3600);
