@@ -137,6 +137,11 @@ pub struct RecordingConfig {
     pub segment_seconds: u32,
     /// Where the event endpoint listens (`127.0.0.1:0` picks a free port).
     pub events_listen: String,
+    /// Origins (`scheme://host[:port]`) of lab-controlled pages that include
+    /// `/probe.js` themselves; their probe may send events without the
+    /// token the recorder gives the probe it injects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probe_origins: Vec<String>,
 }
 
 impl Default for RecordingConfig {
@@ -144,6 +149,7 @@ impl Default for RecordingConfig {
         Self {
             segment_seconds: 2,
             events_listen: "127.0.0.1:7700".into(),
+            probe_origins: Vec::new(),
         }
     }
 }
@@ -221,6 +227,16 @@ impl StationConfig {
         }
         if !(1..=60).contains(&self.recording.segment_seconds) {
             return bad("recording.segment_seconds must be 1-60".into());
+        }
+        for o in &self.recording.probe_origins {
+            let rest = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"));
+            if !rest.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#', ' '])) {
+                return bad(format!(
+                    "recording.probe_origins entry {o:?} is not an origin like https://prototype.example:8443"
+                ));
+            }
         }
         Ok(())
     }

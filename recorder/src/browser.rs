@@ -8,6 +8,13 @@
 //! so even the first script of the first page runs after the probe. CSP is
 //! bypassed for instrumented pages because a portal's `connect-src` would
 //! otherwise forbid the probe's WebSocket to the recorder.
+//!
+//! The probe runs in an isolated world (`worldName`), not the page's: it sees
+//! the same DOM and events, but page scripts cannot see its globals, so the
+//! per-recording token in its endpoint URL stays out of the site's reach, and
+//! the site cannot call into it or undo its listeners. Lab pages (`file://`
+//! or an origin in `recording.probe_origins`) also get a main-world bridge,
+//! [`BRIDGE_JS`], so they can `window.__labProbe.emit` their own events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,7 +29,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::server::PROBE_JS;
+use crate::server::{EndpointConfig, PROBE_JS};
+
+/// Name of the isolated world the probe runs in.
+const PROBE_WORLD: &str = "lab-probe";
+
+/// The page-world half of the probe for lab pages: `window.__labProbe` with
+/// `emit` and `ready`, forwarded to the isolated probe as DOM events. It
+/// defines nothing on other pages. `__LAB_ORIGINS__` is replaced at launch.
+const BRIDGE_JS: &str = include_str!("probe_bridge.js");
 
 #[derive(Debug, Clone)]
 pub struct BrowserOptions {
@@ -82,9 +97,9 @@ impl Cdp {
 }
 
 impl Browser {
-    /// Starts Chromium, instruments every page with the probe pointed at
-    /// `endpoint` (`ws://host:port/ws`) and opens `opts.url`.
-    pub async fn launch(opts: &BrowserOptions, endpoint: &str) -> anyhow::Result<Self> {
+    /// Starts Chromium, instruments every page with the probe pointed at the
+    /// endpoint (token included) and opens `opts.url`.
+    pub async fn launch(opts: &BrowserOptions, endpoint: &EndpointConfig) -> anyhow::Result<Self> {
         let profile = std::env::temp_dir().join(format!(
             "lab-chromium-{}-{}",
             std::process::id(),
@@ -180,10 +195,13 @@ impl Browser {
             pending,
             next: Arc::new(AtomicU64::new(1)),
         };
-        let source = format!(
-            "window.__LAB_PROBE_ENDPOINT = {};\n{PROBE_JS}",
-            json!(endpoint)
-        );
+        let source = Scripts {
+            probe: probe_source(endpoint),
+            bridge: BRIDGE_JS.replace(
+                "__LAB_ORIGINS__",
+                &json!(endpoint.probe_origins).to_string(),
+            ),
+        };
 
         cdp.call(
             None,
@@ -263,7 +281,20 @@ impl Browser {
     }
 }
 
-async fn instrument(cdp: &Cdp, session: &str, source: &str) -> anyhow::Result<()> {
+/// The isolated-world probe source: its config, then the probe. This is the
+/// only place the token is written; `/probe.js` over HTTP never has it.
+fn probe_source(endpoint: &EndpointConfig) -> String {
+    let config =
+        json!({ "endpoint": endpoint.probe_ws_url(), "labOrigins": endpoint.probe_origins });
+    format!("window.__LAB_PROBE_CONFIG = Object.freeze({config});\n{PROBE_JS}")
+}
+
+struct Scripts {
+    probe: String,
+    bridge: String,
+}
+
+async fn instrument(cdp: &Cdp, session: &str, source: &Scripts) -> anyhow::Result<()> {
     let s = Some(session);
     cdp.call(s, "Page.enable", json!({})).await?;
     cdp.call(s, "Page.setBypassCSP", json!({ "enabled": true }))
@@ -271,7 +302,13 @@ async fn instrument(cdp: &Cdp, session: &str, source: &str) -> anyhow::Result<()
     cdp.call(
         s,
         "Page.addScriptToEvaluateOnNewDocument",
-        json!({ "source": source }),
+        json!({ "source": source.probe, "worldName": PROBE_WORLD }),
+    )
+    .await?;
+    cdp.call(
+        s,
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": source.bridge }),
     )
     .await?;
     cdp.call(s, "Runtime.runIfWaitingForDebugger", json!({}))

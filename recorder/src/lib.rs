@@ -4,7 +4,8 @@
 //!
 //! `session::record` is the whole recording; `pipeline` turns a station
 //! config into GStreamer elements; `server` is the event endpoint;
-//! `event_log` makes acknowledged events durable; `clock` places client
+//! `event_log` makes acknowledged events durable; `limits` holds every
+//! bound on client input; `clock` places client
 //! events on the session clock; `browser` launches the station's Chromium
 //! with the probe injected; `recover` repairs the manifest of a bundle whose
 //! recorder was killed.
@@ -12,6 +13,7 @@
 pub mod browser;
 pub mod clock;
 pub mod event_log;
+pub mod limits;
 pub mod pipeline;
 pub mod recover;
 pub mod server;

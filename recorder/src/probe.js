@@ -8,14 +8,28 @@
  * The recorder maps those stamps onto the session clock with round-trip
  * samples the probe measures itself, so network delay does not move events.
  *
+ * Two ways in:
+ *  - Injected by the recorder over DevTools into an isolated world (browser.rs),
+ *    with window.__LAB_PROBE_CONFIG = {endpoint, labOrigins} set in that world.
+ *    The endpoint URL carries the per-recording token; page scripts cannot read
+ *    this world's globals, so the site under test can neither forge events
+ *    through the probe nor present the token itself. Lab pages (file:// or an
+ *    origin in labOrigins) get window.__labProbe.emit through a small
+ *    main-world bridge that talks to this world with DOM events.
+ *  - Included by a lab prototype as <script src="http://127.0.0.1:7700/probe.js">
+ *    in the page's own world; it then connects to ws://<that host>/ws, and the
+ *    recorder accepts its events only if the page's origin is allow-listed in
+ *    the station config. It stands down if the injected probe is present.
+ *
  * Protocol (JSON text frames; -> to the recorder, <- from it):
  *   -> hello {client, url}                                   once per connection
  *   -> sync {id, t0}   <- sync {id, t0, ts_ns}   -> sync_result {t0, t1, ts_ns}
  *        8 sequential exchanges on every (re)connect, then 3 every 10 s
  *   -> event {id, event: {source: "browser", kind, data, t}}
- *   <- ack {id, seq, t_ns}   or   <- reject {id, error}
+ *   <- ack {id, seq, t_ns}   or   <- reject {id, error, retry_after_ms?}
  * Events wait in memory until the connection's first sync burst is done and
- * stay there until acknowledged, so a dropped connection resends them.
+ * stay there until acknowledged, so a dropped connection resends them; a
+ * reject with retry_after_ms (rate limit) is retried after that delay.
  *
  * Masking rule: typed text never leaves the page. Input and change events carry
  * only the length, a coarse kind (digits / letters / mixed) and an edit count.
@@ -23,22 +37,30 @@
  * data-lab-record-value (a field the researcher chose to record), and never for
  * password fields. Click text of editable elements is withheld the same way.
  *
- * The probe lives inside third-party pages: it defines nothing but
- * window.__labProbe, swallows its own errors and uses passive listeners only.
+ * Only events the browser itself generated (isTrusted) are recorded: a page
+ * that dispatches synthetic clicks does not put them in the recording.
+ *
+ * The probe lives inside third-party pages: it defines nothing in the page's
+ * world when injected, swallows its own errors and uses passive listeners only.
  */
 (function () {
   'use strict';
   try {
+    const config = window.__LAB_PROBE_CONFIG;
+    const injected = !!(config && typeof config.endpoint === 'string');
     if (window.__labProbe) return;
     if (window.top !== window && window.__LAB_PROBE_ALL_FRAMES !== true) return;
-    const ENDPOINT = endpoint();
+    // Included by a page that the recorder also instruments: the injected probe
+    // answers this event by cancelling it, and records the page itself.
+    if (!injected && !window.dispatchEvent(new Event('__lab_probe_present', { cancelable: true }))) return;
+    const ENDPOINT = injected ? config.endpoint : endpoint();
     if (!ENDPOINT) return;
-    install(ENDPOINT);
+    const labOrigins = injected && Array.isArray(config.labOrigins) ? config.labOrigins : [];
+    const labPage = injected && (location.protocol === 'file:' || labOrigins.indexOf(location.origin) >= 0);
+    install(ENDPOINT, injected, labPage);
   } catch (_) { /* the page must never see a probe failure */ }
 
   function endpoint() {
-    const given = window.__LAB_PROBE_ENDPOINT;
-    if (typeof given === 'string' && given) return given;
     // currentScript is only set while the script first runs, so read it now.
     const src = document.currentScript && document.currentScript.src;
     if (!src) return null;
@@ -47,7 +69,7 @@
     return (u.protocol === 'https:' ? 'wss://' : 'ws://') + u.host + '/ws';
   }
 
-  function install(ENDPOINT) {
+  function install(ENDPOINT, injected, labPage) {
     const QUEUE_MAX = 5000, FIRST_BURST = 8, LATER_BURST = 3, BURST_EVERY_MS = 10000;
     const SYNC_TIMEOUT_MS = 3000, BACKOFF_MIN_MS = 250, BACKOFF_MAX_MS = 5000;
     const EFFECT_WINDOW_MS = 1000, INPUT_DEBOUNCE_MS = 600, SCROLL_EVERY_MS = 250;
@@ -65,15 +87,37 @@
     const attr = (el, name) => (el && el.getAttribute ? el.getAttribute(name) : null);
     const num = (v) => (typeof v === 'number' && isFinite(v) ? v : 0);
     const elementOf = (n) => (n && n.nodeType === 1 ? n : n && n.nodeType === 3 ? n.parentElement : null);
+    // Synthetic events (dispatched by page scripts) are not the participant's doing.
     const on = (target, type, fn) =>
-      target.addEventListener(type, (ev) => guard(() => fn(ev)), { capture: true, passive: true });
+      target.addEventListener(type, (ev) => { if (ev.isTrusted) guard(() => fn(ev)); }, { capture: true, passive: true });
     const probeError = (msg) => Object.assign(new Error('lab probe: ' + msg), { labProbe: true });
 
     const CLIENT_ID = 'tab-' + randomId(10);
     let readyResolve;
     const ready = new Promise((resolve) => { readyResolve = resolve; });
-    // Set first: a second injection of the script sees it and stops.
+    // Set first: a second injection of the script into this world sees it and stops.
     window.__labProbe = Object.freeze({ emit, client: CLIENT_ID, ready, version: 1 });
+    if (injected) {
+      // A copy of the probe included by the page itself stands down (see the top).
+      window.addEventListener('__lab_probe_present', (ev) => ev.preventDefault(), true);
+      if (labPage) bridge();
+    }
+
+    // The main-world half (browser.rs) forwards window.__labProbe.emit calls of
+    // a lab page here as JSON strings (only primitives cross worlds), and gets
+    // each outcome and the ready signal back the same way.
+    function bridge() {
+      const reply = (m) => window.dispatchEvent(new CustomEvent('__lab_probe_reply', { detail: JSON.stringify(m) }));
+      window.addEventListener('__lab_probe_emit', (ev) => guard(() => {
+        if (typeof ev.detail !== 'string') return;
+        const m = JSON.parse(ev.detail);
+        const t = typeof m.t === 'number' && isFinite(m.t) ? m.t : now();
+        record(String(m.kind), m.data == null ? {} : m.data, t,
+          (r) => reply({ id: m.id, ok: true, seq: r.seq, t_ns: r.t_ns }),
+          (e) => reply({ id: m.id, ok: false, error: String(e && e.message) }));
+      }));
+      ready.then(() => window.dispatchEvent(new CustomEvent('__lab_probe_ready')));
+    }
 
     function randomId(n) {
       const abc = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -178,6 +222,11 @@
       } else if (m.type === 'ack' || m.type === 'reject') {
         const e = pending.get(m.id); // an ack for a resent event may arrive twice: the second finds nothing
         if (!e) return;
+        if (m.type === 'reject' && typeof m.retry_after_ms === 'number') { // rate limit: keep it, send again later
+          e.sentOn = 0;
+          setTimeout(() => guard(() => { if (connReady) flush(); }), Math.min(Math.max(m.retry_after_ms, 10), 60000));
+          return;
+        }
         pending.delete(m.id);
         if (m.type === 'ack') { if (e.resolve) e.resolve({ seq: m.seq, t_ns: m.t_ns }); }
         else if (e.reject) e.reject(probeError(String(m.error || 'rejected')));
@@ -317,20 +366,38 @@
       record('navigation', data, t || now());
     }
 
-    for (const [name, reason] of [['pushState', 'push'], ['replaceState', 'replace']]) {
-      const orig = history[name];
-      if (typeof orig !== 'function') continue;
-      history[name] = function () {
-        const before = location.href;
-        const result = orig.apply(this, arguments); // the page's own errors propagate unchanged
+    const navApi = typeof window.navigation === 'object' && window.navigation &&
+      typeof window.navigation.addEventListener === 'function';
+    if (navApi) {
+      // The Navigation API reports every same-document navigation (pushState,
+      // replaceState, back/forward, fragment links) to every world, so it works
+      // from the isolated world, where wrapping history.pushState would not.
+      let navHref = location.href;
+      window.navigation.addEventListener('currententrychange', (ev) => guard(() => {
+        const before = navHref;
+        navHref = location.href;
+        const type = ev.navigationType;
         // replaceState that keeps the URL only rewrites history.state; frameworks do that constantly.
-        if (reason === 'push' || location.href !== before) guard(() => nav(reason));
-        return result;
-      };
+        if (type === 'reload' || (type === 'replace' && location.href === before)) return;
+        const onlyHash = location.href.split('#')[0] === before.split('#')[0] && location.href !== before;
+        nav(type === 'traverse' ? 'pop' : type === 'replace' ? 'replace' : onlyHash ? 'hash' : 'push');
+      }));
+    } else {
+      for (const [name, reason] of [['pushState', 'push'], ['replaceState', 'replace']]) {
+        const orig = history[name];
+        if (typeof orig !== 'function') continue;
+        history[name] = function () {
+          const before = location.href;
+          const result = orig.apply(this, arguments); // the page's own errors propagate unchanged
+          // replaceState that keeps the URL only rewrites history.state; frameworks do that constantly.
+          if (reason === 'push' || location.href !== before) guard(() => nav(reason));
+          return result;
+        };
+      }
+      on(window, 'popstate', (ev) => nav('pop', evTime(ev)));
+      // Fragment navigation also fires popstate; report the hash change only if that did not.
+      on(window, 'hashchange', (ev) => { if (location.href !== lastNavHref) nav('hash', evTime(ev)); });
     }
-    on(window, 'popstate', (ev) => nav('pop', evTime(ev)));
-    // Fragment navigation also fires popstate; report the hash change only if that did not.
-    on(window, 'hashchange', (ev) => { if (location.href !== lastNavHref) nav('hash', evTime(ev)); });
     on(window, 'pageshow', (ev) => {
       if (!ev.persisted) return; // restored from the back/forward cache: a new visit
       nav('load', evTime(ev));

@@ -12,7 +12,6 @@ use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -29,8 +28,9 @@ use tokio::sync::watch;
 use crate::browser::{Browser, BrowserOptions};
 use crate::clock::SessionClock;
 use crate::event_log::EventLog;
+use crate::limits;
 use crate::pipeline;
-use crate::server::{self, EndpointState};
+use crate::server::{EndpointConfig, EndpointState, Server};
 
 const RESERVE_FILE: &str = ".reserve";
 const RESERVE_BYTES: usize = 4 << 20;
@@ -218,21 +218,20 @@ pub async fn record(
             source,
         })?;
     let (stop_tx, mut stop_rx) = watch::channel(None::<String>);
+    let endpoint = EndpointConfig::new(events_addr, opts.station.recording.probe_origins.clone())
+        .map_err(|source| RecordError::Create {
+        path: PathBuf::from("/dev/urandom"),
+        source,
+    })?;
     let state = Arc::new(EndpointState::new(
         id.clone(),
         bundle.dir.clone(),
         clock.clone(),
         log,
+        endpoint,
         stop_tx,
     ));
-    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, server::router(state.clone()))
-            .with_graceful_shutdown(async {
-                let _ = server_stop_rx.await;
-            })
-            .into_future(),
-    );
+    let server = Server::spawn(listener, state.clone());
     tracing::info!("recording {id}: events at http://{events_addr} (operator console: /operator)");
     state
         .system_event(
@@ -245,7 +244,7 @@ pub async fn record(
     let mut reason: Option<String> = None;
     let mut browser = None;
     if let Some(b) = &opts.browser {
-        match Browser::launch(b, &format!("ws://{events_addr}/ws")).await {
+        match Browser::launch(b, &state.config).await {
             Ok(br) => browser = Some(br),
             Err(e) => {
                 let why = format!("browser failed to start: {e:#}");
@@ -347,8 +346,23 @@ pub async fn record(
             json!({ "reason": fatal.as_ref().or(reason.as_ref()) }),
         )
         .await;
-    let _ = server_stop_tx.send(());
-    let _ = server.await;
+    // Whatever clients do, the bundle is finished promptly: the server gets a
+    // bounded grace, then its connections are cut; the log is closed
+    // explicitly (an open connection's handle on it must not keep it open),
+    // and only then are the counts final.
+    server.shutdown().await;
+    state.log.close();
+    let joined = tokio::time::timeout(
+        limits::LOG_CLOSE_TIMEOUT,
+        tokio::task::spawn_blocking(move || log_thread.join()),
+    )
+    .await;
+    if joined.is_err() {
+        tracing::error!(
+            "the event log did not finish writing within {:?}; its last batch may be missing",
+            limits::LOG_CLOSE_TIMEOUT
+        );
+    }
 
     for g in &mut manifest.gaps {
         g.end_ns.get_or_insert(end_ns);
@@ -374,15 +388,13 @@ pub async fn record(
     refresh_stats(&mut manifest, &state);
     let _ = fs::remove_file(&reserve);
     bundle.write_manifest(&manifest)?;
-    drop(state);
-    let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
     Ok(bundle.dir)
 }
 
 fn refresh_stats(manifest: &mut Manifest, state: &EndpointState) {
     manifest.events = EventStats {
-        accepted: state.accepted.load(Ordering::Relaxed),
-        rejected: state.rejected.load(Ordering::Relaxed),
+        accepted: state.accepted(),
+        rejected: state.rejected(),
     };
     manifest.clock.clients = state.clock_estimates();
 }
