@@ -352,7 +352,9 @@ impl Ct2Model {
             });
         }
         let count = c.u32(|| "variable count".into())?;
-        let mut vars = HashMap::with_capacity(count as usize);
+        // The count is untrusted: a variable takes at least 9 bytes, so never
+        // reserve more than the file could hold.
+        let mut vars = HashMap::with_capacity((count as usize).min(bytes.len() / 9));
         for i in 0..count {
             let name = c.string(|| format!("name of variable #{i}"))?;
             let rank = c.u8(|| format!("rank of {name}"))?;
@@ -615,10 +617,14 @@ fn derive_hparams(m: &Ct2Model) -> Result<WhisperHparams, ConvertError> {
         });
     }
     let int = |what: &str, v: usize| -> Result<i32, ConvertError> {
-        i32::try_from(v).map_err(|_| ConvertError::Malformed {
-            path: m.path.clone(),
-            what: format!("{what} = {v} does not fit the GGML header"),
-        })
+        // A zero dimension would make every shape check pass on empty data.
+        match i32::try_from(v) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConvertError::Malformed {
+                path: m.path.clone(),
+                what: format!("{what} = {v} does not fit the GGML header (1..=2^31-1)"),
+            }),
+        }
     };
     Ok(WhisperHparams {
         n_vocab: int("n_vocab", n_vocab)?,
@@ -1077,17 +1083,13 @@ pub fn bpe_token_bytes(token: &str) -> Option<Vec<u8>> {
     DECODER.with(|d| token.chars().map(|c| d.get(&c).copied()).collect())
 }
 
-/// Reads `vocabulary.txt` (one token per line, line i = token id i).
-fn read_vocabulary(path: &Path) -> Result<Vec<String>, ConvertError> {
-    let bytes = fs::read(path).map_err(|source| ConvertError::Read {
+/// Parses `vocabulary.txt` (one token per line, line i = token id i).
+pub fn parse_vocabulary(path: &Path, bytes: &[u8]) -> Result<Vec<String>, ConvertError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ConvertError::Malformed {
         path: path.to_path_buf(),
-        source,
+        what: format!("not UTF-8 (at byte {})", e.valid_up_to()),
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| ConvertError::Malformed {
-        path: path.to_path_buf(),
-        what: format!("not UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
-    })?;
-    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let body = text.strip_suffix('\n').unwrap_or(text);
     if body.is_empty() {
         return Ok(Vec::new());
     }
@@ -1188,8 +1190,68 @@ pub fn convert(
     let model_path = ct2_dir.join("model.bin");
     let vocab_path = ct2_dir.join("vocabulary.txt");
     let m = Ct2Model::read(&model_path)?;
-    let model_sha256 = hex(&Sha256::digest(&m.bytes));
-    let mut h = derive_hparams(&m)?;
+    let vocab_bytes = fs::read(&vocab_path).map_err(|source| ConvertError::Read {
+        path: vocab_path.clone(),
+        source,
+    })?;
+    let checked = check_conversion(&m, &vocab_path, &vocab_bytes, weights)?;
+    let tmp = partial_path(out);
+    let written = write_ggml(&tmp, &checked, &m).and_then(|n| {
+        fs::rename(&tmp, out).map_err(|source| ConvertError::Write {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        Ok(n)
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(ConvertReport {
+        hparams: checked.hparams,
+        model_sha256: hex(&Sha256::digest(&m.bytes)),
+        model_bytes: m.bytes.len() as u64,
+        source_dtype: checked.source_dtype,
+        tensors: checked.plans.len(),
+        vocab_tokens: checked.vocab.len(),
+        out_bytes: written?,
+    })
+}
+
+/// [`convert`] in memory, for fuzzing and tests: the bytes of `model.bin` and
+/// `vocabulary.txt` in, the GGML file's bytes out. Every check is the same.
+pub fn convert_bytes(
+    model: Vec<u8>,
+    vocabulary: &[u8],
+    weights: Weights,
+) -> Result<Vec<u8>, ConvertError> {
+    let m = Ct2Model::parse(Path::new("model.bin"), model)?;
+    let checked = check_conversion(&m, Path::new("vocabulary.txt"), vocabulary, weights)?;
+    let mut out = Vec::new();
+    write_ggml_to(&mut out, &checked, &m).map_err(|source| ConvertError::Write {
+        path: PathBuf::from("(memory)"),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Everything [`write_ggml`] needs, checked against the checkpoint.
+struct Checked {
+    hparams: WhisperHparams,
+    plans: Vec<TensorPlan>,
+    source_dtype: &'static str,
+    vocab: Vec<Vec<u8>>,
+    mel: Vec<f32>,
+}
+
+/// Checks every source tensor and the vocabulary before anything is written.
+fn check_conversion(
+    m: &Ct2Model,
+    vocab_path: &Path,
+    vocab_bytes: &[u8],
+    weights: Weights,
+) -> Result<Checked, ConvertError> {
+    let model_path = &m.path;
+    let mut h = derive_hparams(m)?;
     h.ftype = weights.ftype();
     let mut plans = plan_tensors(&h);
     if weights == Weights::Q8_0 {
@@ -1201,7 +1263,7 @@ pub fn convert(
         {
             if p.shape[1] % Q8_0_BLOCK != 0 {
                 return Err(ConvertError::Malformed {
-                    path: model_path,
+                    path: model_path.clone(),
                     what: format!(
                         "{}: rows of {} values cannot be split into q8_0 blocks of {Q8_0_BLOCK}",
                         p.src, p.shape[1]
@@ -1212,7 +1274,6 @@ pub fn convert(
         }
     }
 
-    // Check every source before writing anything.
     let mut source_dtype = None;
     for p in &plans {
         let v = m.require(&p.src)?;
@@ -1236,94 +1297,79 @@ pub fn convert(
         }
     }
 
-    let tokens = read_vocabulary(&vocab_path)?;
+    let tokens = parse_vocabulary(vocab_path, vocab_bytes)?;
     if tokens.len() != h.n_vocab as usize {
         return Err(ConvertError::VocabSize {
-            path: vocab_path,
+            path: vocab_path.to_path_buf(),
             found: tokens.len(),
             expected: h.n_vocab as usize,
         });
     }
-    let vocab = ggml_vocabulary(&vocab_path, &tokens)?;
+    let vocab = ggml_vocabulary(vocab_path, &tokens)?;
     let mel = mel_filterbank(16000.0, 400, h.n_mels as usize);
-
-    let tmp = partial_path(out);
-    let written = write_ggml(&tmp, &h, &mel, &vocab, &m, &plans).and_then(|n| {
-        fs::rename(&tmp, out).map_err(|source| ConvertError::Write {
-            path: out.to_path_buf(),
-            source,
-        })?;
-        Ok(n)
-    });
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    Ok(ConvertReport {
+    Ok(Checked {
         hparams: h,
-        model_sha256,
-        model_bytes: m.bytes.len() as u64,
+        plans,
         source_dtype: source_dtype.unwrap_or("float32"),
-        tensors: plans.len(),
-        vocab_tokens: vocab.len(),
-        out_bytes: written?,
+        vocab,
+        mel,
     })
 }
 
-fn write_ggml(
-    path: &Path,
-    h: &WhisperHparams,
-    mel: &[f32],
-    vocab: &[Vec<u8>],
-    m: &Ct2Model,
-    plans: &[TensorPlan],
-) -> Result<u64, ConvertError> {
+fn write_ggml(path: &Path, c: &Checked, m: &Ct2Model) -> Result<u64, ConvertError> {
     let werr = |source: io::Error| ConvertError::Write {
         path: path.to_path_buf(),
         source,
     };
     let file = File::create(path).map_err(werr)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let n = write_ggml_to(&mut w, c, m).map_err(werr)?;
+    w.flush().map_err(werr)?;
+    w.get_ref().sync_all().map_err(werr)?;
+    Ok(n)
+}
+
+/// Writes the GGML file; returns its size.
+fn write_ggml_to(out: &mut dyn Write, c: &Checked, m: &Ct2Model) -> io::Result<u64> {
+    let (h, mel, vocab, plans) = (&c.hparams, &c.mel, &c.vocab, &c.plans);
     let mut w = CountingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: out,
         count: 0,
     };
-    let mut body = || -> io::Result<()> {
-        w.i32(GGML_MAGIC as i32)?;
-        for v in h.fields() {
-            w.i32(v)?;
+    w.i32(GGML_MAGIC as i32)?;
+    for v in h.fields() {
+        w.i32(v)?;
+    }
+    let n_bins = mel.len() / h.n_mels as usize;
+    w.i32(h.n_mels)?;
+    w.i32(n_bins as i32)?;
+    for v in mel {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.i32(vocab.len() as i32)?;
+    for t in vocab {
+        w.write_all(&(t.len() as u32).to_le_bytes())?;
+        w.write_all(t)?;
+    }
+    for p in plans {
+        // Every source was checked by `check_conversion` before writing began,
+        // and every dimension is at least 1.
+        let v = m.get(&p.src).expect("source checked before writing");
+        let row_bytes = v.data.len() / p.src_shape[0];
+        let start = v.data.start + p.rows.start * row_bytes;
+        let src = &m.bytes[start..start + p.rows.len() * row_bytes];
+        w.i32(p.shape.len() as i32)?;
+        w.i32(p.ggml.len() as i32)?;
+        w.i32(p.out as i32)?;
+        for &n in p.shape.iter().rev() {
+            w.i32(n as i32)?;
         }
-        let n_bins = mel.len() / h.n_mels as usize;
-        w.i32(h.n_mels)?;
-        w.i32(n_bins as i32)?;
-        for v in mel {
-            w.write_all(&v.to_le_bytes())?;
+        w.write_all(p.ggml.as_bytes())?;
+        match (v.dtype, p.out) {
+            (Ct2Dtype::F32, Out::F32) | (Ct2Dtype::F16, Out::F16) => w.write_all(src)?,
+            (from, to) => w.write_all(&convert_elements(src, from, to))?,
         }
-        w.i32(vocab.len() as i32)?;
-        for t in vocab {
-            w.write_all(&(t.len() as u32).to_le_bytes())?;
-            w.write_all(t)?;
-        }
-        for p in plans {
-            // Every source was checked by `convert` before writing began.
-            let v = m.get(&p.src).expect("source checked before writing");
-            let row_bytes = v.data.len() / p.src_shape[0];
-            let start = v.data.start + p.rows.start * row_bytes;
-            let src = &m.bytes[start..start + p.rows.len() * row_bytes];
-            w.i32(p.shape.len() as i32)?;
-            w.i32(p.ggml.len() as i32)?;
-            w.i32(p.out as i32)?;
-            for &n in p.shape.iter().rev() {
-                w.i32(n as i32)?;
-            }
-            w.write_all(p.ggml.as_bytes())?;
-            match (v.dtype, p.out) {
-                (Ct2Dtype::F32, Out::F32) | (Ct2Dtype::F16, Out::F16) => w.write_all(src)?,
-                (from, to) => w.write_all(&convert_elements(src, from, to))?,
-            }
-        }
-        w.flush()?;
-        w.inner.get_ref().sync_all()
-    };
-    body().map_err(werr)?;
+    }
     Ok(w.count)
 }
 
@@ -1406,15 +1452,28 @@ pub fn inspect_ggml(path: &Path) -> Result<GgmlSummary, ConvertError> {
         path: path.to_path_buf(),
         source,
     };
+    let file = File::open(path).map_err(rerr)?;
+    let len = file.metadata().map_err(rerr)?.len();
+    inspect_ggml_from(path, BufReader::new(file), len)
+}
+
+/// [`inspect_ggml`] over any seekable reader of `len` bytes (`path` only
+/// names it in errors): `io::Cursor` over bytes for fuzzing.
+pub fn inspect_ggml_from<R: Read + io::Seek>(
+    path: &Path,
+    mut r: R,
+    len: u64,
+) -> Result<GgmlSummary, ConvertError> {
+    let rerr = |source: io::Error| ConvertError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let bad = |what: String| ConvertError::Malformed {
         path: path.to_path_buf(),
         what,
     };
-    let file = File::open(path).map_err(rerr)?;
-    let len = file.metadata().map_err(rerr)?.len();
-    let mut r = BufReader::new(file);
     let mut pos = 0u64;
-    let read_i32 = |r: &mut BufReader<File>, pos: &mut u64, what: &str| {
+    let read_i32 = |r: &mut R, pos: &mut u64, what: &str| {
         let mut b = [0u8; 4];
         r.read_exact(&mut b).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => ConvertError::Truncated {
@@ -1441,21 +1500,22 @@ pub fn inspect_ggml(path: &Path) -> Result<GgmlSummary, ConvertError> {
     if f[..10].iter().any(|&v| v <= 0) {
         return Err(bad(format!("implausible hparams {hparams:?}")));
     }
-    let skip =
-        |r: &mut BufReader<File>, pos: &mut u64, n: u64, what: &str| -> Result<(), ConvertError> {
-            if len - *pos < n {
-                return Err(ConvertError::Truncated {
-                    path: path.to_path_buf(),
-                    what: what.to_string(),
-                    offset: *pos as usize,
-                    need: n as usize,
-                    len: len as usize,
-                });
-            }
-            r.seek_relative(n as i64).map_err(rerr)?;
-            *pos += n;
-            Ok(())
-        };
+    let skip = |r: &mut R, pos: &mut u64, n: Option<u64>, what: &str| -> Result<(), ConvertError> {
+        // `None`: a size that does not even fit in 64 bits.
+        let n = n.unwrap_or(u64::MAX);
+        if len - *pos < n {
+            return Err(ConvertError::Truncated {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+                offset: *pos as usize,
+                need: n as usize,
+                len: len as usize,
+            });
+        }
+        r.seek_relative(n as i64).map_err(rerr)?;
+        *pos += n;
+        Ok(())
+    };
     let n_mel = read_i32(&mut r, &mut pos, "mel filter rows")?;
     let n_fft = read_i32(&mut r, &mut pos, "mel filter columns")?;
     if n_mel != hparams.n_mels || n_fft <= 0 {
@@ -1467,7 +1527,8 @@ pub fn inspect_ggml(path: &Path) -> Result<GgmlSummary, ConvertError> {
     skip(
         &mut r,
         &mut pos,
-        4 * n_mel as u64 * n_fft as u64,
+        4u64.checked_mul(n_mel as u64)
+            .and_then(|n| n.checked_mul(n_fft as u64)),
         "mel filters",
     )?;
     let n_tokens = read_i32(&mut r, &mut pos, "vocabulary size")?;
@@ -1479,7 +1540,7 @@ pub fn inspect_ggml(path: &Path) -> Result<GgmlSummary, ConvertError> {
     }
     for _ in 0..n_tokens {
         let n = read_i32(&mut r, &mut pos, "token length")?;
-        skip(&mut r, &mut pos, n as u32 as u64, "token")?;
+        skip(&mut r, &mut pos, Some(u64::from(n as u32)), "token")?;
     }
     let mut tensors = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -1512,14 +1573,16 @@ pub fn inspect_ggml(path: &Path) -> Result<GgmlSummary, ConvertError> {
         let name = String::from_utf8(name).map_err(|_| bad("tensor name is not UTF-8".into()))?;
         let (block, block_bytes) = ggml_type_layout(ttype)
             .ok_or_else(|| bad(format!("{name}: unknown GGML type {ttype}")))?;
-        let n: u64 = ne.iter().map(|&d| d.max(0) as u64).product();
-        if n == 0 || !n.is_multiple_of(block) {
+        let n = ne
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d.max(0) as u64));
+        let Some(n) = n.filter(|&n| n != 0 && n.is_multiple_of(block)) else {
             return Err(bad(format!("{name}: dims {ne:?} do not fit type {ttype}")));
-        }
+        };
         skip(
             &mut r,
             &mut pos,
-            n / block * block_bytes,
+            (n / block).checked_mul(block_bytes),
             &format!("data of {name}"),
         )?;
         if !seen.insert(name.clone()) {
