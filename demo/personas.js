@@ -171,7 +171,7 @@ class Session {
   }
 
   async marker(data) {
-    const r = await fetch(this.a.events + '/api/markers', { method: 'POST', body: JSON.stringify(data) });
+    const r = await fetch(this.a.events + '/api/markers', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(data) });
     const body = await r.json();
     if (r.status !== 201) throw new Error('marker refused: ' + r.status + ' ' + JSON.stringify(body));
     this.truth.markers.push(Object.assign({ t_ns: body.t_ns }, data));
