@@ -27,6 +27,13 @@ use crate::types::{
 
 const NS_PER_MS: i64 = 1_000_000;
 
+/// A session time from the bundle in milliseconds, bounded to the longest
+/// session, so later arithmetic on it (durations, exports) cannot overflow
+/// whatever a hostile analysis file holds.
+fn ms(ns: i64) -> i64 {
+    (ns / NS_PER_MS).clamp(-limits::MAX_SESSION_MS, limits::MAX_SESSION_MS)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Imported,
@@ -377,8 +384,8 @@ pub fn transcript_view(t: &Transcript) -> TranscriptView {
             .enumerate()
             .map(|(n, s)| TranscriptSegment {
                 id: n as i64,
-                start_ms: s.start_ns / NS_PER_MS,
-                end_ms: s.end_ns / NS_PER_MS,
+                start_ms: ms(s.start_ns),
+                end_ms: ms(s.end_ns),
                 speaker: speaker_name(&s.speaker),
                 text: s.text.trim().to_string(),
                 words: s
@@ -388,8 +395,8 @@ pub fn transcript_view(t: &Transcript) -> TranscriptView {
                         i += 1;
                         Word {
                             i: i - 1,
-                            start_ms: w.start_ns / NS_PER_MS,
-                            end_ms: w.end_ns / NS_PER_MS,
+                            start_ms: ms(w.start_ns),
+                            end_ms: ms(w.end_ns),
                             text: w.text.trim().to_string(),
                             confidence: (f64::from(w.confidence) * 1000.0).round() / 1000.0,
                         }
@@ -527,15 +534,15 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     let renditions: Option<Value> = read_json(&dir, "analysis/web/renditions.json")?;
     let journey = find_journey(state, &dir, &manifest)?;
 
-    let started_at = manifest.clock.session_zero_unix_ns / NS_PER_MS;
-    let duration_ms = manifest.duration_ns.unwrap_or_else(|| {
+    let started_at = manifest.clock.session_zero_unix_ns.div_euclid(NS_PER_MS);
+    let duration_ms = ms(manifest.duration_ns.unwrap_or_else(|| {
         manifest
             .segments
             .iter()
             .filter_map(|s| s.end_ns)
             .max()
             .unwrap_or(0)
-    }) / NS_PER_MS;
+    }));
     let media = media_json(renditions.as_ref());
     let tracks = json!(
         manifest
@@ -611,7 +618,7 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         let lane: Vec<crate::types::SpeechSpan> = sp
             .spans
             .iter()
-            .map(|s| crate::types::SpeechSpan { start_ms: s.start_ns / NS_PER_MS, end_ms: s.end_ns / NS_PER_MS, speaker: speaker_name(&s.speaker) })
+            .map(|s| crate::types::SpeechSpan { start_ms: ms(s.start_ns), end_ms: ms(s.end_ns), speaker: speaker_name(&s.speaker) })
             .collect();
         serde_json::to_string(&lane)
     }).transpose()?)
@@ -638,7 +645,7 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         .iter()
         .map(|e| TimelineEvent {
             seq: e.seq as i64,
-            t_ms: e.t_ns / NS_PER_MS,
+            t_ms: ms(e.t_ns),
             source: wire_name(&e.source).unwrap_or_default(),
             kind: e.kind.clone(),
             summary: summarize(e),
@@ -679,8 +686,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                     .iter()
                     .map(|w| {
                         json!([
-                            w.start_ns / NS_PER_MS,
-                            w.end_ns / NS_PER_MS,
+                            ms(w.start_ns),
+                            ms(w.end_ns),
                             w.text,
                             (w.confidence * 1000.0).round() / 1000.0
                         ])
@@ -689,8 +696,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                 vec![
                     V::S(id.clone()),
                     V::I(i as i64),
-                    V::I(s.start_ns / NS_PER_MS),
-                    V::I(s.end_ns / NS_PER_MS),
+                    V::I(ms(s.start_ns)),
+                    V::I(ms(s.end_ns)),
                     V::S(speaker_name(&s.speaker)),
                     V::S(s.text.trim().to_string()),
                     V::S(stems(&s.text)),
@@ -713,8 +720,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
             .map(|s| {
                 vec![
                     V::S(id.clone()),
-                    V::I(s.start_ns / NS_PER_MS),
-                    V::I(s.end_ns / NS_PER_MS),
+                    V::I(ms(s.start_ns)),
+                    V::I(ms(s.end_ns)),
                     V::S(speaker_name(&s.speaker)),
                 ]
             })
@@ -736,8 +743,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                     V::S(id.clone()),
                     V::S(s.step.clone()),
                     V::I(i64::from(s.visit)),
-                    V::I(s.start_ns / NS_PER_MS),
-                    V::I(s.end_ns / NS_PER_MS),
+                    V::I(ms(s.start_ns)),
+                    V::I(ms(s.end_ns)),
                 ]
             })
             .collect();
@@ -756,10 +763,10 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
                     V::S(id.clone()),
                     V::S(s.step.clone()),
                     V::S(s.title.clone()),
-                    V::I(s.time_spent_ns / NS_PER_MS),
+                    V::I(ms(s.time_spent_ns)),
                     V::I(i64::from(s.visits)),
                     V::I(i64::from(s.completed)),
-                    V::I(s.expected_ns / NS_PER_MS),
+                    V::I(ms(s.expected_ns)),
                 ]
             })
             .collect();
@@ -792,8 +799,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
             .bind(&id)
             .bind(&cand.id)
             .bind(&cand.detector)
-            .bind(cand.start_ns / NS_PER_MS)
-            .bind(cand.end_ns / NS_PER_MS)
+            .bind(ms(cand.start_ns))
+            .bind(ms(cand.end_ns))
             .bind(&cand.step)
             .bind(f64::from(cand.confidence))
             .bind(&cand.evidence.note)
@@ -842,10 +849,13 @@ fn media_json(renditions: Option<&Value>) -> Value {
                 } else {
                     continue;
                 };
-                m.insert(key.into(), json!({
-                    "file": file,
-                    "start_ms": v.get("start_ns").and_then(Value::as_i64).unwrap_or(0) / NS_PER_MS,
-                }));
+                m.insert(
+                    key.into(),
+                    json!({
+                        "file": file,
+                        "start_ms": ms(v.get("start_ns").and_then(Value::as_i64).unwrap_or(0)),
+                    }),
+                );
             }
         }
     }
@@ -857,7 +867,7 @@ fn media_json(renditions: Option<&Value>) -> Value {
                     .iter()
                     .map(|t| {
                         json!({
-                            "t_ms": t.get("t_ns").and_then(Value::as_i64).unwrap_or(0) / NS_PER_MS,
+                            "t_ms": ms(t.get("t_ns").and_then(Value::as_i64).unwrap_or(0)),
                             "file": t.get("file").cloned().unwrap_or(Value::Null),
                         })
                     })

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// Largest request body (JSON API); bigger bodies get a JSON 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Largest `manifest.json` read from a bundle.
-pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// Largest `manifest.json` read from a bundle (the bundle contract's limit).
+pub const MAX_MANIFEST_BYTES: u64 = lab_model::bundle::limits::MAX_MANIFEST_BYTES;
 /// Largest `events.jsonl` read from a bundle (a two-hour session is ~25 MB).
 pub const MAX_EVENTS_BYTES: u64 = 1 << 30;
 /// Largest analysis JSON file (transcript, steps, candidates, QA, renditions).
@@ -42,8 +42,9 @@ pub const HASH_WAIT: Duration = Duration::from_secs(5);
 /// Tag ranges: within the session (its recorded duration plus this slack),
 /// and never beyond [`MAX_SESSION_MS`] when the duration is unknown.
 pub const TAG_SLACK_MS: i64 = 60_000;
-/// The longest session lab-web accepts times for (48 hours).
-pub const MAX_SESSION_MS: i64 = 48 * 3_600_000;
+/// The longest session lab-web accepts times for: the bundle contract's
+/// limit (30 days), so any valid manifest's times fit.
+pub const MAX_SESSION_MS: i64 = lab_model::bundle::limits::MAX_SESSION_NS / 1_000_000;
 /// Free text on tags (note, quote) in characters.
 pub const MAX_TAG_TEXT_CHARS: usize = 10_000;
 /// A tag's step id in characters.

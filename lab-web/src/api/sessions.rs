@@ -267,10 +267,13 @@ pub async fn patch(
     Path(id): Path<String>,
     Json(body): Json<PatchBody>,
 ) -> ApiResult<Json<SessionRow>> {
-    require_session(&state, &auth, &id, Right::Raw).await?;
-    if !(auth.can(Right::Review) || auth.can(Right::Operate)) {
-        return Err(ApiError::Forbidden);
-    }
+    // Researchers and operators may label sessions; never a withdrawn one.
+    let right = if auth.can(Right::Review) {
+        Right::Review
+    } else {
+        Right::Operate
+    };
+    require_session(&state, &auth, &id, right).await?;
     if let Some(seg) = body.segment {
         let seg: String = seg.trim().chars().take(80).collect();
         sqlx::query("UPDATE sessions SET segment = $2 WHERE id = $1")
