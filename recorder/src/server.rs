@@ -600,14 +600,14 @@ fn check_request(s: &EndpointState, req: &Request) -> Result<(), ApiError> {
     let path = req.uri().path();
     // The WebSocket decides about its origin itself (token or allow-list), and
     // the probe script is public.
-    if path != "/ws" && path != "/probe.js" {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            if Some(origin.to_str().unwrap_or("")) != own_origin(headers).as_deref() {
-                return Err(ApiError::Forbidden(format!(
-                    "requests from origin {origin:?} are not accepted; only local tools and this endpoint's own pages may call it"
-                )));
-            }
-        }
+    if path != "/ws"
+        && path != "/probe.js"
+        && let Some(origin) = headers.get(header::ORIGIN)
+        && Some(origin.to_str().unwrap_or("")) != own_origin(headers).as_deref()
+    {
+        return Err(ApiError::Forbidden(format!(
+            "requests from origin {origin:?} are not accepted; only local tools and this endpoint's own pages may call it"
+        )));
     }
     if req.method() == Method::POST {
         if let Some(site) = header_str(headers, &HeaderName::from_static("sec-fetch-site"))
