@@ -165,18 +165,27 @@ pub async fn reserve_login_attempt(
     Ok(allowed)
 }
 
-/// After a successful log-in this address's attempts at this account start
-/// over (the address-wide and account-wide counts do not).
+/// After a successful log-in its reservation is returned: this address's
+/// attempts at this account start over, and the address-wide and
+/// account-wide counts go back down by one, so only failures accumulate (a
+/// lab where everyone logs in from one address is not throttled by success).
 pub async fn clear_login_attempts(
     state: &AppState,
     login: &str,
     addr: &str,
 ) -> Result<(), ApiError> {
-    let [(key, _), ..] = login_keys(login, addr);
+    let [(pair, _), (by_addr, _), (by_account, _)] = login_keys(login, addr);
     sqlx::query("DELETE FROM login_attempts WHERE key = $1")
-        .bind(key)
+        .bind(pair)
         .execute(&state.db.pool)
         .await?;
+    sqlx::query(
+        "UPDATE login_attempts SET count = count - 1 WHERE (key = $1 OR key = $2) AND count > 0",
+    )
+    .bind(by_addr)
+    .bind(by_account)
+    .execute(&state.db.pool)
+    .await?;
     Ok(())
 }
 

@@ -1023,6 +1023,16 @@ async fn login_attempts_are_reserved_atomically_and_do_not_lock_out_others() {
                 .status,
             StatusCode::OK
         );
+        // Successful log-ins are not throttled: a lab logs in from one address.
+        for _ in 0..(lab_web::limits::LOGIN_PER_ADDRESS + 5) {
+            let ok = Some(json!({"login": "res", "password": "password-123"}));
+            assert_eq!(
+                e.call_from(&anon, "POST", "/api/v1/login", ok, "10.5.5.5")
+                    .await
+                    .status,
+                StatusCode::OK
+            );
+        }
         // One address spraying many accounts is stopped as well.
         let mut last = StatusCode::OK;
         for i in 0..lab_web::limits::LOGIN_PER_ADDRESS + 1 {
