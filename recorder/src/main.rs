@@ -163,6 +163,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Recover { bundle, force } => {
             let r = recorder::recover::recover(&bundle, force)?;
+            if let Some(n) = r.torn_bytes {
+                println!(
+                    "{}: a torn last event line ({n} bytes) moved to {}",
+                    bundle.display(),
+                    lab_model::bundle::TORN_EVENTS_FILE
+                );
+            }
             if r.changed {
                 println!(
                     "{}: now {:?}, {} segments, {:.1} s recorded",

@@ -34,6 +34,8 @@ pub struct RecoverReport {
     pub segments: usize,
     /// Seconds of media (main group) from session start to the end of the last readable packet.
     pub recorded_secs: f64,
+    /// Bytes of a torn last event line moved to `events.jsonl.torn`.
+    pub torn_bytes: Option<usize>,
 }
 
 /// Whether a recorder process with this pid still runs (a zombie, or a pid
@@ -54,8 +56,9 @@ fn process_alive(pid: u32) -> bool {
 pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
     let bundle = Bundle::new(dir);
     let mut m = bundle.read_manifest()?;
-    let report = |m: &lab_model::Manifest, changed| RecoverReport {
+    let report = |m: &lab_model::Manifest, changed, torn_bytes| RecoverReport {
         changed,
+        torn_bytes,
         status: m.status,
         segments: m.segments.len(),
         recorded_secs: m
@@ -67,20 +70,36 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
             .unwrap_or(0) as f64
             / 1e9,
     };
-    if m.status != SessionStatus::Recording {
-        return Ok(report(&m, false));
-    }
-    if !force && m.recorder.pid != std::process::id() && process_alive(m.recorder.pid) {
+    if m.status == SessionStatus::Recording
+        && !force
+        && m.recorder.pid != std::process::id()
+        && process_alive(m.recorder.pid)
+    {
         return Err(RecoverError::StillRunning(m.recorder.pid));
+    }
+    // A line torn by the crash (possibly inside a UTF-8 character) moves to
+    // events.jsonl.torn, so the log ends on a whole event again and no byte is lost.
+    let torn = bundle.repair_torn_events()?;
+    if m.status != SessionStatus::Recording {
+        return Ok(report(&m, torn.is_some(), torn));
     }
     gst::init().map_err(RecoverError::Gst)?;
 
     // Segments the manifest may not know yet (opened in the instant before the crash).
     if let Ok(entries) = fs::read_dir(bundle.media_dir()) {
+        // Only plain files with names the bundle contract allows: a link or an
+        // odd name must not end up in the manifest (or be read by the demuxer).
         let mut files: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".mkv"))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| {
+                n.ends_with(".mkv")
+                    && lab_model::bundle::valid_segment_file(&format!(
+                        "{}/{n}",
+                        lab_model::bundle::MEDIA_DIR
+                    ))
+            })
             .collect();
         files.sort();
         for name in files {
@@ -130,7 +149,7 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
     ));
     let _ = fs::remove_file(dir.join(".reserve"));
     bundle.write_manifest(&m)?;
-    Ok(report(&m, true))
+    Ok(report(&m, true, torn))
 }
 
 /// End (pts + duration) of the last packet of a possibly truncated Matroska file.

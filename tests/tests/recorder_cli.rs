@@ -116,12 +116,50 @@ fn kill_9_keeps_acknowledged_events_and_the_media_up_to_the_crash() {
             "acknowledged event {seq} lost"
         );
     }
+    // A power cut can tear the last line inside a Cyrillic character: the
+    // bundle must stay readable, and `recover` must repair the log while
+    // keeping the torn bytes.
+    let torn_tail = "{\"seq\":999999,\"t_ns\":1,\"source\":\"operator\",\"kind\":\"marker\",\"data\":{\"text\":\"Задание".as_bytes();
+    let torn_tail = &torn_tail[..torn_tail.len() - 1]; // half of «е»
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(bundle.events_path())
+            .unwrap();
+        f.write_all(torn_tail).unwrap();
+    }
+    let (_, torn) = bundle
+        .read_events()
+        .expect("a torn UTF-8 tail is tolerated");
+    assert_eq!(torn, 1);
     let o = std::process::Command::new(bin("lab-recorder"))
         .arg("recover")
         .arg(&dir)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("torn"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        bundle.read_events().unwrap().1,
+        0,
+        "the log ends on a whole event after recover"
+    );
+    assert!(
+        std::fs::read(bundle.events_path())
+            .unwrap()
+            .ends_with(b"\n")
+    );
+    assert!(
+        std::fs::read(bundle.torn_events_path())
+            .unwrap()
+            .ends_with(torn_tail),
+        "torn bytes kept"
+    );
     let m = bundle.read_manifest().unwrap();
     assert_eq!(m.status, SessionStatus::Interrupted);
     let mut decodable = 0.0f64;
