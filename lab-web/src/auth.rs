@@ -119,7 +119,8 @@ pub async fn with_hash_permit<T: Send + 'static>(
     r
 }
 
-/// Throttling keys for a log-in attempt: (key, limit).
+/// Throttling keys for a log-in attempt, in the order they are checked:
+/// (key, limit).
 fn login_keys(login: &str, addr: &str) -> [(String, i64); 3] {
     [
         (
@@ -131,11 +132,22 @@ fn login_keys(login: &str, addr: &str) -> [(String, i64); 3] {
     ]
 }
 
-/// Reserves one log-in attempt before the password is checked: every key's
+/// The key remembering that `addr` logged in to `login` successfully.
+fn known_key(login: &str, addr: &str) -> String {
+    format!("ok:{login}|{addr}")
+}
+
+/// Reserves one log-in attempt before the password is checked. Each key's
 /// counter is incremented atomically in the database (an upsert that also
-/// restarts an expired window) and the attempt is refused if any is over its
-/// limit. Concurrent attempts therefore cannot all pass a check made before
-/// any of them failed, and every process on the database shares the counts.
+/// restarts an expired window and never counts past `limit + 1`), so
+/// concurrent attempts cannot all pass a check made before any of them
+/// failed, and every process on the database shares the counts. The keys are
+/// checked in order and a refusal stops there: attempts refused for one
+/// address never count against the account as a whole, so one address
+/// cannot lock an account out for everyone. An address that logged in to
+/// the account successfully within [`limits::LOGIN_KNOWN_FOR`] is not held
+/// to the account-wide limit, so a distributed guesser cannot lock the
+/// account's owner out of their usual machine.
 pub async fn reserve_login_attempt(
     state: &AppState,
     login: &str,
@@ -143,32 +155,54 @@ pub async fn reserve_login_attempt(
 ) -> Result<bool, ApiError> {
     let now = now_ms();
     let window_start_before = now - limits::LOGIN_WINDOW.as_millis() as i64;
-    let mut allowed = true;
-    for (key, limit) in login_keys(login, addr) {
+    if rand::random::<u8>() < 4 {
+        // Now and then, forget what has expired (a flood of made-up names
+        // must not grow the table without bound).
+        sqlx::query(
+            "DELETE FROM login_attempts WHERE (key NOT LIKE 'ok:%' AND window_start < $1) OR window_start < $2",
+        )
+        .bind(window_start_before)
+        .bind(now - limits::LOGIN_KNOWN_FOR.as_millis() as i64)
+        .execute(&state.db.pool)
+        .await?;
+    }
+    let known = sqlx::query("SELECT 1 FROM login_attempts WHERE key = $1 AND window_start >= $2")
+        .bind(known_key(login, addr))
+        .bind(now - limits::LOGIN_KNOWN_FOR.as_millis() as i64)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .is_some();
+    let keys = login_keys(login, addr);
+    let checked = if known { &keys[..2] } else { &keys[..] };
+    for (key, limit) in checked {
         let count: i64 = sqlx::query(
             "INSERT INTO login_attempts (key, count, window_start) VALUES ($1, 1, $2) \
              ON CONFLICT (key) DO UPDATE SET \
-             count = CASE WHEN login_attempts.window_start < $3 THEN 1 ELSE login_attempts.count + 1 END, \
+             count = CASE WHEN login_attempts.window_start < $3 THEN 1 \
+                          WHEN login_attempts.count > $4 THEN login_attempts.count \
+                          ELSE login_attempts.count + 1 END, \
              window_start = CASE WHEN login_attempts.window_start < $3 THEN $2 ELSE login_attempts.window_start END \
              RETURNING count",
         )
-        .bind(&key)
+        .bind(key)
         .bind(now)
         .bind(window_start_before)
+        .bind(limit)
         .fetch_one(&state.db.pool)
         .await?
         .try_get(0)?;
-        if count > limit {
-            allowed = false;
+        if count > *limit {
+            return Ok(false);
         }
     }
-    Ok(allowed)
+    Ok(true)
 }
 
 /// After a successful log-in its reservation is returned: this address's
 /// attempts at this account start over, and the address-wide and
 /// account-wide counts go back down by one, so only failures accumulate (a
 /// lab where everyone logs in from one address is not throttled by success).
+/// The address is remembered as known for the account.
 pub async fn clear_login_attempts(
     state: &AppState,
     login: &str,
@@ -186,11 +220,21 @@ pub async fn clear_login_attempts(
     .bind(by_account)
     .execute(&state.db.pool)
     .await?;
+    sqlx::query(
+        "INSERT INTO login_attempts (key, count, window_start) VALUES ($1, 0, $2) \
+         ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start",
+    )
+    .bind(known_key(login, addr))
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
     Ok(())
 }
 
-/// The client's address, for log-in throttling: the TCP peer, or with
-/// `--behind-proxy` the last `X-Forwarded-For` hop (the one the proxy added).
+/// The client's address, for log-in throttling: the TCP peer, or, when the
+/// peer is the configured `--trusted-proxy`, the last `X-Forwarded-For` hop
+/// (the one that proxy added). IPv6 addresses count per /64, the block one
+/// host usually holds.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 
@@ -198,8 +242,12 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.config.behind_proxy
-            && let Some(last) = parts
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = || {
+            parts
                 .headers
                 .get_all("x-forwarded-for")
                 .iter()
@@ -207,15 +255,29 @@ impl FromRequestParts<AppState> for ClientAddr {
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
                 .rfind(|v| !v.is_empty())
-        {
-            return Ok(ClientAddr(last.chars().take(64).collect()));
-        }
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        Ok(ClientAddr(peer))
+                .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+        };
+        let ip = match (peer, state.config.trusted_proxy) {
+            (Some(p), Some(proxy)) if p == proxy => forwarded().or(peer),
+            _ => peer,
+        };
+        Ok(ClientAddr(
+            ip.map_or_else(|| "unknown".into(), throttle_key),
+        ))
+    }
+}
+
+/// An address as a throttling key: IPv4 as is, IPv6 by its /64.
+pub fn throttle_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        v4 => v4.to_string(),
     }
 }
 
@@ -409,6 +471,15 @@ mod tests {
         assert!(!role_has("operator", Right::Withdraw));
         assert!(role_has("admin", Right::Admin));
         assert!(!role_has("nobody", Right::Findings));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(throttle_key(a), throttle_key(b));
+        assert_eq!(throttle_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(throttle_key("10.1.2.3".parse().unwrap()), "10.1.2.3");
     }
 
     #[test]

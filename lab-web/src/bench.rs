@@ -243,7 +243,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             watch_every: Duration::ZERO,
             worker: false,
             public_url: "http://127.0.0.1:8080".into(),
-            behind_proxy: false,
+            trusted_proxy: None,
         },
     );
     let _ = crate::auth::create_user(&state, "bench", "", "bench-password", "researcher").await;

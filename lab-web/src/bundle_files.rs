@@ -72,8 +72,18 @@ fn c_name(s: &[u8], rel: &str) -> Result<CString, BundleFileError> {
     CString::new(s).map_err(|_| BundleFileError::BadPath(rel.into()))
 }
 
-fn openat_path(dir: Option<&OwnedFd>, name: &CString, directory: bool) -> io::Result<OwnedFd> {
-    let mut flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+/// `openat(dir, name, O_PATH …)`; `follow` only for the trusted starting
+/// folder (the configured sessions or data folder may be reached through links).
+fn openat_path(
+    dir: Option<&OwnedFd>,
+    name: &CString,
+    directory: bool,
+    follow: bool,
+) -> io::Result<OwnedFd> {
+    let mut flags = libc::O_PATH | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
     if directory {
         flags |= libc::O_DIRECTORY;
     }
@@ -95,11 +105,26 @@ fn pinned_metadata(fd: &OwnedFd) -> io::Result<std::fs::Metadata> {
 }
 
 /// Opens `root/rel` for reading, refusing anything that leaves `root`.
-/// `root` itself must be a real folder (not a symlink); the caller gets it
-/// from the database (canonicalised at import).
+/// Only `root`'s parent is resolved the ordinary way (it is the sessions
+/// folder, or the data folder for clips: the server's own configuration);
+/// `root`'s own name and every component of `rel` are opened without
+/// following links, so a bundle folder swapped for a symlink, or a link
+/// anywhere inside it, is refused.
 pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     check_relative(rel)?;
     let shown = || format!("{}/{rel}", root.display());
+    let (Some(parent), Some(name)) = (root.parent(), root.file_name()) else {
+        return Err(BundleFileError::BadPath(root.display().to_string()));
+    };
+    let name = name
+        .to_str()
+        .ok_or_else(|| BundleFileError::BadPath(shown()))?;
+    check_relative(name)?;
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
     let map_open = |e: io::Error| match e.raw_os_error() {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
         Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
@@ -108,15 +133,23 @@ pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
             source: e,
         },
     };
-    let root_c = c_name(root.as_os_str().as_bytes(), rel)?;
-    let mut dir = openat_path(None, &root_c, true).map_err(map_open)?;
+    let parent_c = c_name(parent.as_os_str().as_bytes(), rel)?;
+    let parent_fd = openat_path(None, &parent_c, true, true).map_err(map_open)?;
+    let mut dir = openat_path(
+        Some(&parent_fd),
+        &c_name(name.as_bytes(), rel)?,
+        true,
+        false,
+    )
+    .map_err(map_open)?;
     let parts: Vec<&str> = rel.split('/').collect();
     let (last, folders) = parts.split_last().expect("checked non-empty");
     for part in folders {
-        dir = openat_path(Some(&dir), &c_name(part.as_bytes(), rel)?, true).map_err(map_open)?;
+        dir = openat_path(Some(&dir), &c_name(part.as_bytes(), rel)?, true, false)
+            .map_err(map_open)?;
     }
     let pinned =
-        openat_path(Some(&dir), &c_name(last.as_bytes(), rel)?, false).map_err(map_open)?;
+        openat_path(Some(&dir), &c_name(last.as_bytes(), rel)?, false, false).map_err(map_open)?;
     let meta = pinned_metadata(&pinned).map_err(|source| BundleFileError::Io {
         path: shown(),
         source,
@@ -172,19 +205,26 @@ pub fn read(root: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, Bundl
     Ok(Some(bytes))
 }
 
-/// Whether `dir` is a real folder directly inside `root` (not a symlink to
-/// one elsewhere), as the watcher and the import API require of a bundle.
-pub fn is_bundle_folder_in(root: &Path, dir: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
-        return false;
-    };
-    if !meta.file_type().is_dir() {
-        return false;
+/// The bundle folder `dir` as the server stores it: the canonical sessions
+/// folder joined with the bundle's own name, if `dir` is a real folder (not
+/// a symlink) directly inside `root`, as the watcher and the import API
+/// require of a bundle. The name is never resolved through a link, so a
+/// folder swapped for a link later is refused when its files are opened.
+pub fn bundle_folder_in(root: &Path, dir: &Path) -> Option<std::path::PathBuf> {
+    let name = dir.file_name()?.to_str()?;
+    check_relative(name).ok()?;
+    let root = root.canonicalize().ok()?;
+    if dir.parent()?.canonicalize().ok()? != root {
+        return None;
     }
-    let (Ok(root), Ok(real)) = (root.canonicalize(), dir.canonicalize()) else {
-        return false;
-    };
-    real.starts_with(&root) && real != root
+    let path = root.join(name);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    meta.file_type().is_dir().then_some(path)
+}
+
+/// Whether [`bundle_folder_in`] accepts `dir`.
+pub fn is_bundle_folder_in(root: &Path, dir: &Path) -> bool {
+    bundle_folder_in(root, dir).is_some()
 }
 
 #[cfg(test)]
@@ -239,10 +279,20 @@ mod tests {
             let e = open(&d, rel).unwrap_err();
             assert!(matches!(e, BundleFileError::Symlink(_)), "{rel}: {e}");
         }
-        // The bundle root itself may not be a link either.
+        // The bundle folder itself may not be a link either (a folder swapped
+        // for a link to the data folder after import).
         symlink(&d, d.with_extension("link")).unwrap();
-        assert!(open(&d.with_extension("link"), "analysis/web/screen.mp4").is_err());
+        assert!(matches!(
+            open(&d.with_extension("link"), "analysis/web/screen.mp4").unwrap_err(),
+            BundleFileError::Symlink(_)
+        ));
         let _ = std::fs::remove_file(d.with_extension("link"));
+        // A link in a component between the parent and the file is refused too.
+        std::fs::create_dir_all(d.join("real/inner")).unwrap();
+        std::fs::write(d.join("real/inner/f.json"), b"{}").unwrap();
+        symlink(d.join("real"), d.join("swapped")).unwrap();
+        assert!(open(&d.join("real"), "inner/f.json").is_ok());
+        assert!(open(&d.join("swapped"), "inner/f.json").is_err());
     }
 
     #[test]

@@ -82,12 +82,28 @@ async fn clip_inner(
         .as_str()
         .context("the session has no screen rendition yet (run the analysis)")?;
     let file_start_ms = media["screen"]["start_ms"].as_i64().unwrap_or(0);
-    let input = PathBuf::from(&bundle).join(screen);
+    // The rendition is opened like every bundle file (no links, no `..`, a
+    // regular single-link file: never a FIFO or a server file) and ffmpeg
+    // reads that open file through /proc, never a path the bundle chose.
+    let (bundle_dir, rel) = (PathBuf::from(&bundle), screen.to_string());
+    let (input_file, _) =
+        tokio::task::spawn_blocking(move || crate::bundle_files::open(&bundle_dir, &rel)).await??;
+    let input = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&input_file)
+    ));
     let transcript = crate::api::load_transcript(state, &session).await?;
     let srt = crate::export::subtitles::srt_range(&transcript, start_ms, end_ms);
 
     let dir = state.clips_dir();
     tokio::fs::create_dir_all(&dir).await?;
+    // The subtitles (the participant's words) and the partial clip are
+    // removed on every way out: done, failed, cancelled or dropped.
+    let _cleanup = Cleanup(vec![
+        dir.join(format!("{tag_id}.srt")),
+        dir.join(format!("{tag_id}.mp4.part")),
+    ]);
     // A range without speech has no subtitles (ffmpeg refuses an empty SRT).
     let subs = dir.join(format!("{tag_id}.srt"));
     let has_subs = !srt.trim().is_empty();
@@ -143,20 +159,33 @@ async fn clip_inner(
         .with_context(|| format!("cannot start {}", state.config.ffmpeg.display()))?;
     let out = tokio::select! {
         out = child.wait_with_output() => out?,
-        _ = cancel.changed() => {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Ok(Outcome::Cancelled);
-        }
+        _ = cancel.changed() => return Ok(Outcome::Cancelled),
     };
-    let _ = tokio::fs::remove_file(&subs).await;
+    drop(input_file);
     if !out.status.success() {
-        let _ = tokio::fs::remove_file(&part).await;
-        anyhow::bail!(
-            "ffmpeg failed ({}): {}",
+        // ffmpeg's own words can name files; they go to the log, not to the
+        // job message every role can read.
+        tracing::warn!(
+            "clip of tag {tag_id}: ffmpeg failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
+        );
+        anyhow::bail!(
+            "ffmpeg failed ({}); the server log has its message",
+            out.status
         );
     }
     tokio::fs::rename(&part, clip_path(state, tag_id)).await?;
     Ok(Outcome::Done(format!("clip {tag_id}.mp4, {dur:.1} s")))
+}
+
+/// Removes its files when dropped.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }

@@ -40,7 +40,8 @@ impl Db {
         let mut url = url.to_string();
         if backend == Backend::Sqlite && !url.contains('?') {
             // Create the file on first start; WAL lets readers run while the
-            // importer writes.
+            // importer writes. secure_delete overwrites deleted content, so
+            // a withdrawn participant's words do not linger in free pages.
             url.push_str("?mode=rwc");
         }
         let options = AnyConnectOptions::from_str(&url)
@@ -54,7 +55,8 @@ impl Db {
                         use sqlx::Executor;
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+                             PRAGMA secure_delete=ON;",
                         )
                         .await?;
                     }

@@ -165,7 +165,7 @@ pub async fn import_from_sessions_folder(
 }
 
 fn mtime_ns(p: &Path) -> i128 {
-    std::fs::metadata(p)
+    std::fs::symlink_metadata(p)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -174,7 +174,9 @@ fn mtime_ns(p: &Path) -> i128 {
 }
 
 fn file_len(p: &Path) -> i64 {
-    std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(-1)
+    std::fs::symlink_metadata(p)
+        .map(|m| m.len() as i64)
+        .unwrap_or(-1)
 }
 
 /// What changes when the recorder or the analyzer writes.
@@ -274,7 +276,8 @@ pub fn journey_info(j: &Journey) -> JourneyInfo {
                 id: s.id.clone(),
                 title: s.title.clone(),
                 significance: i64::from(s.significance),
-                expected_ms: (s.expected_seconds * 1000.0).round() as i64,
+                expected_ms: ((s.expected_seconds * 1000.0).round() as i64)
+                    .clamp(0, limits::MAX_SESSION_MS),
             })
             .collect(),
     }
@@ -466,17 +469,42 @@ pub async fn insert_rows(
 
 /// Imports one bundle folder.
 pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Outcome)> {
-    anyhow::ensure!(
-        !std::fs::symlink_metadata(dir)
-            .with_context(|| format!("bundle folder {}", dir.display()))?
-            .file_type()
-            .is_symlink(),
-        "bundle folder {} is a symbolic link; links are not followed",
-        dir.display()
-    );
-    let dir = dir
+    // The stored path is the canonical parent joined with the bundle's own
+    // name, never a resolved link: every file below is then opened from the
+    // parent without following links (`bundle_files`), so a folder swapped
+    // for a link at any moment is refused rather than read.
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| bundle_files::check_relative(n).is_ok())
+        .with_context(|| format!("bundle folder {} has no usable name", dir.display()))?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
         .canonicalize()
         .with_context(|| format!("bundle folder {}", dir.display()))?;
+    let dir = parent.join(name);
+    anyhow::ensure!(
+        std::fs::symlink_metadata(&dir)
+            .with_context(|| format!("bundle folder {}", dir.display()))?
+            .file_type()
+            .is_dir(),
+        "bundle folder {} is not a folder (links are not followed)",
+        dir.display()
+    );
+    // An unchanged bundle costs a few stats per scan, not a manifest parse.
+    let fp = fingerprint(&dir);
+    let same = sqlx::query(
+        "SELECT id FROM sessions WHERE bundle_path = $1 AND fingerprint = $2 AND withdrawn = 0",
+    )
+    .bind(dir.to_string_lossy().as_ref())
+    .bind(&fp)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some(r) = same {
+        return Ok((r.try_get(0)?, Outcome::Unchanged));
+    }
     let manifest_path = dir.join(lab_model::bundle::MANIFEST_FILE);
     let manifest = {
         let bytes = bundle_files::read(
@@ -488,7 +516,6 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         lab_model::bundle::parse_manifest(&bytes).map_err(|e| e.at(&manifest_path))?
     };
     let id = manifest.session_id.clone();
-    let fp = fingerprint(&dir);
     let known =
         sqlx::query("SELECT fingerprint, withdrawn, bundle_path FROM sessions WHERE id = $1")
             .bind(&id)
@@ -582,7 +609,7 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         .await?;
     }
     let journey_id = journey.as_ref().map(|(j, _)| j.id.clone());
-    sqlx::query(
+    let upserted = sqlx::query(
         "INSERT INTO sessions (id, study, life_situation, journey_id, participant, station, consent, moderator, \
          started_at, duration_ms, status, bundle_path, fingerprint, imported_at, transcript_status, language, media, qa, tracks, \
          transcript_json, speech_json) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
@@ -592,7 +619,8 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
          duration_ms = excluded.duration_ms, status = excluded.status, fingerprint = excluded.fingerprint, \
          imported_at = excluded.imported_at, transcript_status = excluded.transcript_status, \
          language = excluded.language, media = excluded.media, qa = excluded.qa, tracks = excluded.tracks, \
-         transcript_json = excluded.transcript_json, speech_json = excluded.speech_json",
+         transcript_json = excluded.transcript_json, speech_json = excluded.speech_json \
+         WHERE sessions.withdrawn = 0",
     )
     .bind(&id)
     .bind(manifest.study.clone().unwrap_or_default())
@@ -624,6 +652,13 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
     }).transpose()?)
     .execute(&mut *tx)
     .await?;
+    if upserted.rows_affected() == 0 {
+        // The participant withdrew while this import was reading: write
+        // nothing, and delete the bundle the withdrawal may have missed.
+        tx.rollback().await?;
+        crate::withdrawal::purge_bundle_files(&dir);
+        return Ok((id, Outcome::Withdrawn));
+    }
 
     for table in [
         "events",

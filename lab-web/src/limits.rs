@@ -24,10 +24,14 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(600);
 pub const LOGIN_PER_ACCOUNT_AND_ADDRESS: i64 = 5;
 /// Per client address over all login names: password spraying.
 pub const LOGIN_PER_ADDRESS: i64 = 30;
-/// Per login name over all addresses: a distributed guesser. High enough
-/// that one hostile address cannot lock the account out for everyone else
-/// (it stops at its own five), low enough to bound guessing.
+/// Per login name over all addresses: a distributed guesser. One address
+/// adds at most its own five to it; addresses that logged in to the account
+/// before are exempt ([`LOGIN_KNOWN_FOR`]).
 pub const LOGIN_PER_ACCOUNT: i64 = 100;
+
+/// An address that logged in to an account successfully within this time is
+/// not held to [`LOGIN_PER_ACCOUNT`] for it.
+pub const LOGIN_KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 /// Password hashes (argon2id, ~19 MiB and ~50 ms each) computed at once;
 /// more wait up to [`HASH_WAIT`] and then get 503.

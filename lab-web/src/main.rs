@@ -82,10 +82,10 @@ enum Cmd {
         /// exports (e.g. https://lab.example) [default: http://LISTEN].
         #[arg(long, env = "LAB_PUBLIC_URL")]
         public_url: Option<String>,
-        /// Behind a reverse proxy: take the client address for log-in
-        /// throttling from the last X-Forwarded-For hop.
-        #[arg(long)]
-        behind_proxy: bool,
+        /// The reverse proxy's address, when served behind one: requests
+        /// from it are throttled by the last X-Forwarded-For hop.
+        #[arg(long, env = "LAB_TRUSTED_PROXY")]
+        trusted_proxy: Option<std::net::IpAddr>,
     },
     /// Manage accounts.
     User {
@@ -146,7 +146,7 @@ fn plain_config(data: PathBuf) -> Config {
         watch_every: Duration::ZERO,
         worker: false,
         public_url: "http://127.0.0.1:8080".into(),
-        behind_proxy: false,
+        trusted_proxy: None,
     }
 }
 
@@ -164,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             secure_cookies,
             admin_password,
             public_url,
-            behind_proxy,
+            trusted_proxy,
         } => {
             let state = state(&common, |data| {
                 let mut j = journeys.clone();
@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     public_url: public_url
                         .clone()
                         .unwrap_or_else(|| format!("http://{listen}")),
-                    behind_proxy,
+                    trusted_proxy,
                 }
             })
             .await?;

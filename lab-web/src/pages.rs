@@ -112,7 +112,9 @@ pub fn router() -> Router<AppState> {
                 match sqlx::query("SELECT 1").execute(&s.db.pool).await {
                     Ok(_) => (StatusCode::OK, "ok").into_response(),
                     Err(e) => {
-                        (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response()
+                        // The cause goes to the log; anonymous callers learn only that it failed.
+                        tracing::error!("health check: database: {e}");
+                        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
                     }
                 }
             }),

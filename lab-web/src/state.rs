@@ -28,9 +28,9 @@ pub struct Config {
     /// The address clients use (`https://lab.example`), for absolute links in
     /// exports; never taken from a request's Host header.
     pub public_url: String,
-    /// Served behind a reverse proxy: the client address for log-in
-    /// throttling is the last `X-Forwarded-For` hop.
-    pub behind_proxy: bool,
+    /// The reverse proxy in front of lab-web, if any: requests from it are
+    /// throttled by the last `X-Forwarded-For` hop it added.
+    pub trusted_proxy: Option<std::net::IpAddr>,
 }
 
 pub struct Inner {

@@ -15,6 +15,66 @@ use sqlx::Row;
 
 use crate::state::AppState;
 
+/// Marks the session withdrawn and removes everything personal from its
+/// rows: the participant code, consent reference and moderator, transcript,
+/// speech, event payloads, tag quotes, notes, places (URL, selector) and
+/// history, candidate evidence, notes and reasons, clips, job messages and
+/// the session label. Step times and tag categories, severities, emotions
+/// and steps stay as anonymous aggregates. Every statement selects by
+/// session (tags by subquery), so a tag made a moment before is included.
+/// Idempotent: run in the withdrawal's transaction and again after files
+/// are gone and after any job that ran.
+pub async fn scrub_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    session: &str,
+) -> anyhow::Result<()> {
+    const TAGS: &str = "(SELECT id FROM tags WHERE session_id = $1)";
+    let statements = [
+        "UPDATE sessions SET withdrawn = 1, withdrawn_at = COALESCE(withdrawn_at, $2), participant = 'отозван', consent = '', \
+         moderator = NULL, media = '{}', qa = NULL, transcript_status = 'withdrawn', transcript_json = NULL, \
+         speech_json = NULL WHERE id = $1"
+            .to_string(),
+        "DELETE FROM transcript_segments WHERE session_id = $1 AND $2 = $2".to_string(),
+        "DELETE FROM speech_spans WHERE session_id = $1 AND $2 = $2".to_string(),
+        "UPDATE events SET data = '{}', summary = '' WHERE session_id = $1 AND $2 = $2".to_string(),
+        "UPDATE tags SET quote = '', note = '', url = NULL, selector = NULL WHERE session_id = $1 AND $2 = $2"
+            .to_string(),
+        "UPDATE candidates SET evidence = '{\"events\":[],\"words\":[]}', note = '', reason = NULL \
+         WHERE session_id = $1 AND $2 = $2"
+            .to_string(),
+        format!("DELETE FROM clips WHERE tag_id IN {TAGS} AND $2 = $2"),
+        format!("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id IN {TAGS} AND $2 = $2"),
+        "UPDATE jobs SET message = '' WHERE session_id = $1 AND status NOT IN ('queued', 'running') AND $2 = $2"
+            .to_string(),
+    ];
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(session)
+            .bind(crate::db::now_ms())
+            .execute(&mut **tx)
+            .await?;
+    }
+    let lane = sqlx::query(
+        "SELECT seq, t_ms, source, kind FROM events WHERE session_id = $1 ORDER BY t_ms, seq",
+    )
+    .bind(session)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(crate::types::TimelineEvent {
+            seq: r.try_get(0)?,
+            t_ms: r.try_get(1)?,
+            source: r.try_get(2)?,
+            kind: r.try_get(3)?,
+            summary: String::new(),
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    crate::import::write_event_chunks(tx, session, &lane).await?;
+    Ok(())
+}
+
 /// Whether the session is withdrawn (false for an unknown session).
 pub async fn is_withdrawn(state: &AppState, session: &str) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("SELECT withdrawn FROM sessions WHERE id = $1")
@@ -65,11 +125,13 @@ pub async fn purge_files(state: &AppState, session: &str) -> anyhow::Result<()> 
             .bind(t)
             .execute(&state.db.pool)
             .await?;
+        let dir = state.clips_dir();
         for p in [
-            crate::clips::clip_path(state, *t),
-            crate::clips::clip_path(state, *t).with_extension("mp4.part"),
+            format!("{t}.mp4"),
+            format!("{t}.mp4.part"),
+            format!("{t}.srt"),
         ] {
-            let _ = tokio::fs::remove_file(p).await;
+            let _ = tokio::fs::remove_file(dir.join(p)).await;
         }
     }
     if let Some(b) = bundle.filter(|b| !b.is_empty()) {
@@ -86,14 +148,23 @@ pub async fn purge_files(state: &AppState, session: &str) -> anyhow::Result<()> 
 }
 
 /// The worker's guard after every job of a session: if the participant
-/// withdrew while it ran, what it wrote is deleted and it does not count as
-/// done. Returns whether that happened.
+/// withdrew while it ran, what it wrote (files, and rows its import wrote)
+/// is deleted and it does not count as done. Returns whether that happened.
 pub async fn after_job(state: &AppState, session: Option<&str>) -> bool {
     let Some(s) = session else { return false };
     match is_withdrawn(state, s).await {
         Ok(true) => {
             if let Err(e) = purge_files(state, s).await {
                 tracing::error!("withdrawal of {s}: {e:#}");
+            }
+            let scrub = async {
+                let mut tx = state.db.pool.begin().await?;
+                scrub_rows(&mut tx, s).await?;
+                tx.commit().await?;
+                anyhow::Ok(())
+            };
+            if let Err(e) = scrub.await {
+                tracing::error!("withdrawal of {s}: cannot scrub rows after a job: {e:#}");
             }
             true
         }

@@ -88,7 +88,7 @@ async fn env(backend: &'static str, url: &str, dir: PathBuf) -> Env {
         watch_every: Duration::ZERO,
         worker: false,
         public_url: "http://lab.test".into(),
-        behind_proxy: false,
+        trusted_proxy: None,
     };
     std::fs::create_dir_all(&config.sessions_dir).unwrap();
     let state = AppState::new(db, config);
@@ -794,6 +794,29 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
         assert_eq!(passwd.status, StatusCode::NOT_FOUND, "{}", passwd.text());
         assert!(!passwd.text().contains("root:"));
 
+        // A clip is cut from the same checked file, never from a path the
+        // bundle chose: a linked rendition fails the job, and nothing is cut.
+        set_renditions(&bundle, "analysis/web/passwd.json", "analysis/web/x.html", "analysis/web/passwd.json");
+        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let res = e.login("res").await;
+        let tag = e.call(&res, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 0, "end_ms": 1000, "category": "other", "severity": 1, "emotion": "neutral"}))).await;
+        let tag_id = tag.json()["id"].as_i64().unwrap();
+        let job = e.call(&res, "POST", &format!("/api/v1/tags/{tag_id}/clip"), None).await.json()["job_id"].as_i64().unwrap();
+        let worker = tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        let mut j = None;
+        for _ in 0..100 {
+            j = lab_web::jobs::get(&e.state, job).await.unwrap();
+            if j.as_ref().is_some_and(|j| j.status == "failed" || j.status == "done") { break; }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.abort();
+        let j = j.unwrap();
+        assert_eq!(j.status, "failed", "{}", j.message);
+        assert!(j.message.contains("symbolic link") && !j.message.contains("root:"), "{}", j.message);
+        assert!(!lab_web::clips::clip_path(&e.state, tag_id).exists());
+        assert!(!e.state.clips_dir().join(format!("{tag_id}.srt")).exists(), "subtitles removed");
+
         // A hard link to the server's own database is refused without being
         // opened, and the database keeps working (its locks are not dropped).
         if e.backend == "sqlite" {
@@ -1033,6 +1056,44 @@ async fn login_attempts_are_reserved_atomically_and_do_not_lock_out_others() {
                 StatusCode::OK
             );
         }
+        // A hundred more guesses from the same address do not add to the
+        // account's count: refused attempts stop at their own key.
+        let more = (0..101).map(|_| e.call_from(&anon, "POST", "/api/v1/login", bad(), "10.9.9.9"));
+        assert!(
+            futures_util::future::join_all(more)
+                .await
+                .iter()
+                .all(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        );
+        let right = Some(json!({"login": "admin", "password": "password-123"}));
+        assert_eq!(
+            e.call_from(&anon, "POST", "/api/v1/login", right.clone(), "10.2.2.1")
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // A distributed guesser (many addresses, five guesses each) reaches
+        // the account-wide limit: unknown addresses are refused, but an
+        // address that logged in to the account before still gets in.
+        let per = lab_web::limits::LOGIN_PER_ACCOUNT_AND_ADDRESS;
+        let hosts = lab_web::limits::LOGIN_PER_ACCOUNT / per + 1;
+        for h in 0..hosts {
+            let addr = format!("10.8.{}.{}", h / 200, h % 200 + 1);
+            let wave = (0..per).map(|_| e.call_from(&anon, "POST", "/api/v1/login", bad(), &addr));
+            futures_util::future::join_all(wave).await;
+        }
+        assert_eq!(
+            e.call_from(&anon, "POST", "/api/v1/login", right.clone(), "10.2.2.2")
+                .await
+                .status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            e.call_from(&anon, "POST", "/api/v1/login", right.clone(), "10.1.1.1")
+                .await
+                .status,
+            StatusCode::OK
+        );
         // One address spraying many accounts is stopped as well.
         let mut last = StatusCode::OK;
         for i in 0..lab_web::limits::LOGIN_PER_ADDRESS + 1 {

@@ -111,11 +111,12 @@ pub async fn retry_job(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     let kind: String = r.try_get(0)?;
-    auth.require(if kind == "clip" {
+    let right = if kind == "clip" {
         Right::Review
     } else {
         Right::Operate
-    })?;
+    };
+    auth.require(right)?;
     let status: String = r.try_get(4)?;
     if status == "queued" || status == "running" {
         return Err(ApiError::Conflict(
@@ -124,6 +125,10 @@ pub async fn retry_job(
     }
     let args: Value = serde_json::from_str(&r.try_get::<String, _>(3)?)?;
     let session: Option<String> = r.try_get(1)?;
+    if let Some(s) = &session {
+        // A job of a withdrawn session is never run again.
+        super::require_session(&state, &auth, s, right).await?;
+    }
     let new = crate::jobs::enqueue(
         &state,
         &kind,

@@ -269,9 +269,12 @@ async fn insert_tag(
     )
     .await?;
     let now = now_ms();
+    // Written only while the session is not withdrawn, in the same
+    // statement, so a withdrawal that lands after the checks above wins.
     let row = sqlx::query(
         "INSERT INTO tags (session_id, start_ms, end_ms, step, category, severity, emotion, note, quote, url, selector, \
-         candidate_id, created_by, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$14) RETURNING id",
+         candidate_id, created_by, created_at, updated_at) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$14 \
+         WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND withdrawn = 0) RETURNING id",
     )
     .bind(session)
     .bind(input.start_ms)
@@ -287,8 +290,9 @@ async fn insert_tag(
     .bind(candidate.map(|c| c.0))
     .bind(auth.user.id)
     .bind(now)
-    .fetch_one(&state.db.pool)
-    .await?;
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(withdrawn_conflict)?;
     let id: i64 = row.try_get(0)?;
     let tag = tag_by_id(state, id).await?;
     record_history(state, auth, id, "create", None, Some(&tag)).await?;
@@ -427,7 +431,8 @@ pub async fn reject(
         return Err(ApiError::bad("укажите причину / a reason is required"));
     }
     let done = sqlx::query(
-        "UPDATE candidates SET status = 'rejected', reason = $3, decided_by = $4, decided_at = $5 WHERE session_id = $1 AND id = $2",
+        "UPDATE candidates SET status = 'rejected', reason = $3, decided_by = $4, decided_at = $5 WHERE session_id = $1 AND id = $2 \
+         AND session_id IN (SELECT id FROM sessions WHERE withdrawn = 0)",
     )
     .bind(&id)
     .bind(&cid)
@@ -466,9 +471,10 @@ pub async fn update_tag(
     let session = super::require_tag_session(&state, &auth, tag, Right::Review).await?;
     validate(&input, session_duration_ms(&state, &session).await?)?;
     let before = tag_by_id(&state, tag).await?;
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE tags SET start_ms = $2, end_ms = $3, step = $4, category = $5, severity = $6, emotion = $7, note = $8, \
-         quote = $9, updated_at = $10 WHERE id = $1",
+         quote = $9, updated_at = $10 WHERE id = $1 \
+         AND session_id IN (SELECT id FROM sessions WHERE withdrawn = 0)",
     )
     .bind(tag)
     .bind(input.start_ms)
@@ -482,6 +488,9 @@ pub async fn update_tag(
     .bind(now_ms())
     .execute(&state.db.pool)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(withdrawn_conflict());
+    }
     let after = tag_by_id(&state, tag).await?;
     record_history(&state, &auth, tag, "update", Some(&before), Some(&after)).await?;
     auth::audit(
@@ -628,4 +637,12 @@ pub async fn clip(
         .await;
     }
     super::sessions::serve_file(&state.clips_dir(), &format!("{tag}.mp4"), "video/mp4", req).await
+}
+
+/// The answer to a change that lost the race with a withdrawal.
+fn withdrawn_conflict() -> ApiError {
+    ApiError::Conflict(
+        "участник отозвал согласие, сессию нельзя менять / the participant withdrew; the session is read-only"
+            .into(),
+    )
 }

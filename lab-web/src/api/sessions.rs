@@ -14,7 +14,6 @@ use tower::ServiceExt;
 
 use super::require_session;
 use crate::auth::{self, Auth, Right};
-use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::types::{
@@ -218,10 +217,20 @@ pub async fn detail(
     };
     let mut v = serde_json::to_value(&row)?;
     let o = v.as_object_mut().expect("object");
-    o.insert("consent".into(), json!(r.try_get::<String, _>(0)?));
+    // The consent reference and the moderator are for roles that see
+    // recordings; viewers and tokens get the findings, not the paperwork.
+    let staff = auth.can(Right::Raw);
+    o.insert(
+        "consent".into(),
+        json!(staff.then(|| r.try_get::<String, _>(0)).transpose()?),
+    );
     o.insert(
         "moderator".into(),
-        json!(r.try_get::<Option<String>, _>(1)?),
+        json!(if staff {
+            r.try_get::<Option<String>, _>(1)?
+        } else {
+            None
+        }),
     );
     o.insert(
         "tracks".into(),
@@ -652,13 +661,13 @@ pub async fn import(
     } else {
         path
     };
-    if !crate::bundle_files::is_bundle_folder_in(&root, &path) {
+    let Some(path) = crate::bundle_files::bundle_folder_in(&root, &path) else {
         return Err(ApiError::bad(format!(
-            "{} is not a folder inside the sessions folder {} (links are not followed)",
+            "{} is not a folder directly inside the sessions folder {} (links are not followed)",
             body.path,
             root.display()
         )));
-    }
+    };
     if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
         return Err(ApiError::bad(format!(
             "{} is not a session bundle (no manifest.json)",
@@ -725,63 +734,9 @@ pub async fn withdraw(
     Json(body): Json<WithdrawBody>,
 ) -> ApiResult<axum::http::StatusCode> {
     require_session(&state, &auth, &id, Right::Withdraw).await?;
-    let tag_ids: Vec<i64> = sqlx::query("SELECT id FROM tags WHERE session_id = $1")
-        .bind(&id)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
     let mut tx = state.db.pool.begin().await?;
-    for sql in [
-        "UPDATE sessions SET withdrawn = 1, withdrawn_at = $2, participant = 'отозван', consent = '', moderator = NULL, \
-         media = '{}', qa = NULL, transcript_status = 'withdrawn', transcript_json = NULL, speech_json = NULL WHERE id = $1",
-        "DELETE FROM transcript_segments WHERE session_id = $1 AND $2 = $2",
-        "DELETE FROM speech_spans WHERE session_id = $1 AND $2 = $2",
-        "UPDATE events SET data = '{}', summary = '' WHERE session_id = $1 AND $2 = $2",
-        "UPDATE tags SET quote = '', note = '' WHERE session_id = $1 AND $2 = $2",
-        "UPDATE candidates SET evidence = '{\"events\":[],\"words\":[]}', note = '' WHERE session_id = $1 AND $2 = $2",
-    ] {
-        sqlx::query(sql)
-            .bind(&id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-    }
-    let lane = sqlx::query(
-        "SELECT seq, t_ms, source, kind FROM events WHERE session_id = $1 ORDER BY t_ms, seq",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(TimelineEvent {
-            seq: r.try_get(0)?,
-            t_ms: r.try_get(1)?,
-            source: r.try_get(2)?,
-            kind: r.try_get(3)?,
-            summary: String::new(),
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    crate::import::write_event_chunks(&mut tx, &id, &lane).await?;
-    for t in &tag_ids {
-        sqlx::query("DELETE FROM clips WHERE tag_id = $1")
-            .bind(t)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id = $1")
-            .bind(t)
-            .execute(&mut *tx)
-            .await?;
-    }
+    crate::withdrawal::scrub_rows(&mut tx, &id).await?;
     tx.commit().await?;
-    // Marked withdrawn: nothing new starts for the session. Stop what runs,
-    // then delete the files (the worker deletes again after a job that was
-    // past its last check; see `withdrawal`).
-    crate::jobs::cancel_for_session(&state, &id).await?;
-    crate::withdrawal::purge_files(&state, &id).await?;
     auth::audit(
         &state,
         Some(&auth.user),
@@ -790,5 +745,13 @@ pub async fn withdraw(
         &body.reason,
     )
     .await;
+    // Marked withdrawn: nothing new starts for the session. Stop what runs,
+    // then delete the files, then scrub the rows once more for anything a
+    // request that raced the mark wrote (see `withdrawal`).
+    crate::jobs::cancel_for_session(&state, &id).await?;
+    crate::withdrawal::purge_files(&state, &id).await?;
+    let mut tx = state.db.pool.begin().await?;
+    crate::withdrawal::scrub_rows(&mut tx, &id).await?;
+    tx.commit().await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -358,7 +358,10 @@ fn absolute_url(base_url: &str, url: &str) -> Option<String> {
 
 /// `m:ss`, or `h:mm:ss` from an hour on.
 fn duration(ms: i64) -> String {
-    let s = (ms.max(0) + 500) / 1000;
+    let s = ms
+        .clamp(0, crate::limits::MAX_SESSION_MS)
+        .saturating_add(500)
+        / 1000;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
     } else {
