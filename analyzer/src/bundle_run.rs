@@ -97,6 +97,9 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<RunReport> {
     let bundle = Bundle::new(bundle_dir);
+    // Nothing is read or written through a link, hard link or FIFO that a
+    // bundle's writer planted (lab-web runs this as its own user).
+    bundle.check_contents()?;
     let manifest = bundle.read_manifest()?;
     let dir = analysis_dir(&bundle);
     std::fs::create_dir_all(&dir)?;
@@ -499,5 +502,38 @@ mod tests {
         };
         let err = journey_text(&manifest, &opts).unwrap_err().to_string();
         assert!(err.contains("is not a journey id"), "{err}");
+    }
+
+    /// A bundle with a link planted in it (`analysis/state.tmp` pointing at
+    /// lab-web's database, a segment pointing at a server file) is refused
+    /// before the analyzer reads or writes anything.
+    #[test]
+    fn a_bundle_with_a_planted_link_is_refused_before_anything_is_written() {
+        let root = std::env::temp_dir().join(format!("analyzer-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("S1");
+        std::fs::create_dir_all(dir.join("analysis")).unwrap();
+        let manifest = serde_json::json!({
+            "format": "lab-session-bundle", "format_version": 1, "session_id": "S1",
+            "station": "s", "participant": "P01", "consent": "C01",
+            "clock": {"session_zero_monotonic_ns": 1, "session_zero_unix_ns": 2, "session_zero_utc": ""},
+            "tracks": [], "segments": [], "status": "complete",
+            "recorder": {"version": "0", "pid": 1}
+        });
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+        let db = root.join("lab.db");
+        std::fs::write(&db, b"SQLite format 3").unwrap();
+        std::os::unix::fs::symlink(&db, dir.join("analysis/state.tmp")).unwrap();
+        let opts = RunOptions {
+            models: Models { dir: root.clone() },
+            whisper_model: None,
+            journey: None,
+            force: vec![],
+            transcribe: Options::default(),
+        };
+        let err = format!("{:#}", run(&dir, &opts, &mut |_| {}).unwrap_err());
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&db).unwrap(), b"SQLite format 3");
+        assert!(!dir.join("analysis/state.json").exists());
     }
 }

@@ -73,6 +73,9 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .sum();
         let name = format!("{}.mp4", track.id);
         let tmp = web.join(format!("{name}.tmp"));
+        // The muxer opens its output by name: a link planted there is removed
+        // first, so the output is a new file in the bundle.
+        let _ = std::fs::remove_file(&tmp);
         match remux(&files, &tmp, fps, &mut out.errors) {
             Ok(r) => {
                 std::fs::rename(&tmp, web.join(&name))?;
@@ -212,7 +215,7 @@ fn thumbnails_of(
             let mut packet = ffmpeg::Packet::empty();
             enc.receive_packet(&mut packet)?;
             let name = format!("{:06}.jpg", ns / 1_000_000_000);
-            std::fs::write(dir.join(&name), packet.data().unwrap_or_default())
+            lab_model::bundle::write_fresh(&dir.join(&name), packet.data().unwrap_or_default())
                 .map_err(|_| ffmpeg::Error::Exit)?;
             out.push((ns, name));
             *next = (ns / THUMB_EVERY_NS + 1) * THUMB_EVERY_NS;

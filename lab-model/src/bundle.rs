@@ -58,6 +58,14 @@ pub enum BundleError {
     },
     #[error("{path} is {len} bytes, more than the {MAX_MANIFEST_BYTES}-byte limit")]
     TooLarge { path: PathBuf, len: u64 },
+    #[error("{path} {what}; a bundle may hold only folders and plain files with one link")]
+    Unsafe { path: PathBuf, what: &'static str },
+    #[error("{path} holds more than {limit} entries (or is nested deeper than {depth})")]
+    TooMany {
+        path: PathBuf,
+        limit: usize,
+        depth: usize,
+    },
     #[error("{path} line {line}: invalid event")]
     Event {
         path: PathBuf,
@@ -496,6 +504,71 @@ impl Bundle {
     }
 
     /// Reads, parses and validates the manifest ([`Manifest::validate`]).
+    /// Refuses a bundle holding anything but real folders and regular files
+    /// with a single link: a symlink, a hard link (to a server file such as
+    /// lab-web's database), a FIFO (which would hang a reader) or a device.
+    /// The analyzer runs this before it reads or writes anything, so it
+    /// never reads a segment or writes a result through a link that leads
+    /// outside the bundle. (What lab-web reads and serves is opened without
+    /// following links as well: `lab-web/src/bundle_files.rs`.)
+    pub fn check_contents(&self) -> Result<(), BundleError> {
+        use std::os::unix::fs::MetadataExt;
+        const MAX_ENTRIES: usize = 1_000_000;
+        const MAX_DEPTH: usize = 8;
+        let unsafe_at = |path: &Path, what| BundleError::Unsafe {
+            path: path.to_path_buf(),
+            what,
+        };
+        let meta = fs::symlink_metadata(&self.dir).map_err(|source| BundleError::Read {
+            path: self.dir.clone(),
+            source,
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(unsafe_at(&self.dir, "is not a folder (a link?)"));
+        }
+        let mut stack = vec![(self.dir.clone(), 0usize)];
+        let mut seen = 0usize;
+        while let Some((dir, depth)) = stack.pop() {
+            let entries = fs::read_dir(&dir).map_err(|source| BundleError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            for entry in entries {
+                let entry = entry.map_err(|source| BundleError::Read {
+                    path: dir.clone(),
+                    source,
+                })?;
+                seen += 1;
+                if seen > MAX_ENTRIES || depth >= MAX_DEPTH {
+                    return Err(BundleError::TooMany {
+                        path: self.dir.clone(),
+                        limit: MAX_ENTRIES,
+                        depth: MAX_DEPTH,
+                    });
+                }
+                let path = entry.path();
+                let meta = fs::symlink_metadata(&path).map_err(|source| BundleError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let t = meta.file_type();
+                if t.is_symlink() {
+                    return Err(unsafe_at(&path, "is a symbolic link"));
+                } else if t.is_dir() {
+                    stack.push((path, depth + 1));
+                } else if !t.is_file() {
+                    return Err(unsafe_at(
+                        &path,
+                        "is not a regular file (a FIFO, socket or device)",
+                    ));
+                } else if meta.nlink() != 1 {
+                    return Err(unsafe_at(&path, "has more than one hard link"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn read_manifest(&self) -> Result<Manifest, BundleError> {
         let path = self.manifest_path();
         let bytes = read_limited(&path, MAX_MANIFEST_BYTES)?;
@@ -688,6 +761,18 @@ fn f_len(path: &Path) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.len())
 }
 
+/// Writes `bytes` to a new file at `path`, replacing whatever was there
+/// (a link at `path` is removed, never followed). Not atomic: for files that
+/// are written once and listed in a manifest only afterwards.
+pub fn write_fresh(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
 /// Writes `bytes` to `path` so that readers see either the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     let err = |source| BundleError::Write {
@@ -696,7 +781,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     };
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp).map_err(err)?;
+        // A fresh file, never one reached through a link planted at the
+        // temporary name (create_new does not follow links).
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(err)?;
         f.write_all(bytes).map_err(err)?;
         f.sync_data().map_err(err)?;
     }
@@ -750,6 +842,41 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn bundles_with_links_fifos_or_hard_links_are_refused() {
+        let dir = temp_dir("contents");
+        fs::create_dir_all(dir.join("media")).unwrap();
+        fs::write(dir.join("media/main-00001.mkv"), b"x").unwrap();
+        let b = Bundle::new(&dir);
+        b.check_contents().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("media/main-00002.mkv")).unwrap();
+        assert!(matches!(
+            b.check_contents(),
+            Err(BundleError::Unsafe { .. })
+        ));
+        fs::remove_file(dir.join("media/main-00002.mkv")).unwrap();
+        fs::hard_link(dir.join("media/main-00001.mkv"), dir.join("copy.mkv")).unwrap();
+        assert!(matches!(
+            b.check_contents(),
+            Err(BundleError::Unsafe { .. })
+        ));
+        fs::remove_file(dir.join("copy.mkv")).unwrap();
+        std::os::unix::fs::symlink(&dir, dir.with_extension("link")).unwrap();
+        assert!(
+            Bundle::new(dir.with_extension("link"))
+                .check_contents()
+                .is_err()
+        );
+        let _ = fs::remove_file(dir.with_extension("link"));
+        // A planted link at the temporary name is replaced, not written through.
+        let target = dir.with_extension("target");
+        fs::write(&target, b"server file").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("state.tmp")).unwrap();
+        write_atomic(&dir.join("state.json"), b"{}").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"server file");
+        assert_eq!(fs::read(dir.join("state.json")).unwrap(), b"{}");
     }
 
     #[test]
