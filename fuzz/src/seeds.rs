@@ -61,8 +61,9 @@ pub fn incoming_events() -> Vec<Vec<u8>> {
         r#"{"source":"browser","kind":"navigation","data":{"url":"http://proto.local/form.html","title":"Форма"},"t":1.5,"id":"e-1"}"#.as_bytes().to_vec(),
         r#"{"source":"browser","kind":"js_error","data":{"message":"x is undefined"}}"#.as_bytes().to_vec(),
     ];
-    for b in events() {
-        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(&b) {
+    let block = events().swap_remove(0);
+    for line in block.split(|&b| b == b'\n') {
+        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(line) {
             for k in ["seq", "t_ns", "client", "client_time_ms", "uncertainty_ns"] {
                 m.remove(k);
             }

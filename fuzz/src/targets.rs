@@ -413,4 +413,56 @@ mod tests {
         // The ct2 seeds really convert, so the generator starts from valid models.
         assert_eq!(ggml_seeds().len(), 2);
     }
+
+    /// A checkpoint of width 0 passed every shape check on empty data and
+    /// then divided by zero while writing (`row_bytes = len / rows`).
+    #[test]
+    fn a_zero_width_checkpoint_is_refused_instead_of_dividing_by_zero() {
+        let c = Checkpoint::whisper(0, 2);
+        let input = ct2::encode(false, &c.model_bytes(), &c.vocabulary_bytes());
+        check_ct2(&input);
+        let err = models::convert_bytes(c.model_bytes(), &c.vocabulary_bytes(), Weights::F16)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit the GGML header"), "{err}");
+    }
+
+    /// A variable count of 2^32-1 in a few bytes reserved a hash map for four
+    /// billion variables (capacity overflow, or the allocator aborting).
+    #[test]
+    fn a_huge_ct2_variable_count_does_not_reserve_memory() {
+        let mut model = 6u32.to_le_bytes().to_vec();
+        model.extend_from_slice(&12u16.to_le_bytes());
+        model.extend_from_slice(b"WhisperSpec\0");
+        model.extend_from_slice(&3u32.to_le_bytes());
+        model.extend_from_slice(&u32::MAX.to_le_bytes());
+        check_ct2(&ct2::encode(false, &model, b""));
+        let err = models::convert_bytes(model, b"", Weights::F16)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("truncated: name of variable #0"), "{err}");
+    }
+
+    /// GGML tensor dims whose product overflows u64 panicked (debug) or
+    /// wrapped to a small size (release) in `inspect_ggml`.
+    #[test]
+    fn ggml_tensor_dims_whose_product_overflows_are_refused() {
+        let mut b = Vec::new();
+        let mut i32s = |v: &[i32]| v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+        i32s(&[0x6767_6d6c]);
+        i32s(&[1; 11]); // hparams: one of everything
+        i32s(&[1, 1, 0]); // mel 1 x 1, its one f32
+        i32s(&[0]); // no tokens
+        i32s(&[4, 1, 0, i32::MAX, i32::MAX, i32::MAX, i32::MAX]); // rank 4, name "a", f32
+        b.push(b'a');
+        check_ggml(&b);
+        let err = models::inspect_ggml_from(
+            std::path::Path::new("x.bin"),
+            Cursor::new(&b),
+            b.len() as u64,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("do not fit type 0"), "{err}");
+    }
 }
