@@ -82,6 +82,10 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (a gone `| tee`, a dropped ssh session) must not
+        // panic the process: tracing would report its own write error with
+        // eprintln!, which panics on EPIPE.
+        .log_internal_errors(false)
         .init();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -170,7 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let started = std::time::Instant::now();
             let report = analyzer::bundle_run::run(&bundle, &opts, &mut |line| {
-                eprintln!("lab-analyze: {line}")
+                {
+                    use std::io::Write as _;
+                    // lab-web reads these; if it is gone, analysis still finishes.
+                    let _ = writeln!(std::io::stderr(), "lab-analyze: {line}");
+                }
             })
             .with_context(|| format!("analysis of {} failed", bundle.display()))?;
             for (stage, status) in &report.stages {

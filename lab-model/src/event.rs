@@ -92,14 +92,74 @@ pub enum EventError {
     Forbidden(&'static str, String),
 }
 
+/// Replaces every lone UTF-16 surrogate escape (`\ud800` without its pair)
+/// in JSON text with `\ufffd`; `None` if there was none. Browsers produce
+/// them whenever a string is cut between the two halves of an emoji
+/// (`"…😀".slice(0, n)`), `JSON.stringify` writes them as escapes, and
+/// serde_json refuses them: without this, such an event (a click on a
+/// button whose label was cut there) would be refused on every resend.
+pub fn replace_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
+    fn hex4(b: &[u8]) -> Option<u16> {
+        let s = std::str::from_utf8(b.get(..4)?).ok()?;
+        u16::from_str_radix(s, 16).ok()
+    }
+    let is_high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out = Vec::with_capacity(json.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'\\' {
+            out.push(json[i]);
+            i += 1;
+            continue;
+        }
+        // An escape: `\uXXXX` is looked at, any other is copied whole.
+        if json.get(i + 1) != Some(&b'u') {
+            out.extend_from_slice(&json[i..(i + 2).min(json.len())]);
+            i += 2;
+            continue;
+        }
+        let Some(u) = hex4(&json[i + 2..]) else {
+            out.extend_from_slice(&json[i..]);
+            break;
+        };
+        let paired_low = || {
+            (json.get(i + 6) == Some(&b'\\') && json.get(i + 7) == Some(&b'u'))
+                .then(|| hex4(&json[i + 8..]))
+                .flatten()
+                .filter(|&l| is_low(l))
+        };
+        if is_high(u) && paired_low().is_some() {
+            out.extend_from_slice(&json[i..i + 12]);
+            i += 12;
+        } else if is_high(u) || is_low(u) {
+            out.extend_from_slice(b"\\ufffd");
+            changed = true;
+            i += 6;
+        } else {
+            out.extend_from_slice(&json[i..i + 6]);
+            i += 6;
+        }
+    }
+    changed.then_some(out)
+}
+
 impl IncomingEvent {
     /// Parses and validates one event as received on the wire.
     pub fn parse(bytes: &[u8]) -> Result<Self, EventError> {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge(bytes.len()));
         }
-        let event: IncomingEvent =
-            serde_json::from_slice(bytes).map_err(|e| EventError::Shape(e.to_string()))?;
+        let event: IncomingEvent = match serde_json::from_slice(bytes) {
+            Ok(e) => e,
+            Err(e) => match replace_lone_surrogates(bytes) {
+                Some(fixed) => {
+                    serde_json::from_slice(&fixed).map_err(|e| EventError::Shape(e.to_string()))?
+                }
+                None => return Err(EventError::Shape(e.to_string())),
+            },
+        };
         event.validate()?;
         Ok(event)
     }
@@ -161,6 +221,28 @@ impl IncomingEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lone_surrogates_from_a_cut_emoji_become_replacement_characters() {
+        // The label «Далее 😀» cut after the emoji's first half.
+        let cut = br#"{"source":"browser","kind":"click","data":{"x":1,"y":2,"selector":"b","text":"\u0414\ud83d"}}"#;
+        assert!(serde_json::from_slice::<IncomingEvent>(cut).is_err());
+        let e = IncomingEvent::parse(cut).expect("repaired");
+        assert_eq!(e.data["text"], "Д\u{fffd}");
+        // A whole pair, an escaped backslash before `u`, and other escapes stay as they are.
+        assert_eq!(
+            replace_lone_surrogates(br#""\ud83d\ude00 \\ud800 \n""#),
+            None
+        );
+        assert_eq!(
+            replace_lone_surrogates(br#"["\udc00", "\ud800x", "\ud800\u0041"]"#).unwrap(),
+            br#"["\ufffd", "\ufffdx", "\ufffd\u0041"]"#.to_vec()
+        );
+        // Truncated escapes never panic.
+        for t in [&b"\\"[..], b"\\u", b"\\ud8", b"\\ud800\\u", b"\\ud800\\udc"] {
+            let _ = replace_lone_surrogates(t);
+        }
+    }
 
     #[test]
     fn validation_table() {

@@ -302,6 +302,10 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (a gone `| tee`, a dropped ssh session) must not
+        // panic the process: tracing would report its own write error with
+        // eprintln!, which panics on EPIPE.
+        .log_internal_errors(false)
         .init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,6 +12,11 @@ use std::time::Duration;
 /// `lab-model` so every reader agrees on it.
 pub const MAX_EVENT_BYTES: usize = lab_model::event::MAX_EVENT_BYTES;
 
+/// Largest line one client event may take in `events.jsonl` (the event as
+/// stored, with its envelope: seq, time, client, uncertainty). Checked on
+/// the stored form, since re-serialised numbers can grow.
+pub const MAX_STORED_EVENT_BYTES: usize = MAX_EVENT_BYTES + 1024;
+
 /// Largest HTTP request body on any route. Every body is one event, one marker
 /// or one sync sample, so it is the event limit; the body is read up to one byte
 /// more than this and refused with a counted 413.

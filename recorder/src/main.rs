@@ -15,6 +15,23 @@ use lab_model::StationConfig;
 use recorder::browser::BrowserOptions;
 use recorder::{RecordOptions, record};
 
+/// `println!` that ignores a closed stdout: the bundle is finished either
+/// way, and a panic there would exit 101 after a good recording.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! warn_ {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "lab-recorder",
@@ -90,11 +107,15 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (a gone `| tee`, a dropped ssh session) must not
+        // panic the process: tracing would report its own write error with
+        // eprintln!, which panics on EPIPE.
+        .log_internal_errors(false)
         .init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lab-recorder: {e:#}");
+            warn_!("lab-recorder: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -144,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let dir = record(opts, shutdown_signal()).await?;
             let m = lab_model::Bundle::new(&dir).read_manifest()?;
-            eprintln!(
+            warn_!(
                 "lab-recorder: {:?}, {:.1} s, {} segments, {} events ({} rejected)",
                 m.status,
                 m.duration_ns.unwrap_or(0) as f64 / 1e9,
@@ -152,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 m.events.accepted,
                 m.events.rejected
             );
-            println!("{}", dir.display());
+            say!("{}", dir.display());
             if m.status != lab_model::SessionStatus::Complete {
                 // The bundle is valid and printed above, but the session did not end as planned.
                 anyhow::bail!(
@@ -164,14 +185,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Recover { bundle, force } => {
             let r = recorder::recover::recover(&bundle, force)?;
             if let Some(n) = r.torn_bytes {
-                println!(
+                say!(
                     "{}: a torn last event line ({n} bytes) moved to {}",
                     bundle.display(),
                     lab_model::bundle::TORN_EVENTS_FILE
                 );
             }
             if r.changed {
-                println!(
+                say!(
                     "{}: now {:?}, {} segments, {:.1} s recorded",
                     bundle.display(),
                     r.status,
@@ -179,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.recorded_secs
                 );
             } else {
-                println!(
+                say!(
                     "{}: already {:?}, nothing to recover",
                     bundle.display(),
                     r.status

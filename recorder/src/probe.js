@@ -136,22 +136,51 @@
       return new Promise((resolve, reject) => record(String(kind), data == null ? {} : data, now(), resolve, reject));
     }
 
+    // Kinds whose number the page itself controls (it can throw, fail loads,
+    // retitle or replace its URL in a loop): rate-limited, and the first to
+    // go when the queue is full, so a hostile or broken page cannot push the
+    // participant's own clicks and input out of the recording.
+    const PAGE_KINDS = new Set(['js_error', 'resource_error', 'navigation']);
+    const PAGE_BURST = 50, PAGE_PER_SEC = 10;
+    let pageTokens = PAGE_BURST, pageRefilled = now();
+    const pageKindAllowed = () => {
+      const t = now();
+      pageTokens = Math.min(PAGE_BURST, pageTokens + (t - pageRefilled) / 1000 * PAGE_PER_SEC);
+      pageRefilled = t;
+      if (pageTokens < 1) return false;
+      pageTokens -= 1;
+      return true;
+    };
+    // Strings cut inside an emoji (or made so by the page) would carry a lone
+    // surrogate, which JSON readers refuse: sent as U+FFFD instead.
+    const wellFormed = (_k, v) => (typeof v === 'string' && v.toWellFormed ? v.toWellFormed() : v);
+
     function record(kind, data, t, resolve, reject) {
+      if (PAGE_KINDS.has(kind) && !pageKindAllowed()) {
+        dropped++;
+        if (reject) reject(probeError('dropped: too many ' + kind + ' events'));
+        return;
+      }
       let text;
       try {
-        text = JSON.stringify({ type: 'event', id: nextLocalId, event: { source: 'browser', kind, data, t } });
+        text = JSON.stringify({ type: 'event', id: nextLocalId, event: { source: 'browser', kind, data, t } }, wellFormed);
       } catch (e) {
         if (reject) reject(probeError('event data is not serialisable'));
         return;
       }
       const id = nextLocalId++;
       if (pending.size >= QUEUE_MAX) {
-        const [oldId, old] = pending.entries().next().value;
-        pending.delete(oldId);
+        // The oldest page-controlled event goes first; the participant's own
+        // input only when nothing else is left.
+        let victim = null;
+        for (const [k, v] of pending) { if (PAGE_KINDS.has(v.kind)) { victim = k; break; } }
+        if (victim === null) victim = pending.keys().next().value;
+        const old = pending.get(victim);
+        pending.delete(victim);
         dropped++;
         if (old.reject) old.reject(probeError('dropped: queue full'));
       }
-      const entry = { text, sentOn: 0, resolve, reject };
+      const entry = { text, kind, sentOn: 0, resolve, reject };
       pending.set(id, entry);
       if (connReady && rawSend(text)) entry.sentOn = conn;
     }

@@ -357,6 +357,17 @@ impl EndpointState {
             Some((t, u)) => (t, Some(u)),
             None => (received, None),
         };
+        let event = Event {
+            seq: 0,
+            t_ns,
+            source: incoming.source,
+            kind: incoming.kind,
+            data: incoming.data,
+            client: client.map(str::to_string),
+            client_time_ms: incoming.t,
+            uncertainty_ns,
+        };
+        self.check_storable(&event)?;
         let on_written: Option<OnWritten> = match &dedup {
             Some(key) => {
                 let mut r = lock(&self.remembered);
@@ -394,22 +405,37 @@ impl EndpointState {
             }
             None => None,
         };
-        let event = Event {
-            seq: 0,
-            t_ns,
-            source: incoming.source,
-            kind: incoming.kind,
-            data: incoming.data,
-            client: client.map(str::to_string),
-            client_time_ms: incoming.t,
-            uncertainty_ns,
-        };
         let event = self
             .log
             .append_then(event, on_written)
             .await
             .map_err(ApiError::Unavailable)?;
         Ok(Accepted::New(event))
+    }
+
+    /// Whether `event` can be written as a line every reader reads back: its
+    /// stored form within [`limits::MAX_STORED_EVENT_BYTES`] (numbers can grow
+    /// when re-serialised: `9e15` is stored as `9000000000000000.0`), and
+    /// parseable as an `Event` (serde_json reads at most 128 levels of
+    /// nesting, and a marker's body gains one level when stored). One bad
+    /// line would make the whole bundle unreadable.
+    fn check_storable(&self, event: &Event) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(event).map_err(|e| {
+            self.reject(ApiError::BadRequest(format!("event cannot be stored: {e}")))
+        })?;
+        if bytes.len() > limits::MAX_STORED_EVENT_BYTES {
+            return Err(self.reject(ApiError::TooLarge(format!(
+                "event would be stored as {} bytes, more than the {}-byte limit",
+                bytes.len(),
+                limits::MAX_STORED_EVENT_BYTES
+            ))));
+        }
+        serde_json::from_slice::<Event>(&bytes).map_err(|e| {
+            self.reject(ApiError::BadRequest(format!(
+                "event would not read back from events.jsonl ({e}); nest data less deeply"
+            )))
+        })?;
+        Ok(())
     }
 
     /// Records a system event (segment, device, disk) from the recorder itself.
@@ -552,6 +578,15 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header that is present, with its value; a value that is not visible
+/// ASCII reads as `"(unreadable)"`, never as absent, so a header a check
+/// relies on cannot be hidden by garbling it.
+fn present_header<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("(unreadable)"))
+}
+
 /// Refuses requests that do not come from the endpoint's own clients (see the
 /// module docs), and adds the security headers to every response.
 async fn guard(State(s): State<Arc<EndpointState>>, req: Request, next: Next) -> Response {
@@ -610,14 +645,14 @@ fn check_request(s: &EndpointState, req: &Request) -> Result<(), ApiError> {
         )));
     }
     if req.method() == Method::POST {
-        if let Some(site) = header_str(headers, &HeaderName::from_static("sec-fetch-site"))
+        if let Some(site) = present_header(headers, &HeaderName::from_static("sec-fetch-site"))
             && !matches!(site, "same-origin" | "none")
         {
             return Err(ApiError::Forbidden(format!(
                 "a {site} page may not post to the recorder"
             )));
         }
-        match header_str(headers, &header::CONTENT_TYPE) {
+        match present_header(headers, &header::CONTENT_TYPE) {
             Some(ct) => {
                 let essence = ct.split(';').next().unwrap_or("").trim();
                 if !essence.eq_ignore_ascii_case("application/json") {
@@ -834,7 +869,7 @@ async fn ws_upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let origin = header_str(&headers, &header::ORIGIN);
+    let origin = present_header(&headers, &header::ORIGIN);
     let trust = if q
         .token
         .as_deref()
@@ -991,7 +1026,13 @@ async fn handle_ws_message(s: &EndpointState, conn: &mut WsConn, bytes: &[u8]) -
         });
         return Some(ws_reject(&Value::Null, &e));
     }
-    let msg: Value = match serde_json::from_slice(bytes) {
+    // A string the probe cut inside an emoji carries a lone surrogate, which
+    // serde_json refuses: repaired to U+FFFD, so the event (and its id) survive.
+    let parsed = serde_json::from_slice(bytes).or_else(|e| {
+        lab_model::event::replace_lone_surrogates(bytes)
+            .map_or(Err(e), |fixed| serde_json::from_slice(&fixed))
+    });
+    let msg: Value = match parsed {
         Ok(v @ Value::Object(_)) => v,
         _ => {
             let e = s.reject(ApiError::BadRequest("message is not a JSON object".into()));

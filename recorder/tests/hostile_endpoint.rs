@@ -844,3 +844,98 @@ async fn half_sent_body_and_open_websocket_do_not_hold_shutdown() {
     assert!(e.state.accept(incoming, None, None).await.is_err());
     assert_eq!((e.state.accepted(), e.client_lines()), (1, 1));
 }
+
+/// A marker nested 127 levels deep was accepted and stored 128 deep, one
+/// level more than serde_json reads, so the whole bundle failed to import;
+/// and numbers that grow when re-serialised (`9e15` is stored as
+/// `9000000000000000.0`) slipped a 34 KB line past the 16 KiB limit.
+#[tokio::test]
+async fn events_that_would_not_read_back_are_refused_and_the_log_stays_readable() {
+    let mut e = Endpoint::start(&[]).await;
+    let deep = format!(
+        "{{\"type\":\"note\",\"x\":{}{}}}",
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    let (status, _, body) = e.post("/api/markers", &[], deep.as_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    let nums = vec!["9e15"; 1800].join(",");
+    let grow = format!("{{\"source\":\"observer\",\"kind\":\"note\",\"data\":{{\"n\":[{nums}]}}}}");
+    assert!(grow.len() <= limits::MAX_EVENT_BYTES);
+    let (status, _, body) = e.post("/api/events", &[], grow.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _, _) = e
+        .post("/api/markers", &[], br#"{"type":"note","text":"ok"}"#)
+        .await;
+    assert_eq!(status, 201);
+    let rejected = e.state.rejected();
+    assert!(rejected >= 2, "{rejected}");
+    e.finish().await;
+    assert_eq!(e.client_lines(), 1, "the log reads back whole");
+    assert_eq!(e.state.accepted(), 1);
+}
+
+/// A string the probe cut inside an emoji carries a lone UTF-16 surrogate;
+/// serde_json refused the whole message before reading its id, so the probe
+/// never matched the reject and resent the event forever.
+#[tokio::test]
+async fn an_event_with_a_lone_surrogate_is_acknowledged_with_a_replacement_character() {
+    let mut e = Endpoint::start(&[]).await;
+    let mut ws = e.ws("", None).await.unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"event","id":57,"event":{"source":"browser","kind":"custom","data":{"x":"Далее \ud83d"}}}"#
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let r: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(
+        (r["type"].as_str(), r["id"].as_i64()),
+        (Some("ack"), Some(57)),
+        "{r}"
+    );
+    drop(ws);
+    e.finish().await;
+    let (events, _) = Bundle::new(&e.dir).read_events().unwrap();
+    let custom = events.iter().find(|ev| ev.kind == "custom").unwrap();
+    assert_eq!(custom.data["x"], "Далее \u{fffd}");
+}
+
+/// A header a check relies on was read as absent when its value was not
+/// ASCII: a WebSocket with a garbled Origin was trusted as a local tool, and
+/// a POST with a garbled Sec-Fetch-Site was let through.
+#[tokio::test]
+async fn unreadable_origin_or_fetch_site_headers_count_as_foreign() {
+    let mut e = Endpoint::start(&[]).await;
+    let (status, _, body) = e
+        .post("/api/stop", &[("Sec-Fetch-Site", "cross-siteé")], b"")
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(e.stop.borrow().is_none(), "the recording was not stopped");
+    let mut req = format!("ws://{}/ws", e.addr).into_client_request().unwrap();
+    req.headers_mut().insert(
+        "origin",
+        axum::http::HeaderValue::from_bytes("http://évil.example".as_bytes()).unwrap(),
+    );
+    let (mut page, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let hello = ask(
+        &mut page,
+        json!({ "type": "hello", "client": "tab-victim" }),
+    )
+    .await;
+    assert_ne!(hello["client"], "tab-victim", "{hello}");
+    let r = ask(
+        &mut page,
+        json!({ "type": "event", "id": 1, "event": event("scroll") }),
+    )
+    .await;
+    assert_eq!(r["type"], "reject", "{r}");
+    drop(page);
+    e.finish().await;
+    assert_eq!(e.client_lines(), 0);
+}

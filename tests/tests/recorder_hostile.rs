@@ -286,3 +286,35 @@ fn third_party_page_cannot_forge_or_stop_and_its_spa_navigations_are_recorded() 
         (SessionStatus::Complete, Some("api"))
     );
 }
+
+/// With its stderr (or stdout) closed, as when a `| tee` or an ssh session
+/// goes away, the recorder panicked on its next log line ("stopping (api)"):
+/// exit 101, manifest left `recording`, segments not finalised.
+#[test]
+fn a_closed_stderr_and_stdout_do_not_crash_the_stop() {
+    let out = temp_dir("hostile-epipe");
+    let mut rec = RecorderProcess::spawn(
+        &["--test-sources", "--participant", "P13", "--consent", "C13"],
+        &[],
+        &out,
+    )
+    .unwrap();
+    let (dir, url) = rec.wait_started().unwrap();
+    drop(rec.child.stderr.take());
+    drop(rec.child.stdout.take());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = http("POST", &format!("{url}/api/stop"), b"").unwrap();
+    assert_eq!(status, 202);
+    let t = Instant::now();
+    let code = loop {
+        if let Some(s) = rec.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit {code:?}");
+    let m = Bundle::new(&dir).read_manifest().unwrap();
+    assert_eq!(m.status, SessionStatus::Complete);
+    assert_eq!(m.stop_reason.as_deref(), Some("api"));
+}
