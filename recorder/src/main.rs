@@ -127,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let a = *a;
             // Consent first: nothing is read, bound or created without it.
             recorder::session::check_identity(&a.participant, &a.consent)?;
+            recorder::session::check_life_situation(a.life_situation.as_deref())?;
             let station = match &a.station {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)

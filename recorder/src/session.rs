@@ -47,6 +47,10 @@ pub enum RecordError {
         "participant code {0:?} must be 1-32 letters, digits, '-' or '_' (a pseudonymous code, not a name)"
     )]
     Participant(String),
+    #[error(
+        "life situation {0:?} must be a journey id: 1-64 of a-z, 0-9, '-' or '_', starting with a letter or digit (the name of its journeys/<id>.toml)"
+    )]
+    LifeSituation(String),
     #[error("failed to build the capture pipeline")]
     Pipeline(#[source] gst::glib::Error),
     #[error("failed to start capture: {0}")]
@@ -90,14 +94,21 @@ pub fn check_identity(participant: &str, consent: &str) -> Result<(), RecordErro
     if consent.trim().is_empty() {
         return Err(RecordError::ConsentRequired);
     }
-    let ok = (1..=32).contains(&participant.len())
-        && participant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
+    // The bundle contract's rule, so every manifest written is one readers accept.
+    if !lab_model::bundle::valid_participant(participant) {
         return Err(RecordError::Participant(participant.into()));
     }
     Ok(())
+}
+
+/// The life situation must be a journey id (`lab_model::journey::valid_id`):
+/// readers refuse a manifest with any other, so the recording would be lost
+/// to review.
+pub fn check_life_situation(life_situation: Option<&str>) -> Result<(), RecordError> {
+    match life_situation {
+        Some(ls) if !lab_model::journey::valid_id(ls) => Err(RecordError::LifeSituation(ls.into())),
+        _ => Ok(()),
+    }
 }
 
 fn unix_ns(t: SystemTime) -> i64 {
@@ -130,6 +141,7 @@ pub async fn record(
     shutdown: impl Future<Output = String>,
 ) -> Result<PathBuf, RecordError> {
     check_identity(&opts.participant, &opts.consent)?;
+    check_life_situation(opts.life_situation.as_deref())?;
     gst::init().map_err(RecordError::Pipeline)?;
 
     let id = session_id(SystemTime::now(), &opts.participant, &opts.out_dir);
@@ -578,5 +590,13 @@ mod tests {
             Err(RecordError::Participant(_))
         ));
         assert!(check_identity("P01", "C-2026-17").is_ok());
+        assert!(check_life_situation(Some("child-benefit")).is_ok());
+        assert!(check_life_situation(None).is_ok());
+        for bad in ["../../evil", "Рождение", "", "a b"] {
+            assert!(matches!(
+                check_life_situation(Some(bad)),
+                Err(RecordError::LifeSituation(_))
+            ));
+        }
     }
 }
