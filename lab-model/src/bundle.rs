@@ -79,6 +79,9 @@ pub enum BundleError {
 /// session, low enough that a hostile manifest cannot make a reader allocate
 /// or loop without bound, and that session-time arithmetic cannot overflow.
 pub mod limits {
+    /// Longest line of `events.jsonl`: the recorder stores at most 17 KiB per
+    /// client event (16 KiB plus its envelope) and less for its own events.
+    pub const MAX_EVENT_LINE_BYTES: usize = 64 * 1024;
     /// Largest `manifest.json` read: 200,000 segments pretty-printed are ~35 MB.
     pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
     /// Longest `session_id` (it is also the bundle's directory name).
@@ -686,6 +689,22 @@ pub fn parse_events(bytes: &[u8]) -> Result<(Vec<Event>, usize), EventLineError>
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if line.len() > limits::MAX_EVENT_LINE_BYTES {
+            // Bounded before parsing: one huge line of `[0,0,…]` in `data`
+            // would take ~16 times its size in memory as a JSON value.
+            if unterminated {
+                torn += 1;
+                continue;
+            }
+            return Err(EventLineError {
+                line: i + 1,
+                source: <serde_json::Error as serde::de::Error>::custom(format!(
+                    "the line is {} bytes, more than the {}-byte limit",
+                    line.len(),
+                    limits::MAX_EVENT_LINE_BYTES
+                )),
+            });
+        }
         match serde_json::from_slice::<Event>(line) {
             Ok(e) => events.push(e),
             Err(_) if unterminated => torn += 1,
@@ -842,6 +861,19 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn an_event_line_over_the_limit_is_refused_before_parsing() {
+        let huge = format!(
+            "{{\"seq\":1,\"t_ns\":0,\"source\":\"operator\",\"kind\":\"marker\",\"data\":{{\"x\":[{}0]}}}}",
+            "0,".repeat(limits::MAX_EVENT_LINE_BYTES)
+        );
+        let e = parse_events(format!("{huge}\n").as_bytes()).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.source.to_string().contains("byte limit"), "{}", e.source);
+        // Unterminated at the end, it is a torn line.
+        assert_eq!(parse_events(huge.as_bytes()).unwrap().1, 1);
     }
 
     #[test]

@@ -8,10 +8,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Largest `manifest.json` read from a bundle (the bundle contract's limit).
 pub const MAX_MANIFEST_BYTES: u64 = lab_model::bundle::limits::MAX_MANIFEST_BYTES;
-/// Largest `events.jsonl` read from a bundle (a two-hour session is ~25 MB).
-pub const MAX_EVENTS_BYTES: u64 = 1 << 30;
-/// Largest analysis JSON file (transcript, steps, candidates, QA, renditions).
-pub const MAX_ANALYSIS_JSON_BYTES: u64 = 256 << 20;
+/// Largest `events.jsonl` read from a bundle (a two-hour session is ~25 MB;
+/// each line is at most `lab_model::bundle::limits::MAX_EVENT_LINE_BYTES`).
+pub const MAX_EVENTS_BYTES: u64 = 256 << 20;
+/// Largest analysis JSON file (transcript, steps, candidates, QA,
+/// renditions; a two-hour transcript is a few MB).
+pub const MAX_ANALYSIS_JSON_BYTES: u64 = 64 << 20;
 /// Largest journey definition.
 pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
 
