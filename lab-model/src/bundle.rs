@@ -506,7 +506,6 @@ impl Bundle {
         self.dir.join(MEDIA_DIR)
     }
 
-    /// Reads, parses and validates the manifest ([`Manifest::validate`]).
     /// Refuses a bundle holding anything but real folders and regular files
     /// with a single link: a symlink, a hard link (to a server file such as
     /// lab-web's database), a FIFO (which would hang a reader) or a device.
@@ -572,6 +571,7 @@ impl Bundle {
         Ok(())
     }
 
+    /// Reads, parses and validates the manifest ([`Manifest::validate`]).
     pub fn read_manifest(&self) -> Result<Manifest, BundleError> {
         let path = self.manifest_path();
         let bytes = read_limited(&path, MAX_MANIFEST_BYTES)?;

@@ -101,6 +101,18 @@
       // A copy of the probe included by the page itself stands down (see the top).
       window.addEventListener('__lab_probe_present', (ev) => ev.preventDefault(), true);
       if (labPage) bridge();
+      // The page's script errors, forwarded by the main-world half (an
+      // uncaught exception's event never reaches this world).
+      window.addEventListener('__lab_probe_page_error', (ev) => guard(() => {
+        if (typeof ev.detail !== 'string' || ev.detail.length > 16384) return;
+        const m = JSON.parse(ev.detail);
+        const text = (v, max) => (typeof v === 'string' ? v.slice(0, max) : null);
+        const data = { message: text(m.message, 1000) || 'error', source: text(m.source, 2000),
+          line: typeof m.line === 'number' ? m.line : null, col: typeof m.col === 'number' ? m.col : null };
+        if (m.unhandled_rejection === true) data.unhandled_rejection = true;
+        const t = typeof m.t === 'number' && isFinite(m.t) && m.t > 0 && m.t <= now() + 1000 ? m.t : now();
+        record('js_error', data, t);
+      }));
     }
 
     // The main-world half (browser.rs) forwards window.__labProbe.emit calls of
@@ -141,23 +153,39 @@
     // go when the queue is full, so a hostile or broken page cannot push the
     // participant's own clicks and input out of the recording.
     const PAGE_KINDS = new Set(['js_error', 'resource_error', 'navigation']);
+    // One bucket per kind, so a flood of errors cannot silence navigations.
     const PAGE_BURST = 50, PAGE_PER_SEC = 10;
-    let pageTokens = PAGE_BURST, pageRefilled = now();
-    const pageKindAllowed = () => {
+    const pageBuckets = new Map();
+    const pageKindAllowed = (kind) => {
       const t = now();
-      pageTokens = Math.min(PAGE_BURST, pageTokens + (t - pageRefilled) / 1000 * PAGE_PER_SEC);
-      pageRefilled = t;
-      if (pageTokens < 1) return false;
-      pageTokens -= 1;
+      const b = pageBuckets.get(kind) || { tokens: PAGE_BURST, at: t };
+      b.tokens = Math.min(PAGE_BURST, b.tokens + (t - b.at) / 1000 * PAGE_PER_SEC);
+      b.at = t;
+      pageBuckets.set(kind, b);
+      if (b.tokens < 1) return false;
+      b.tokens -= 1;
       return true;
     };
     // Strings cut inside an emoji (or made so by the page) would carry a lone
     // surrogate, which JSON readers refuse: sent as U+FFFD instead.
     const wellFormed = (_k, v) => (typeof v === 'string' && v.toWellFormed ? v.toWellFormed() : v);
 
+    // Drops are reported in a `probe_dropped` event a second after they start
+    // (and after each clock sync), so the recording says what it is missing.
+    let dropReport = 0;
+    const reportDrops = () => {
+      dropReport = 0;
+      if (dropped > 0) {
+        const n = dropped;
+        dropped = 0;
+        record('probe_dropped', { dropped: n }, now());
+      }
+    };
+
     function record(kind, data, t, resolve, reject) {
-      if (PAGE_KINDS.has(kind) && !pageKindAllowed()) {
+      if (PAGE_KINDS.has(kind) && !pageKindAllowed(kind)) {
         dropped++;
+        if (!dropReport) dropReport = setTimeout(() => guard(reportDrops), 1000);
         if (reject) reject(probeError('dropped: too many ' + kind + ' events'));
         return;
       }
@@ -272,11 +300,7 @@
         backoff = BACKOFF_MIN_MS;
         readyResolve();
       }
-      if (dropped > 0) {
-        const n = dropped;
-        dropped = 0;
-        record('probe_dropped', { dropped: n }, now());
-      }
+      reportDrops();
       flush();
     }
 

@@ -5,10 +5,41 @@
  * window.__labProbe.emit(kind, data) and window.__labProbe.ready, forwarded to
  * the probe as DOM events whose detail is a JSON string (events cross worlds,
  * objects do not). On any other page it defines nothing, and the probe ignores
- * these events there, so a third-party site cannot emit through it.
+ * these events there, so a third-party site cannot emit through it. On every
+ * page it forwards the page's script errors (below).
  */
 (function () {
   'use strict';
+  // On every page: the page's own script errors. An uncaught exception's
+  // ErrorEvent reaches only the world whose script threw, so the probe (in
+  // its isolated world) never sees the page's; they are forwarded to it as
+  // DOM events. A page could forge these too, which says no more than
+  // throwing would, and the probe rate-limits them.
+  try {
+    // Runs once per document, before the page's scripts; it leaves no global.
+    if (window.top === window) {
+      const forward = (detail) => {
+        try {
+          window.dispatchEvent(new CustomEvent('__lab_probe_page_error', { detail: JSON.stringify(detail) }));
+        } catch (_) { /* never the page's problem */ }
+      };
+      const at = (ev) => performance.timeOrigin + (ev.timeStamp > 0 ? ev.timeStamp : performance.now());
+      window.addEventListener('error', (ev) => {
+        // Resource errors target an element; the probe sees those itself.
+        if (!ev.isTrusted || (ev.target && ev.target !== window)) return;
+        let message;
+        try { message = String(ev.message || (ev.error && ev.error.message) || 'error'); } catch (_) { message = 'error'; }
+        forward({ message, source: ev.filename || null, line: ev.lineno || null, col: ev.colno || null, t: at(ev) });
+      }, true);
+      window.addEventListener('unhandledrejection', (ev) => {
+        const r = ev.reason;
+        if (!ev.isTrusted || (r && r.labProbe)) return; // an emit() rejection its caller ignored
+        let message;
+        try { message = String((r && r.message) || r); } catch (_) { message = 'unprintable rejection reason'; }
+        forward({ message, unhandled_rejection: true, t: at(ev) });
+      }, true);
+    }
+  } catch (_) { /* the page must never see a probe failure */ }
   try {
     const LAB_ORIGINS = __LAB_ORIGINS__;
     if (window.top !== window || window.__labProbe) return;

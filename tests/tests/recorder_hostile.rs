@@ -169,6 +169,9 @@ const SPA: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>sta
   ws.send(JSON.stringify({ type: 'hello', client: 'forger' }));
   ws.send(JSON.stringify({ type: 'event', id: 1, event: { source: 'browser', kind: 'scroll', data: { forged: true } } }));
   await sleep(500);
+  // An error flood: the probe records a bounded number and says it dropped the rest.
+  for (let i = 0; i < 2000; i++) setTimeout(() => { throw new Error('flood ' + i); }, 0);
+  await sleep(1500);
   document.title = 'done probe=' + typeof window.__labProbe + ' config=' + typeof window.__LAB_PROBE_CONFIG;
   await sleep(300);
   history.pushState({}, '', '/finished');
@@ -266,6 +269,21 @@ fn third_party_page_cannot_forge_or_stop_and_its_spa_navigations_are_recorded() 
             .filter(|e| e.source == EventSource::Browser)
             .all(|e| e.uncertainty_ns.is_some()
                 && e.client.as_deref().is_some_and(|c| c.starts_with("tab-")))
+    );
+    // The page's error flood is cut to the probe's page-kind budget (a burst
+    // of 50, then 10/s), its drops are reported, and the navigations after it
+    // (their own budget) still came through.
+    let errors = events.iter().filter(|e| e.kind == "js_error").count();
+    assert!(
+        (1..=80).contains(&errors),
+        "{errors} js_error events recorded"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "probe_dropped"
+                && e.data["dropped"].as_u64().is_some_and(|n| n > 1000)),
+        "the drops are reported"
     );
     let (_, _, status) = http_with("GET", &format!("{url}/api/status"), &[], b"").unwrap();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
