@@ -926,8 +926,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
             r.json()["message"]
                 .as_str()
                 .unwrap()
-                .contains("life_situation")
-                || r.text().contains("journey"),
+                .contains("life_situation \"../../../evil\" is not a journey id"),
             "{}",
             r.text()
         );
