@@ -104,7 +104,7 @@ pub fn purge_bundle_files(dir: &Path) {
 }
 
 /// Deletes every file of a withdrawn session: its bundle folder and the clips
-/// of its tags (and their rows). Returns an error only if the bundle could
+/// (with their subtitle and partial files) of its tags. Returns an error only if the bundle could
 /// not be deleted, which the withdrawal request reports.
 pub async fn purge_files(state: &AppState, session: &str) -> anyhow::Result<()> {
     let bundle: Option<String> = sqlx::query("SELECT bundle_path FROM sessions WHERE id = $1")
@@ -120,12 +120,9 @@ pub async fn purge_files(state: &AppState, session: &str) -> anyhow::Result<()> 
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+    // The clip rows go with the other rows (`scrub_rows`); these are the files.
+    let dir = state.clips_dir();
     for t in &tags {
-        sqlx::query("DELETE FROM clips WHERE tag_id = $1")
-            .bind(t)
-            .execute(&state.db.pool)
-            .await?;
-        let dir = state.clips_dir();
         for p in [
             format!("{t}.mp4"),
             format!("{t}.mp4.part"),

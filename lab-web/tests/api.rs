@@ -216,6 +216,12 @@ impl Env {
         }
     }
 
+    /// `POST /api/v1/imports {path}` as `c`.
+    async fn import(&self, c: &Client, path: &str) -> Resp {
+        self.call(c, "POST", "/api/v1/imports", Some(json!({ "path": path })))
+            .await
+    }
+
     fn bundle(&self, id: &str, participant: &str) -> PathBuf {
         lab_web::synth::write_bundle(
             &self.dir.join("sessions"),
@@ -664,7 +670,7 @@ async fn viewers_see_findings_not_recordings_and_withdrawal_purges() {
         // A copy that turns up again (a station re-sending it) is not read, and is deleted.
         e.bundle("S1", "P01");
         let op = e.login("op").await;
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"}))).await;
+        let r = e.import(&op, "S1").await;
         assert_eq!(r.json()["imported"], false, "{}", r.text());
         assert!(!e.dir.join("sessions/S1").exists(), "re-sent bundle deleted");
     })
@@ -762,7 +768,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
         );
         let op = e.login("op").await;
         let r = e
-            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
+            .import(&op, "S1")
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
@@ -797,7 +803,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
         // A clip is cut from the same checked file, never from a path the
         // bundle chose: a linked rendition fails the job, and nothing is cut.
         set_renditions(&bundle, "analysis/web/passwd.json", "analysis/web/x.html", "analysis/web/passwd.json");
-        let r = e.call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"}))).await;
+        let r = e.import(&op, "S1").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let res = e.login("res").await;
         let tag = e.call(&res, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 0, "end_ms": 1000, "category": "other", "severity": 1, "emotion": "neutral"}))).await;
@@ -828,7 +834,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
                 "../../lab.db",
             );
             let r = e
-                .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
+                .import(&op, "S1")
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text());
             for f in ["screen.mp4", "peaks.json"] {
@@ -864,9 +870,7 @@ async fn bundles_linked_in_from_outside_are_not_imported() {
                 .unwrap();
         std::os::unix::fs::symlink(&real, e.dir.join("sessions/X1")).unwrap();
         let op = e.login("op").await;
-        let r = e
-            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "X1"})))
-            .await;
+        let r = e.import(&op, "X1").await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
         assert_eq!(r.json()["error"], "bad_request");
         assert!(
@@ -897,9 +901,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
         assert_ne!(hijack, lab_journey);
         std::fs::write(b.join("analysis/journey.toml"), hijack).unwrap();
         let op = e.login("op").await;
-        let r = e
-            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S1"})))
-            .await;
+        let r = e.import(&op, "S1").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let list = e.call(&op, "GET", "/api/v1/journeys", None).await.json();
         let titles: Vec<&str> = list["journeys"]
@@ -918,9 +920,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
             .unwrap()
             .replace("\"test-benefit\"", "\"../../../evil\"");
         std::fs::write(&m, text).unwrap();
-        let r = e
-            .call(&op, "POST", "/api/v1/imports", Some(json!({"path": "S2"})))
-            .await;
+        let r = e.import(&op, "S2").await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
         assert!(
             r.json()["message"]
