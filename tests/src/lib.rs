@@ -1,6 +1,6 @@
-//! Harness for the end-to-end tests: a private Xvfb screen, a private
-//! PulseAudio server with a null sink (its monitor is the "microphone"),
-//! the workspace's binaries, and independent readers of recorded media
+//! Harness for the end-to-end tests: the private station of [`sandbox`] (an
+//! Xvfb screen, a PulseAudio server with a null sink whose monitor is the
+//! "microphone"), the workspace's binaries, and independent readers of recorded media
 //! (GStreamer decoding, separate from the recorder's code path).
 //!
 //! Every resource is private to the test that starts it and is torn down on
@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod sandbox;
 pub mod scripted;
 pub mod web;
+
+pub use sandbox::{Pulse, Station, Xvfb};
 
 /// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
 pub fn bin(name: &str) -> PathBuf {
@@ -62,136 +65,6 @@ pub fn require(tool: &str) {
         found,
         "{tool} is not installed: run hardware-setup/install.sh"
     );
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private X server.
-pub struct Xvfb {
-    pub display: String,
-    _child: KillOnDrop,
-}
-
-impl Xvfb {
-    pub fn start(width: u32, height: u32) -> anyhow::Result<Self> {
-        require("Xvfb");
-        for _ in 0..50 {
-            let n = 100 + rand_u32() % 800;
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                continue;
-            }
-            let child = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args([
-                    "-screen",
-                    "0",
-                    &format!("{width}x{height}x24"),
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("failed to start Xvfb")?;
-            let mut child = KillOnDrop(child);
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(10) {
-                if Path::new(&socket).exists() {
-                    return Ok(Self {
-                        display: format!(":{n}"),
-                        _child: child,
-                    });
-                }
-                if child.0.try_wait()?.is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        bail!("could not start Xvfb on any display")
-    }
-}
-
-/// A private PulseAudio server with one null sink, `lab_sink`, whose monitor
-/// `lab_sink.monitor` is what the recorder records.
-pub struct Pulse {
-    /// Value for `PULSE_SERVER`.
-    pub server: String,
-    pub dir: PathBuf,
-    _child: KillOnDrop,
-}
-
-impl Pulse {
-    pub const SINK: &'static str = "lab_sink";
-    pub const MONITOR: &'static str = "lab_sink.monitor";
-
-    pub fn start() -> anyhow::Result<Self> {
-        require("pulseaudio");
-        let dir = temp_dir("pulse");
-        let socket = dir.join("native");
-        let child = Command::new("pulseaudio")
-            .args([
-                "-n",
-                "--daemonize=no",
-                "--exit-idle-time=-1",
-                "--use-pid-file=false",
-                "--log-target=stderr",
-            ])
-            .arg(format!(
-                "--load=module-native-protocol-unix socket={} auth-anonymous=1",
-                socket.display()
-            ))
-            .arg(format!(
-                "--load=module-null-sink sink_name={} rate=48000 channels=1",
-                Self::SINK
-            ))
-            .env("HOME", &dir)
-            .env("XDG_RUNTIME_DIR", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start pulseaudio")?;
-        let child = KillOnDrop(child);
-        let server = format!("unix:{}", socket.display());
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            let ok = Command::new("pactl")
-                .args(["list", "short", "sources"])
-                .env("PULSE_SERVER", &server)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains(Self::MONITOR))
-                .unwrap_or(false);
-            if ok {
-                return Ok(Self {
-                    server,
-                    dir,
-                    _child: child,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("pulseaudio did not come up")
-    }
-
-    pub fn pactl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let o = Command::new("pactl")
-            .args(args)
-            .env("PULSE_SERVER", &self.server)
-            .output()?;
-        if !o.status.success() {
-            bail!("pactl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    }
 }
 
 /// A running `lab-recorder record`.
