@@ -3,6 +3,7 @@
 //! which is GGML's own format and so written here. Also what the user picks
 //! between ([`Weights`]) and the GGML element types that choice maps to.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::ct2::Ct2Dtype;
@@ -52,29 +53,42 @@ pub fn f32_to_f16(x: f32) -> u16 {
     f16::from_f32(x).to_bits()
 }
 
-/// bfloat16 to single precision (exact).
-fn bf16_to_f32(h: u16) -> f32 {
-    bf16::from_bits(h).to_f32()
-}
-
-/// Converts little-endian elements of `from` into bytes of `to`.
+/// Converts little-endian elements of `from` into bytes of `to`, a whole
+/// tensor at a time through `half`'s slice conversions (F16C where the CPU
+/// has it; the same bits either way).
 pub(super) fn convert_elements(src: &[u8], from: Ct2Dtype, to: GgmlType) -> Vec<u8> {
-    let as_f32 = |i: usize| -> f32 {
-        match from {
-            Ct2Dtype::F32 => f32::from_le_bytes(src[4 * i..4 * i + 4].try_into().unwrap()),
-            Ct2Dtype::F16 => f16_to_f32(u16::from_le_bytes([src[2 * i], src[2 * i + 1]])),
-            Ct2Dtype::Bf16 => bf16_to_f32(u16::from_le_bytes([src[2 * i], src[2 * i + 1]])),
-            _ => unreachable!("dtype checked before conversion"),
+    let mut values = vec![0f32; src.len() / from.size()];
+    match from {
+        Ct2Dtype::F32 => {
+            for (v, b) in values.iter_mut().zip(src.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
         }
-    };
-    let n = src.len() / from.size();
-    let mut out = Vec::with_capacity(n * 4);
+        Ct2Dtype::F16 => {
+            let h: Vec<f16> = src
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            h.convert_to_f32_slice(&mut values);
+        }
+        Ct2Dtype::Bf16 => {
+            let h: Vec<bf16> = src
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            h.convert_to_f32_slice(&mut values);
+        }
+        _ => unreachable!("dtype checked before conversion"),
+    }
+    let mut out = Vec::with_capacity(values.len() * 4);
     match to {
-        GgmlType::F32 => (0..n).for_each(|i| out.extend_from_slice(&as_f32(i).to_le_bytes())),
+        GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => {
-            (0..n).for_each(|i| out.extend_from_slice(&f32_to_f16(as_f32(i)).to_le_bytes()))
+            let mut halves = vec![f16::ZERO; values.len()];
+            halves.convert_from_f32_slice(&values);
+            out.extend(halves.iter().flat_map(|h| h.to_le_bytes()));
         }
-        GgmlType::Q8_0 => quantize_q8_0(&(0..n).map(as_f32).collect::<Vec<_>>(), &mut out),
+        GgmlType::Q8_0 => quantize_q8_0(&values, &mut out),
     }
     out
 }
@@ -95,6 +109,24 @@ fn quantize_q8_0(values: &[f32], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// f16 or bf16 bit patterns widened the way tensors are, by [`convert_elements`].
+    fn to_f32(from: Ct2Dtype, bits: &[u16]) -> Vec<f32> {
+        let src: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        convert_elements(&src, from, GgmlType::F32)
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    /// f32 values narrowed to f16 bits the way tensors are, by [`convert_elements`].
+    fn to_f16(values: &[f32]) -> Vec<u16> {
+        let src: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        convert_elements(&src, Ct2Dtype::F32, GgmlType::F16)
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
 
     #[test]
     fn q8_0_block_rounding() {
@@ -132,7 +164,7 @@ mod tests {
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert!(f16_to_f32(0x7E00).is_nan());
-        assert_eq!(bf16_to_f32(0x3F80), 1.0);
+        assert_eq!(to_f32(Ct2Dtype::Bf16, &[0x3F80]), [1.0]);
         for h in 0..=u16::MAX {
             let x = f16_to_f32(h);
             if !x.is_nan() {
@@ -201,6 +233,8 @@ mod tests {
         sign | (((e as u32) << 10) + round(man, 13)) as u16
     }
 
+    /// Checked both ways `half` is called (one value, and whole tensors
+    /// through [`convert_elements`], which use F16C where the CPU has it):
     /// f16 and bf16 -> f32 for all 65,536 patterns; f32 -> f16 on the edges
     /// (zeros, subnormals, the overflow boundary, infinities, NaNs), on every
     /// tie between two neighbouring f16 values and one ulp either side of it,
@@ -214,10 +248,14 @@ mod tests {
     fn half_gives_the_bits_of_the_hand_written_conversions() {
         const SIGN: u32 = 0x8000_0000;
         const QUIET: u32 = 0x7fc0_0000;
-        for h in 0..=u16::MAX {
+        let all: Vec<u16> = (0..=u16::MAX).collect();
+        let (f16s, bf16s) = (to_f32(Ct2Dtype::F16, &all), to_f32(Ct2Dtype::Bf16, &all));
+        for h in all {
+            let i = usize::from(h);
             let pairs = [
                 (old_f16_to_f32(h).to_bits(), f16_to_f32(h).to_bits()),
-                (u32::from(h) << 16, bf16_to_f32(h).to_bits()),
+                (old_f16_to_f32(h).to_bits(), f16s[i].to_bits()),
+                (u32::from(h) << 16, bf16s[i].to_bits()),
             ];
             for (old, new) in pairs {
                 if f32::from_bits(old).is_nan() {
@@ -255,13 +293,16 @@ mod tests {
             inputs.extend([f16_to_f32(h), tie, tie.next_up(), tie.next_down()]);
         }
         inputs.extend((0..=u32::MAX).step_by(65_521).map(f32::from_bits));
-        for x in inputs.iter().flat_map(|&x| [x, -x]) {
+        let inputs: Vec<f32> = inputs.iter().flat_map(|&x| [x, -x]).collect();
+        for (&x, sliced) in inputs.iter().zip(to_f16(&inputs)) {
             let (old, new) = (old_f32_to_f16(x), f32_to_f16(x));
             if x.is_nan() {
                 assert_eq!(old, (x.to_bits() >> 16) as u16 & 0x8000 | 0x7e00);
                 assert_eq!(new & 0xfe00, old, "{:#010x}", x.to_bits());
+                assert_eq!(sliced & 0xfe00, old, "{:#010x}", x.to_bits());
             } else {
                 assert_eq!(old, new, "{x:e} ({:#010x})", x.to_bits());
+                assert_eq!(old, sliced, "{x:e} ({:#010x})", x.to_bits());
             }
         }
         // The NaN that arithmetic produces converts exactly as before.
