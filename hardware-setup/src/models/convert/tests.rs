@@ -5,6 +5,9 @@ use super::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::models::ggml::inspect_ggml;
+use crate::models::quantize::{f16_to_f32, f32_to_f16};
+
 /// A scratch directory removed on drop (no tempfile crate in the workspace).
 struct Scratch(PathBuf);
 
@@ -584,28 +587,6 @@ fn q8_0_quantizes_the_matrices_and_keeps_the_rest() {
     );
 }
 
-#[test]
-fn q8_0_block_rounding() {
-    let mut out = Vec::new();
-    // max |x| = 2.54 gives the scale 0.02; 0.01 is half a step: rounds away from 0.
-    let mut block = vec![0f32; 32];
-    block[0] = -2.54;
-    block[1] = 0.01;
-    block[2] = 1.0;
-    block[3] = -0.029;
-    quantize_q8_0(&block, &mut out);
-    quantize_q8_0(&[0f32; 32], &mut out);
-    assert_eq!(out.len(), 2 * 34);
-    assert_eq!(u16::from_le_bytes([out[0], out[1]]), f32_to_f16(0.02));
-    assert_eq!(
-        out[2..6].iter().map(|&q| q as i8).collect::<Vec<_>>(),
-        [-127, 1, 50, -1]
-    );
-    assert!(out[6..34].iter().all(|&q| q == 0));
-    // An all-zero block has scale 0 and zero values, not NaN.
-    assert!(out[34..].iter().all(|&q| q == 0));
-}
-
 fn convert_err(b: &Builder, tokens: &[&str]) -> ConvertError {
     let dir = b.write(tokens);
     let out = dir.0.join("out.bin");
@@ -704,103 +685,4 @@ fn inspect_rejects_truncated_ggml() {
     assert!(matches!(err, ConvertError::Truncated { .. }), "{err}");
     fs::write(&out, b"not a model at all").unwrap();
     assert!(inspect_ggml(&out).is_err());
-}
-
-#[test]
-fn slaney_mel_scale_by_hand() {
-    // Linear below 1 kHz at 200/3 Hz per mel; 27 mels per factor 6.4 above.
-    assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
-    assert!((hz_to_mel(6400.0) - 42.0).abs() < 1e-9);
-    assert!((mel_to_hz(42.0) - 6400.0).abs() < 1e-6);
-    assert!((hz_to_mel(500.0) - 7.5).abs() < 1e-12);
-    for f in [0.0, 123.0, 999.0, 1000.0, 4321.0, 8000.0] {
-        assert!((mel_to_hz(hz_to_mel(f)) - f).abs() < 1e-6);
-    }
-}
-
-#[test]
-fn mel_filterbank_matches_whisper_reference_values() {
-    let m = mel_filterbank(16000.0, 400, 80);
-    assert_eq!(m.len(), 80 * 201);
-    let at = |row: usize, bin: usize| m[row * 201 + bin];
-    // Filter 0 by hand: edges 0, e, 2e Hz with e = 8000 Hz in mel / 81 steps
-    // (all below 1 kHz, so linear): e = 200/3 * hz_to_mel(8000) / 81. Bin 1
-    // (40 Hz) is on the falling side: (2e - 40) / e, times 2 / (2e).
-    let e = 200.0 / 3.0 * hz_to_mel(8000.0) / 81.0;
-    let by_hand = ((2.0 * e - 40.0) / e) * (2.0 / (2.0 * e));
-    assert!((at(0, 1) as f64 - by_hand).abs() < 1e-8);
-    // Values from Whisper's own mel_filters.npz (librosa, slaney norm).
-    for (row, bin, want) in [
-        (0, 1, 0.024_862_595),
-        (1, 1, 0.001_990_822),
-        (1, 2, 0.022_871_772),
-        (10, 10, 0.019_908_218),
-        (10, 11, 0.004_954_375),
-        (40, 42, 0.005_411_104_8),
-        (40, 43, 0.014_735_566),
-        (40, 44, 0.006_518_19),
-        (79, 186, 0.000_366_741_67),
-    ] {
-        let got = at(row, bin);
-        assert!(
-            (got - want).abs() <= 1e-6 * want.max(1e-3),
-            "row {row} bin {bin}: {got} vs {want}"
-        );
-    }
-    // Row 40 peaks at bin 43; filter 0 only touches bin 1; DC is in no filter.
-    let row40 = &m[40 * 201..41 * 201];
-    let peak = (0..201)
-        .max_by(|&a, &b| row40[a].total_cmp(&row40[b]))
-        .unwrap();
-    assert_eq!(peak, 43);
-    assert_eq!(m[..201].iter().filter(|&&v| v > 0.0).count(), 1);
-    assert!((0..80).all(|r| at(r, 0) == 0.0));
-    // librosa's arithmetic leaves -0.0 at (0, 0); Whisper's table has it too.
-    assert_eq!(at(0, 0).to_bits(), 0x8000_0000);
-}
-
-#[test]
-fn byte_level_bpe_tokens_map_back_to_raw_bytes() {
-    assert_eq!(bpe_token_bytes("Ġhello").unwrap(), b" hello");
-    assert_eq!(bpe_token_bytes("Ð¿Ñĥ").unwrap(), "пу".as_bytes());
-    assert_eq!(
-        bpe_token_bytes("ĠÐ¿ÑĢÐ¸Ð²ÐµÑĤ").unwrap(),
-        " привет".as_bytes()
-    );
-    assert_eq!(bpe_token_bytes("Ċ").unwrap(), b"\n");
-    assert_eq!(bpe_token_bytes("ĉ").unwrap(), b"\t");
-    assert_eq!(bpe_token_bytes("Ā").unwrap(), [0u8]);
-    assert_eq!(bpe_token_bytes("ł").unwrap(), [0xA0]);
-    assert_eq!(bpe_token_bytes("Ń").unwrap(), [0xAD]);
-    assert_eq!(bpe_token_bytes("<|endoftext|>").unwrap(), b"<|endoftext|>");
-    assert_eq!(bpe_token_bytes("").unwrap(), b"");
-    assert!(bpe_token_bytes("€").is_none());
-    // The alphabet is a bijection onto all 256 bytes.
-    let dec = bpe_byte_decoder();
-    let mut bytes: Vec<u8> = dec.values().copied().collect();
-    bytes.sort();
-    assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
-}
-
-#[test]
-fn half_precision_conversions() {
-    assert_eq!(f32_to_f16(1.0), 0x3C00);
-    assert_eq!(f32_to_f16(-2.0), 0xC000);
-    assert_eq!(f32_to_f16(65504.0), 0x7BFF);
-    assert_eq!(f32_to_f16(65520.0), 0x7C00); // halfway to 65536 rounds to even: inf
-    assert_eq!(f32_to_f16(2f32.powi(-24)), 0x0001);
-    assert_eq!(f32_to_f16(2f32.powi(-26)), 0x0000);
-    assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3C00); // tie to even
-    assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3C02); // tie to even (up)
-    assert_eq!(f32_to_f16(1.0 / 3.0), 0x3555);
-    assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-    assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-    assert!(f16_to_f32(0x7E00).is_nan());
-    assert_eq!(bf16_to_f32(0x3F80), 1.0);
-    for h in 0..=u16::MAX {
-        let x = f16_to_f32(h);
-        if !x.is_nan() {
-            assert_eq!(f32_to_f16(x), h, "{h:#06x}");
-        }
-    }
 }
