@@ -8,8 +8,8 @@
 import {can} from './roles.js';
 
 /**
- * detail: GET /sessions/{id}; timeline: GET /sessions/{id}/timeline (or {error});
- * categories: the tag categories.
+ * detail: GET /sessions/{id}; categories: the tag categories. session.js sets
+ * timelineData (GET /sessions/{id}/timeline, or {error}) once it is loaded.
  */
 export function createModel({id, detail, categories}) {
   const journeySteps = (detail.journey && detail.journey.steps) || [];
