@@ -316,6 +316,33 @@ mod tests {
     }
 
     #[test]
+    fn module_imports_form_no_circle() {
+        // Depth-first over the import graph; a module met again while still on the path closes a circle.
+        fn visit<'a>(name: &'a str, path: &mut Vec<&'a str>, done: &mut Vec<&'a str>) {
+            if done.contains(&name) {
+                return;
+            }
+            assert!(
+                !path.contains(&name),
+                "import circle: {} -> {name}",
+                path.join(" -> ")
+            );
+            path.push(name);
+            let (_, _, body) = embedded(name).expect("embedded");
+            for spec in imports(body) {
+                let target = embedded(spec.trim_start_matches("./")).expect("embedded").0;
+                visit(target, path, done);
+            }
+            path.pop();
+            done.push(name);
+        }
+        let mut done = Vec::new();
+        for (name, _, _) in ASSETS.iter().filter(|a| a.0.ends_with(".js")) {
+            visit(name, &mut Vec::new(), &mut done);
+        }
+    }
+
+    #[test]
     fn every_page_shell_loads_its_embedded_module() {
         assert!(
             SHELL.contains(r#"<script type="module" src="/assets/{{page}}.js"></script>"#),
