@@ -1,10 +1,16 @@
 // Administration (/admin): users and roles, API tokens for the findings
 // overlay, analysis/clip jobs (live) and the audit log.
-'use strict';
 
-Lab.page('admin', async ({main, me}) => {
-  const {el, t, api, clear, add, refill, fmtDate} = Lab;
-  Lab.setTitle(t('admin.title'));
+import {el, add, refill} from './dom.js';
+import {t} from './i18n.js';
+import {fmtDate, fmtPercent, qs} from './format.js';
+import {toast, select, modal, progressBar} from './widgets.js';
+import {api} from './api.js';
+import {watchJobs, ACTIVE_JOB} from './jobs.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main, me}) => {
+  setTitle(t('admin.title'));
   if (me.user.role !== 'admin') {
     add(main, el('p', {class: 'empty'}, t('admin.forbidden')));
     return;
@@ -27,7 +33,7 @@ Lab.page('admin', async ({main, me}) => {
     el('input', {name: 'login', placeholder: t('admin.login'), required: true, size: 12, autocomplete: 'off', 'aria-label': t('admin.login')}),
     el('input', {name: 'name', placeholder: t('admin.name'), size: 18, 'aria-label': t('admin.name')}),
     el('input', {name: 'password', type: 'password', placeholder: t('admin.password'), required: true, minlength: '8', size: 14, autocomplete: 'new-password', 'aria-label': t('admin.password')}),
-    Lab.select('role', roleOpts, 'researcher', {'aria-label': t('admin.role')}),
+    select('role', roleOpts, 'researcher', {'aria-label': t('admin.role')}),
     el('button', {type: 'submit', class: 'btn btn-primary'}, t('admin.add_user')));
   sections.users.append(addUser, usersBox);
   addUser.addEventListener('submit', async (e) => {
@@ -36,16 +42,16 @@ Lab.page('admin', async ({main, me}) => {
     const body = {login: String(fd.get('login')).trim(), name: String(fd.get('name')).trim() || String(fd.get('login')).trim(),
       password: String(fd.get('password')), role: String(fd.get('role'))};
     if (!body.login || !body.password) return;
-    try { await api('POST', '/users', body); addUser.reset(); Lab.toast(t('admin.user_added'), 'ok', 2500); loadUsers(); } catch (_) { /* toast */ }
+    try { await api('POST', '/users', body); addUser.reset(); toast(t('admin.user_added'), 'ok', 2500); loadUsers(); } catch (_) { /* toast */ }
   });
 
   async function loadUsers() {
     let users = [];
     try { users = (await api('GET', '/users')).users || []; } catch (_) { return; }
     const body = el('tbody', null, users.map((u) => {
-      const role = Lab.select('role', roleOpts, u.role, {'aria-label': t('admin.role'), disabled: u.id === me.user.id});
+      const role = select('role', roleOpts, u.role, {'aria-label': t('admin.role'), disabled: u.id === me.user.id});
       role.addEventListener('change', async () => {
-        try { await api('PATCH', `/users/${encodeURIComponent(u.id)}`, {role: role.value}); Lab.toast(t('admin.saved'), 'ok', 2000); } catch (_) { role.value = u.role; }
+        try { await api('PATCH', `/users/${encodeURIComponent(u.id)}`, {role: role.value}); toast(t('admin.saved'), 'ok', 2000); } catch (_) { role.value = u.role; }
       });
       const toggle = el('button', {type: 'button', class: ['btn', 'btn-small', u.disabled ? 'btn-ok' : 'btn-ghost'], disabled: u.id === me.user.id,
         onclick: async () => {
@@ -67,11 +73,11 @@ Lab.page('admin', async ({main, me}) => {
     const input = el('input', {type: 'password', name: 'password', minlength: '8', required: true, autocomplete: 'new-password'});
     const form = el('form', {class: 'stack'}, el('label', null, t('admin.new_password_for', {login: u.login})), input,
       el('div', {class: 'row-actions'}, el('button', {type: 'submit', class: 'btn btn-primary'}, t('common.save'))));
-    const m = Lab.modal(t('admin.set_password'), form);
+    const m = modal(t('admin.set_password'), form);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       if (input.value.length < 8) { input.focus(); return; }
-      try { await api('PATCH', `/users/${encodeURIComponent(u.id)}`, {password: input.value}); m.close(); Lab.toast(t('admin.saved'), 'ok', 2000); } catch (_) { /* toast */ }
+      try { await api('PATCH', `/users/${encodeURIComponent(u.id)}`, {password: input.value}); m.close(); toast(t('admin.saved'), 'ok', 2000); } catch (_) { /* toast */ }
     });
     input.focus();
   }
@@ -103,9 +109,9 @@ Lab.page('admin', async ({main, me}) => {
     const bookmarklet = el('a', {class: 'btn bookmarklet', title: t('admin.bookmarklet_hint')}, t('admin.bookmarklet', {name}));
     // Built here from our own origin and the token; never from untrusted text.
     bookmarklet.setAttribute('href', 'javascript:' + encodeURIComponent(code));
-    bookmarklet.addEventListener('click', (e) => { e.preventDefault(); Lab.toast(t('admin.bookmarklet_hint'), 'info'); });
+    bookmarklet.addEventListener('click', (e) => { e.preventDefault(); toast(t('admin.bookmarklet_hint'), 'info'); });
     const copy = (text) => el('button', {type: 'button', class: 'btn btn-small', onclick: async (e) => {
-      try { await navigator.clipboard.writeText(text); e.target.textContent = t('admin.copied'); } catch (_) { Lab.toast(t('admin.copy_failed')); }
+      try { await navigator.clipboard.writeText(text); e.target.textContent = t('admin.copied'); } catch (_) { toast(t('admin.copy_failed')); }
     }}, t('admin.copy'));
     refill(newToken, el('div', {class: 'token-box'},
       el('p', null, el('strong', null, t('admin.token_once'))),
@@ -147,7 +153,7 @@ Lab.page('admin', async ({main, me}) => {
   }
 
   function renderJobs() {
-    const list = [...jobs.values()].filter((j) => !activeOnly.checked || Lab.ACTIVE_JOB.has(j.status))
+    const list = [...jobs.values()].filter((j) => !activeOnly.checked || ACTIVE_JOB.has(j.status))
       .sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
     if (!list.length) { refill(jobsBox, el('p', {class: 'empty'}, t('admin.no_jobs'))); return; }
     refill(jobsBox, el('div', {class: 'table-scroll'}, el('table', {class: 'data jobs-table'},
@@ -159,11 +165,11 @@ Lab.page('admin', async ({main, me}) => {
           j.tag_id != null ? el('span', {class: 'muted small'}, ' · ', t('admin.tag_n', {id: j.tag_id})) : null),
         el('td', null, el('span', {class: ['badge', 'badge-analysis-' + j.status]}, t('analysis.' + j.status)),
           j.message ? el('div', {class: 'small muted job-message', title: j.message}, j.message) : null),
-        el('td', {class: 'progress-cell'}, Lab.progressBar(j), el('span', {class: 'small muted'}, [j.stage, Lab.fmtPercent(j.progress || 0)].filter(Boolean).join(' · '))),
+        el('td', {class: 'progress-cell'}, progressBar(j), el('span', {class: 'small muted'}, [j.stage, fmtPercent(j.progress || 0)].filter(Boolean).join(' · '))),
         el('td', {class: 'nowrap'}, fmtDate(j.created_at)),
         el('td', {class: 'nowrap'}, j.finished_at ? fmtDate(j.finished_at) : '—'),
         el('td', {class: 'actions'},
-          Lab.ACTIVE_JOB.has(j.status) ? el('button', {type: 'button', class: 'btn btn-small', onclick: () => jobAction(j, 'cancel')}, t('jobs.cancel')) : null,
+          ACTIVE_JOB.has(j.status) ? el('button', {type: 'button', class: 'btn btn-small', onclick: () => jobAction(j, 'cancel')}, t('jobs.cancel')) : null,
           j.status === 'failed' || j.status === 'cancelled' ? el('button', {type: 'button', class: 'btn btn-small btn-ghost', onclick: () => jobAction(j, 'retry')}, t('jobs.retry')) : null)))))));
   }
 
@@ -176,7 +182,7 @@ Lab.page('admin', async ({main, me}) => {
   }
 
   let jobsTimer = null;
-  Lab.onJob((j) => {
+  watchJobs((j) => {
     jobs.set(String(j.id), j);
     clearTimeout(jobsTimer);
     jobsTimer = setTimeout(renderJobs, 150);
@@ -192,7 +198,7 @@ Lab.page('admin', async ({main, me}) => {
   let before = null;
   async function loadAudit() {
     let entries = [];
-    try { entries = (await api('GET', '/audit' + Lab.qs({limit: PAGE, before}))).entries || []; } catch (_) { return; }
+    try { entries = (await api('GET', '/audit' + qs({limit: PAGE, before}))).entries || []; } catch (_) { return; }
     for (const a of entries) {
       add(auditBody, el('tr', {class: 'audit-row', dataset: {id: a.id}},
         el('td', {class: 'nowrap'}, fmtDate(a.at)),

@@ -1,11 +1,17 @@
 // Findings (/findings): every tag across sessions as one filterable,
 // sortable table, with JSON/CSV export links for the same server filters.
-'use strict';
 
-Lab.page('findings', async ({main}) => {
-  const {el, t, api, clear, add, refill, fmtMs, qs} = Lab;
-  Lab.setTitle(t('findings.title'));
-  const categories = await Lab.categories();
+import {el, add, refill} from './dom.js';
+import {t, lang} from './i18n.js';
+import {fmtMs, dateInputToMs, qs} from './format.js';
+import {select, SEVERITY, EMOTIONS, severityBadge, emotionBadge} from './widgets.js';
+import {api} from './api.js';
+import {loadCategories, categoryLabel} from './labels.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main}) => {
+  setTitle(t('findings.title'));
+  const categories = await loadCategories();
 
   const url = new URL(location.href);
   const server = {
@@ -34,23 +40,23 @@ Lab.page('findings', async ({main}) => {
 
   function apiFilters() {
     return {journey: server.journey, study: server.study, segment: server.segment,
-      from: Lab.dateInputToMs(server.from, false), to: Lab.dateInputToMs(server.to, true)};
+      from: dateInputToMs(server.from, false), to: dateInputToMs(server.to, true)};
   }
 
   function renderFilters() {
     const field = (label, control) => el('label', {class: 'field'}, el('span', null, label), control);
     const segs = [...new Set(findings.map((f) => f.segment).filter(Boolean))];
     refill(filterForm, 
-      field(t('filter.journey'), Lab.select('journey', [['', t('filter.all')], ...journeys.map((j) => [j.id, j.title || j.id])], server.journey)),
-      field(t('filter.study'), Lab.select('study', [['', t('filter.all')], ...studies.map((s) => [s, s])], server.study)),
+      field(t('filter.journey'), select('journey', [['', t('filter.all')], ...journeys.map((j) => [j.id, j.title || j.id])], server.journey)),
+      field(t('filter.study'), select('study', [['', t('filter.all')], ...studies.map((s) => [s, s])], server.study)),
       field(t('filter.segment'), el('input', {name: 'segment', value: server.segment, list: 'findings-segments', size: 12, placeholder: t('filter.any')})),
       el('datalist', {id: 'findings-segments'}, segs.map((s) => el('option', {value: s}))),
       field(t('filter.from'), el('input', {type: 'date', name: 'from', value: server.from})),
       field(t('filter.to'), el('input', {type: 'date', name: 'to', value: server.to})),
       el('span', {class: 'filter-sep'}),
-      field(t('field.category'), Lab.select('category', [['', t('filter.all')], ...categories.map((c) => [c.id, Lab.lang() === 'en' ? c.en : c.ru])], local.category)),
-      field(t('field.severity'), Lab.select('severity', [['', t('filter.all')], ...Lab.SEVERITY.map((n) => [String(n), `≥ ${n} ${t('severity.' + n)}`])], local.severity)),
-      field(t('field.emotion'), Lab.select('emotion', [['', t('filter.all')], ...Lab.EMOTIONS.map((e) => [e, t('emotion.' + e)])], local.emotion)),
+      field(t('field.category'), select('category', [['', t('filter.all')], ...categories.map((c) => [c.id, lang() === 'en' ? c.en : c.ru])], local.category)),
+      field(t('field.severity'), select('severity', [['', t('filter.all')], ...SEVERITY.map((n) => [String(n), `≥ ${n} ${t('severity.' + n)}`])], local.severity)),
+      field(t('field.emotion'), select('emotion', [['', t('filter.all')], ...EMOTIONS.map((e) => [e, t('emotion.' + e)])], local.emotion)),
       field(t('findings.search'), el('input', {type: 'search', name: 'q', value: local.q, placeholder: t('findings.search_placeholder'), size: 18})));
   }
 
@@ -105,7 +111,7 @@ Lab.page('findings', async ({main}) => {
       (!local.category || f.category === local.category) &&
       (!local.severity || Number(f.severity) >= Number(local.severity)) &&
       (!local.emotion || f.emotion === local.emotion) &&
-      (!q || [f.note, f.quote, f.participant, f.step_title, f.step, Lab.categoryLabel(f.category, categories)]
+      (!q || [f.note, f.quote, f.participant, f.step_title, f.step, categoryLabel(f.category, categories)]
         .some((x) => x && String(x).toLowerCase().includes(q))));
   }
 
@@ -138,9 +144,9 @@ Lab.page('findings', async ({main}) => {
       el('td', {class: 'nowrap num'}, f.session_id != null
         ? el('a', {href: sessionHref(f), class: 'finding-time-link', title: t('common.seek')}, fmtMs(f.start_ms), '–', fmtMs(f.end_ms))
         : [fmtMs(f.start_ms), '–', fmtMs(f.end_ms)]),
-      el('td', null, Lab.categoryLabel(f.category, categories)),
-      el('td', null, Lab.severityBadge(f.severity)),
-      el('td', null, f.emotion ? Lab.emotionBadge(f.emotion) : '—'),
+      el('td', null, categoryLabel(f.category, categories)),
+      el('td', null, severityBadge(f.severity)),
+      el('td', null, f.emotion ? emotionBadge(f.emotion) : '—'),
       el('td', {class: 'text-cell'}, f.note || ''),
       el('td', {class: 'text-cell quote-cell'}, f.quote ? '«' + f.quote + '»' : ''),
       el('td', null, f.segment || '—'),

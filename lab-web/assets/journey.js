@@ -1,12 +1,18 @@
 // Journey map (/journeys/{id}): the table labs use, steps as columns and
 // rows for significance, time against the benchmark, completion, emotions
 // and top problems with quotes and clips, aggregated across participants.
-'use strict';
 
-Lab.page('journey', async ({main, id}) => {
-  const {el, t, api, clear, add, refill, fmtMs, qs} = Lab;
+import {el, add, refill} from './dom.js';
+import {t} from './i18n.js';
+import {fmtMs, fmtPercent, dateInputToMs, qs} from './format.js';
+import {select, EMOTIONS, severityBadge} from './widgets.js';
+import {api} from './api.js';
+import {loadCategories, categoryLabel} from './labels.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main, id}) => {
   const jid = encodeURIComponent(id);
-  const categories = await Lab.categories();
+  const categories = await loadCategories();
 
   const url = new URL(location.href);
   const filters = {
@@ -43,8 +49,8 @@ Lab.page('journey', async ({main, id}) => {
     const segOpts = [['', t('filter.all')], ...segments.map((s) => [s, s])];
     if (filters.segment && !segments.includes(filters.segment)) segOpts.push([filters.segment, filters.segment]);
     refill(filterForm, 
-      field(t('filter.study'), Lab.select('study', studyOpts, filters.study)),
-      field(t('filter.segment'), Lab.select('segment', segOpts, filters.segment)),
+      field(t('filter.study'), select('study', studyOpts, filters.study)),
+      field(t('filter.segment'), select('segment', segOpts, filters.segment)),
       field(t('filter.from'), el('input', {type: 'date', name: 'from', value: filters.from})),
       field(t('filter.to'), el('input', {type: 'date', name: 'to', value: filters.to})),
       el('button', {type: 'button', class: 'btn btn-ghost', onclick: () => { for (const k of Object.keys(filters)) filters[k] = ''; apply(); }}, t('filter.reset')));
@@ -58,7 +64,7 @@ Lab.page('journey', async ({main, id}) => {
 
   function apiFilters() {
     return {study: filters.study, segment: filters.segment,
-      from: Lab.dateInputToMs(filters.from, false), to: Lab.dateInputToMs(filters.to, true)};
+      from: dateInputToMs(filters.from, false), to: dateInputToMs(filters.to, true)};
   }
 
   function apply() {
@@ -89,7 +95,7 @@ Lab.page('journey', async ({main, id}) => {
     }
     const j = map.journey || {};
     titleH.textContent = j.title || id;
-    Lab.setTitle(j.title || t('journey.title'));
+    setTitle(j.title || t('journey.title'));
     summary.textContent = t('journey.summary', {version: j.version || '—', sessions: map.sessions ?? 0,
       participants: (map.participants || []).length});
     render(map);
@@ -146,7 +152,7 @@ Lab.page('journey', async ({main, id}) => {
     if (!c.reached) return el('span', {class: 'muted'}, t('journey.no_data'));
     const rate = c.rate ?? (c.completed / c.reached);
     return el('div', {class: 'completion'},
-      el('strong', null, Lab.fmtPercent(rate)), ' ', el('span', {class: 'muted small'}, `${c.completed ?? 0} / ${c.reached}`),
+      el('strong', null, fmtPercent(rate)), ' ', el('span', {class: 'muted small'}, `${c.completed ?? 0} / ${c.reached}`),
       el('div', {class: ['mini-bar', rate < 0.7 && 'low']}, el('div', {style: {width: Math.round(rate * 100) + '%'}})));
   }
 
@@ -156,8 +162,8 @@ Lab.page('journey', async ({main, id}) => {
     if (!total) return el('span', {class: 'muted'}, t('journey.no_tags'));
     const seg = (k) => e[k] ? el('div', {class: 'emo-' + k, style: {width: (e[k] / total * 100) + '%'}, title: `${t('emotion.' + k)}: ${e[k]}`}) : null;
     return el('div', null,
-      el('div', {class: 'emo-bar', 'aria-label': Lab.EMOTIONS.map((k) => `${t('emotion.' + k)} ${e[k] || 0}`).join(', ')}, seg('positive'), seg('neutral'), seg('negative')),
-      el('div', {class: 'small emo-counts'}, Lab.EMOTIONS.map((k) => el('span', {class: 'emo-count emo-text-' + k}, `${t('emotion_short.' + k)} ${e[k] || 0}`))));
+      el('div', {class: 'emo-bar', 'aria-label': EMOTIONS.map((k) => `${t('emotion.' + k)} ${e[k] || 0}`).join(', ')}, seg('positive'), seg('neutral'), seg('negative')),
+      el('div', {class: 'small emo-counts'}, EMOTIONS.map((k) => el('span', {class: 'emo-count emo-text-' + k}, `${t('emotion_short.' + k)} ${e[k] || 0}`))));
   }
 
   function problems(s) {
@@ -165,9 +171,9 @@ Lab.page('journey', async ({main, id}) => {
     if (!list.length) return el('span', {class: 'muted'}, t('journey.no_problems'));
     return el('ol', {class: 'problems-list'}, list.slice(0, 3).map((p) => el('li', {class: 'problem', dataset: {category: p.category}},
       el('div', {class: 'problem-head'},
-        el('span', {class: 'problem-category'}, Lab.categoryLabel(p.category, categories)),
+        el('span', {class: 'problem-category'}, categoryLabel(p.category, categories)),
         el('span', {class: 'problem-count', title: t('journey.count')}, '×', String(p.count)),
-        Lab.severityBadge(p.max_severity)),
+        severityBadge(p.max_severity)),
       (p.quotes || []).slice(0, 3).map((q) => el('blockquote', {class: 'quote'}, '«', q.text, '» ',
         q.session_id != null ? el('a', {href: quoteHref(q), class: 'participant-link', dataset: {tagId: q.tag_id ?? ''}}, '— ', q.participant || q.session_id)
           : el('span', {class: 'muted'}, '— ', q.participant || ''))),

@@ -1,9 +1,12 @@
 // Log-in page: POST /api/v1/login, then back to `next` (a local path only).
-'use strict';
 
-Lab.page('login', async ({main}) => {
-  const {el, t, api, add} = Lab;
-  Lab.setTitle(t('login.title'));
+import {el, add} from './dom.js';
+import {t} from './i18n.js';
+import {api, loadMe, setCsrf} from './api.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main}) => {
+  setTitle(t('login.title'));
 
   const params = new URLSearchParams(location.search);
   const next = params.get('next');
@@ -11,7 +14,7 @@ Lab.page('login', async ({main}) => {
   const target = next && /^\/(?!\/|\\)/.test(next) && !next.startsWith('/login') ? next : '/';
 
   // Already logged in? Go straight on.
-  try { if (await Lab.loadMe()) { location.replace(target); return; } } catch (_) { /* show the form */ }
+  try { if (await loadMe()) { location.replace(target); return; } } catch (_) { /* show the form */ }
 
   const error = el('p', {class: 'form-error', role: 'alert', hidden: true});
   const login = el('input', {name: 'login', id: 'login-login', autocomplete: 'username', required: true, autofocus: true});
@@ -36,7 +39,7 @@ Lab.page('login', async ({main}) => {
     try {
       const r = await api('POST', '/login', {login: login.value.trim(), password: password.value},
         {csrf: false, noRedirect: true, quiet: true});
-      if (r && r.csrf) Lab.setCsrf(r.csrf);
+      if (r && r.csrf) setCsrf(r.csrf);
       location.assign(target);
     } catch (err) {
       error.textContent = err.status === 401 ? t('login.bad') : (err.message || t('error.network'));

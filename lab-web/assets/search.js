@@ -6,15 +6,21 @@
 //
 // Security: hit texts are transcripts, i.e. untrusted. They reach the DOM as
 // text nodes and <mark> elements built with el(), never through innerHTML.
-'use strict';
 
-Lab.page('search', async ({main}) => {
-  const {el, t, api, add, refill, fmtMs, fmtDate, qs} = Lab;
-  Lab.setTitle(t('search.title'));
+import {el, add, refill} from './dom.js';
+import {t} from './i18n.js';
+import {fmtMs, fmtDate, fmtNumber, qs} from './format.js';
+import {select} from './widgets.js';
+import {api} from './api.js';
+import {can} from './roles.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main}) => {
+  setTitle(t('search.title'));
 
   const input = el('input', {type: 'search', name: 'q', id: 'search-q', class: 'search-q', autocomplete: 'off',
     placeholder: t('search.placeholder'), 'aria-label': t('search.label'), size: 40});
-  const journeySel = Lab.select('journey', [['', t('filter.all')]], '', {id: 'search-journey'});
+  const journeySel = select('journey', [['', t('filter.all')]], '', {id: 'search-journey'});
   const form = el('form', {class: 'filters search-form', id: 'search-form', role: 'search'},
     el('label', {class: 'field search-field'}, el('span', null, t('search.label')), input),
     el('label', {class: 'field'}, el('span', null, t('filter.life_situation')), journeySel),
@@ -33,7 +39,7 @@ Lab.page('search', async ({main}) => {
   }
 
   // Transcripts are raw recordings: the server answers 403 to viewers. Say so up front.
-  if (!Lab.can('raw')) {
+  if (!can('raw')) {
     form.hidden = true;
     showState('forbidden', t('search.forbidden'));
     return;
@@ -85,7 +91,7 @@ Lab.page('search', async ({main}) => {
   let seq = 0;
   async function run({q, journey}) {
     const mine = ++seq;
-    Lab.setTitle(q ? `${q} — ${t('search.title')}` : t('search.title'));
+    setTitle(q ? `${q} — ${t('search.title')}` : t('search.title'));
     if (!q) { showState('idle', t('search.idle')); return; }
     showState('loading', t('search.loading'));
     let r;
@@ -107,7 +113,7 @@ Lab.page('search', async ({main}) => {
     const took = Number(r.took_ms);
     if (!hits.length) {
       showState('empty', t(queryWords(q).length > 1 ? 'search.none_all' : 'search.none', {q}));
-      summary.textContent = t('search.took', {ms: Lab.fmtNumber(took, took < 10 ? 1 : 0)});
+      summary.textContent = t('search.took', {ms: fmtNumber(took, took < 10 ? 1 : 0)});
       return;
     }
     // Group by session, keeping the server's order (newest sessions first, hits by time).
@@ -123,7 +129,7 @@ Lab.page('search', async ({main}) => {
     summary.textContent = [
       t('search.summary', {n: hits.length, sessions: groups.size}),
       hits.length >= 200 ? t('search.limited', {n: hits.length}) : null,
-      isFinite(took) ? t('search.took', {ms: Lab.fmtNumber(took, took < 10 ? 1 : 0)}) : null,
+      isFinite(took) ? t('search.took', {ms: fmtNumber(took, took < 10 ? 1 : 0)}) : null,
     ].filter(Boolean).join(' · ');
     summary.dataset.hits = String(hits.length);
     summary.dataset.tookMs = isFinite(took) ? String(took) : '';

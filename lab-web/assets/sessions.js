@@ -1,11 +1,18 @@
 // Sessions page (/): studies and life situations, then the filtered session
 // list with live analysis progress (SSE), analysis/import actions for
 // operators and an editable segment (persona) label.
-'use strict';
 
-Lab.page('sessions', async ({main}) => {
-  const {el, t, api, clear, add, refill, fmtMs, fmtDate, qs} = Lab;
-  Lab.setTitle(t('sessions.title'));
+import {el, add, refill} from './dom.js';
+import {t} from './i18n.js';
+import {fmtMs, fmtDate, fmtPercent, dateInputToMs, qs} from './format.js';
+import {toast, select, progressBar} from './widgets.js';
+import {api} from './api.js';
+import {can} from './roles.js';
+import {watchJobs, ACTIVE_JOB} from './jobs.js';
+import {runPage, setTitle} from './app.js';
+
+runPage(async ({main}) => {
+  setTitle(t('sessions.title'));
 
   const url = new URL(location.href);
   const filters = {
@@ -28,7 +35,7 @@ Lab.page('sessions', async ({main}) => {
   const countLine = el('span', {class: 'muted count-line'});
 
   const headRight = el('div', {class: 'page-actions'});
-  if (Lab.can('jobs')) add(headRight, importForm());
+  if (can('jobs')) add(headRight, importForm());
 
   add(main, 
     el('div', {class: 'page-head'}, el('h1', null, t('sessions.title')), countLine, headRight),
@@ -45,7 +52,7 @@ Lab.page('sessions', async ({main}) => {
       if (!path) { input.focus(); return; }
       try {
         const r = await api('POST', '/imports', {path});
-        Lab.toast(r.imported ? t('sessions.imported', {id: r.session_id}) : t('sessions.already_imported', {id: r.session_id}), 'ok');
+        toast(r.imported ? t('sessions.imported', {id: r.session_id}) : t('sessions.already_imported', {id: r.session_id}), 'ok');
         input.value = '';
         await loadSessions();
       } catch (_) { /* toast shown */ }
@@ -96,8 +103,8 @@ Lab.page('sessions', async ({main}) => {
     const segList = el('datalist', {id: 'segment-options'}, segs.map((v) => el('option', {value: v})));
     const field = (label, control) => el('label', {class: 'field'}, el('span', null, label), control);
     refill(filterForm, 
-      field(t('filter.study'), Lab.select('study', studyOpts, filters.study)),
-      field(t('filter.life_situation'), Lab.select('life_situation', lsOpts, filters.life_situation)),
+      field(t('filter.study'), select('study', studyOpts, filters.study)),
+      field(t('filter.life_situation'), select('life_situation', lsOpts, filters.life_situation)),
       field(t('filter.segment'), el('input', {name: 'segment', value: filters.segment, list: 'segment-options', placeholder: t('filter.any'), size: 14})),
       segList,
       field(t('filter.from'), el('input', {type: 'date', name: 'from', value: filters.from})),
@@ -127,7 +134,7 @@ Lab.page('sessions', async ({main}) => {
   async function loadSessions() {
     const q = qs({
       study: filters.study, life_situation: filters.life_situation, segment: filters.segment,
-      from: Lab.dateInputToMs(filters.from, false), to: Lab.dateInputToMs(filters.to, true),
+      from: dateInputToMs(filters.from, false), to: dateInputToMs(filters.to, true),
     });
     try {
       const r = await api('GET', '/sessions' + q);
@@ -146,7 +153,7 @@ Lab.page('sessions', async ({main}) => {
     }
     const head = el('tr', null, ['col.participant', 'col.date', 'col.study', 'col.station', 'col.duration',
       'col.recording', 'col.analysis', 'col.candidates', 'col.tags', 'col.segment', 'col.journey']
-      .map((k) => el('th', {scope: 'col'}, t(k))), Lab.can('jobs') ? el('th', {scope: 'col'}, t('col.actions')) : null);
+      .map((k) => el('th', {scope: 'col'}, t(k))), can('jobs') ? el('th', {scope: 'col'}, t('col.actions')) : null);
     const body = el('tbody');
     const sorted = [...sessions].sort((a, b) => (b.started_at || 0) - (a.started_at || 0));
     for (const s of sorted) { const tr = row(s); rows.set(String(s.id), tr); add(body, tr); }
@@ -172,7 +179,7 @@ Lab.page('sessions', async ({main}) => {
       el('td', {class: 'num'}, String(tagCount(s.tags))),
       el('td', {class: 'segment-cell'}, segmentCell(s)),
       el('td', null, s.journey_id ? el('a', {href: '/journeys/' + encodeURIComponent(s.journey_id), class: 'journey-link'}, t('sessions.journey_map')) : '—'),
-      Lab.can('jobs') ? el('td', {class: 'actions nowrap'}, jobActions(s)) : null);
+      can('jobs') ? el('td', {class: 'actions nowrap'}, jobActions(s)) : null);
     // The whole row opens the session, except clicks on its own controls.
     tr.addEventListener('click', (e) => {
       if (e.target.closest('a, button, input, select, form, label')) return;
@@ -196,8 +203,8 @@ Lab.page('sessions', async ({main}) => {
     const a = s.analysis || {status: 'none'};
     const box = el('div', {class: 'analysis', dataset: {status: a.status || 'none'}});
     add(box, el('span', {class: ['badge', 'badge-analysis-' + (a.status || 'none')]}, t('analysis.' + (a.status || 'none'))));
-    if (Lab.ACTIVE_JOB.has(a.status)) {
-      add(box, Lab.progressBar(a), el('span', {class: 'muted small'}, [a.stage, a.progress != null ? Lab.fmtPercent(a.progress) : null].filter(Boolean).join(' · ')));
+    if (ACTIVE_JOB.has(a.status)) {
+      add(box, progressBar(a), el('span', {class: 'muted small'}, [a.stage, a.progress != null ? fmtPercent(a.progress) : null].filter(Boolean).join(' · ')));
     } else if (a.status === 'failed' && a.message) {
       add(box, el('span', {class: 'small error-text', title: a.message}, a.message));
     }
@@ -207,7 +214,7 @@ Lab.page('sessions', async ({main}) => {
   function jobActions(s) {
     const a = s.analysis || {};
     const out = [];
-    if (Lab.ACTIVE_JOB.has(a.status) && a.job_id != null) {
+    if (ACTIVE_JOB.has(a.status) && a.job_id != null) {
       out.push(el('button', {type: 'button', class: 'btn btn-small', onclick: () => jobAction('cancel', a.job_id)}, t('jobs.cancel')));
     } else {
       out.push(el('button', {type: 'button', class: 'btn btn-small analyze', onclick: () => analyze(s.id)}, t('sessions.analyze')));
@@ -240,7 +247,7 @@ Lab.page('sessions', async ({main}) => {
 
   function segmentCell(s) {
     const label = el('span', {class: 'segment-label'}, s.segment || '—');
-    if (!Lab.can('edit_segment')) return label;
+    if (!can('edit_segment')) return label;
     const edit = el('button', {type: 'button', class: 'btn btn-icon edit-segment', title: t('sessions.edit_segment'),
       'aria-label': t('sessions.edit_segment')}, '✎');
     const wrap = el('div', {class: 'segment-edit'}, label, edit);
@@ -293,7 +300,7 @@ Lab.page('sessions', async ({main}) => {
       reloadTimer = setTimeout(loadSessions, 800);
     }
   }
-  Lab.onJob(onJob);
+  watchJobs(onJob);
 
   await loadStudies();
   await loadSessions();

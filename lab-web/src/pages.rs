@@ -12,63 +12,58 @@ use crate::state::AppState;
 pub const OPENAPI: &str = include_str!("../assets/openapi.json");
 const SHELL: &str = include_str!("../assets/shell.html");
 
-/// `(name, content type, bytes)` of every asset.
+/// The JavaScript MIME type: page scripts are ES modules, which browsers
+/// load only with a JavaScript content type.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// `(name, assets/<name>)` of one page-script module.
+macro_rules! js {
+    ($name:literal) => {
+        ($name, JS, include_str!(concat!("../assets/", $name)))
+    };
+}
+
+/// `(name, content type, bytes)` of every asset. The pages' ES modules import
+/// each other by relative path (`./dom.js`), so every module is served flat
+/// under `/assets/`; `overlay.js` is the classic script prototypes embed.
 const ASSETS: &[(&str, &str, &str)] = &[
     (
         "app.css",
         "text/css; charset=utf-8",
         include_str!("../assets/app.css"),
     ),
-    (
-        "i18n.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/i18n.js"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/app.js"),
-    ),
-    (
-        "login.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/login.js"),
-    ),
-    (
-        "search.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/search.js"),
-    ),
-    (
-        "sessions.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/sessions.js"),
-    ),
-    (
-        "session.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/session.js"),
-    ),
-    (
-        "journey.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/journey.js"),
-    ),
-    (
-        "findings.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/findings.js"),
-    ),
-    (
-        "admin.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/admin.js"),
-    ),
-    (
-        "overlay.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../assets/overlay.js"),
-    ),
+    // Shared modules.
+    js!("app.js"),
+    js!("api.js"),
+    js!("dom.js"),
+    js!("format.js"),
+    js!("i18n.js"),
+    js!("i18n-ru.js"),
+    js!("i18n-en.js"),
+    js!("jobs.js"),
+    js!("labels.js"),
+    js!("roles.js"),
+    js!("widgets.js"),
+    // Pages.
+    js!("login.js"),
+    js!("search.js"),
+    js!("sessions.js"),
+    js!("journey.js"),
+    js!("findings.js"),
+    js!("admin.js"),
+    js!("session.js"),
+    // The session page's parts.
+    js!("session-model.js"),
+    js!("session-head.js"),
+    js!("session-player.js"),
+    js!("session-transcript.js"),
+    js!("session-timeline.js"),
+    js!("session-timeline-lanes.js"),
+    js!("session-candidates.js"),
+    js!("session-tags.js"),
+    js!("session-tag-form.js"),
+    js!("session-keys.js"),
+    js!("overlay.js"),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -245,5 +240,147 @@ fn asset(name: &str) -> Response {
             r
         }
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pages the router serves a shell for.
+    const PAGES: &[&str] = &[
+        "sessions", "login", "findings", "admin", "search", "session", "journey",
+    ];
+
+    /// Module specifiers of a script's static import statements
+    /// (`import {a} from './x.js';`, possibly over several lines, or
+    /// `import './x.js';`), in order.
+    fn imports(source: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut lines = source.lines();
+        while let Some(line) = lines.next() {
+            let line = line.trim_start();
+            if !(line.starts_with("import ") || line.starts_with("import{")) {
+                continue;
+            }
+            let mut statement = line.to_string();
+            while !statement.contains(';') {
+                match lines.next() {
+                    Some(more) => statement.push_str(more),
+                    None => break,
+                }
+            }
+            let statement = statement.split(';').next().unwrap_or_default();
+            let spec = match statement.rfind(" from ") {
+                Some(i) => &statement[i + " from ".len()..],
+                None => &statement["import".len()..],
+            };
+            out.push(spec.trim().trim_matches(['\'', '"']).to_string());
+        }
+        out
+    }
+
+    fn embedded(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+        ASSETS.iter().find(|a| a.0 == name)
+    }
+
+    #[test]
+    fn import_parser_reads_single_and_multi_line_statements() {
+        let src = "// import nothing from a comment\nimport {a, b} from './a.js';\nimport {\n  c,\n  d,\n} from \"./b.js\";\nimport './c.js';\nconst x = 1; // not an import\n";
+        assert_eq!(imports(src), ["./a.js", "./b.js", "./c.js"]);
+    }
+
+    #[test]
+    fn every_module_import_names_an_embedded_javascript_asset() {
+        let mut checked = 0;
+        for (name, _, body) in ASSETS.iter().filter(|a| a.0.ends_with(".js")) {
+            for spec in imports(body) {
+                // No build step and no import maps: a flat, relative path the browser resolves under /assets/.
+                let target = spec.strip_prefix("./").unwrap_or_else(|| {
+                    panic!("{name} imports {spec:?}: only ./<file>.js is served")
+                });
+                assert!(
+                    !target.contains('/') && target.ends_with(".js"),
+                    "{name} imports {spec:?}: only ./<file>.js is served"
+                );
+                let (_, ct, _) = embedded(target)
+                    .unwrap_or_else(|| panic!("{name} imports {spec:?}, which is not embedded"));
+                assert_eq!(*ct, JS, "{target} must be served as JavaScript");
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 50,
+            "only {checked} imports found: is the parser broken?"
+        );
+    }
+
+    #[test]
+    fn module_imports_form_no_circle() {
+        // Depth-first over the import graph; a module met again while still on the path closes a circle.
+        fn visit<'a>(name: &'a str, path: &mut Vec<&'a str>, done: &mut Vec<&'a str>) {
+            if done.contains(&name) {
+                return;
+            }
+            assert!(
+                !path.contains(&name),
+                "import circle: {} -> {name}",
+                path.join(" -> ")
+            );
+            path.push(name);
+            let (_, _, body) = embedded(name).expect("embedded");
+            for spec in imports(body) {
+                let target = embedded(spec.trim_start_matches("./")).expect("embedded").0;
+                visit(target, path, done);
+            }
+            path.pop();
+            done.push(name);
+        }
+        let mut done = Vec::new();
+        for (name, _, _) in ASSETS.iter().filter(|a| a.0.ends_with(".js")) {
+            visit(name, &mut Vec::new(), &mut done);
+        }
+    }
+
+    #[test]
+    fn every_page_shell_loads_its_embedded_module() {
+        assert!(
+            SHELL.contains(r#"<script type="module" src="/assets/{{page}}.js"></script>"#),
+            "the shell loads the page script as a module"
+        );
+        for page in PAGES {
+            let name = format!("{page}.js");
+            assert!(embedded(&name).is_some(), "{name} is not embedded");
+        }
+    }
+
+    #[test]
+    fn every_script_in_the_assets_folder_is_embedded_and_served_as_javascript() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("assets folder") {
+            let file = entry.expect("assets entry").file_name();
+            let file = file.to_string_lossy();
+            if !file.ends_with(".js") {
+                continue;
+            }
+            n += 1;
+            let r = asset(&file);
+            assert_eq!(r.status(), StatusCode::OK, "{file} is not embedded");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], JS, "{file}");
+            assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        }
+        assert_eq!(n, ASSETS.iter().filter(|a| a.0.ends_with(".js")).count());
+        assert_eq!(asset("nope.js").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_page_csp_lets_same_origin_modules_run() {
+        let r = shell(&HeaderMap::new(), "session", "1");
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii CSP");
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(!csp.contains("unsafe-eval"), "{csp}");
     }
 }

@@ -1,0 +1,17 @@
+// What the logged-in user's role may do in the UI (the server checks again).
+
+export const RIGHTS = {
+  raw: ['admin', 'researcher', 'operator'],
+  tag: ['admin', 'researcher'],
+  jobs: ['admin', 'operator'],
+  edit_segment: ['admin', 'researcher', 'operator'],
+  withdraw: ['admin'],
+  admin: ['admin'],
+};
+
+let currentUser = null;
+
+/** Set once by app.js when /me answers. */
+export function setUser(u) { currentUser = u; }
+export function can(right) { return !!currentUser && (RIGHTS[right] || []).includes(currentUser.role); }
+export function user() { return currentUser; }
