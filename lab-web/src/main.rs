@@ -255,11 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A fresh database gets one admin, so the app can be entered at all.
 async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Result<()> {
-    use sqlx::Row;
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM users")
-        .fetch_one(&state.db.pool)
-        .await?
-        .try_get(0)?;
+    let n = lab_web::store::users::count(&state.db.pool).await?;
     if n > 0 {
         return Ok(());
     }
