@@ -225,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("lab-web-bench-{}", std::process::id())),
     };
-    std::fs::create_dir_all(dir.join("sessions"))?;
+    tokio::fs::create_dir_all(dir.join("sessions")).await?;
     let url = args
         .database_url
         .clone()
@@ -433,7 +433,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         st.pct(95.0) / 100.0
     );
     if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     Ok(())
 }

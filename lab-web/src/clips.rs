@@ -38,6 +38,12 @@ pub async fn run_clip(
 ) -> anyhow::Result<Outcome> {
     let tag_id = args["tag_id"].as_i64().context("clip job without a tag")?;
     let r = clip_inner(state, job, tag_id, &mut cancel).await;
+    // Done, failed or cancelled: the subtitles and the partial clip are gone
+    // before the job's end is recorded (the guard covers a dropped job).
+    let dir = state.clips_dir();
+    for p in [format!("{tag_id}.srt"), format!("{tag_id}.mp4.part")] {
+        let _ = tokio::fs::remove_file(dir.join(p)).await;
+    }
     let status = match &r {
         Ok(Outcome::Done(_)) => "done",
         Ok(Outcome::Cancelled) => "cancelled",
@@ -168,8 +174,16 @@ struct Cleanup(Vec<PathBuf>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
+        let files = std::mem::take(&mut self.0);
+        let remove = move || {
+            for p in &files {
+                let _ = std::fs::remove_file(p);
+            }
+        };
+        // Dropped on an async thread: the unlinks run on a blocking one.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

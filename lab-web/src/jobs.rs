@@ -225,12 +225,13 @@ async fn run_analysis(
     let mut cmd = tokio::process::Command::new(&state.config.analyzer);
     cmd.arg("run").arg(&bundle);
     if lab_model::journey::valid_id(&life_situation) {
-        let journey = state
-            .config
-            .journeys_dirs
-            .iter()
-            .map(|d| d.join(format!("{life_situation}.toml")))
-            .find(|p| p.is_file());
+        let dirs = state.config.journeys_dirs.clone();
+        let journey = tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .map(|d| d.join(format!("{life_situation}.toml")))
+                .find(|p| p.is_file())
+        })
+        .await?;
         if let Some(j) = journey {
             cmd.arg("--journey").arg(j);
         }

@@ -373,30 +373,11 @@ pub async fn import(
     Json(body): Json<ImportBody>,
 ) -> ApiResult<Json<Imported>> {
     auth.require(Right::Operate)?;
-    let root = state
-        .config
-        .sessions_dir
-        .canonicalize()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("sessions folder: {e}")))?;
-    let path = PathBuf::from(body.path.trim());
-    let path = if path.is_relative() {
-        root.join(path)
-    } else {
-        path
-    };
-    let Some(path) = crate::bundle_files::bundle_folder_in(&root, &path) else {
-        return Err(ApiError::bad(format!(
-            "{} is not a folder directly inside the sessions folder {} (links are not followed)",
-            body.path,
-            root.display()
-        )));
-    };
-    if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
-        return Err(ApiError::bad(format!(
-            "{} is not a session bundle (no manifest.json)",
-            path.display()
-        )));
-    }
+    let sessions_dir = state.config.sessions_dir.clone();
+    let asked = body.path.clone();
+    let path = tokio::task::spawn_blocking(move || bundle_to_import(&sessions_dir, &asked))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     let (id, outcome) = crate::import::import_from_sessions_folder(&state, &path)
         .await
         .map_err(|e| ApiError::bad(format!("import failed: {e:#}")))?;
@@ -412,6 +393,34 @@ pub async fn import(
         session_id: id,
         imported: outcome == crate::import::Outcome::Imported,
     }))
+}
+
+/// The bundle folder an import request names: directly inside the sessions
+/// folder (links not followed), with a manifest. Blocking.
+fn bundle_to_import(sessions_dir: &std::path::Path, asked: &str) -> ApiResult<PathBuf> {
+    let root = sessions_dir
+        .canonicalize()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("sessions folder: {e}")))?;
+    let path = PathBuf::from(asked.trim());
+    let path = if path.is_relative() {
+        root.join(path)
+    } else {
+        path
+    };
+    let Some(path) = crate::bundle_files::bundle_folder_in(&root, &path) else {
+        return Err(ApiError::bad(format!(
+            "{} is not a folder directly inside the sessions folder {} (links are not followed)",
+            asked,
+            root.display()
+        )));
+    };
+    if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
+        return Err(ApiError::bad(format!(
+            "{} is not a session bundle (no manifest.json)",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 #[derive(Deserialize)]

@@ -20,12 +20,7 @@ use lab_model::analysis::Transcript;
 
 const NS_PER_MS: i64 = 1_000_000;
 
-/// A session time from the bundle in milliseconds, bounded to the longest
-/// session, so later arithmetic on it (durations, exports) cannot overflow
-/// whatever a hostile analysis file holds.
-pub fn ms(ns: i64) -> i64 {
-    (ns / NS_PER_MS).clamp(-limits::MAX_SESSION_MS, limits::MAX_SESSION_MS)
-}
+use crate::limits::session_ms as ms;
 
 /// The rows an import of `b` writes, stamped `imported_at`.
 pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
@@ -307,4 +302,84 @@ fn wire_name<T: serde::Serialize>(v: &T) -> Option<String> {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::read;
+
+    /// A synthetic bundle read from disk (no database), for the projection.
+    fn read_synthetic(name: &str) -> BundleRead {
+        let parent = std::env::temp_dir().join(format!("project-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        std::fs::create_dir_all(&parent).unwrap();
+        let dir =
+            crate::synth::write_bundle(&parent, &crate::synth::Spec::small("P1", "p-01")).unwrap();
+        let (dir, fp) = read::locate(&dir).unwrap();
+        let manifest = read::manifest(&dir).unwrap();
+        read::bundle(dir, fp, manifest, &[]).unwrap()
+    }
+
+    #[test]
+    fn a_bundle_projects_to_its_rows() {
+        let b = read_synthetic("rows");
+        let rows = project(&b, 42).unwrap();
+        let s = &rows.session;
+        assert_eq!(s.id, "P1");
+        assert_eq!(s.participant, "p-01");
+        assert_eq!(s.imported_at, 42);
+        assert_eq!(s.fingerprint, b.fingerprint);
+        assert_eq!(s.bundle_path, b.dir.to_string_lossy());
+        assert_eq!(
+            s.journey_id.as_deref(),
+            Some(b.journey.as_ref().unwrap().journey.id.as_str())
+        );
+        // No renditions yet: an empty media index, which reads as "not analysed".
+        assert_eq!(s.media, "{}");
+        // One row per event, with the lane entry in time units of the API.
+        assert_eq!(rows.events.len(), b.events.len());
+        for (r, e) in rows.events.iter().zip(&b.events) {
+            assert_eq!(r.lane.seq, e.seq as i64);
+            assert_eq!(r.lane.t_ms, e.t_ns / 1_000_000);
+            assert_eq!(r.data, e.data.to_string());
+        }
+        let t = b.analysis.transcript.as_ref().unwrap();
+        assert_eq!(rows.segments.len(), t.segments.len());
+        assert!(rows.segments.iter().all(|s| s.stems == stems(&s.text)));
+        let view: TranscriptView =
+            serde_json::from_str(s.transcript_json.as_deref().unwrap()).unwrap();
+        assert_eq!(view, transcript_view(t));
+        let c = b.analysis.candidates.as_ref().unwrap();
+        assert_eq!(rows.candidates.as_ref().unwrap().len(), c.candidates.len());
+        let st = b.analysis.steps.as_ref().unwrap();
+        assert_eq!(rows.intervals.len(), st.intervals.len());
+        assert_eq!(rows.summaries.len(), st.steps.len());
+    }
+
+    #[test]
+    fn a_bundles_journey_copy_never_overrides_the_labs() {
+        let mut b = read_synthetic("journey");
+        let j = b.journey.as_mut().unwrap();
+        assert_eq!(j.source, JourneySource::Bundle);
+        // Only the bundle's copy: it fills in, never replaces.
+        let rows = project(&b, 0).unwrap();
+        let rec = rows.journey.unwrap();
+        assert!(!rec.replace);
+        // The lab has its own definition: that one is written, and replaces.
+        let j = b.journey.as_mut().unwrap();
+        let mut lab = j.journey.clone();
+        lab.title = "Лабораторное название".into();
+        j.lab = Some(lab);
+        let rec = project(&b, 0).unwrap().journey.unwrap();
+        assert!(rec.replace);
+        assert_eq!(rec.info.title, "Лабораторное название");
+    }
+
+    #[test]
+    fn times_are_bounded_to_the_longest_session() {
+        assert_eq!(ms(1_500_000), 1);
+        assert_eq!(ms(i64::MAX), limits::MAX_SESSION_MS);
+        assert_eq!(ms(i64::MIN), -limits::MAX_SESSION_MS);
+    }
 }

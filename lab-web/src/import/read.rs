@@ -12,9 +12,9 @@ use lab_model::event::Event;
 use lab_model::journey::Journey;
 use serde_json::Value;
 
-use super::project::ms;
 use crate::bundle_files;
 use crate::limits;
+use crate::limits::session_ms as ms;
 use crate::types::{MediaFile, MediaIndex, Thumbnail};
 
 /// Every bundle folder directly inside `dir`. A symlink is never a bundle:

@@ -3,8 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::{AuditEntry, User};
+use sqlx::AnyPool as Pool;
 
 fn entry(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
     Ok(AuditEntry {

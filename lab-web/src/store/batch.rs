@@ -1,6 +1,6 @@
 //! Multi-row inserts in batches under both databases' parameter limits.
 
-use super::Conn;
+use sqlx::AnyConnection as Conn;
 
 /// A bindable value for the batched inserts.
 #[derive(Clone, Debug, PartialEq)]

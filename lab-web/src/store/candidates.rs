@@ -4,8 +4,8 @@ use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::{Candidate, CandidateEvidence};
+use sqlx::AnyPool as Pool;
 
 const COLUMNS: &str =
     "id, detector, start_ms, end_ms, step, confidence, note, evidence, status, reason, tag_id";

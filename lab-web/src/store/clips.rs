@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::Pool;
 use crate::types::MediaIndex;
+use sqlx::AnyPool as Pool;
 
 /// Queues (or re-queues) the clip of `tag` under job `job`.
 pub async fn queue(pool: &Pool, tag: i64, job: i64, now: i64) -> Result<(), sqlx::Error> {

@@ -4,8 +4,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::{Finding, JourneyInfo, SessionFilter};
+use sqlx::AnyPool as Pool;
 
 fn finding(r: &AnyRow, base: &str) -> Result<Finding, sqlx::Error> {
     let id: i64 = r.try_get("id")?;

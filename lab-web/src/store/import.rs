@@ -4,9 +4,9 @@
 
 use sqlx::Row;
 
-use super::Pool;
 use super::batch::{V, insert_rows};
 use crate::types::{JourneyInfo, SpeechSpan, TimelineEvent};
+use sqlx::AnyPool as Pool;
 
 /// The session's own row.
 #[derive(Debug, Clone, PartialEq)]

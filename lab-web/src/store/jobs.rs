@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::Job;
+use sqlx::AnyPool as Pool;
 
 const COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
 

@@ -2,8 +2,9 @@
 
 use sqlx::Row;
 
-use super::{Conn, Pool};
 use crate::types::{JourneyInfo, JourneySummary};
+use sqlx::AnyConnection as Conn;
+use sqlx::AnyPool as Pool;
 
 /// A journey's definition (stored as JSON).
 pub async fn get(pool: &Pool, id: &str) -> Result<Option<JourneyInfo>, sqlx::Error> {

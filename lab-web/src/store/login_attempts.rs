@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::Pool;
+use sqlx::AnyPool as Pool;
 
 /// Forgets counters whose window ended before `window_before` and "known
 /// address" marks older than `known_before`.

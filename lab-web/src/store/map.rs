@@ -5,8 +5,8 @@ use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
-use super::Pool;
 use crate::types::SessionFilter;
+use sqlx::AnyPool as Pool;
 
 /// The sessions `f` selects of a journey: `{SESSIONS}` in the SQL below,
 /// with its five parameters bound first.

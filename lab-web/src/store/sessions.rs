@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::{
     AnalysisState, Job, MediaIndex, SessionFilter, SessionRow, StudySummary, TranscriptView,
 };
+use sqlx::AnyPool as Pool;
 
 const ROW_SELECT: &str = "SELECT s.id, s.study, s.life_situation, s.journey_id, s.participant, s.segment, s.station, \
     s.started_at, s.duration_ms, s.status, s.withdrawn, s.transcript_status, s.media, \

@@ -3,8 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Pool;
 use crate::types::{ClipState, Tag, TagHistoryEntry};
+use sqlx::AnyPool as Pool;
 
 const SELECT: &str = "SELECT t.id, t.session_id, t.start_ms, t.end_ms, t.step, t.category, t.severity, t.emotion, \
     t.note, t.quote, t.url, t.selector, t.candidate_id, u.login AS created_by, t.created_at, t.updated_at, \

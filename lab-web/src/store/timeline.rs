@@ -7,8 +7,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::batch::{V, insert_rows};
-use super::{Conn, Pool};
 use crate::types::{EventRecord, Marker, StepInterval, TimelineEvent};
+use sqlx::AnyConnection as Conn;
+use sqlx::AnyPool as Pool;
 
 /// Step intervals overlapping `[from, to]`, titled from the session's step
 /// summaries.

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::Pool;
 use crate::types::ApiToken;
+use sqlx::AnyPool as Pool;
 
 pub async fn list(pool: &Pool) -> Result<Vec<ApiToken>, sqlx::Error> {
     sqlx::query("SELECT id, name, created_at, scope FROM api_tokens ORDER BY id")

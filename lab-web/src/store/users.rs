@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::Pool;
 use crate::types::{User, UserAccount};
+use sqlx::AnyPool as Pool;
 
 /// An enabled user with the password hash to check.
 pub struct Credentials {

@@ -1,9 +1,10 @@
-//! The rows a withdrawal scrubs (see [`crate::withdrawal`] for the order
+//! The rows a withdrawal scrubs (the withdrawal service sets the order
 //! that makes it race-free).
 
 use sqlx::Row;
 
-use super::Conn;
+use sqlx::AnyConnection as Conn;
+use sqlx::AnyPool as Pool;
 
 /// Marks the session withdrawn and removes everything personal from its
 /// rows: the participant code, consent reference and moderator, transcript,
@@ -46,7 +47,7 @@ pub async fn scrub_rows(conn: &mut Conn, session: &str, now: i64) -> Result<(), 
 }
 
 /// The session's bundle folder, if the session is known.
-pub async fn bundle_path(pool: &super::Pool, session: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn bundle_path(pool: &Pool, session: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query("SELECT bundle_path FROM sessions WHERE id = $1")
         .bind(session)
         .fetch_optional(pool)
