@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::db::now_ms;
 use crate::state::AppState;
 use crate::store;
-use crate::types::JobOutcome as Outcome;
+use crate::types::{JobArgs, JobOutcome as Outcome};
 
 pub fn clip_path(state: &AppState, tag_id: i64) -> PathBuf {
     state.clips_dir().join(format!("{tag_id}.mp4"))
@@ -33,10 +32,10 @@ async fn set_clip(
 pub async fn run_clip(
     state: &AppState,
     job: i64,
-    args: &Value,
+    args: &JobArgs,
     mut cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
-    let tag_id = args["tag_id"].as_i64().context("clip job without a tag")?;
+    let tag_id = args.tag_id.context("clip job without a tag")?;
     let r = clip_inner(state, job, tag_id, &mut cancel).await;
     // Done, failed or cancelled: the subtitles and the partial clip are gone
     // before the job's end is recorded (the guard covers a dropped job).

@@ -12,7 +12,6 @@ use std::sync::LazyLock;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
@@ -20,7 +19,7 @@ use crate::db::now_ms;
 use crate::state::AppState;
 use crate::store;
 
-pub use crate::types::{Job, JobOutcome as Outcome};
+pub use crate::types::{Job, JobArgs, JobOutcome as Outcome};
 
 pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> {
     store::jobs::get(&state.db.pool, id).await
@@ -44,7 +43,7 @@ pub async fn enqueue(
     kind: &str,
     session_id: Option<&str>,
     tag_id: Option<i64>,
-    args: Value,
+    args: JobArgs,
     user: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
     let id = store::jobs::insert(
@@ -52,7 +51,7 @@ pub async fn enqueue(
         kind,
         session_id,
         tag_id,
-        &args.to_string(),
+        &serde_json::to_string(&args).unwrap_or_default(),
         user,
         now_ms(),
     )
@@ -167,7 +166,7 @@ pub async fn worker(state: AppState) {
     }
 }
 
-async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx::Error> {
+async fn next_job(state: &AppState) -> Result<Option<(i64, String, JobArgs)>, sqlx::Error> {
     let Some(job) = store::jobs::claim_next(&state.db.pool, now_ms()).await? else {
         return Ok(None);
     };
@@ -175,7 +174,7 @@ async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx
     Ok(Some((
         job.id,
         job.kind,
-        serde_json::from_str(&job.args).unwrap_or(Value::Null),
+        serde_json::from_str(&job.args).unwrap_or_default(),
     )))
 }
 
@@ -208,11 +207,12 @@ pub fn analysis_progress(line: &str) -> Option<(f64, String)> {
 async fn run_analysis(
     state: &AppState,
     id: i64,
-    args: &Value,
+    args: &JobArgs,
     mut cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
-    let session = args["session_id"]
-        .as_str()
+    let session = args
+        .session_id
+        .as_deref()
         .context("job without a session")?;
     let files = store::sessions::files(&state.db.pool, session)
         .await?
@@ -236,7 +236,7 @@ async fn run_analysis(
             cmd.arg("--journey").arg(j);
         }
     }
-    if let Some(stage) = args["force"].as_str() {
+    if let Some(stage) = &args.force {
         cmd.arg("--force").arg(stage);
     }
     cmd.stdin(Stdio::null())

@@ -452,3 +452,15 @@ pub enum JobOutcome {
     Done(String),
     Cancelled,
 }
+
+/// What a job is asked to do (the `args` column): an analysis names its
+/// session and optionally a stage to redo; a clip names its tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct JobArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_id: Option<i64>,
+}

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::access::require_session;
 use super::responses::{AuditLog, Created, JobQueued, Jobs, NewTokenCreated, Tokens, Users};
@@ -16,7 +15,7 @@ use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
-use crate::types::{Job, ROLES};
+use crate::types::{Job, JobArgs, ROLES};
 
 #[derive(Deserialize, Default)]
 pub struct JobsQuery {
@@ -113,7 +112,7 @@ pub async fn retry_job(
             "задание ещё выполняется / the job is still active".into(),
         ));
     }
-    let args: Value = serde_json::from_str(&r.args)?;
+    let args: JobArgs = serde_json::from_str(&r.args)?;
     let session = r.session_id;
     if let Some(s) = &session {
         // A job of a withdrawn session is never run again.

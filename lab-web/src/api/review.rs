@@ -4,7 +4,6 @@ use axum::extract::{Json, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::access::{require_session, require_tag_session};
 use super::responses::{Accepted, History, JobQueued, Tags};
@@ -15,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
 use crate::tagging::{self, TagInput, detector_category, tag_by_id};
-use crate::types::{Candidate, Tag};
+use crate::types::{Candidate, JobArgs, Tag};
 
 pub async fn list_tags(
     State(state): State<AppState>,
@@ -209,7 +208,10 @@ pub async fn make_clip(
         "clip",
         Some(&t.session_id),
         Some(tag),
-        json!({"tag_id": tag}),
+        JobArgs {
+            tag_id: Some(tag),
+            ..Default::default()
+        },
         Some(auth.user.id),
     )
     .await?;

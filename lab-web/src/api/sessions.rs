@@ -7,7 +7,7 @@ use axum::extract::{Json, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::require_session;
 use super::filters::ListQuery;
@@ -20,7 +20,7 @@ use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
-use crate::types::{SessionRow, SpeechSpan, TimelineEvent};
+use crate::types::{JobArgs, SessionRow, SpeechSpan, TimelineEvent};
 
 async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
     store::sessions::get(&state.db.pool, id)
@@ -344,7 +344,11 @@ pub async fn analyze(
         "analyze",
         Some(&id),
         None,
-        json!({"session_id": id, "force": force}),
+        JobArgs {
+            session_id: Some(id.clone()),
+            force: force.clone(),
+            tag_id: None,
+        },
         Some(auth.user.id),
     )
     .await?;
