@@ -13,12 +13,12 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash}
 use axum::extract::FromRequestParts;
 use axum::http::{Method, request::Parts};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::limits;
 use crate::state::AppState;
+use crate::store;
 use crate::types::User;
 
 pub const SESSION_COOKIE: &str = "lab_session";
@@ -158,39 +158,25 @@ pub async fn reserve_login_attempt(
     if rand::random::<u8>() < 4 {
         // Now and then, forget what has expired (a flood of made-up names
         // must not grow the table without bound).
-        sqlx::query(
-            "DELETE FROM login_attempts WHERE (key NOT LIKE 'ok:%' AND window_start < $1) OR window_start < $2",
+        store::login_attempts::forget_expired(
+            &state.db.pool,
+            window_start_before,
+            now - limits::LOGIN_KNOWN_FOR.as_millis() as i64,
         )
-        .bind(window_start_before)
-        .bind(now - limits::LOGIN_KNOWN_FOR.as_millis() as i64)
-        .execute(&state.db.pool)
         .await?;
     }
-    let known = sqlx::query("SELECT 1 FROM login_attempts WHERE key = $1 AND window_start >= $2")
-        .bind(known_key(login, addr))
-        .bind(now - limits::LOGIN_KNOWN_FOR.as_millis() as i64)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .is_some();
+    let known = store::login_attempts::marked_since(
+        &state.db.pool,
+        &known_key(login, addr),
+        now - limits::LOGIN_KNOWN_FOR.as_millis() as i64,
+    )
+    .await?;
     let keys = login_keys(login, addr);
     let checked = if known { &keys[..2] } else { &keys[..] };
     for (key, limit) in checked {
-        let count: i64 = sqlx::query(
-            "INSERT INTO login_attempts (key, count, window_start) VALUES ($1, 1, $2) \
-             ON CONFLICT (key) DO UPDATE SET \
-             count = CASE WHEN login_attempts.window_start < $3 THEN 1 \
-                          WHEN login_attempts.count > $4 THEN login_attempts.count \
-                          ELSE login_attempts.count + 1 END, \
-             window_start = CASE WHEN login_attempts.window_start < $3 THEN $2 ELSE login_attempts.window_start END \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window_start_before)
-        .bind(limit)
-        .fetch_one(&state.db.pool)
-        .await?
-        .try_get(0)?;
+        let count =
+            store::login_attempts::bump(&state.db.pool, key, now, window_start_before, *limit)
+                .await?;
         if count > *limit {
             return Ok(false);
         }
@@ -209,24 +195,14 @@ pub async fn clear_login_attempts(
     addr: &str,
 ) -> Result<(), ApiError> {
     let [(pair, _), (by_addr, _), (by_account, _)] = login_keys(login, addr);
-    sqlx::query("DELETE FROM login_attempts WHERE key = $1")
-        .bind(pair)
-        .execute(&state.db.pool)
-        .await?;
-    sqlx::query(
-        "UPDATE login_attempts SET count = count - 1 WHERE (key = $1 OR key = $2) AND count > 0",
+    store::login_attempts::succeeded(
+        &state.db.pool,
+        &pair,
+        &by_addr,
+        &by_account,
+        &known_key(login, addr),
+        now_ms(),
     )
-    .bind(by_addr)
-    .bind(by_account)
-    .execute(&state.db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO login_attempts (key, count, window_start) VALUES ($1, 0, $2) \
-         ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start",
-    )
-    .bind(known_key(login, addr))
-    .bind(now_ms())
-    .execute(&state.db.pool)
     .await?;
     Ok(())
 }
@@ -335,24 +311,18 @@ pub async fn create_user(
         let p = password.to_string();
         with_hash_permit(state, move || hash_password(&p)).await??
     };
-    let exists = sqlx::query("SELECT id FROM users WHERE login = $1")
-        .bind(login)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    if exists.is_some() {
+    if store::users::login_taken(&state.db.pool, login).await? {
         return Err(ApiError::Conflict(format!("login {login:?} is taken")));
     }
-    let row = sqlx::query(
-        "INSERT INTO users (login, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    Ok(store::users::insert(
+        &state.db.pool,
+        login,
+        if name.is_empty() { login } else { name },
+        &hash,
+        role,
+        now_ms(),
     )
-    .bind(login)
-    .bind(if name.is_empty() { login } else { name })
-    .bind(hash)
-    .bind(role)
-    .bind(now_ms())
-    .fetch_one(&state.db.pool)
-    .await?;
-    Ok(row.try_get(0)?)
+    .await?)
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -365,14 +335,10 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = $1")
-                .bind(token_hash(bearer.trim()))
-                .fetch_optional(&state.db.pool)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            let id: i64 = row.try_get(0)?;
-            let name: String = row.try_get(1)?;
-            let scope: String = row.try_get(2)?;
+            let (id, name, scope) =
+                store::tokens::by_hash(&state.db.pool, &token_hash(bearer.trim()))
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
             return Ok(Auth {
                 user: User {
                     id: -id,
@@ -389,19 +355,13 @@ impl FromRequestParts<AppState> for Auth {
             });
         }
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
-        let row = sqlx::query(
-            "SELECT u.id, u.login, u.name, u.role, s.csrf, s.expires_at FROM auth_sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND u.disabled = 0",
-        )
-        .bind(token_hash(token))
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-        let expires: i64 = row.try_get(5)?;
-        if expires < now_ms() {
+        let login = store::users::login_session(&state.db.pool, &token_hash(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        if login.expires_at < now_ms() {
             return Err(ApiError::Unauthorized);
         }
-        let csrf: String = row.try_get(4)?;
+        let csrf = login.csrf;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let sent = parts
                 .headers
@@ -412,12 +372,7 @@ impl FromRequestParts<AppState> for Auth {
             }
         }
         Ok(Auth {
-            user: User {
-                id: row.try_get(0)?,
-                login: row.try_get(1)?,
-                name: row.try_get(2)?,
-                role: row.try_get(3)?,
-            },
+            user: login.user,
             csrf: Some(csrf),
         })
     }
@@ -431,17 +386,7 @@ pub async fn audit(
     object: &str,
     detail: &str,
 ) {
-    let r = sqlx::query(
-        "INSERT INTO audit (at, user_id, login, action, object, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(now_ms())
-    .bind(user.map(|u| u.id))
-    .bind(user.map(|u| u.login.as_str()).unwrap_or("-"))
-    .bind(action)
-    .bind(object)
-    .bind(detail)
-    .execute(&state.db.pool)
-    .await;
+    let r = store::audit::append(&state.db.pool, now_ms(), user, action, object, detail).await;
     if let Err(e) = r {
         tracing::error!("audit log write failed: {e}");
     }

@@ -23,8 +23,9 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::db::Db;
-use crate::import::{V, insert_rows};
 use crate::state::{AppState, Config};
+use crate::store;
+use crate::store::import::SegmentRecord;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -224,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("lab-web-bench-{}", std::process::id())),
     };
-    std::fs::create_dir_all(dir.join("sessions"))?;
+    tokio::fs::create_dir_all(dir.join("sessions")).await?;
     let url = args
         .database_url
         .clone()
@@ -344,44 +345,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let per_hour_segments = 10_000 / 8;
     for s in 0..sessions {
         let sid = format!("SEARCH-{s:05}");
-        sqlx::query(
-            "INSERT INTO sessions (id, study, life_situation, participant, station, consent, started_at, duration_ms, status, \
-             bundle_path, fingerprint, imported_at) VALUES ($1, 'bench', 'test-benefit', $2, 'bench', 'bench', $3, $4, 'complete', $5, '', 0) \
-             ON CONFLICT (id) DO NOTHING",
+        store::import::insert_bench_session(
+            &state.db.pool,
+            &sid,
+            &format!("P{s:05}"),
+            1_700_000_000_000i64 + i64::from(s) * 86_400_000,
+            7_200_000i64,
+            &dir.join("none").join(&sid).to_string_lossy(),
         )
-        .bind(&sid)
-        .bind(format!("P{s:05}"))
-        .bind(1_700_000_000_000i64 + i64::from(s) * 86_400_000)
-        .bind(7_200_000i64)
-        .bind(dir.join("none").join(&sid).to_string_lossy().to_string())
-        .execute(&state.db.pool)
         .await?;
-        let mut tx = state.db.pool.begin().await?;
         let segs = per_hour_segments * 2;
-        let rows: Vec<Vec<V>> = (0..segs)
+        let rows: Vec<(String, SegmentRecord)> = (0..segs)
             .map(|i| {
                 let text = sentence(&mut rng, 8);
                 let start = i as i64 * 5_760;
-                vec![
-                    V::S(sid.clone()),
-                    V::I(i as i64),
-                    V::I(start),
-                    V::I(start + 5_000),
-                    V::S("participant".into()),
-                    V::S(crate::search::stems(&text)),
-                    V::S(text),
-                    V::S("[]".into()),
-                ]
+                let record = SegmentRecord {
+                    idx: i as i64,
+                    start_ms: start,
+                    end_ms: start + 5_000,
+                    speaker: "participant".into(),
+                    stems: crate::search::stems(&text),
+                    text,
+                    words: "[]".into(),
+                };
+                (sid.clone(), record)
             })
             .collect();
-        insert_rows(
-            &mut tx,
-            "INSERT INTO transcript_segments (session_id, idx, start_ms, end_ms, speaker, stems, text, words)",
-            8,
-            rows,
-        )
-        .await?;
-        tx.commit().await?;
+        store::import::insert_bench_segments(&state.db.pool, &rows).await?;
         if s % 50 == 49 {
             eprintln!(
                 "  search corpus: {} of {} session-hours",
@@ -390,14 +380,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if state.db.backend == crate::db::Backend::Postgres {
-        sqlx::query("ANALYZE transcript_segments")
-            .execute(&state.db.pool)
-            .await?;
-        sqlx::query("ANALYZE sessions")
-            .execute(&state.db.pool)
-            .await?;
-    }
+    store::search::analyze_tables(&state.db).await?;
     println!(
         "search corpus: {} session-hours, {} segments, {} words, built in {:.0} s",
         sessions * 2,
@@ -450,7 +433,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         st.pct(95.0) / 100.0
     );
     if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     Ok(())
 }

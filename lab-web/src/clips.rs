@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context;
-use serde_json::Value;
-use sqlx::Row;
 use tokio::sync::watch;
 
 use crate::db::now_ms;
-use crate::jobs::Outcome;
 use crate::state::AppState;
+use crate::store;
+use crate::types::{JobArgs, JobOutcome as Outcome};
 
 pub fn clip_path(state: &AppState, tag_id: i64) -> PathBuf {
     state.clips_dir().join(format!("{tag_id}.mp4"))
@@ -26,28 +25,24 @@ async fn set_clip(
     file: Option<&str>,
     job: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO clips (tag_id, status, file, job_id, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tag_id) DO UPDATE SET status = excluded.status, file = excluded.file, job_id = excluded.job_id",
-    )
-    .bind(tag_id)
-    .bind(status)
-    .bind(file)
-    .bind(job)
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await?;
+    store::clips::set_status(&state.db.pool, tag_id, status, file, job, now_ms()).await?;
     Ok(())
 }
 
 pub async fn run_clip(
     state: &AppState,
     job: i64,
-    args: &Value,
+    args: &JobArgs,
     mut cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
-    let tag_id = args["tag_id"].as_i64().context("clip job without a tag")?;
+    let tag_id = args.tag_id.context("clip job without a tag")?;
     let r = clip_inner(state, job, tag_id, &mut cancel).await;
+    // Done, failed or cancelled: the subtitles and the partial clip are gone
+    // before the job's end is recorded (the guard covers a dropped job).
+    let dir = state.clips_dir();
+    for p in [format!("{tag_id}.srt"), format!("{tag_id}.mp4.part")] {
+        let _ = tokio::fs::remove_file(dir.join(p)).await;
+    }
     let status = match &r {
         Ok(Outcome::Done(_)) => "done",
         Ok(Outcome::Cancelled) => "cancelled",
@@ -65,27 +60,21 @@ async fn clip_inner(
     cancel: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
     set_clip(state, tag_id, "running", None, job).await?;
-    let row = sqlx::query(
-        "SELECT t.session_id, t.start_ms, t.end_ms, s.bundle_path, s.media, s.withdrawn FROM tags t \
-         JOIN sessions s ON s.id = t.session_id WHERE t.id = $1 AND t.deleted = 0",
-    )
-    .bind(tag_id)
-    .fetch_one(&state.db.pool)
-    .await
-    .with_context(|| format!("tag {tag_id}"))?;
-    let session: String = row.try_get(0)?;
-    let (start_ms, end_ms): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
-    let bundle: String = row.try_get(3)?;
-    let media: Value = serde_json::from_str(&row.try_get::<String, _>(4)?)?;
-    anyhow::ensure!(row.try_get::<i64, _>(5)? == 0, "the participant withdrew");
-    let screen = media["screen"]["file"]
-        .as_str()
+    let src = store::clips::source(&state.db.pool, tag_id)
+        .await
+        .with_context(|| format!("tag {tag_id}"))?;
+    let (start_ms, end_ms) = (src.start_ms, src.end_ms);
+    anyhow::ensure!(!src.withdrawn, "the participant withdrew");
+    let screen = src
+        .media
+        .screen
+        .as_ref()
         .context("the session has no screen rendition yet (run the analysis)")?;
-    let file_start_ms = media["screen"]["start_ms"].as_i64().unwrap_or(0);
+    let file_start_ms = screen.start_ms;
     // The rendition is opened like every bundle file (no links, no `..`, a
     // regular single-link file: never a FIFO or a server file) and ffmpeg
     // reads that open file through /proc, never a path the bundle chose.
-    let (bundle_dir, rel) = (PathBuf::from(&bundle), screen.to_string());
+    let (bundle_dir, rel) = (PathBuf::from(&src.bundle_path), screen.file.clone());
     let (input_file, _) =
         tokio::task::spawn_blocking(move || crate::bundle_files::open(&bundle_dir, &rel)).await??;
     let input = PathBuf::from(format!(
@@ -93,7 +82,7 @@ async fn clip_inner(
         std::process::id(),
         std::os::fd::AsRawFd::as_raw_fd(&input_file)
     ));
-    let transcript = crate::api::load_transcript(state, &session).await?;
+    let transcript = store::sessions::transcript(&state.db.pool, &src.session_id).await?;
     let srt = crate::export::subtitles::srt_range(&transcript, start_ms, end_ms);
 
     let dir = state.clips_dir();
@@ -184,8 +173,16 @@ struct Cleanup(Vec<PathBuf>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
+        let files = std::mem::take(&mut self.0);
+        let remove = move || {
+            for p in &files {
+                let _ = std::fs::remove_file(p);
+            }
+        };
+        // Dropped on an async thread: the unlinks run on a blocking one.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

@@ -30,6 +30,14 @@ impl ApiError {
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound(what.into())
     }
+    /// The answer to a change of a session whose participant withdrew
+    /// (also when the change lost the race with the withdrawal).
+    pub fn withdrawn() -> Self {
+        Self::Conflict(
+            "участник отозвал согласие, сессию нельзя менять / the participant withdrew; the session is read-only"
+                .into(),
+        )
+    }
 }
 
 impl From<sqlx::Error> for ApiError {

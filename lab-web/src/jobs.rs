@@ -12,57 +12,17 @@ use std::sync::LazyLock;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use serde::Serialize;
-use serde_json::Value;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::db::now_ms;
 use crate::state::AppState;
+use crate::store;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub session_id: Option<String>,
-    pub tag_id: Option<i64>,
-    pub status: String,
-    pub progress: f64,
-    pub stage: String,
-    pub message: String,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-pub const JOB_COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
-
-pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
-    Ok(Job {
-        id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        session_id: r.try_get(2)?,
-        tag_id: r.try_get(3)?,
-        status: r.try_get(4)?,
-        progress: r.try_get(5)?,
-        stage: r.try_get(6)?,
-        message: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        started_at: r.try_get(9)?,
-        finished_at: r.try_get(10)?,
-    })
-}
+pub use crate::types::{Job, JobArgs, JobOutcome as Outcome};
 
 pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(&state.db.pool)
-    .await?;
-    row.as_ref().map(job_from_row).transpose()
+    store::jobs::get(&state.db.pool, id).await
 }
 
 async fn publish(state: &AppState, id: i64) {
@@ -83,22 +43,19 @@ pub async fn enqueue(
     kind: &str,
     session_id: Option<&str>,
     tag_id: Option<i64>,
-    args: Value,
+    args: JobArgs,
     user: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at) \
-         VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+    let id = store::jobs::insert(
+        &state.db.pool,
+        kind,
+        session_id,
+        tag_id,
+        &serde_json::to_string(&args).unwrap_or_default(),
+        user,
+        now_ms(),
     )
-    .bind(kind)
-    .bind(session_id)
-    .bind(tag_id)
-    .bind(args.to_string())
-    .bind(user)
-    .bind(now_ms())
-    .fetch_one(&state.db.pool)
     .await?;
-    let id: i64 = row.try_get(0)?;
     publish(state, id).await;
     state.job_wakeup.notify_one();
     Ok(id)
@@ -106,15 +63,7 @@ pub async fn enqueue(
 
 /// Cancels a queued or running job. Returns false if it had already ended.
 pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE jobs SET status = 'cancelled', finished_at = $2, message = 'отменено / cancelled' \
-         WHERE id = $1 AND status = 'queued'",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await?;
-    if r.rows_affected() > 0 {
+    if store::jobs::cancel_queued(&state.db.pool, id, now_ms()).await? {
         publish(state, id).await;
         return Ok(true);
     }
@@ -134,15 +83,7 @@ pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
 
 /// Cancels every queued or running job of a session (withdrawal).
 pub async fn cancel_for_session(state: &AppState, session: &str) -> Result<(), sqlx::Error> {
-    let ids: Vec<i64> = sqlx::query(
-        "SELECT id FROM jobs WHERE session_id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(session)
-    .fetch_all(&state.db.pool)
-    .await?
-    .iter()
-    .map(|r| r.try_get(0))
-    .collect::<Result<_, _>>()?;
+    let ids = store::jobs::active_for_session(&state.db.pool, session).await?;
     for id in ids {
         cancel(state, id).await?;
     }
@@ -150,26 +91,13 @@ pub async fn cancel_for_session(state: &AppState, session: &str) -> Result<(), s
 }
 
 async fn set_progress(state: &AppState, id: i64, progress: f64, stage: &str) {
-    let _ = sqlx::query("UPDATE jobs SET progress = $2, stage = $3 WHERE id = $1")
-        .bind(id)
-        .bind(progress)
-        .bind(stage)
-        .execute(&state.db.pool)
-        .await;
+    let _ = store::jobs::set_progress(&state.db.pool, id, progress, stage).await;
     publish(state, id).await;
 }
 
 async fn finish(state: &AppState, id: i64, status: &str, message: &str) {
-    let r = sqlx::query(
-        "UPDATE jobs SET status = $2, message = $3, finished_at = $4, \
-         progress = CASE WHEN $2 = 'done' THEN 1.0 ELSE progress END WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(message.chars().take(2000).collect::<String>())
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await;
+    let message: String = message.chars().take(2000).collect();
+    let r = store::jobs::finish(&state.db.pool, id, status, &message, now_ms()).await;
     if let Err(e) = r {
         tracing::error!("job {id}: cannot record its end: {e}");
     }
@@ -179,13 +107,7 @@ async fn finish(state: &AppState, id: i64, status: &str, message: &str) {
 /// Runs queued jobs one at a time, forever.
 pub async fn worker(state: AppState) {
     // Jobs that were running when the server stopped did not finish.
-    let _ = sqlx::query(
-        "UPDATE jobs SET status = 'failed', message = 'прервано перезапуском сервера / interrupted by a server restart', \
-         finished_at = $1 WHERE status = 'running'",
-    )
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await;
+    let _ = store::jobs::fail_interrupted(&state.db.pool, now_ms()).await;
     loop {
         match next_job(&state).await {
             Ok(Some((id, kind, args))) => {
@@ -244,36 +166,15 @@ pub async fn worker(state: AppState) {
     }
 }
 
-pub enum Outcome {
-    Done(String),
-    Cancelled,
-}
-
-async fn next_job(state: &AppState) -> Result<Option<(i64, String, Value)>, sqlx::Error> {
-    let Some(row) =
-        sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
-            .fetch_optional(&state.db.pool)
-            .await?
-    else {
+async fn next_job(state: &AppState) -> Result<Option<(i64, String, JobArgs)>, sqlx::Error> {
+    let Some(job) = store::jobs::claim_next(&state.db.pool, now_ms()).await? else {
         return Ok(None);
     };
-    let id: i64 = row.try_get(0)?;
-    let claimed = sqlx::query(
-        "UPDATE jobs SET status = 'running', started_at = $2, progress = 0 WHERE id = $1 AND status = 'queued'",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        return Ok(None);
-    }
-    publish(state, id).await;
-    let args: String = row.try_get(2)?;
+    publish(state, job.id).await;
     Ok(Some((
-        id,
-        row.try_get(1)?,
-        serde_json::from_str(&args).unwrap_or(Value::Null),
+        job.id,
+        job.kind,
+        serde_json::from_str(&job.args).unwrap_or_default(),
     )))
 }
 
@@ -306,39 +207,36 @@ pub fn analysis_progress(line: &str) -> Option<(f64, String)> {
 async fn run_analysis(
     state: &AppState,
     id: i64,
-    args: &Value,
+    args: &JobArgs,
     mut cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<Outcome> {
-    let session = args["session_id"]
-        .as_str()
+    let session = args
+        .session_id
+        .as_deref()
         .context("job without a session")?;
-    let row =
-        sqlx::query("SELECT bundle_path, life_situation, withdrawn FROM sessions WHERE id = $1")
-            .bind(session)
-            .fetch_one(&state.db.pool)
-            .await
-            .with_context(|| format!("session {session}"))?;
-    let bundle: String = row.try_get(0)?;
-    let life_situation: String = row.try_get(1)?;
-    let withdrawn: i64 = row.try_get(2)?;
+    let files = store::sessions::files(&state.db.pool, session)
+        .await?
+        .with_context(|| format!("session {session}"))?;
+    let (bundle, life_situation) = (files.bundle_path, files.life_situation);
     anyhow::ensure!(
-        withdrawn == 0,
+        !files.withdrawn,
         "the participant withdrew; nothing to analyse"
     );
     let mut cmd = tokio::process::Command::new(&state.config.analyzer);
     cmd.arg("run").arg(&bundle);
     if lab_model::journey::valid_id(&life_situation) {
-        let journey = state
-            .config
-            .journeys_dirs
-            .iter()
-            .map(|d| d.join(format!("{life_situation}.toml")))
-            .find(|p| p.is_file());
+        let dirs = state.config.journeys_dirs.clone();
+        let journey = tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .map(|d| d.join(format!("{life_situation}.toml")))
+                .find(|p| p.is_file())
+        })
+        .await?;
         if let Some(j) = journey {
             cmd.arg("--journey").arg(j);
         }
     }
-    if let Some(stage) = args["force"].as_str() {
+    if let Some(stage) = &args.force {
         cmd.arg("--force").arg(stage);
     }
     cmd.stdin(Stdio::null())
@@ -374,24 +272,6 @@ async fn run_analysis(
     }
     crate::import::import(state, &PathBuf::from(&bundle)).await?;
     Ok(Outcome::Done(tail.last().cloned().unwrap_or_default()))
-}
-
-/// The current analysis job (or last one) per session, for the sessions list.
-pub async fn latest_for_sessions(state: &AppState) -> Result<HashMap<String, Job>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = 'analyze' AND id IN \
-         (SELECT MAX(id) FROM jobs WHERE kind = 'analyze' GROUP BY session_id)"
-    )))
-    .fetch_all(&state.db.pool)
-    .await?;
-    let mut out = HashMap::new();
-    for r in &rows {
-        let j = job_from_row(r)?;
-        if let Some(s) = j.session_id.clone() {
-            out.insert(s, j);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

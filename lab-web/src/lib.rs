@@ -11,12 +11,15 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod jobs;
+pub mod lang;
 pub mod limits;
 pub mod map;
 pub mod pages;
 pub mod search;
 pub mod state;
+pub mod store;
 pub mod synth;
+pub mod tagging;
 pub mod types;
 pub mod withdrawal;
 

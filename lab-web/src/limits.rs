@@ -60,3 +60,10 @@ pub const MAX_STEP_CHARS: usize = 200;
 /// change, or after this delay, doubling per failure up to [`IMPORT_RETRY_MAX`].
 pub const IMPORT_RETRY_FIRST: Duration = Duration::from_secs(30);
 pub const IMPORT_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// A session time from a bundle (ns) in milliseconds, bounded to the
+/// longest session, so later arithmetic on it (durations, exports) cannot
+/// overflow whatever a hostile analysis file holds.
+pub fn session_ms(ns: i64) -> i64 {
+    (ns / 1_000_000).clamp(-MAX_SESSION_MS, MAX_SESSION_MS)
+}

@@ -37,8 +37,9 @@ struct Common {
 impl Common {
     /// The database URL; creates the data folder, owner-only (see
     /// [`lab_web::db::prepare_data_dir`]).
-    fn url(&self) -> anyhow::Result<String> {
-        lab_web::db::prepare_data_dir(&self.data)?;
+    async fn url(&self) -> anyhow::Result<String> {
+        let data = self.data.clone();
+        tokio::task::spawn_blocking(move || lab_web::db::prepare_data_dir(&data)).await??;
         Ok(match &self.database_url {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data.join("lab.db").display()),
@@ -130,7 +131,7 @@ async fn state(
     common: &Common,
     config: impl FnOnce(PathBuf) -> Config,
 ) -> anyhow::Result<AppState> {
-    let url = common.url()?;
+    let url = common.url().await?;
     let db = Db::connect(&url).await?;
     Ok(AppState::new(db, config(common.data.clone())))
 }
@@ -187,9 +188,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await?;
-            std::fs::create_dir_all(&state.config.sessions_dir).with_context(|| {
-                format!("sessions folder {}", state.config.sessions_dir.display())
-            })?;
+            tokio::fs::create_dir_all(&state.config.sessions_dir)
+                .await
+                .with_context(|| {
+                    format!("sessions folder {}", state.config.sessions_dir.display())
+                })?;
             first_admin(&state, admin_password).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -198,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             eprintln!(
                 "lab-web: serving http://{addr}/ (database: {}, sessions: {})",
-                lab_web::db::redact(&common.url()?),
+                lab_web::db::redact(&common.url().await?),
                 state.config.sessions_dir.display()
             );
             axum::serve(
@@ -255,11 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A fresh database gets one admin, so the app can be entered at all.
 async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Result<()> {
-    use sqlx::Row;
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM users")
-        .fetch_one(&state.db.pool)
-        .await?
-        .try_get(0)?;
+    let n = lab_web::store::users::count(&state.db.pool).await?;
     if n > 0 {
         return Ok(());
     }
@@ -272,11 +271,11 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e:?}"))?;
     if generated {
         let file = state.config.data_dir.join("initial-admin-password.txt");
-        std::fs::write(&file, format!("admin\n{password}\n"))?;
+        tokio::fs::write(&file, format!("admin\n{password}\n")).await?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).await?;
         }
         eprintln!(
             "lab-web: created user admin with password {password} (also in {})",

@@ -4,24 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, Row};
-
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::store::{self, Pool};
 use crate::types::{
     CandidateRef, Completion, Emotions, JourneyMap, MapStep, Problem, ProposedFriction, Quote,
-    TimeStats,
+    SessionFilter, TimeStats,
 };
-
-#[derive(Debug, Default, Clone)]
-pub struct Filters {
-    pub study: String,
-    pub segment: String,
-    pub from: i64,
-    pub to: i64,
-}
 
 /// Nearest-rank percentile of sorted values.
 pub fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -47,71 +35,47 @@ pub fn time_stats(mut v: Vec<i64>) -> TimeStats {
     }
 }
 
-/// The sessions `f` selects of a journey: `{session_filter}` in the SQL
-/// below, with its five parameters bound first.
-fn filtered<'q>(journey_id: &str, f: &Filters, sql: String) -> Query<'q, Any, AnyArguments> {
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(journey_id.to_string())
-        .bind(f.study.clone())
-        .bind(f.segment.clone())
-        .bind(f.from)
-        .bind(f.to)
-}
-
-pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> ApiResult<JourneyMap> {
-    let journey = crate::api::journey_info(state, journey_id)
+/// The map of journey `journey_id` over the sessions `f` selects (its
+/// `journey` and `life_situation` are not used).
+pub async fn journey_map(
+    pool: &Pool,
+    journey_id: &str,
+    f: &SessionFilter,
+) -> ApiResult<JourneyMap> {
+    let journey = store::journeys::get(pool, journey_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("journey {journey_id} not found")))?;
-    let session_filter = "s.journey_id = $1 AND ($2 = '' OR s.study = $2) AND ($3 = '' OR s.segment = $3) \
-        AND ($4 = 0 OR s.started_at >= $4) AND ($5 = 0 OR s.started_at <= $5)";
-    let sessions = filtered(journey_id, f, format!(
-        "SELECT s.id, s.participant FROM sessions s WHERE {session_filter} ORDER BY s.started_at"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
-    let participants: Vec<String> = sessions
-        .iter()
-        .map(|r| r.try_get(1))
-        .collect::<Result<_, _>>()?;
-    let summaries = filtered(journey_id, f, format!(
-        "SELECT m.step, m.time_spent_ms, m.visits, m.completed FROM step_summaries m JOIN sessions s ON s.id = m.session_id WHERE {session_filter}"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
+    let participants = store::map::participants(pool, journey_id, f).await?;
+    let summaries = store::map::step_summaries(pool, journey_id, f).await?;
     let mut times: HashMap<String, Vec<i64>> = HashMap::new();
     let mut completion: HashMap<String, Completion> = HashMap::new();
-    for r in &summaries {
-        let step: String = r.try_get(0)?;
-        let visits: i64 = r.try_get(2)?;
-        if visits == 0 {
+    for r in summaries {
+        if r.visits == 0 {
             continue;
         }
-        times.entry(step.clone()).or_default().push(r.try_get(1)?);
-        let c = completion.entry(step).or_default();
+        times
+            .entry(r.step.clone())
+            .or_default()
+            .push(r.time_spent_ms);
+        let c = completion.entry(r.step).or_default();
         c.reached += 1;
-        c.completed += r.try_get::<i64, _>(3)?;
+        c.completed += r.completed;
     }
-    let tags = filtered(journey_id, f, format!(
-        "SELECT t.id, t.step, t.category, t.severity, t.emotion, t.quote, t.session_id, s.participant, c.status, t.start_ms \
-         FROM tags t JOIN sessions s ON s.id = t.session_id LEFT JOIN clips c ON c.tag_id = t.id \
-         WHERE t.deleted = 0 AND {session_filter} ORDER BY t.severity DESC, t.id"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
+    let tags = store::map::tags(pool, journey_id, f).await?;
     let mut emotions: HashMap<String, Emotions> = HashMap::new();
     let mut problems: HashMap<String, BTreeMap<String, Problem>> = HashMap::new();
-    for r in &tags {
-        let Some(step) = r.try_get::<Option<String>, _>(1)? else {
+    for r in tags {
+        let Some(step) = r.step else {
             continue;
         };
-        let id: i64 = r.try_get(0)?;
+        let id = r.id;
         let e = emotions.entry(step.clone()).or_default();
-        match r.try_get::<String, _>(4)?.as_str() {
+        match r.emotion.as_str() {
             "positive" => e.positive += 1,
             "negative" => e.negative += 1,
             _ => e.neutral += 1,
         }
-        let category: String = r.try_get(2)?;
+        let category = r.category;
         let p = problems
             .entry(step)
             .or_default()
@@ -124,34 +88,27 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
                 clips: vec![],
             });
         p.count += 1;
-        p.max_severity = p.max_severity.max(r.try_get(3)?);
-        let quote: String = r.try_get(5)?;
+        p.max_severity = p.max_severity.max(r.severity);
+        let quote = r.quote;
         if !quote.trim().is_empty() && p.quotes.len() < 3 {
             p.quotes.push(Quote {
                 text: quote,
-                start_ms: r.try_get(9)?,
-                session_id: r.try_get(6)?,
-                participant: r.try_get(7)?,
+                start_ms: r.start_ms,
+                session_id: r.session_id,
+                participant: r.participant,
                 tag_id: id,
             });
         }
-        if r.try_get::<Option<String>, _>(8)?.as_deref() == Some("done") && p.clips.len() < 3 {
+        if r.clip_status.as_deref() == Some("done") && p.clips.len() < 3 {
             p.clips.push(format!("/api/v1/clips/{id}.mp4"));
         }
     }
-    let cands = filtered(journey_id, f, format!(
-        "SELECT c.step, c.detector, c.status, c.session_id, s.participant, c.start_ms \
-         FROM candidates c JOIN sessions s ON s.id = c.session_id \
-         WHERE c.status <> 'rejected' AND c.step IS NOT NULL AND {session_filter} ORDER BY s.started_at, c.start_ms"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
+    let cands = store::map::candidates(pool, journey_id, f).await?;
     let mut proposed: HashMap<String, BTreeMap<String, ProposedFriction>> = HashMap::new();
-    for r in &cands {
-        let step: String = r.try_get(0)?;
-        let detector: String = r.try_get(1)?;
+    for r in cands {
+        let detector = r.detector;
         let p = proposed
-            .entry(step)
+            .entry(r.step)
             .or_default()
             .entry(detector.clone())
             .or_insert(ProposedFriction {
@@ -161,15 +118,14 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
                 sessions: vec![],
             });
         p.count += 1;
-        if r.try_get::<String, _>(2)? == "accepted" {
+        if r.status == "accepted" {
             p.accepted += 1;
         }
-        let session_id: String = r.try_get(3)?;
-        if !p.sessions.iter().any(|s| s.session_id == session_id) {
+        if !p.sessions.iter().any(|s| s.session_id == r.session_id) {
             p.sessions.push(CandidateRef {
-                session_id,
-                participant: r.try_get(4)?,
-                start_ms: r.try_get(5)?,
+                session_id: r.session_id,
+                participant: r.participant,
+                start_ms: r.start_ms,
             });
         }
     }
@@ -211,7 +167,7 @@ pub async fn journey_map(state: &AppState, journey_id: &str, f: &Filters) -> Api
         .collect();
     Ok(JourneyMap {
         journey,
-        sessions: sessions.len() as i64,
+        sessions: participants.len() as i64,
         participants,
         steps,
     })

@@ -104,7 +104,7 @@ pub fn router() -> Router<AppState> {
         .route(
             "/healthz",
             get(|State(s): State<AppState>| async move {
-                match sqlx::query("SELECT 1").execute(&s.db.pool).await {
+                match crate::store::ping(&s.db.pool).await {
                     Ok(_) => (StatusCode::OK, "ok").into_response(),
                     Err(e) => {
                         // The cause goes to the log; anonymous callers learn only that it failed.
@@ -188,7 +188,7 @@ fn title(page: &str, lang: &str) -> &'static str {
 }
 
 fn shell(headers: &HeaderMap, page: &str, id: &str) -> Response {
-    let lang = crate::api::lang(headers);
+    let lang = crate::lang::lang(headers);
     let html = SHELL
         .replace("{{lang}}", lang)
         .replace("{{page}}", page)

@@ -306,3 +306,161 @@ pub fn category_name(id: &str, lang: &str) -> String {
 
 pub const EMOTIONS: &[&str] = &["positive", "neutral", "negative"];
 pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer"];
+
+/// A background job (`GET /jobs`, the job event stream).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub tag_id: Option<i64>,
+    pub status: String,
+    pub progress: f64,
+    pub stage: String,
+    pub message: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One study × life situation with its session count (`GET /studies`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StudySummary {
+    pub study: String,
+    pub life_situation: String,
+    pub journey_id: Option<String>,
+    pub journey_title: Option<String>,
+    pub sessions: i64,
+}
+
+/// A journey with its session count (`GET /journeys`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneySummary {
+    pub id: String,
+    pub title: String,
+    pub version: String,
+    pub sessions: i64,
+}
+
+/// One raw event with its payload (`GET /sessions/{id}/events`); the
+/// payload is the recorder's free-form event data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub t_ms: i64,
+    pub source: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// One change of a tag (`GET /tags/{tag}/history`); `before` and `after` are
+/// the tag as it was stored then (null after a withdrawal).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TagHistoryEntry {
+    pub at: i64,
+    pub user: Option<String>,
+    pub action: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// A user as the admin list shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserAccount {
+    pub id: i64,
+    pub login: String,
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// An API token without its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub user: String,
+    pub action: String,
+    pub object: String,
+    pub detail: String,
+}
+
+/// A transcript segment found by search.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchHit {
+    pub session_id: String,
+    pub participant: String,
+    pub segment_id: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub speaker: String,
+    pub text: String,
+}
+
+/// Where a session's renditions lie in its bundle (the `media` column),
+/// paths relative to the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MediaIndex {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<MediaFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<MediaFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<Vec<Thumbnail>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peaks: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MediaFile {
+    pub file: String,
+    #[serde(default)]
+    pub start_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Thumbnail {
+    #[serde(default)]
+    pub t_ms: i64,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// Filters of session lists, findings and the journey map; 0 / "" = any.
+#[derive(Debug, Default, Clone)]
+pub struct SessionFilter {
+    pub study: String,
+    pub life_situation: String,
+    pub journey: String,
+    pub segment: String,
+    /// Unix ms; 0 = no bound.
+    pub from: i64,
+    pub to: i64,
+}
+
+/// How a background job ended.
+pub enum JobOutcome {
+    Done(String),
+    Cancelled,
+}
+
+/// What a job is asked to do (the `args` column): an analysis names its
+/// session and optionally a stage to redo; a clip names its tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct JobArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_id: Option<i64>,
+}

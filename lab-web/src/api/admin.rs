@@ -7,15 +7,15 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::Row;
 
+use super::access::require_session;
+use super::responses::{AuditLog, Created, JobQueued, Jobs, NewTokenCreated, Tokens, Users};
 use crate::auth::{self, Auth, Right};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{JOB_COLUMNS, job_from_row};
 use crate::state::AppState;
-use crate::types::ROLES;
+use crate::store;
+use crate::types::{Job, JobArgs, ROLES};
 
 #[derive(Deserialize, Default)]
 pub struct JobsQuery {
@@ -27,20 +27,11 @@ pub async fn jobs(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<JobsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Jobs>> {
     auth.require(Right::Findings)?;
     let active = q.active.as_deref().is_some_and(|a| a == "1" || a == "true");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 = 0 OR status IN ('queued', 'running')) ORDER BY id DESC LIMIT 200"
-    )))
-    .bind(i64::from(active))
-    .fetch_all(&state.db.pool)
-    .await?;
-    let jobs = rows
-        .iter()
-        .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "jobs": jobs })))
+    let jobs = store::jobs::list(&state.db.pool, active).await?;
+    Ok(Json(Jobs { jobs }))
 }
 
 /// Server-sent events: one `job` event per job change.
@@ -67,7 +58,7 @@ pub async fn cancel_job(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Option<Job>>> {
     let job = crate::jobs::get(&state, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
@@ -93,47 +84,45 @@ pub async fn cancel_job(
     for _ in 0..20 {
         let j = crate::jobs::get(&state, id).await?;
         if j.as_ref().is_some_and(|j| j.status != "running") {
-            return Ok(Json(json!(j)));
+            return Ok(Json(j));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Ok(Json(json!(crate::jobs::get(&state, id).await?)))
+    Ok(Json(crate::jobs::get(&state, id).await?))
 }
 
 pub async fn retry_job(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Value>> {
-    let r = sqlx::query("SELECT kind, session_id, tag_id, args, status FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
+) -> ApiResult<Json<JobQueued>> {
+    let r = store::jobs::request(&state.db.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    let kind: String = r.try_get(0)?;
+    let kind = r.kind;
     let right = if kind == "clip" {
         Right::Review
     } else {
         Right::Operate
     };
     auth.require(right)?;
-    let status: String = r.try_get(4)?;
+    let status = r.status;
     if status == "queued" || status == "running" {
         return Err(ApiError::Conflict(
             "задание ещё выполняется / the job is still active".into(),
         ));
     }
-    let args: Value = serde_json::from_str(&r.try_get::<String, _>(3)?)?;
-    let session: Option<String> = r.try_get(1)?;
+    let args: JobArgs = serde_json::from_str(&r.args)?;
+    let session = r.session_id;
     if let Some(s) = &session {
         // A job of a withdrawn session is never run again.
-        super::require_session(&state, &auth, s, right).await?;
+        require_session(&state, &auth, s, right).await?;
     }
     let new = crate::jobs::enqueue(
         &state,
         &kind,
         session.as_deref(),
-        r.try_get(2)?,
+        r.tag_id,
         args,
         Some(auth.user.id),
     )
@@ -146,25 +135,16 @@ pub async fn retry_job(
         &format!("job:{new}"),
     )
     .await;
-    Ok(Json(json!({ "job_id": new })))
+    Ok(Json(JobQueued {
+        job_id: new,
+        already: None,
+    }))
 }
 
-pub async fn users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub async fn users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Users>> {
     auth.require(Right::Admin)?;
-    let rows =
-        sqlx::query("SELECT id, login, name, role, disabled, created_at FROM users ORDER BY login")
-            .fetch_all(&state.db.pool)
-            .await?;
-    let users = rows
-        .iter()
-        .map(|r| {
-            Ok(json!({
-                "id": r.try_get::<i64, _>(0)?, "login": r.try_get::<String, _>(1)?, "name": r.try_get::<String, _>(2)?,
-                "role": r.try_get::<String, _>(3)?, "disabled": r.try_get::<i64, _>(4)? != 0, "created_at": r.try_get::<i64, _>(5)?,
-            }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "users": users })))
+    let users = store::users::list(&state.db.pool).await?;
+    Ok(Json(Users { users }))
 }
 
 #[derive(Deserialize)]
@@ -180,7 +160,7 @@ pub async fn create_user(
     State(state): State<AppState>,
     auth: Auth,
     Json(u): Json<NewUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Created>)> {
     auth.require(Right::Admin)?;
     let id = auth::create_user(&state, &u.login, &u.name, &u.password, &u.role).await?;
     auth::audit(
@@ -191,7 +171,7 @@ pub async fn create_user(
         &format!("{} {}", u.login, u.role),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+    Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
 #[derive(Deserialize)]
@@ -208,12 +188,7 @@ pub async fn patch_user(
     Json(p): Json<PatchUser>,
 ) -> ApiResult<StatusCode> {
     auth.require(Right::Admin)?;
-    if sqlx::query("SELECT 1 FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .is_none()
-    {
+    if !store::users::exists(&state.db.pool, id).await? {
         return Err(ApiError::not_found(format!("user {id}")));
     }
     if let Some(role) = &p.role {
@@ -225,11 +200,7 @@ pub async fn patch_user(
                 "нельзя снять роль администратора с себя / you cannot demote yourself",
             ));
         }
-        sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
-            .bind(id)
-            .bind(role)
-            .execute(&state.db.pool)
-            .await?;
+        store::users::set_role(&state.db.pool, id, role).await?;
     }
     if let Some(pw) = &p.password {
         auth::password_ok(pw)?;
@@ -237,15 +208,7 @@ pub async fn patch_user(
         let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(id)
-            .bind(hash)
-            .execute(&state.db.pool)
-            .await?;
-        sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
-            .bind(id)
-            .execute(&state.db.pool)
-            .await?;
+        store::users::set_password(&state.db.pool, id, &hash).await?;
     }
     if let Some(d) = p.disabled {
         if id == auth.user.id && d {
@@ -253,17 +216,7 @@ pub async fn patch_user(
                 "нельзя отключить себя / you cannot disable yourself",
             ));
         }
-        sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
-            .bind(id)
-            .bind(i64::from(d))
-            .execute(&state.db.pool)
-            .await?;
-        if d {
-            sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
-                .bind(id)
-                .execute(&state.db.pool)
-                .await?;
-        }
+        store::users::set_disabled(&state.db.pool, id, d).await?;
     }
     auth::audit(
         &state,
@@ -281,16 +234,10 @@ pub async fn patch_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Tokens>> {
     auth.require(Right::Admin)?;
-    let rows = sqlx::query("SELECT id, name, created_at, scope FROM api_tokens ORDER BY id")
-        .fetch_all(&state.db.pool)
-        .await?;
-    let tokens = rows
-        .iter()
-        .map(|r| Ok(json!({"id": r.try_get::<i64, _>(0)?, "name": r.try_get::<String, _>(1)?, "created_at": r.try_get::<i64, _>(2)?, "scope": r.try_get::<String, _>(3)?})))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "tokens": tokens })))
+    let tokens = store::tokens::list(&state.db.pool).await?;
+    Ok(Json(Tokens { tokens }))
 }
 
 #[derive(Deserialize)]
@@ -306,7 +253,7 @@ pub async fn create_token(
     State(state): State<AppState>,
     auth: Auth,
     Json(t): Json<NewToken>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewTokenCreated>)> {
     auth.require(Right::Admin)?;
     let name: String = t.name.trim().chars().take(80).collect();
     if name.is_empty() {
@@ -319,15 +266,15 @@ pub async fn create_token(
         )));
     }
     let token = auth::new_token();
-    let r = sqlx::query("INSERT INTO api_tokens (name, token_hash, created_by, created_at, scope) VALUES ($1, $2, $3, $4, $5) RETURNING id")
-        .bind(&name)
-        .bind(auth::token_hash(&token))
-        .bind(auth.user.id)
-        .bind(now_ms())
-        .bind(scope)
-        .fetch_one(&state.db.pool)
-        .await?;
-    let id: i64 = r.try_get(0)?;
+    let id = store::tokens::insert(
+        &state.db.pool,
+        &name,
+        &auth::token_hash(&token),
+        auth.user.id,
+        now_ms(),
+        scope,
+    )
+    .await?;
     auth::audit(
         &state,
         Some(&auth.user),
@@ -338,7 +285,12 @@ pub async fn create_token(
     .await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": name, "scope": scope, "token": token })),
+        Json(NewTokenCreated {
+            id,
+            name,
+            scope: scope.to_string(),
+            token,
+        }),
     ))
 }
 
@@ -348,10 +300,7 @@ pub async fn delete_token(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     auth.require(Right::Admin)?;
-    sqlx::query("DELETE FROM api_tokens WHERE id = $1")
-        .bind(id)
-        .execute(&state.db.pool)
-        .await?;
+    store::tokens::delete(&state.db.pool, id).await?;
     auth::audit(
         &state,
         Some(&auth.user),
@@ -373,23 +322,13 @@ pub async fn audit_log(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditLog>> {
     auth.require(Right::Admin)?;
-    let rows = sqlx::query(
-        "SELECT id, at, login, action, object, detail FROM audit WHERE ($1 = 0 OR id < $1) ORDER BY id DESC LIMIT $2",
+    let entries = store::audit::list(
+        &state.db.pool,
+        q.before.unwrap_or(0),
+        q.limit.unwrap_or(100).clamp(1, 1000),
     )
-    .bind(q.before.unwrap_or(0))
-    .bind(q.limit.unwrap_or(100).clamp(1, 1000))
-    .fetch_all(&state.db.pool)
     .await?;
-    let entries = rows
-        .iter()
-        .map(|r| {
-            Ok(json!({
-                "id": r.try_get::<i64, _>(0)?, "at": r.try_get::<i64, _>(1)?, "user": r.try_get::<String, _>(2)?,
-                "action": r.try_get::<String, _>(3)?, "object": r.try_get::<String, _>(4)?, "detail": r.try_get::<String, _>(5)?,
-            }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditLog { entries }))
 }

@@ -5,44 +5,21 @@ use axum::extract::{Json, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::Row;
 
-use super::require_session;
-use super::sessions::date_bound;
+use super::access::require_session;
+use super::filters::MapQuery;
+use super::responses::{FindingsFilters, Journeys, OverlayFinding, OverlayFindings};
 use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::export;
-use crate::map::{Filters, journey_map};
+use crate::lang::lang;
+use crate::map::journey_map;
 use crate::state::AppState;
-use crate::types::{FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, TimelineEvent};
-
-#[derive(Deserialize, Default)]
-pub struct MapQuery {
-    #[serde(default)]
-    study: String,
-    #[serde(default)]
-    segment: String,
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    to: String,
-    #[serde(default)]
-    journey: String,
-    #[serde(default)]
-    format: String,
-}
-
-impl MapQuery {
-    fn filters(&self) -> ApiResult<Filters> {
-        Ok(Filters {
-            study: self.study.clone(),
-            segment: self.segment.clone(),
-            from: date_bound(&self.from, false)?,
-            to: date_bound(&self.to, true)?,
-        })
-    }
-}
+use crate::store;
+use crate::types::{
+    FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, JourneyMap, StepInterval, Tag, TimelineEvent,
+    TranscriptView,
+};
 
 /// The lab's public address for absolute links in exports: configured
 /// (`--public-url`), never taken from the request's Host header, which a
@@ -71,23 +48,10 @@ fn download(content_type: &'static str, name: &str, body: impl Into<axum::body::
     r
 }
 
-pub async fn journeys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub async fn journeys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Journeys>> {
     auth.require(Right::Findings)?;
-    let rows = sqlx::query(
-        "SELECT j.id, j.title, j.version, (SELECT COUNT(*) FROM sessions s WHERE s.journey_id = j.id) FROM journeys j ORDER BY j.title",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
-    let list = rows
-        .iter()
-        .map(|r| {
-            Ok(
-                json!({"id": r.try_get::<String, _>(0)?, "title": r.try_get::<String, _>(1)?,
-                      "version": r.try_get::<String, _>(2)?, "sessions": r.try_get::<i64, _>(3)?}),
-            )
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "journeys": list })))
+    let journeys = store::journeys::list(&state.db.pool).await?;
+    Ok(Json(Journeys { journeys }))
 }
 
 pub async fn map(
@@ -95,10 +59,9 @@ pub async fn map(
     auth: Auth,
     Path(id): Path<String>,
     Query(q): Query<MapQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JourneyMap>> {
     auth.require(Right::Findings)?;
-    let m = journey_map(&state, &id, &q.filters()?).await?;
-    Ok(Json(serde_json::to_value(m)?))
+    Ok(Json(journey_map(&state.db.pool, &id, &q.filter()?).await?))
 }
 
 pub async fn report(
@@ -109,10 +72,10 @@ pub async fn report(
     Query(q): Query<MapQuery>,
 ) -> ApiResult<Response> {
     auth.require(Right::Findings)?;
-    let m = journey_map(&state, &id, &q.filters()?).await?;
+    let m = journey_map(&state.db.pool, &id, &q.filter()?).await?;
     let html = export::report::html(
         &m,
-        super::lang(&headers),
+        lang(&headers),
         &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         &base_url(&state),
     );
@@ -143,59 +106,8 @@ pub async fn report(
 }
 
 /// The findings (tags) matching the filters.
-pub async fn load_findings(state: &AppState, q: &MapQuery, base: &str) -> ApiResult<Vec<Finding>> {
-    let f = q.filters()?;
-    let rows = sqlx::query(
-        "SELECT t.id, s.journey_id, t.step, t.session_id, s.participant, s.segment, s.study, t.url, t.selector, t.start_ms, \
-         t.end_ms, t.category, t.severity, t.emotion, t.quote, t.note, c.status, j.definition \
-         FROM tags t JOIN sessions s ON s.id = t.session_id LEFT JOIN clips c ON c.tag_id = t.id \
-         LEFT JOIN journeys j ON j.id = s.journey_id \
-         WHERE t.deleted = 0 AND ($1 = '' OR s.journey_id = $1) AND ($2 = '' OR s.study = $2) AND ($3 = '' OR s.segment = $3) \
-         AND ($4 = 0 OR s.started_at >= $4) AND ($5 = 0 OR s.started_at <= $5) ORDER BY s.started_at, t.start_ms, t.id",
-    )
-    .bind(&q.journey)
-    .bind(&f.study)
-    .bind(&f.segment)
-    .bind(f.from)
-    .bind(f.to)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: i64 = r.try_get(0)?;
-        let step: Option<String> = r.try_get(2)?;
-        let definition: Option<String> = r.try_get(17)?;
-        let step_title = match (&step, definition) {
-            (Some(step), Some(d)) => serde_json::from_str::<crate::types::JourneyInfo>(&d)
-                .ok()
-                .and_then(|j| j.steps.into_iter().find(|s| &s.id == step).map(|s| s.title)),
-            _ => None,
-        };
-        let session_id: String = r.try_get(3)?;
-        out.push(Finding {
-            id,
-            journey_id: r.try_get(1)?,
-            step,
-            step_title,
-            session_url: format!("{base}/sessions/{session_id}"),
-            session_id,
-            participant: r.try_get(4)?,
-            segment: r.try_get(5)?,
-            study: r.try_get(6)?,
-            url: r.try_get(7)?,
-            selector: r.try_get(8)?,
-            start_ms: r.try_get(9)?,
-            end_ms: r.try_get(10)?,
-            category: r.try_get(11)?,
-            severity: r.try_get(12)?,
-            emotion: r.try_get(13)?,
-            quote: r.try_get(14)?,
-            note: r.try_get(15)?,
-            clip_url: (r.try_get::<Option<String>, _>(16)?.as_deref() == Some("done"))
-                .then(|| format!("{base}/api/v1/clips/{id}.mp4")),
-        });
-    }
-    Ok(out)
+async fn load_findings(state: &AppState, q: &MapQuery, base: &str) -> ApiResult<Vec<Finding>> {
+    Ok(store::findings::list(&state.db.pool, &q.filter()?, base).await?)
 }
 
 pub async fn findings(
@@ -221,7 +133,7 @@ pub async fn findings(
     )
     .await;
     if q.format == "csv" {
-        let bytes = export::findings::to_csv(&list, super::lang(&headers));
+        let bytes = export::findings::to_csv(&list, lang(&headers));
         return Ok(download(
             "text/csv; charset=utf-8",
             &format!("{name}.csv"),
@@ -231,7 +143,13 @@ pub async fn findings(
     let doc = FindingsExport {
         schema_version: FINDINGS_SCHEMA_VERSION,
         generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        filters: json!({"journey": q.journey, "study": q.study, "segment": q.segment, "from": q.from, "to": q.to}),
+        filters: serde_json::to_value(FindingsFilters {
+            journey: q.journey.clone(),
+            study: q.study.clone(),
+            segment: q.segment.clone(),
+            from: q.from.clone(),
+            to: q.to.clone(),
+        })?,
         findings: list,
     };
     let text = export::findings::to_json(&doc);
@@ -311,16 +229,26 @@ pub async fn overlay_findings(
         let base = base_url(&state);
         let want = screen_path(&q.url);
         let all = load_findings(&state, &MapQuery::default(), &base).await?;
-        let list: Vec<Value> = all
+        let findings = all
             .into_iter()
             .filter(|f| f.url.as_deref().is_some_and(|u| screen_path(u) == want))
-            .map(|f| {
-                json!({"id": f.id, "step": f.step, "url": f.url, "selector": f.selector, "start_ms": f.start_ms,
-                       "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "emotion": f.emotion,
-                       "quote": f.quote, "clip_url": f.clip_url, "session_id": f.session_id, "participant": f.participant})
+            .map(|f| OverlayFinding {
+                id: f.id,
+                step: f.step,
+                url: f.url,
+                selector: f.selector,
+                start_ms: f.start_ms,
+                end_ms: f.end_ms,
+                category: f.category,
+                severity: f.severity,
+                emotion: f.emotion,
+                quote: f.quote,
+                clip_url: f.clip_url,
+                session_id: f.session_id,
+                participant: f.participant,
             })
             .collect();
-        Ok(Json(json!({ "findings": list })).into_response())
+        Ok(Json(OverlayFindings { findings }).into_response())
     }
     .await;
     cors(result.unwrap_or_else(|e| e.into_response()))
@@ -331,60 +259,26 @@ async fn session_export_data(
     id: &str,
 ) -> ApiResult<(
     export::eaf::SessionMeta,
-    Vec<crate::types::StepInterval>,
-    crate::types::TranscriptView,
+    Vec<StepInterval>,
+    TranscriptView,
     Vec<TimelineEvent>,
-    Vec<crate::types::Tag>,
+    Vec<Tag>,
 )> {
-    let r = sqlx::query("SELECT participant, started_at FROM sessions WHERE id = $1")
-        .bind(id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    let started: i64 = r.try_get(1)?;
+    let pool = &state.db.pool;
+    let (participant, started) = store::sessions::participant_and_start(pool, id).await?;
     let date = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(started.max(0) as u64),
     )
     .to_string();
     let meta = export::eaf::SessionMeta {
         session_id: id.to_string(),
-        participant: r.try_get(0)?,
+        participant,
         date,
     };
-    let titles: std::collections::HashMap<String, String> =
-        sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
-            .bind(id)
-            .fetch_all(&state.db.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let steps = sqlx::query("SELECT step, visit, start_ms, end_ms FROM step_intervals WHERE session_id = $1 ORDER BY start_ms")
-        .bind(id)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            let step: String = r.try_get(0)?;
-            Ok(crate::types::StepInterval {
-                title: titles.get(&step).cloned().unwrap_or_else(|| step.clone()),
-                step,
-                visit: r.try_get(1)?,
-                start_ms: r.try_get(2)?,
-                end_ms: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let events = sqlx::query("SELECT seq, t_ms, source, kind, summary FROM events WHERE session_id = $1 ORDER BY t_ms, seq")
-        .bind(id)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(TimelineEvent { seq: r.try_get(0)?, t_ms: r.try_get(1)?, source: r.try_get(2)?, kind: r.try_get(3)?, summary: r.try_get(4)? })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let transcript = super::load_transcript(state, id).await?;
-    let tags = super::review::tags(state, id).await?;
+    let steps = store::timeline::step_intervals(pool, id, i64::MIN / 2, i64::MAX / 2).await?;
+    let events = store::timeline::lane(&mut *pool.acquire().await?, id).await?;
+    let transcript = store::sessions::transcript(pool, id).await?;
+    let tags = store::tags::list(pool, id).await?;
     Ok((meta, steps, transcript, events, tags))
 }
 
@@ -431,16 +325,15 @@ pub async fn srt(
 /// The transcript as WebVTT or SRT.
 async fn subtitles(state: &AppState, auth: &Auth, id: &str, format: &str) -> ApiResult<Response> {
     require_session(state, auth, id, Right::Raw).await?;
-    let (content_type, render): (&'static str, fn(&crate::types::TranscriptView) -> String) =
-        if format == "vtt" {
-            ("text/vtt; charset=utf-8", export::subtitles::vtt)
-        } else {
-            (
-                "application/x-subrip; charset=utf-8",
-                export::subtitles::srt,
-            )
-        };
-    let t = super::load_transcript(state, id).await?;
+    let (content_type, render): (&'static str, fn(&TranscriptView) -> String) = if format == "vtt" {
+        ("text/vtt; charset=utf-8", export::subtitles::vtt)
+    } else {
+        (
+            "application/x-subrip; charset=utf-8",
+            export::subtitles::srt,
+        )
+    };
+    let t = store::sessions::transcript(&state.db.pool, id).await?;
     auth::audit(
         state,
         Some(&auth.user),

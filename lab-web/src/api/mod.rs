@@ -1,8 +1,12 @@
 //! The JSON API under `/api/v1` (`docs/lab-web-api.md`, `assets/openapi.json`).
 
+mod access;
 mod admin;
 mod exports;
+mod filters;
+mod responses;
 mod review;
+mod serve;
 mod sessions;
 
 use axum::Router;
@@ -12,16 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::Row;
 
-use crate::auth::{self, Auth, Right, SESSION_COOKIE, SESSION_DAYS};
+use crate::auth::{self, Auth, SESSION_COOKIE, SESSION_DAYS};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::types::{TranscriptView, User};
-
-pub use sessions::journey_info;
+use crate::store;
+use responses::{Categories, Category, ErrorBody, Me};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -86,15 +87,6 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async { ApiError::not_found("no such API route") })
 }
 
-/// The UI language from the `lab_lang` cookie (Russian unless `en`).
-pub fn lang(headers: &HeaderMap) -> &'static str {
-    if auth::cookie(headers, "lab_lang") == Some("en") {
-        "en"
-    } else {
-        "ru"
-    }
-}
-
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -103,10 +95,13 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn categories() -> Json<Value> {
-    Json(json!({
-        "categories": crate::types::CATEGORIES.iter().map(|(id, ru, en)| json!({"id": id, "ru": ru, "en": en})).collect::<Vec<_>>()
-    }))
+async fn categories() -> Json<Categories> {
+    Json(Categories {
+        categories: crate::types::CATEGORIES
+            .iter()
+            .map(|&(id, ru, en)| Category { id, ru, en })
+            .collect(),
+    })
 }
 
 /// A real hash to verify against for unknown logins (same cost as a hit).
@@ -132,16 +127,8 @@ async fn login(
                 .into(),
         ));
     }
-    let row = sqlx::query(
-        "SELECT id, login, name, role, password_hash FROM users WHERE login = $1 AND disabled = 0",
-    )
-    .bind(body.login.trim())
-    .fetch_optional(&state.db.pool)
-    .await?;
-    let phc = row
-        .as_ref()
-        .map(|r| r.try_get::<String, _>(4))
-        .transpose()?;
+    let found = store::users::credentials(&state.db.pool, body.login.trim()).await?;
+    let phc = found.as_ref().map(|c| c.password_hash.clone());
     // Verify even for unknown logins, so timing does not reveal which exist.
     let password: String = body.password.chars().take(1024).collect();
     let ok = auth::with_hash_permit(&state, move || {
@@ -150,32 +137,31 @@ async fn login(
         auth::verify_password(&password, &phc) && known
     })
     .await?;
-    let Some(row) = row.filter(|_| ok) else {
+    let Some(found) = found.filter(|_| ok) else {
         auth::audit(&state, None, "login_failed", &format!("user:{name}"), &addr).await;
         return Ok((
             StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "bad_credentials", "message": "Неверный логин или пароль / wrong login or password"})),
+            Json(ErrorBody {
+                error: "bad_credentials",
+                message: "Неверный логин или пароль / wrong login or password",
+            }),
         )
             .into_response());
     };
     auth::clear_login_attempts(&state, &name, &addr).await?;
-    let user = User {
-        id: row.try_get(0)?,
-        login: row.try_get(1)?,
-        name: row.try_get(2)?,
-        role: row.try_get(3)?,
-    };
+    let user = found.user;
     let token = auth::new_token();
     let csrf = auth::new_token();
     let now = now_ms();
-    sqlx::query("INSERT INTO auth_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(auth::token_hash(&token))
-        .bind(user.id)
-        .bind(&csrf)
-        .bind(now)
-        .bind(now + SESSION_DAYS * 86_400_000)
-        .execute(&state.db.pool)
-        .await?;
+    store::users::open_login(
+        &state.db.pool,
+        &auth::token_hash(&token),
+        user.id,
+        &csrf,
+        now,
+        now + SESSION_DAYS * 86_400_000,
+    )
+    .await?;
     auth::audit(
         &state,
         Some(&user),
@@ -193,7 +179,11 @@ async fn login(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_DAYS * 86_400
     );
-    let mut resp = Json(json!({"user": user, "csrf": csrf})).into_response();
+    let mut resp = Json(Me {
+        user,
+        csrf: Some(csrf),
+    })
+    .into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,
@@ -206,12 +196,8 @@ async fn logout(
     auth: Auth,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = auth::cookie(&headers, SESSION_COOKIE);
-    if let Some(t) = token {
-        sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
-            .bind(auth::token_hash(t))
-            .execute(&state.db.pool)
-            .await?;
+    if let Some(t) = auth::cookie(&headers, SESSION_COOKIE) {
+        store::users::close_login(&state.db.pool, &auth::token_hash(t)).await?;
     }
     auth::audit(
         &state,
@@ -229,74 +215,9 @@ async fn logout(
     Ok(resp)
 }
 
-async fn me(auth: Auth) -> Json<Value> {
-    Json(json!({"user": auth.user, "csrf": auth.csrf}))
-}
-
-/// A session's transcript as the API serves it (JSON, pre-rendered at import).
-pub async fn transcript_json(state: &AppState, session: &str) -> anyhow::Result<String> {
-    let head = sqlx::query(
-        "SELECT transcript_status, language, transcript_json FROM sessions WHERE id = $1",
-    )
-    .bind(session)
-    .fetch_one(&state.db.pool)
-    .await?;
-    Ok(match head.try_get::<Option<String>, _>(2)? {
-        Some(json) => json,
-        None => serde_json::to_string(&TranscriptView {
-            status: head.try_get(0)?,
-            language: head.try_get(1)?,
-            segments: vec![],
-        })?,
+async fn me(auth: Auth) -> Json<Me> {
+    Json(Me {
+        user: auth.user,
+        csrf: auth.csrf,
     })
-}
-
-/// A session's transcript.
-pub async fn load_transcript(state: &AppState, session: &str) -> anyhow::Result<TranscriptView> {
-    Ok(serde_json::from_str(
-        &transcript_json(state, session).await?,
-    )?)
-}
-
-/// A 404 unless the session exists; a 403 for raw data unless the role may
-/// see it; a 409 for any change (tags, decisions, analysis) to a session
-/// whose participant withdrew.
-pub async fn require_session(
-    state: &AppState,
-    auth: &Auth,
-    id: &str,
-    right: Right,
-) -> ApiResult<()> {
-    auth.require(right)?;
-    let withdrawn: i64 = sqlx::query("SELECT withdrawn FROM sessions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?
-        .try_get(0)?;
-    if withdrawn != 0 && matches!(right, Right::Review | Right::Operate) {
-        return Err(ApiError::Conflict(
-            "участник отозвал согласие, сессию нельзя менять / the participant withdrew; the session is read-only"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// [`require_session`] for the session a tag belongs to; returns that session.
-pub async fn require_tag_session(
-    state: &AppState,
-    auth: &Auth,
-    tag: i64,
-    right: Right,
-) -> ApiResult<String> {
-    auth.require(right)?;
-    let session: String = sqlx::query("SELECT session_id FROM tags WHERE id = $1")
-        .bind(tag)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tag {tag} not found")))?
-        .try_get(0)?;
-    require_session(state, auth, &session, right).await?;
-    Ok(session)
 }

@@ -1,257 +1,105 @@
 //! Sessions: list, detail, timeline, transcript, events, media, import,
 //! analysis, search and participant withdrawal.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use axum::body::Body;
 use axum::extract::{Json, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::Row;
-use tower::ServiceExt;
+use serde_json::Value;
 
-use super::require_session;
+use super::access::require_session;
+use super::filters::ListQuery;
+use super::responses::{
+    Events, Imported, JobQueued, MediaLinks, SearchResult, SessionDetail, Sessions, Studies,
+    ThumbnailLink, TimelineRest,
+};
+use super::serve::{serve_file, starts_playback};
 use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::types::{
-    AnalysisState, JourneyInfo, Marker, SessionRow, SpeechSpan, StepInterval, TimelineEvent,
-};
+use crate::store;
+use crate::types::{JobArgs, SessionRow, SpeechSpan, TimelineEvent};
 
-#[derive(Deserialize, Default)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub study: String,
-    #[serde(default)]
-    pub life_situation: String,
-    #[serde(default)]
-    pub journey: String,
-    #[serde(default)]
-    pub segment: String,
-    #[serde(default)]
-    pub from: String,
-    #[serde(default)]
-    pub to: String,
-}
-
-/// `YYYY-MM-DD` (start of day, or end of day for `to`) or Unix ms; 0 = no bound.
-pub fn date_bound(s: &str, end_of_day: bool) -> ApiResult<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(0);
-    }
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let t = humantime::parse_rfc3339_weak(&format!("{s} 00:00:00"))
-        .map_err(|_| ApiError::bad(format!("bad date {s:?}: use YYYY-MM-DD")))?;
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    Ok(if end_of_day { ms + 86_400_000 - 1 } else { ms })
-}
-
-const ROW_COLUMNS: &str = "s.id, s.study, s.life_situation, s.journey_id, s.participant, s.segment, s.station, \
-    s.started_at, s.duration_ms, s.status, s.withdrawn, s.transcript_status, s.media, \
-    (SELECT COUNT(*) FROM candidates c WHERE c.session_id = s.id AND c.status = 'open'), \
-    (SELECT COUNT(*) FROM candidates c WHERE c.session_id = s.id), \
-    (SELECT COUNT(*) FROM tags t WHERE t.session_id = s.id AND t.deleted = 0)";
-
-fn row_to_session(
-    r: &sqlx::any::AnyRow,
-    jobs: &HashMap<String, crate::jobs::Job>,
-) -> Result<SessionRow, sqlx::Error> {
-    let id: String = r.try_get(0)?;
-    let transcript_status: String = r.try_get(11)?;
-    let media: String = r.try_get(12)?;
-    let analysed = !transcript_status.is_empty() || media != "{}";
-    let mut analysis = AnalysisState {
-        status: if analysed { "done" } else { "none" }.into(),
-        ..Default::default()
-    };
-    if let Some(j) = jobs.get(&id) {
-        analysis = AnalysisState {
-            status: j.status.clone(),
-            progress: j.progress,
-            stage: j.stage.clone(),
-            message: j.message.clone(),
-            job_id: Some(j.id),
-        };
-    }
-    Ok(SessionRow {
-        id,
-        study: r.try_get(1)?,
-        life_situation: r.try_get(2)?,
-        journey_id: r.try_get(3)?,
-        participant: r.try_get(4)?,
-        segment: r.try_get(5)?,
-        station: r.try_get(6)?,
-        started_at: r.try_get(7)?,
-        duration_ms: r.try_get(8)?,
-        status: r.try_get(9)?,
-        withdrawn: r.try_get::<i64, _>(10)? != 0,
-        analysis,
-        candidates_open: r.try_get(13)?,
-        candidates_total: r.try_get(14)?,
-        tags: r.try_get(15)?,
-    })
-}
-
-pub async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
-    let jobs = crate::jobs::latest_for_sessions(state).await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROW_COLUMNS} FROM sessions s WHERE s.id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
-    Ok(row_to_session(&r, &jobs)?)
+async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
+    store::sessions::get(&state.db.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))
 }
 
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Sessions>> {
     auth.require(Right::Findings)?;
-    let jobs = crate::jobs::latest_for_sessions(&state).await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROW_COLUMNS} FROM sessions s WHERE ($1 = '' OR s.study = $1) AND ($2 = '' OR s.life_situation = $2) \
-         AND ($3 = '' OR s.segment = $3) AND ($4 = 0 OR s.started_at >= $4) AND ($5 = 0 OR s.started_at <= $5) \
-         AND ($6 = '' OR s.journey_id = $6) ORDER BY s.started_at DESC LIMIT 2000"
-    )))
-    .bind(&q.study)
-    .bind(&q.life_situation)
-    .bind(&q.segment)
-    .bind(date_bound(&q.from, false)?)
-    .bind(date_bound(&q.to, true)?)
-    .bind(&q.journey)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let sessions = rows
-        .iter()
-        .map(|r| row_to_session(r, &jobs))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "sessions": sessions })))
+    let sessions = store::sessions::list(&state.db.pool, &q.filter()?).await?;
+    Ok(Json(Sessions { sessions }))
 }
 
-pub async fn studies(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub async fn studies(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Studies>> {
     auth.require(Right::Findings)?;
-    let rows = sqlx::query(
-        "SELECT s.study, s.life_situation, s.journey_id, j.title, COUNT(*) FROM sessions s \
-         LEFT JOIN journeys j ON j.id = s.journey_id GROUP BY s.study, s.life_situation, s.journey_id, j.title \
-         ORDER BY s.study, s.life_situation",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
-    let studies = rows
-        .iter()
-        .map(|r| {
-            Ok(json!({
-                "study": r.try_get::<String, _>(0)?,
-                "life_situation": r.try_get::<String, _>(1)?,
-                "journey_id": r.try_get::<Option<String>, _>(2)?,
-                "journey_title": r.try_get::<Option<String>, _>(3)?,
-                "sessions": r.try_get::<i64, _>(4)?,
-            }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "studies": studies })))
-}
-
-pub async fn journey_info(state: &AppState, id: &str) -> ApiResult<Option<JourneyInfo>> {
-    let row = sqlx::query("SELECT definition FROM journeys WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    match row {
-        Some(r) => Ok(Some(serde_json::from_str(&r.try_get::<String, _>(0)?)?)),
-        None => Ok(None),
-    }
+    let studies = store::sessions::studies(&state.db.pool).await?;
+    Ok(Json(Studies { studies }))
 }
 
 pub async fn detail(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SessionDetail>> {
     require_session(&state, &auth, &id, Right::Findings).await?;
     let row = session_row(&state, &id).await?;
-    let r = sqlx::query("SELECT consent, moderator, tracks, media, qa FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    let media: Value = serde_json::from_str(&r.try_get::<String, _>(3)?)?;
-    let qa: Option<Value> = r
-        .try_get::<Option<String>, _>(4)?
-        .and_then(|q| serde_json::from_str(&q).ok());
+    let paper = store::sessions::paperwork(&state.db.pool, &id).await?;
     let raw = auth.can(Right::Raw) && !row.withdrawn;
     let base = format!("/api/v1/sessions/{id}/media");
-    let video = |k: &str| -> Value {
-        if raw && media.get(k).is_some() {
-            json!(format!("{base}/{k}.mp4"))
-        } else {
-            Value::Null
-        }
-    };
-    let thumbs: Vec<Value> = if raw {
-        media["thumbnails"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .enumerate()
-                    .map(|(n, t)| json!({"t_ms": t["t_ms"], "url": format!("{base}/thumbs/{n}.jpg")}))
-                    .collect()
+    let media = &paper.media;
+    let link = |present: bool, name: &str| (raw && present).then(|| format!("{base}/{name}"));
+    let thumbnails = if raw {
+        media
+            .thumbnails
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(n, t)| ThumbnailLink {
+                t_ms: t.t_ms,
+                url: format!("{base}/thumbs/{n}.jpg"),
             })
-            .unwrap_or_default()
+            .collect()
     } else {
         vec![]
     };
     let journey = match &row.journey_id {
-        Some(j) => journey_info(&state, j).await?,
+        Some(j) => store::journeys::get(&state.db.pool, j).await?,
         None => None,
     };
-    let mut v = serde_json::to_value(&row)?;
-    let o = v.as_object_mut().expect("object");
     // The consent reference and the moderator are for roles that see
     // recordings; viewers and tokens get the findings, not the paperwork.
     let staff = auth.can(Right::Raw);
-    o.insert(
-        "consent".into(),
-        json!(staff.then(|| r.try_get::<String, _>(0)).transpose()?),
-    );
-    o.insert(
-        "moderator".into(),
-        json!(if staff {
-            r.try_get::<Option<String>, _>(1)?
-        } else {
-            None
-        }),
-    );
-    o.insert(
-        "tracks".into(),
-        serde_json::from_str(&r.try_get::<String, _>(2)?)?,
-    );
-    o.insert(
-        "media".into(),
-        json!({
-            "screen": video("screen"),
-            "camera": video("camera"),
+    let detail = SessionDetail {
+        consent: staff.then(|| paper.consent.clone()),
+        moderator: if staff { paper.moderator.clone() } else { None },
+        tracks: serde_json::from_str(&paper.tracks)?,
+        media: MediaLinks {
+            screen: link(media.screen.is_some(), "screen.mp4"),
+            camera: link(media.camera.is_some(), "camera.mp4"),
             // The renditions keep session timestamps, and Chromium plays an
             // MP4 whose first frame is at t from currentTime t, so
             // session_ms = *_start_ms + currentTime * 1000 with start 0.
-            "screen_start_ms": 0,
-            "camera_start_ms": 0,
-            "thumbnails": thumbs,
-            "peaks": if raw && media.get("peaks").is_some() { json!(format!("{base}/peaks.json")) } else { Value::Null },
-        }),
-    );
-    o.insert("journey".into(), serde_json::to_value(journey)?);
-    o.insert("qa".into(), qa.unwrap_or(Value::Null));
+            screen_start_ms: 0,
+            camera_start_ms: 0,
+            thumbnails,
+            peaks: link(media.peaks.is_some(), "peaks.json"),
+        },
+        journey,
+        qa: paper
+            .qa
+            .as_deref()
+            .and_then(|q| serde_json::from_str(q).ok())
+            .unwrap_or(Value::Null),
+        row,
+    };
     if raw {
         auth::audit(
             &state,
@@ -262,7 +110,7 @@ pub async fn detail(
         )
         .await;
     }
-    Ok(Json(v))
+    Ok(Json(detail))
 }
 
 #[derive(Deserialize)]
@@ -285,11 +133,7 @@ pub async fn patch(
     require_session(&state, &auth, &id, right).await?;
     if let Some(seg) = body.segment {
         let seg: String = seg.trim().chars().take(80).collect();
-        sqlx::query("UPDATE sessions SET segment = $2 WHERE id = $1")
-            .bind(&id)
-            .bind(&seg)
-            .execute(&state.db.pool)
-            .await?;
+        store::sessions::set_segment(&state.db.pool, &id, &seg).await?;
         auth::audit(
             &state,
             Some(&auth.user),
@@ -322,56 +166,17 @@ pub async fn timeline(
     let from = q.from_ms.unwrap_or(i64::MIN / 2);
     let to = q.to_ms.unwrap_or(i64::MAX / 2);
     let pool = &state.db.pool;
-    let head = sqlx::query("SELECT duration_ms, speech_json FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_one(pool)
-        .await?;
-    let duration: i64 = head.try_get(0)?;
-    let speech_json: Option<String> = head.try_get(1)?;
-    let titles: HashMap<String, String> =
-        sqlx::query("SELECT step, title FROM step_summaries WHERE session_id = $1")
-            .bind(&id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let steps = sqlx::query(
-        "SELECT step, visit, start_ms, end_ms FROM step_intervals WHERE session_id = $1 AND end_ms >= $2 AND start_ms <= $3 ORDER BY start_ms",
-    )
-    .bind(&id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        let step: String = r.try_get(0)?;
-        Ok(StepInterval {
-            title: titles.get(&step).cloned().unwrap_or_else(|| step.clone()),
-            step,
-            visit: r.try_get(1)?,
-            start_ms: r.try_get(2)?,
-            end_ms: r.try_get(3)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let (duration, speech_json) = store::sessions::duration_and_speech(pool, &id).await?;
+    let steps = store::timeline::step_intervals(pool, &id, from, to).await?;
     // Whole minutes are passed through as stored; the edge minutes are cut.
-    let chunks = sqlx::query(
-        "SELECT minute, n, events FROM event_chunks WHERE session_id = $1 AND minute >= $2 AND minute <= $3 ORDER BY minute",
-    )
-    .bind(&id)
-    .bind(from.div_euclid(60_000))
-    .bind(to.div_euclid(60_000))
-    .fetch_all(pool)
-    .await?;
+    let chunks =
+        store::timeline::event_chunks(pool, &id, from.div_euclid(60_000), to.div_euclid(60_000))
+            .await?;
     let mut events = String::from("[");
     let mut count: i64 = 0;
     let mut truncated = false;
-    for r in &chunks {
-        let minute: i64 = r.try_get(0)?;
-        let n: i64 = r.try_get(1)?;
-        let json: String = r.try_get(2)?;
+    for c in &chunks {
+        let (minute, n, json) = (c.minute, c.n, &c.events);
         let whole = minute * 60_000 >= from && (minute + 1) * 60_000 - 1 <= to;
         if whole && count + n <= TIMELINE_EVENT_LIMIT {
             if count > 0 {
@@ -381,7 +186,7 @@ pub async fn timeline(
             count += n;
             continue;
         }
-        let part: Vec<TimelineEvent> = serde_json::from_str(&json)?;
+        let part: Vec<TimelineEvent> = serde_json::from_str(json)?;
         for e in part.into_iter().filter(|e| e.t_ms >= from && e.t_ms <= to) {
             if count >= TIMELINE_EVENT_LIMIT {
                 truncated = true;
@@ -399,23 +204,8 @@ pub async fn timeline(
         }
     }
     events.push(']');
-    let mut markers = vec![];
     // Markers are few and always wanted whole.
-    for r in sqlx::query(
-        "SELECT seq, t_ms, summary FROM events WHERE session_id = $1 AND kind = 'marker' AND t_ms >= $2 AND t_ms <= $3 ORDER BY t_ms",
-    )
-    .bind(&id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?
-    {
-        markers.push(Marker {
-            seq: r.try_get(0)?,
-            t_ms: r.try_get(1)?,
-            label: r.try_get(2)?,
-        });
-    }
+    let markers = store::timeline::markers(pool, &id, from, to).await?;
     let speech = match speech_json {
         None => "[]".to_string(),
         Some(s) if q.from_ms.is_none() && q.to_ms.is_none() => s,
@@ -429,18 +219,15 @@ pub async fn timeline(
             )?
         }
     };
-    let candidates = super::review::candidates(&state, &id).await?;
-    let tags = super::review::tags(&state, &id).await?;
     // The event lane is spliced in as pre-rendered JSON.
-    let rest = json!({
-        "duration_ms": duration,
-        "steps": steps,
-        "candidates": candidates,
-        "tags": tags,
-        "markers": markers,
-        "truncated": truncated,
-    })
-    .to_string();
+    let rest = serde_json::to_string(&TimelineRest {
+        duration_ms: duration,
+        steps,
+        candidates: store::candidates::list(pool, &id).await?,
+        tags: store::tags::list(pool, &id).await?,
+        markers,
+        truncated,
+    })?;
     let body = format!("{{\"events\":{events},\"speech\":{speech},{}", &rest[1..]);
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -455,7 +242,7 @@ pub async fn transcript(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
-    let json = super::transcript_json(&state, &id).await?;
+    let json = store::sessions::transcript_json(&state.db.pool, &id).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         json,
@@ -468,31 +255,17 @@ pub async fn events(
     auth: Auth,
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Events>> {
     require_session(&state, &auth, &id, Right::Raw).await?;
-    let rows = sqlx::query(
-        "SELECT seq, t_ms, source, kind, data FROM events WHERE session_id = $1 AND t_ms >= $2 AND t_ms <= $3 \
-         AND ($4 = '' OR kind = $4) ORDER BY t_ms, seq LIMIT 50000",
+    let events = store::timeline::events(
+        &state.db.pool,
+        &id,
+        q.from_ms.unwrap_or(i64::MIN / 2),
+        q.to_ms.unwrap_or(i64::MAX / 2),
+        &q.kind,
     )
-    .bind(&id)
-    .bind(q.from_ms.unwrap_or(i64::MIN / 2))
-    .bind(q.to_ms.unwrap_or(i64::MAX / 2))
-    .bind(&q.kind)
-    .fetch_all(&state.db.pool)
     .await?;
-    let events = rows
-        .iter()
-        .map(|r| {
-            Ok(json!({
-                "seq": r.try_get::<i64, _>(0)?,
-                "t_ms": r.try_get::<i64, _>(1)?,
-                "source": r.try_get::<String, _>(2)?,
-                "kind": r.try_get::<String, _>(3)?,
-                "data": serde_json::from_str::<Value>(&r.try_get::<String, _>(4)?).unwrap_or(Value::Null),
-            }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(Events { events }))
 }
 
 /// Renditions, served with range requests. Only files the renditions list
@@ -504,28 +277,27 @@ pub async fn media(
     req: Request,
 ) -> ApiResult<Response> {
     require_session(&state, &auth, &id, Right::Raw).await?;
-    let r = sqlx::query("SELECT bundle_path, media, withdrawn FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    if r.try_get::<i64, _>(2)? != 0 {
+    let files = store::sessions::files(&state.db.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session {id} not found")))?;
+    if files.withdrawn {
         return Err(ApiError::not_found(
             "the participant withdrew; media deleted",
         ));
     }
-    let bundle = PathBuf::from(r.try_get::<String, _>(0)?);
-    let media: Value = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
+    let bundle = PathBuf::from(files.bundle_path);
+    let media = files.media;
     // The content type follows the route, never the file name the bundle chose.
     let (rel, mime) = match file.as_str() {
-        "screen.mp4" => (media["screen"]["file"].as_str(), "video/mp4"),
-        "camera.mp4" => (media["camera"]["file"].as_str(), "video/mp4"),
-        "peaks.json" => (media["peaks"].as_str(), "application/json"),
+        "screen.mp4" => (media.screen.map(|m| m.file), "video/mp4"),
+        "camera.mp4" => (media.camera.map(|m| m.file), "video/mp4"),
+        "peaks.json" => (media.peaks, "application/json"),
         f => (
             f.strip_prefix("thumbs/")
                 .and_then(|n| n.strip_suffix(".jpg"))
                 .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| media["thumbnails"].get(n))
-                .and_then(|t| t["file"].as_str()),
+                .and_then(|n| media.thumbnails.unwrap_or_default().into_iter().nth(n))
+                .and_then(|t| t.file),
             "image/jpeg",
         ),
     };
@@ -540,56 +312,7 @@ pub async fn media(
         )
         .await;
     }
-    serve_file(&bundle, rel, mime, req).await
-}
-
-/// Whether a media request starts playback (no range, or a range from byte
-/// 0), so views are audited once and not for every range a player fetches.
-pub fn starts_playback(req: &Request) -> bool {
-    req.headers()
-        .get(axum::http::header::RANGE)
-        .is_none_or(|r| r.as_bytes().starts_with(b"bytes=0-"))
-}
-
-/// A file of `root` (see [`crate::bundle_files`]: no symlinks, no hard
-/// links, no `..`) with range requests and conditional requests, served as
-/// `mime` whatever its name says.
-pub async fn serve_file(
-    root: &std::path::Path,
-    rel: &str,
-    mime: &'static str,
-    req: Request,
-) -> ApiResult<Response> {
-    let (root, rel_owned) = (root.to_path_buf(), rel.to_string());
-    let file = tokio::task::spawn_blocking(move || crate::bundle_files::open(&root, &rel_owned))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| {
-            tracing::warn!("refused to serve a bundle file: {e}");
-            match e {
-                crate::bundle_files::BundleFileError::NotFound(_) => {
-                    ApiError::not_found("file not found")
-                }
-                _ => ApiError::not_found("file not available"),
-            }
-        })?
-        .0;
-    // tower-http reopens the already checked inode through the descriptor.
-    let pinned = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    let mime: mime::Mime = mime
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("content type {mime}: {e}")))?;
-    let resp = tower_http::services::ServeFile::new_with_mime(pinned, &mime)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    drop(file);
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("private, max-age=3600"),
-    );
-    Ok(Response::from_parts(parts, Body::new(body)))
+    serve_file(&bundle, &rel, mime, req).await
 }
 
 #[derive(Deserialize)]
@@ -602,7 +325,7 @@ pub async fn analyze(
     auth: Auth,
     Path(id): Path<String>,
     body: Option<Json<AnalyzeBody>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobQueued>> {
     require_session(&state, &auth, &id, Right::Operate).await?;
     let force = body.and_then(|b| b.0.force);
     if let Some(f) = &force
@@ -610,21 +333,22 @@ pub async fn analyze(
     {
         return Err(ApiError::bad(format!("unknown stage {f:?}")));
     }
-    let active = sqlx::query("SELECT id FROM jobs WHERE kind = 'analyze' AND session_id = $1 AND status IN ('queued', 'running')")
-        .bind(&id)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    if let Some(r) = active {
-        return Ok(Json(
-            json!({ "job_id": r.try_get::<i64, _>(0)?, "already": true }),
-        ));
+    if let Some(job_id) = store::jobs::active_analysis(&state.db.pool, &id).await? {
+        return Ok(Json(JobQueued {
+            job_id,
+            already: Some(true),
+        }));
     }
     let job = crate::jobs::enqueue(
         &state,
         "analyze",
         Some(&id),
         None,
-        json!({"session_id": id, "force": force}),
+        JobArgs {
+            session_id: Some(id.clone()),
+            force: force.clone(),
+            tag_id: None,
+        },
         Some(auth.user.id),
     )
     .await?;
@@ -636,7 +360,10 @@ pub async fn analyze(
         force.as_deref().unwrap_or(""),
     )
     .await;
-    Ok(Json(json!({ "job_id": job })))
+    Ok(Json(JobQueued {
+        job_id: job,
+        already: None,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -648,32 +375,13 @@ pub async fn import(
     State(state): State<AppState>,
     auth: Auth,
     Json(body): Json<ImportBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Imported>> {
     auth.require(Right::Operate)?;
-    let root = state
-        .config
-        .sessions_dir
-        .canonicalize()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("sessions folder: {e}")))?;
-    let path = PathBuf::from(body.path.trim());
-    let path = if path.is_relative() {
-        root.join(path)
-    } else {
-        path
-    };
-    let Some(path) = crate::bundle_files::bundle_folder_in(&root, &path) else {
-        return Err(ApiError::bad(format!(
-            "{} is not a folder directly inside the sessions folder {} (links are not followed)",
-            body.path,
-            root.display()
-        )));
-    };
-    if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
-        return Err(ApiError::bad(format!(
-            "{} is not a session bundle (no manifest.json)",
-            path.display()
-        )));
-    }
+    let sessions_dir = state.config.sessions_dir.clone();
+    let asked = body.path.clone();
+    let path = tokio::task::spawn_blocking(move || bundle_to_import(&sessions_dir, &asked))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     let (id, outcome) = crate::import::import_from_sessions_folder(&state, &path)
         .await
         .map_err(|e| ApiError::bad(format!("import failed: {e:#}")))?;
@@ -685,9 +393,38 @@ pub async fn import(
         &path.to_string_lossy(),
     )
     .await;
-    Ok(Json(
-        json!({ "session_id": id, "imported": outcome == crate::import::Outcome::Imported }),
-    ))
+    Ok(Json(Imported {
+        session_id: id,
+        imported: outcome == crate::import::Outcome::Imported,
+    }))
+}
+
+/// The bundle folder an import request names: directly inside the sessions
+/// folder (links not followed), with a manifest. Blocking.
+fn bundle_to_import(sessions_dir: &std::path::Path, asked: &str) -> ApiResult<PathBuf> {
+    let root = sessions_dir
+        .canonicalize()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("sessions folder: {e}")))?;
+    let path = PathBuf::from(asked.trim());
+    let path = if path.is_relative() {
+        root.join(path)
+    } else {
+        path
+    };
+    let Some(path) = crate::bundle_files::bundle_folder_in(&root, &path) else {
+        return Err(ApiError::bad(format!(
+            "{} is not a folder directly inside the sessions folder {} (links are not followed)",
+            asked,
+            root.display()
+        )));
+    };
+    if !path.join(lab_model::bundle::MANIFEST_FILE).is_file() {
+        return Err(ApiError::bad(format!(
+            "{} is not a session bundle (no manifest.json)",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 #[derive(Deserialize)]
@@ -702,7 +439,7 @@ pub async fn search(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<SearchQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SearchResult>> {
     auth.require(Right::Raw)?;
     let t0 = std::time::Instant::now();
     let hits = crate::search::search(
@@ -712,9 +449,10 @@ pub async fn search(
         200,
     )
     .await?;
-    Ok(Json(
-        json!({ "hits": hits, "took_ms": t0.elapsed().as_secs_f64() * 1000.0 }),
-    ))
+    Ok(Json(SearchResult {
+        hits,
+        took_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -732,11 +470,9 @@ pub async fn withdraw(
     auth: Auth,
     Path(id): Path<String>,
     Json(body): Json<WithdrawBody>,
-) -> ApiResult<axum::http::StatusCode> {
+) -> ApiResult<StatusCode> {
     require_session(&state, &auth, &id, Right::Withdraw).await?;
-    let mut tx = state.db.pool.begin().await?;
-    crate::withdrawal::scrub_rows(&mut tx, &id).await?;
-    tx.commit().await?;
+    crate::withdrawal::scrub_rows(&state, &id).await?;
     auth::audit(
         &state,
         Some(&auth.user),
@@ -750,8 +486,6 @@ pub async fn withdraw(
     // request that raced the mark wrote (see `withdrawal`).
     crate::jobs::cancel_for_session(&state, &id).await?;
     crate::withdrawal::purge_files(&state, &id).await?;
-    let mut tx = state.db.pool.begin().await?;
-    crate::withdrawal::scrub_rows(&mut tx, &id).await?;
-    tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    crate::withdrawal::scrub_rows(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

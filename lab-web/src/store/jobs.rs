@@ -1,0 +1,237 @@
+//! The job queue.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::types::Job;
+use sqlx::AnyPool as Pool;
+
+const COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
+
+fn job(r: &AnyRow) -> Result<Job, sqlx::Error> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        session_id: r.try_get("session_id")?,
+        tag_id: r.try_get("tag_id")?,
+        status: r.try_get("status")?,
+        progress: r.try_get("progress")?,
+        stage: r.try_get("stage")?,
+        message: r.try_get("message")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+pub async fn get(pool: &Pool, id: i64) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(job)
+    .transpose()
+}
+
+/// The newest 200 jobs, or only the queued and running ones.
+pub async fn list(pool: &Pool, active_only: bool) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE ($1 = 0 OR status IN ('queued', 'running')) ORDER BY id DESC LIMIT 200"
+    )))
+    .bind(i64::from(active_only))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(job)
+    .collect()
+}
+
+/// The current analysis job (or last one) per session.
+pub async fn latest_analysis_per_session(pool: &Pool) -> Result<HashMap<String, Job>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE kind = 'analyze' AND id IN \
+         (SELECT MAX(id) FROM jobs WHERE kind = 'analyze' GROUP BY session_id)"
+    )))
+    .fetch_all(pool)
+    .await?;
+    let mut out = HashMap::new();
+    for r in &rows {
+        let j = job(r)?;
+        if let Some(s) = j.session_id.clone() {
+            out.insert(s, j);
+        }
+    }
+    Ok(out)
+}
+
+/// What a job was asked to do, to run it again.
+pub struct JobRequest {
+    pub kind: String,
+    pub session_id: Option<String>,
+    pub tag_id: Option<i64>,
+    /// The job's arguments, as JSON.
+    pub args: String,
+    pub status: String,
+}
+
+pub async fn request(pool: &Pool, id: i64) -> Result<Option<JobRequest>, sqlx::Error> {
+    sqlx::query("SELECT kind, session_id, tag_id, args, status FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| {
+            Ok(JobRequest {
+                kind: r.try_get("kind")?,
+                session_id: r.try_get("session_id")?,
+                tag_id: r.try_get("tag_id")?,
+                args: r.try_get("args")?,
+                status: r.try_get("status")?,
+            })
+        })
+        .transpose()
+}
+
+/// Queues a job; returns its id.
+pub async fn insert(
+    pool: &Pool,
+    kind: &str,
+    session_id: Option<&str>,
+    tag_id: Option<i64>,
+    args: &str,
+    user: Option<i64>,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+    )
+    .bind(kind)
+    .bind(session_id)
+    .bind(tag_id)
+    .bind(args)
+    .bind(user)
+    .bind(now)
+    .fetch_one(pool)
+    .await?
+    .try_get("id")
+}
+
+/// The queued or running analysis of a session, if any.
+pub async fn active_analysis(pool: &Pool, session: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT id FROM jobs WHERE kind = 'analyze' AND session_id = $1 AND status IN ('queued', 'running')")
+        .bind(session)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()
+}
+
+/// The queued and running jobs of a session.
+pub async fn active_for_session(pool: &Pool, session: &str) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query("SELECT id FROM jobs WHERE session_id = $1 AND status IN ('queued', 'running')")
+        .bind(session)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect()
+}
+
+/// Cancels a job that is still queued; false if it was not.
+pub async fn cancel_queued(pool: &Pool, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', finished_at = $2, message = 'отменено / cancelled' \
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn set_progress(
+    pool: &Pool,
+    id: i64,
+    progress: f64,
+    stage: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE jobs SET progress = $2, stage = $3 WHERE id = $1")
+        .bind(id)
+        .bind(progress)
+        .bind(stage)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish(
+    pool: &Pool,
+    id: i64,
+    status: &str,
+    message: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET status = $2, message = $3, finished_at = $4, \
+         progress = CASE WHEN $2 = 'done' THEN 1.0 ELSE progress END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(message)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Jobs that were running when the server stopped did not finish.
+pub async fn fail_interrupted(pool: &Pool, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'failed', message = 'прервано перезапуском сервера / interrupted by a server restart', \
+         finished_at = $1 WHERE status = 'running'",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A claimed job: id, kind and arguments (JSON).
+pub struct Claimed {
+    pub id: i64,
+    pub kind: String,
+    pub args: String,
+}
+
+/// Claims the oldest queued job for this worker.
+pub async fn claim_next(pool: &Pool, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
+    let Some(row) =
+        sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
+            .fetch_optional(pool)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get("id")?;
+    let claimed = sqlx::query(
+        "UPDATE jobs SET status = 'running', started_at = $2, progress = 0 WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Claimed {
+        id,
+        kind: row.try_get("kind")?,
+        args: row.try_get("args")?,
+    }))
+}
