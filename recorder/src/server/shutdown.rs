@@ -144,6 +144,17 @@ impl Server {
         }
     }
 
+    /// Stops at once, without the grace: for a recording torn down without an
+    /// orderly stop (an error, a panic, a dropped future). WebSockets are told
+    /// to close, the listener stops, every open connection is cut and the
+    /// serving task is aborted; nothing here waits.
+    pub fn abort(self) {
+        self.state.closing.send_replace(true);
+        let _ = self.stop.send(());
+        self.conns.cut_all();
+        self.task.abort();
+    }
+
     /// Stops accepting, lets in-flight requests finish for at most
     /// [`limits::SHUTDOWN_GRACE`], closes WebSockets, then cuts whatever is
     /// still open. Returns within about the grace plus half a second whatever
