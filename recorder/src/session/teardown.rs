@@ -27,10 +27,12 @@ use crate::limits;
 use crate::server::{EndpointState, Server};
 
 /// The event endpoint of a recording: its shared state, the serving task and
-/// the event log's writer thread.
+/// the event log's writer thread. `close` takes the server out while it
+/// shuts it down, so a `close` cancelled half-way still has its log closed
+/// by `Drop`.
 struct Endpoint {
     state: Arc<EndpointState>,
-    server: Server,
+    server: Option<Server>,
     log_thread: JoinHandle<()>,
 }
 
@@ -64,7 +66,7 @@ impl Teardown {
     ) {
         self.endpoint = Some(Endpoint {
             state,
-            server,
+            server: Some(server),
             log_thread,
         });
     }
@@ -81,17 +83,21 @@ impl Teardown {
         if let Some(b) = self.browser.take() {
             b.close().await;
         }
-        let Endpoint {
-            state,
-            server,
-            log_thread,
-        } = self.endpoint.take()?;
-        state.system_event("recording_stopped", stopped).await;
+        let endpoint = self.endpoint.as_mut()?;
+        endpoint
+            .state
+            .system_event("recording_stopped", stopped)
+            .await;
         // Whatever clients do, the bundle is finished promptly: the server gets a
         // bounded grace, then its connections are cut; the log is closed
         // explicitly (an open connection's handle on it must not keep it open),
         // and only then are the counts final.
-        server.shutdown().await;
+        if let Some(server) = endpoint.server.take() {
+            server.shutdown().await;
+        }
+        let Endpoint {
+            state, log_thread, ..
+        } = self.endpoint.take()?;
         state.log.close();
         let joined = tokio::time::timeout(
             limits::LOG_CLOSE_TIMEOUT,
@@ -115,7 +121,9 @@ impl Drop for Teardown {
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(Endpoint { state, server, .. }) = self.endpoint.take() {
             tracing::warn!("recording torn down without an orderly stop");
-            server.abort();
+            if let Some(server) = server {
+                server.abort();
+            }
             state.log.close();
         }
         drop(self.browser.take());
