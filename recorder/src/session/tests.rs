@@ -99,9 +99,18 @@ async fn a_step_failing_after_playing_stops_the_pipeline_and_keeps_the_recording
     let hook = watched.clone();
     let result = record_with(opts, std::future::pending(), move |pipeline, bundle| {
         hook.keep(pipeline);
-        // Let the first segments open, then make the event log's path a
+        // Let the first segment get data, then make the event log's path a
         // directory, so the next step fails the way a full or read-only disk would.
-        std::thread::sleep(Duration::from_millis(1500));
+        let written = || {
+            fs::read_dir(bundle.media_dir())
+                .unwrap()
+                .any(|e| e.unwrap().metadata().unwrap().len() > 0)
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !written() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
         fs::create_dir_all(bundle.events_path()).unwrap();
     })
     .await;
