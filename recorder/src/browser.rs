@@ -14,7 +14,7 @@
 //! per-recording token in its endpoint URL stays out of the site's reach, and
 //! the site cannot call into it or undo its listeners. Lab pages (`file://`
 //! or an origin in `recording.probe_origins`) also get a main-world bridge,
-//! [`BRIDGE_JS`], so they can `window.__labProbe.emit` their own events.
+//! `BRIDGE_JS`, so they can `window.__labProbe.emit` their own events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
