@@ -311,18 +311,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows.push((name, t));
     }
     // Page load: what the session page fetches, one after another.
-    let page = [
-        format!("/sessions/{id}"),
-        "/assets/app.css".into(),
-        "/assets/i18n.js".into(),
-        "/assets/app.js".into(),
-        "/assets/session.js".into(),
+    let mut page = vec![format!("/sessions/{id}"), "/assets/app.css".to_string()];
+    page.extend(
+        crate::pages::page_modules("session.js")
+            .into_iter()
+            .map(|m| format!("/assets/{m}")),
+    );
+    page.extend([
         "/api/v1/me".into(),
         format!("/api/v1/sessions/{id}"),
         "/api/v1/categories".into(),
         format!("/api/v1/sessions/{id}/timeline"),
         format!("/api/v1/sessions/{id}/transcript"),
-    ];
+    ]);
     let mut load = Timer(vec![]);
     for _ in 0..n.min(50) {
         let t0 = Instant::now();

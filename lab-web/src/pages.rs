@@ -243,6 +243,57 @@ fn asset(name: &str) -> Response {
     }
 }
 
+/// Module specifiers of a script's static import statements
+/// (`import {a} from './x.js';`, possibly over several lines, or
+/// `import './x.js';`), in order.
+pub fn module_imports(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = source.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim_start();
+        if !(line.starts_with("import ") || line.starts_with("import{")) {
+            continue;
+        }
+        let mut statement = line.to_string();
+        while !statement.contains(';') {
+            match lines.next() {
+                Some(more) => statement.push_str(more),
+                None => break,
+            }
+        }
+        let statement = statement.split(';').next().unwrap_or_default();
+        let spec = match statement.rfind(" from ") {
+            Some(i) => &statement[i + " from ".len()..],
+            None => &statement["import".len()..],
+        };
+        out.push(spec.trim().trim_matches(['\'', '"']).to_string());
+    }
+    out
+}
+
+/// The scripts a page loads: its entry module and everything it imports,
+/// transitively, each once, in the order a browser discovers them.
+pub fn page_modules(entry: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let mut queue = vec![entry.to_string()];
+    while let Some(name) = queue.pop() {
+        let Some((name, _, body)) = ASSETS.iter().find(|a| a.0 == name) else {
+            continue;
+        };
+        if out.contains(name) {
+            continue;
+        }
+        out.push(name);
+        let mut next: Vec<String> = module_imports(body)
+            .into_iter()
+            .map(|spec| spec.trim_start_matches("./").to_string())
+            .collect();
+        next.reverse();
+        queue.extend(next);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,49 +303,35 @@ mod tests {
         "sessions", "login", "findings", "admin", "search", "session", "journey",
     ];
 
-    /// Module specifiers of a script's static import statements
-    /// (`import {a} from './x.js';`, possibly over several lines, or
-    /// `import './x.js';`), in order.
-    fn imports(source: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut lines = source.lines();
-        while let Some(line) = lines.next() {
-            let line = line.trim_start();
-            if !(line.starts_with("import ") || line.starts_with("import{")) {
-                continue;
-            }
-            let mut statement = line.to_string();
-            while !statement.contains(';') {
-                match lines.next() {
-                    Some(more) => statement.push_str(more),
-                    None => break,
-                }
-            }
-            let statement = statement.split(';').next().unwrap_or_default();
-            let spec = match statement.rfind(" from ") {
-                Some(i) => &statement[i + " from ".len()..],
-                None => &statement["import".len()..],
-            };
-            out.push(spec.trim().trim_matches(['\'', '"']).to_string());
-        }
-        out
-    }
-
     fn embedded(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
         ASSETS.iter().find(|a| a.0 == name)
     }
 
     #[test]
+    fn a_page_loads_its_whole_module_graph_once() {
+        let mods = page_modules("session.js");
+        assert_eq!(mods[0], "session.js");
+        for m in ["session-timeline.js", "session-timeline-lanes.js", "i18n-ru.js", "api.js"] {
+            assert!(mods.contains(&m), "{m} missing from {mods:?}");
+        }
+        let mut unique = mods.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), mods.len(), "{mods:?}");
+        assert!(!mods.contains(&"overlay.js"));
+    }
+
+    #[test]
     fn import_parser_reads_single_and_multi_line_statements() {
         let src = "// import nothing from a comment\nimport {a, b} from './a.js';\nimport {\n  c,\n  d,\n} from \"./b.js\";\nimport './c.js';\nconst x = 1; // not an import\n";
-        assert_eq!(imports(src), ["./a.js", "./b.js", "./c.js"]);
+        assert_eq!(module_imports(src), ["./a.js", "./b.js", "./c.js"]);
     }
 
     #[test]
     fn every_module_import_names_an_embedded_javascript_asset() {
         let mut checked = 0;
         for (name, _, body) in ASSETS.iter().filter(|a| a.0.ends_with(".js")) {
-            for spec in imports(body) {
+            for spec in module_imports(body) {
                 // No build step and no import maps: a flat, relative path the browser resolves under /assets/.
                 let target = spec.strip_prefix("./").unwrap_or_else(|| {
                     panic!("{name} imports {spec:?}: only ./<file>.js is served")
@@ -329,7 +366,7 @@ mod tests {
             );
             path.push(name);
             let (_, _, body) = embedded(name).expect("embedded");
-            for spec in imports(body) {
+            for spec in module_imports(body) {
                 let target = embedded(spec.trim_start_matches("./")).expect("embedded").0;
                 visit(target, path, done);
             }
