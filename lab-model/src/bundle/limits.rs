@@ -35,3 +35,10 @@ pub const MAX_CHANNELS: u32 = 64;
 /// 30 days. Differences of two such times, and such a time multiplied by
 /// a frame or sample rate within the limits, fit an i64.
 pub const MAX_SESSION_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
+/// Largest JSON file the analyzer writes under `analysis/` that a reader
+/// accepts (transcript, steps, candidates, QA, renditions, peaks; a two-hour
+/// transcript is a few MB).
+pub const MAX_ANALYSIS_JSON_BYTES: u64 = 64 << 20;
+/// Largest journey definition read (a lab's `<id>.toml` or a bundle's
+/// `analysis/journey.toml`).
+pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
