@@ -5,7 +5,9 @@
 //! Whisper segments can run for half a minute; subtitles that long cannot be
 //! read, so a segment is split into cues of at most [`MAX_CUE_MS`] and
 //! [`MAX_CUE_CHARS`], at word boundaries and on the words' own timestamps
-//! when the transcript has them; a cue longer than one line is broken into
+//! when the transcript has words that spell the segment's text (otherwise
+//! the segment's time is shared out over its characters, so no text is
+//! dropped); a cue longer than one line is broken into
 //! two near its middle. Cues are in start order (WebVTT requires it, and two
 //! speakers' segments may interleave). WebVTT voices a participant's or
 //! moderator's cue (`<v Участник>`, `<v Moderator>` when the language is
@@ -153,9 +155,11 @@ fn split_segment(seg: &Segment<'_>) -> Vec<Cue> {
     // Bounded first, so the arithmetic below cannot overflow on a hostile time.
     let start = seg.start_ms.clamp(0, MAX_MS);
     let end = seg.end_ms.clamp(start + 1, MAX_MS + 1);
-    // (text, start, end) of each word; without word timestamps, time is
-    // shared out in proportion to the characters before each word.
-    let words: Vec<(String, i64, i64)> = if seg.words.is_empty() {
+    // (text, start, end) of each word. Word timestamps are used when the
+    // words spell the segment's text; otherwise (none, or a transcript whose
+    // words miss some of it) the segment's time is shared out in proportion
+    // to the characters before each word, so no text is ever dropped.
+    let words: Vec<(String, i64, i64)> = if !spelled_by_words(seg) {
         let text = clean(seg.text);
         let words: Vec<&str> = text.split_whitespace().collect();
         let total: usize = words.iter().map(|w| w.chars().count() + 1).sum();
@@ -213,6 +217,23 @@ fn split_segment(seg: &Segment<'_>) -> Vec<Cue> {
         cue.text = two_lines(&cue.text);
     }
     cues
+}
+
+/// Whether the segment's words, joined, are its text (whitespace and
+/// control characters aside).
+fn spelled_by_words(seg: &Segment<'_>) -> bool {
+    let letters = |t: &str| -> String {
+        t.chars()
+            .filter(|c| !c.is_whitespace() && !c.is_control())
+            .collect()
+    };
+    !seg.words.is_empty()
+        && seg
+            .words
+            .iter()
+            .map(|w| letters(w.text))
+            .collect::<String>()
+            == letters(seg.text)
 }
 
 /// Breaks a cue longer than one line at the space nearest its middle.
@@ -303,6 +324,7 @@ mod tests {
                 speaker: Speaker::Participant,
             }],
         };
+        // One word of four: the words do not spell the text, so the text is kept.
         let cues = cues(&[Segment::from(&seg)]);
         assert_eq!(
             cues,
@@ -310,13 +332,50 @@ mod tests {
                 start_ms: 1_500,
                 end_ms: 3_250,
                 speaker: Some(Speaker::Participant),
-                text: "Не".into(),
+                text: "Не понимаю <куда> нажимать".into(),
             }]
         );
         assert_eq!(
             vtt(&cues, "en"),
-            "WEBVTT\n\n00:00:01.500 --> 00:00:03.250\n<v Participant>Не\n\n"
+            "WEBVTT\n\n00:00:01.500 --> 00:00:03.250\n<v Participant>Не понимаю &lt;куда&gt; нажимать\n\n"
         );
+    }
+
+    #[test]
+    fn words_that_spell_the_text_give_the_cue_times() {
+        let words = |texts: &[&'static str]| -> Vec<TimedWord<'static>> {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| TimedWord {
+                    start_ms: 1_000 * i as i64,
+                    end_ms: 1_000 * i as i64 + 500,
+                    text: t,
+                })
+                .collect()
+        };
+        // 12 words of 7 characters at one a second: cut at 7 s.
+        let texts: Vec<&'static str> = (0..12).map(|_| "слово").collect();
+        let text = texts.join(" ");
+        let seg = Segment {
+            start_ms: 0,
+            end_ms: 11_500,
+            speaker: None,
+            text: &text,
+            words: words(&texts),
+        };
+        let c = cues(&[seg]);
+        assert_eq!((c[0].start_ms, c[0].end_ms), (0, 6_500));
+        assert_eq!((c[1].start_ms, c[1].end_ms), (7_000, 11_500));
+        // Words split differently from the text (" Кно" + "пка.") still spell it.
+        let seg = Segment {
+            start_ms: 0,
+            end_ms: 3_000,
+            speaker: None,
+            text: " Кнопка. Да",
+            words: words(&[" Кно", "пка.", " Да"]),
+        };
+        assert!(spelled_by_words(&seg));
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl AnalysisFile {
 
 impl std::fmt::Display for AnalysisFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.relative_path())
+        f.pad(self.relative_path())
     }
 }
 

@@ -115,7 +115,7 @@ impl Stage {
 
 impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -268,6 +268,7 @@ mod tests {
         assert_eq!(e, UnknownStage("transcode".into()));
         assert!(e.to_string().contains("unknown stage \"transcode\""), "{e}");
         assert!("Speech".parse::<Stage>().is_err());
+        assert_eq!(format!("{:>11}|", Stage::Qa), "         qa|");
     }
 
     /// The weights lab-web showed before the progress line existed.
