@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::limits::MAX_JOURNEY_BYTES;
-
 pub const JOURNEY_FORMAT_VERSION: u32 = 1;
+/// Largest journey definition read (a lab's `<id>.toml` or a bundle's
+/// `analysis/journey.toml`).
+pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
 /// Longest journey id (life situation id), in bytes.
 pub const MAX_JOURNEY_ID_LEN: usize = 64;
 

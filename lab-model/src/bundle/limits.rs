@@ -39,6 +39,3 @@ pub const MAX_SESSION_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
 /// accepts (transcript, steps, candidates, QA, renditions, peaks; a two-hour
 /// transcript is a few MB).
 pub const MAX_ANALYSIS_JSON_BYTES: u64 = 64 << 20;
-/// Largest journey definition read (a lab's `<id>.toml` or a bundle's
-/// `analysis/journey.toml`).
-pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
