@@ -10,6 +10,7 @@ use std::path::Path;
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Sample;
 use ffmpeg_next::format::sample::Type as SampleType;
+use lab_model::{Bundle, Manifest};
 
 /// Whisper and Silero VAD both want 16 kHz.
 pub const RATE: u32 = 16_000;
@@ -63,30 +64,33 @@ impl Pcm {
     }
 }
 
-fn err_open(path: &Path, e: impl std::fmt::Display) -> AudioError {
-    AudioError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// Decodes the best audio stream of `path` to 16 kHz planar f32, keeping channels apart.
 pub fn decode(path: &Path) -> Result<Pcm, AudioError> {
-    ffmpeg::init().map_err(|e| err_open(path, e))?;
+    decode_as(path, &path.display().to_string())
+}
+
+/// [`decode`], with errors naming the file `name` (a bundle's segment by its
+/// path relative to the bundle, since errors end up inside the bundle).
+pub fn decode_as(path: &Path, name: &str) -> Result<Pcm, AudioError> {
+    let err_open = |e: ffmpeg::Error| AudioError::Open {
+        path: name.to_string(),
+        message: e.to_string(),
+    };
+    ffmpeg::init().map_err(err_open)?;
     // FFmpeg's own log would print per-packet notices (Opus pre-skip on a
     // segment boundary); real problems come back as errors and are reported.
     ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-    let mut input = ffmpeg::format::input(path).map_err(|e| err_open(path, e))?;
+    let mut input = ffmpeg::format::input(path).map_err(err_open)?;
     let stream = input
         .streams()
         .best(ffmpeg::media::Type::Audio)
         .ok_or_else(|| AudioError::NoAudio {
-            path: path.display().to_string(),
+            path: name.to_string(),
         })?;
     let index = stream.index();
     let time_base = stream.time_base();
     let dec_err = |e: ffmpeg::Error| AudioError::Decoder {
-        path: path.display().to_string(),
+        path: name.to_string(),
         message: e.to_string(),
     };
     let context =
@@ -160,6 +164,24 @@ pub fn decode(path: &Path) -> Result<Pcm, AudioError> {
     }
     pcm.start_ns = first_pts.map(to_ns).unwrap_or(0);
     Ok(pcm)
+}
+
+/// Decodes the audio track of every `main` segment of a bundle; the errors
+/// name segments by their path relative to the bundle.
+pub fn session_audio(bundle: &Bundle, manifest: &Manifest) -> (Vec<Pcm>, Vec<String>) {
+    let mut pieces = Vec::new();
+    let mut errors = Vec::new();
+    for s in manifest.segments.iter().filter(|s| s.group == "main") {
+        match decode_as(&bundle.dir.join(&s.file), &s.file) {
+            Ok(p) => {
+                errors.extend(p.errors.iter().map(|e| format!("{}: {e}", s.file)));
+                pieces.push(p);
+            }
+            Err(AudioError::NoAudio { .. }) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (pieces, errors)
 }
 
 /// Places decoded pieces on one timeline starting at session time 0, at 16 kHz.

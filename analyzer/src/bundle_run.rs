@@ -1,182 +1,102 @@
 //! `lab-analyze run BUNDLE`: every stage over a session bundle.
 //!
-//! Stages run in order and each writes its output atomically under
-//! `analysis/`, then records itself in `analysis/state.json`. A finished
-//! stage is skipped on the next run (idempotent, resumable after a crash
-//! between stages); `--force STAGE` redoes one and everything after it that
-//! depends on it.
-//!
-//! | stage | output |
-//! |---|---|
-//! | `speech` | `speech.json` (VAD spans per channel role), `transcript.json` |
-//! | `steps` | `steps.json` (needs a journey definition) |
-//! | `candidates` | `candidates.json` |
-//! | `renditions` | `web/screen.mp4`, `web/camera.mp4`, `web/peaks.json`, `web/renditions.json` |
-//! | `qa` | `qa.json` |
+//! Stages ([`Stage`], in order) each write their output atomically under
+//! `analysis/`, then record themselves in `analysis/state.json` ([`State`]).
+//! A finished stage is skipped on the next run (idempotent, resumable after a
+//! crash between stages); `--force STAGE` redoes one and everything after it
+//! that depends on it. What each stage writes is [`Stage::outputs`]; the file
+//! names, types and the progress line are `lab_model::analysis`'s.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lab_model::analysis::{
-    ANALYSIS_DIR, ANALYSIS_FORMAT_VERSION, CandidateList, Speaker, SpeechActivity, StepAnalysis,
-    Transcript,
+    ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile, CandidateList, Progress, Renditions,
+    Speaker, SpeechActivity, Stage, State, StepAnalysis, Transcript,
 };
 use lab_model::bundle::write_atomic;
+use lab_model::journey::ResolvedJourney;
 use lab_model::{Bundle, Journey, Manifest, TrackKind};
-use serde::{Deserialize, Serialize};
 
-use crate::audio::{self, Pcm};
+use crate::audio;
 use crate::models::Models;
 use crate::transcribe::{Options, Transcriber};
 use crate::vad::Vad;
-use crate::{renditions, speech};
-
-pub const STAGES: &[&str] = &["speech", "steps", "candidates", "renditions", "qa"];
-
-/// Bumped per stage when its output changes meaning, so old results are
-/// redone: renditions 2 and qa 2 added the per-segment checks.
-fn stage_version(stage: &str) -> u32 {
-    match stage {
-        "renditions" | "qa" => 2,
-        _ => 1,
-    }
-}
-
-/// How far a segment's video may end before the manifest's `end_ns` without
-/// being reported: a keyframe-split segment's last frame ends within a frame
-/// or two of it, and a recovered one ends where its packets end.
-pub const QA_SHORT_TOLERANCE_NS: i64 = 250_000_000;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    format_version: u32,
-    stages: BTreeMap<String, StageRecord>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StageRecord {
-    version: u32,
-    status: String,
-}
+use crate::{qa, renditions, speech};
 
 pub struct RunOptions {
     pub models: Models,
     pub whisper_model: Option<PathBuf>,
+    /// `--journey FILE`: the journey definition, whatever its name.
     pub journey: Option<PathBuf>,
-    pub force: Vec<String>,
+    /// `--journeys DIR`: folders searched for `<life_situation>.toml`, in order.
+    pub journeys_dirs: Vec<PathBuf>,
+    /// Stages to redo (with every later stage); `Stage::forced_from` parses `--force`.
+    pub force: Vec<Stage>,
     pub transcribe: Options,
 }
 
 #[derive(Debug, Default)]
 pub struct RunReport {
     /// (stage, what happened)
-    pub stages: Vec<(String, String)>,
+    pub stages: Vec<(Stage, String)>,
 }
 
-fn analysis_dir(b: &Bundle) -> PathBuf {
-    b.dir.join(ANALYSIS_DIR)
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)?;
-    Ok(())
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))
+/// What a run tells its caller while it works.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent<'a> {
+    /// Machine-readable progress (`lab-analyze` writes [`Progress::to_line`]).
+    Progress(Progress),
+    /// A line for people (`speech: running`, warnings, a stage's status).
+    Line(&'a str),
 }
 
 /// Runs all stages that are not done yet (or forced).
 pub fn run(
     bundle_dir: &Path,
     opts: &RunOptions,
-    log: &mut dyn FnMut(&str),
+    report_to: &mut dyn FnMut(RunEvent<'_>),
 ) -> anyhow::Result<RunReport> {
     let bundle = Bundle::new(bundle_dir);
     // Nothing is read or written through a link, hard link or FIFO that a
     // bundle's writer planted (lab-web runs this as its own user).
     bundle.check_contents()?;
     let manifest = bundle.read_manifest()?;
-    let dir = analysis_dir(&bundle);
-    std::fs::create_dir_all(&dir)?;
-    let state_path = dir.join("state.json");
-    let mut state: State = if state_path.exists() {
-        read_json(&state_path)?
-    } else {
-        State::default()
-    };
+    std::fs::create_dir_all(bundle.dir.join(lab_model::analysis::ANALYSIS_DIR))?;
+    let mut state = State::read_optional(&bundle.dir)?.unwrap_or_default();
     state.format_version = ANALYSIS_FORMAT_VERSION;
-    for f in &opts.force {
-        if f != "all" && !STAGES.contains(&f.as_str()) {
-            anyhow::bail!("unknown stage {f:?}; stages are {STAGES:?} or all");
-        }
-    }
     // Forcing a stage also redoes the stages that read its output.
-    let first_forced = STAGES
-        .iter()
-        .position(|s| opts.force.iter().any(|f| f == s || f == "all"));
+    let first_forced = opts.force.iter().min().copied();
     let mut report = RunReport::default();
-    for (i, &stage) in STAGES.iter().enumerate() {
-        let forced = first_forced.is_some_and(|f| i >= f);
-        let done = state
-            .stages
-            .get(stage)
-            .is_some_and(|r| r.version == stage_version(stage));
-        if done && !forced {
-            report.stages.push((stage.into(), "already done".into()));
+    for stage in Stage::ALL {
+        let forced = first_forced.is_some_and(|f| stage >= f);
+        if state.is_done(stage) && !forced {
+            report.stages.push((stage, "already done".into()));
             continue;
         }
-        log(&format!("{stage}: running"));
+        report_to(RunEvent::Progress(Progress::started(stage)));
+        report_to(RunEvent::Line(&format!("{stage}: running")));
         let status = match stage {
-            "speech" => stage_speech(&bundle, &manifest, opts, log)?,
-            "steps" => stage_steps(&bundle, &manifest, opts)?,
-            "candidates" => stage_candidates(&bundle, &manifest, opts)?,
-            "renditions" => renditions::build(&bundle, &manifest)?,
-            "qa" => stage_qa(&bundle, &manifest)?,
-            _ => unreachable!("stage list"),
+            Stage::Speech => stage_speech(&bundle, &manifest, opts, report_to)?,
+            Stage::Steps => stage_steps(&bundle, &manifest, opts)?,
+            Stage::Candidates => stage_candidates(&bundle, &manifest, opts)?,
+            Stage::Renditions => renditions::build(&bundle, &manifest)?,
+            Stage::Qa => stage_qa(&bundle, &manifest)?,
         };
-        log(&format!("{stage}: {status}"));
-        state.stages.insert(
-            stage.into(),
-            StageRecord {
-                version: stage_version(stage),
-                status: status.clone(),
-            },
-        );
-        write_json(&state_path, &state)?;
-        report.stages.push((stage.into(), status));
+        report_to(RunEvent::Progress(Progress::finished(stage)));
+        report_to(RunEvent::Line(&format!("{stage}: {status}")));
+        state.record(stage, status.clone());
+        state.write(&bundle.dir)?;
+        report.stages.push((stage, status));
     }
     Ok(report)
-}
-
-/// Decodes the audio track of every `main` segment onto the session timeline.
-pub fn session_audio(bundle: &Bundle, manifest: &Manifest) -> (Vec<Pcm>, Vec<String>) {
-    let mut pieces = Vec::new();
-    let mut errors = Vec::new();
-    for s in manifest.segments.iter().filter(|s| s.group == "main") {
-        match audio::decode(&bundle.dir.join(&s.file)) {
-            Ok(p) => {
-                errors.extend(p.errors.iter().map(|e| format!("{}: {e}", s.file)));
-                pieces.push(p);
-            }
-            Err(audio::AudioError::NoAudio { .. }) => {}
-            Err(e) => errors.push(format!("{}: {e}", s.file)),
-        }
-    }
-    (pieces, errors)
 }
 
 fn stage_speech(
     bundle: &Bundle,
     manifest: &Manifest,
     opts: &RunOptions,
-    log: &mut dyn FnMut(&str),
+    report_to: &mut dyn FnMut(RunEvent<'_>),
 ) -> anyhow::Result<String> {
-    let dir = analysis_dir(bundle);
     let language = opts.transcribe.language.clone();
     let model_path = opts
         .whisper_model
@@ -200,9 +120,9 @@ fn stage_speech(
         .find(|t| t.kind == TrackKind::Audio)
         .map(|t| t.channel_roles.clone())
         .unwrap_or_default();
-    let (pieces, errors) = session_audio(bundle, manifest);
+    let (pieces, errors) = audio::session_audio(bundle, manifest);
     for e in &errors {
-        log(&format!("speech: warning: {e}"));
+        report_to(RunEvent::Line(&format!("speech: warning: {e}")));
     }
     let status = if roles.is_empty() || pieces.is_empty() {
         "skipped: no audio track".to_string()
@@ -229,7 +149,16 @@ fn stage_speech(
                 0,
                 *role,
                 &opts.transcribe,
-                &mut |d, t| log(&format!("speech: channel {c} ({role:?}) window {d}/{t}")),
+                &mut |d, t| {
+                    report_to(RunEvent::Progress(Progress {
+                        stage: Stage::Speech,
+                        done: d as u64,
+                        total: t as u64,
+                    }));
+                    report_to(RunEvent::Line(&format!(
+                        "speech: channel {c} ({role:?}) window {d}/{t}"
+                    )));
+                },
             )?;
             transcript.segments.extend(segs);
         }
@@ -245,56 +174,25 @@ fn stage_speech(
     if status != "ok" && !status.starts_with("ok:") {
         transcript.status = status.clone();
     }
-    write_json(&dir.join("speech.json"), &activity)?;
-    write_json(&dir.join("transcript.json"), &transcript)?;
+    activity.write(&bundle.dir)?;
+    transcript.write(&bundle.dir)?;
     Ok(status)
 }
 
-/// The journey definition: `--journey`, else `journeys/<life_situation>.toml`.
-fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Journey>> {
-    Ok(journey_text(manifest, opts)?.map(|(j, _)| j))
-}
-
-/// The journey definition and its source text: `--journey`, else
-/// `journeys/<life_situation>.toml` relative to the working directory, only
-/// for a valid journey id (the manifest was validated on reading; checked
-/// again here because this is where the id becomes a path), and only if that
-/// file defines that very id.
-fn journey_text(
-    manifest: &Manifest,
-    opts: &RunOptions,
-) -> anyhow::Result<Option<(Journey, String)>> {
-    let (path, want_id) = match (&opts.journey, &manifest.life_situation) {
-        (Some(p), _) => (p.clone(), None),
-        (None, Some(ls)) if lab_model::journey::valid_id(ls) => (
-            PathBuf::from("journeys").join(format!("{ls}.toml")),
-            Some(ls),
-        ),
-        (None, Some(ls)) => anyhow::bail!("life_situation {ls:?} is not a journey id"),
-        (None, None) => return Ok(None),
-    };
-    if !path.exists() && opts.journey.is_none() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
-    let journey =
-        Journey::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if let Some(want) = want_id
-        && journey.id != *want
-    {
-        anyhow::bail!(
-            "{} defines journey {:?}, not the session's life situation {want:?}",
-            path.display(),
-            journey.id
-        );
-    }
-    Ok(Some((journey, text)))
+/// The session's journey definition and its source text, by the one rule
+/// (`Journey::resolve`): `--journey`, else `<life_situation>.toml` in the
+/// `--journeys` folders; its id must be the session's life situation.
+fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<ResolvedJourney>> {
+    Ok(Journey::resolve(
+        opts.journey.as_deref(),
+        &opts.journeys_dirs,
+        manifest.life_situation.as_deref(),
+    )?)
 }
 
 fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timeline::Timeline> {
     let (events, _) = bundle.read_events()?;
-    let transcript: Transcript = read_json(&analysis_dir(bundle).join("transcript.json"))?;
+    let transcript = Transcript::read(&bundle.dir)?;
     Ok(crate::timeline::Timeline::new(
         events,
         transcript.words().cloned().collect(),
@@ -313,18 +211,22 @@ fn empty_steps() -> StepAnalysis {
 }
 
 fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<String> {
-    let path = analysis_dir(bundle).join("steps.json");
-    let Some((journey, text)) = journey_text(manifest, opts)? else {
-        write_json(&path, &empty_steps())?;
+    let Some(found) = journey(manifest, opts)? else {
+        empty_steps().write(&bundle.dir)?;
         return Ok(
-            "skipped: no journey definition (pass --journey or set the life situation)".into(),
+            "skipped: no journey definition (pass --journey or --journeys, or set the life situation)"
+                .into(),
         );
     };
-    let steps = crate::steps::segment(&journey, &timeline(bundle, manifest)?);
+    let journey = &found.journey;
+    let steps = crate::steps::segment(journey, &timeline(bundle, manifest)?);
     // The bundle keeps the definition it was cut by, so the review app shows
     // the same steps, titles and expected times.
-    write_atomic(&analysis_dir(bundle).join("journey.toml"), text.as_bytes())?;
-    write_json(&path, &steps)?;
+    write_atomic(
+        &AnalysisFile::Journey.path(&bundle.dir),
+        found.text.as_bytes(),
+    )?;
+    steps.write(&bundle.dir)?;
     Ok(format!(
         "ok: {} intervals over {} steps of {:?}",
         steps.intervals.len(),
@@ -338,9 +240,8 @@ fn stage_candidates(
     manifest: &Manifest,
     opts: &RunOptions,
 ) -> anyhow::Result<String> {
-    let dir = analysis_dir(bundle);
-    let steps: StepAnalysis = read_json(&dir.join("steps.json"))?;
-    let journey = journey(manifest, opts)?;
+    let steps = StepAnalysis::read(&bundle.dir)?;
+    let journey = journey(manifest, opts)?.map(|r| r.journey);
     let empty = Journey {
         format_version: lab_model::journey::JOURNEY_FORMAT_VERSION,
         id: String::new(),
@@ -355,120 +256,22 @@ fn stage_candidates(
         &crate::lexicon::Lexicon::builtin(),
     );
     let n = candidates.len();
-    write_json(
-        &dir.join("candidates.json"),
-        &CandidateList {
-            format_version: ANALYSIS_FORMAT_VERSION,
-            candidates,
-        },
-    )?;
+    CandidateList {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        candidates,
+    }
+    .write(&bundle.dir)?;
     Ok(format!("ok: {n} candidates"))
 }
 
-pub use lab_model::analysis::{QaReport, ShortSegment};
-
 fn stage_qa(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
-    let dir = analysis_dir(bundle);
-    let transcript: Transcript = read_json(&dir.join("transcript.json"))?;
-    let renditions: renditions::Renditions = read_json(&dir.join("web/renditions.json"))?;
+    let transcript = Transcript::read(&bundle.dir)?;
+    let renditions = Renditions::read(&bundle.dir)?;
     let (_, torn) = bundle.read_events()?;
-    let qa = qa_report(manifest, &renditions, transcript.status, torn as u64);
-    let n = qa.issues.len();
-    write_json(&dir.join("qa.json"), &qa)?;
+    let report = qa::qa_report(manifest, &renditions, transcript.status, torn as u64);
+    let n = report.issues.len();
+    report.write(&bundle.dir)?;
     Ok(format!("ok: {n} issues noted"))
-}
-
-/// The QA report: what the manifest promises against what the renditions
-/// stage could read. Expected media comes from the manifest (segment bounds
-/// and the track's framerate), never from what happened to decode.
-pub fn qa_report(
-    manifest: &Manifest,
-    renditions: &renditions::Renditions,
-    transcript_status: String,
-    events_torn: u64,
-) -> QaReport {
-    use lab_model::time::format_session_time as t;
-    let mut issues: Vec<String> = renditions.errors.clone();
-    for g in &manifest.gaps {
-        issues.push(format!(
-            "{} had no media from {} to {}: {}",
-            g.track,
-            t(g.start_ns),
-            g.end_ns.map_or("the end".into(), t),
-            g.reason
-        ));
-    }
-    let mut short_segments = Vec::new();
-    for track in manifest.tracks.iter().filter(|t| t.framerate.is_some()) {
-        let Some(group) = track.groups.first() else {
-            continue;
-        };
-        for s in manifest.segments.iter().filter(|s| &s.group == group) {
-            // An open segment of a bundle nobody recovered has no end to compare with;
-            // it is listed under recovered_segments.
-            let Some(expected_end) = s.end_ns else {
-                continue;
-            };
-            let media = renditions
-                .segments
-                .iter()
-                .find(|m| m.track == track.id && m.file == s.file);
-            let media_end = media.and_then(|m| m.end_ns);
-            let missing = expected_end - media_end.unwrap_or(s.start_ns).max(s.start_ns);
-            if missing > QA_SHORT_TOLERANCE_NS {
-                issues.push(format!(
-                    "{} ({}): media ends at {}, the manifest says {}: {:.2} s missing",
-                    s.file,
-                    track.id,
-                    media_end.map_or("its start (nothing readable)".into(), t),
-                    t(expected_end),
-                    missing as f64 / 1e9
-                ));
-                short_segments.push(ShortSegment {
-                    track: track.id.clone(),
-                    file: s.file.clone(),
-                    expected_end_ns: expected_end,
-                    media_end_ns: media_end,
-                    missing_ns: missing,
-                });
-            }
-        }
-    }
-    QaReport {
-        format_version: ANALYSIS_FORMAT_VERSION,
-        status: match manifest.status {
-            lab_model::SessionStatus::Recording => {
-                "interrupted (recorder died; run `lab-recorder recover`)".into()
-            }
-            other => format!("{other:?}").to_lowercase(),
-        },
-        clock_uncertainty_ms: manifest
-            .clock
-            .clients
-            .iter()
-            .map(|c| (c.client.clone(), c.uncertainty_ns as f64 / 1e6))
-            .collect(),
-        gaps: manifest.gaps.clone(),
-        recovered_segments: manifest
-            .segments
-            .iter()
-            // Open segments of a bundle nobody recovered were cut off just the same.
-            .filter(|s| s.state != lab_model::SegmentState::Closed)
-            .map(|s| s.file.clone())
-            .collect(),
-        // The renditions stage read every segment already and kept what failed.
-        decode_errors: renditions.errors.clone(),
-        frames: renditions
-            .videos
-            .iter()
-            .map(|v| (v.track.clone(), v.frames, v.expected_frames))
-            .collect(),
-        short_segments,
-        issues,
-        events_rejected: manifest.events.rejected,
-        events_torn,
-        transcript_status,
-    }
 }
 
 #[cfg(test)]
@@ -497,10 +300,11 @@ mod tests {
             models: Models { dir: dir.clone() },
             whisper_model: None,
             journey: None,
+            journeys_dirs: vec![],
             force: vec![],
             transcribe: Options::default(),
         };
-        let err = journey_text(&manifest, &opts).unwrap_err().to_string();
+        let err = journey(&manifest, &opts).unwrap_err().to_string();
         assert!(err.contains("is not a journey id"), "{err}");
     }
 
@@ -528,6 +332,7 @@ mod tests {
             models: Models { dir: root.clone() },
             whisper_model: None,
             journey: None,
+            journeys_dirs: vec![],
             force: vec![],
             transcribe: Options::default(),
         };

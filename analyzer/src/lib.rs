@@ -14,6 +14,7 @@ pub mod formats;
 pub mod friction;
 pub mod lexicon;
 pub mod models;
+pub mod qa;
 pub mod renditions;
 pub mod speech;
 pub mod steps;

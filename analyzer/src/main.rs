@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use analyzer::bundle_run::RunOptions;
+use analyzer::bundle_run::{RunEvent, RunOptions};
 use analyzer::formats::{Format, render};
 use analyzer::models::Models;
 use analyzer::transcribe::{DEFAULT_BEAM, Options, Transcriber};
@@ -15,7 +15,7 @@ use analyzer::vad::Vad;
 use analyzer::{audio, speech};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lab_model::analysis::Speaker;
+use lab_model::analysis::{Speaker, Stage};
 
 #[derive(Parser)]
 #[command(
@@ -54,12 +54,18 @@ enum Cmd {
     /// Run every analysis stage over a session bundle (idempotent; finished stages are skipped).
     Run {
         bundle: PathBuf,
-        /// Journey definition (default: journeys/<life situation>.toml).
+        /// Journey definition file (any name); its id must be the session's
+        /// life situation when the manifest names one.
         #[arg(long)]
         journey: Option<PathBuf>,
+        /// Folder with journey definitions `<life situation>.toml` (repeatable,
+        /// searched in order; used when --journey is not given). No folder is
+        /// searched unless given here.
+        #[arg(long = "journeys", value_name = "DIR")]
+        journeys_dirs: Vec<PathBuf>,
         /// Redo a stage and the ones after it (repeatable): speech, steps, candidates, renditions, qa, all.
-        #[arg(long)]
-        force: Vec<String>,
+        #[arg(long, value_parser = parse_force)]
+        force: Vec<Stage>,
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value = "ru")]
@@ -151,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run {
             bundle,
             journey,
+            journeys_dirs,
             force,
             model,
             language,
@@ -169,16 +176,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 models,
                 whisper_model: model,
                 journey,
+                journeys_dirs,
                 force,
                 transcribe,
             };
             let started = std::time::Instant::now();
-            let report = analyzer::bundle_run::run(&bundle, &opts, &mut |line| {
-                {
-                    use std::io::Write as _;
-                    // lab-web reads these; if it is gone, analysis still finishes.
-                    let _ = writeln!(std::io::stderr(), "lab-analyze: {line}");
-                }
+            let report = analyzer::bundle_run::run(&bundle, &opts, &mut |event| {
+                use std::io::Write as _;
+                // lab-web reads the progress lines (`lab_model::analysis::Progress`);
+                // the others are for people. If stderr is gone, analysis still finishes.
+                let _ = match event {
+                    RunEvent::Progress(p) => writeln!(std::io::stderr(), "{}", p.to_line()),
+                    RunEvent::Line(line) => writeln!(std::io::stderr(), "lab-analyze: {line}"),
+                };
             })
             .with_context(|| format!("analysis of {} failed", bundle.display()))?;
             for (stage, status) in &report.stages {
@@ -192,6 +202,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--force NAME`: a stage, or `all` (the first stage, so every stage).
+fn parse_force(name: &str) -> Result<Stage, String> {
+    Stage::forced_from(name).map_err(|e| e.to_string())
 }
 
 /// A progress bar on stderr for inputs longer than a few seconds.

@@ -1,12 +1,11 @@
 //! Where the installed models and runtimes are. `lab-setup models` puts them
 //! in `models/` at the repository root; `LAB_MODELS` or `--models` point
-//! elsewhere. Nothing is ever downloaded from here.
+//! elsewhere. Nothing is ever downloaded from here. The file names are
+//! `lab_model::models`', shared with `lab-setup models`.
 
 use std::path::{Path, PathBuf};
 
-pub const WHISPER_DEFAULT: &str = "ggml-base.bin";
-pub const VAD_MODEL: &str = "silero_vad.onnx";
-pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.32.0";
+use lab_model::models::{ORT_LIBRARY, VAD_MODEL, WHISPER_BASE};
 
 #[derive(Debug, Clone)]
 pub struct Models {
@@ -41,7 +40,7 @@ impl Models {
     }
 
     pub fn whisper(&self) -> PathBuf {
-        self.dir.join(WHISPER_DEFAULT)
+        self.dir.join(WHISPER_BASE)
     }
 
     pub fn vad(&self) -> PathBuf {

@@ -9,8 +9,10 @@
 use std::path::Path;
 
 use ffmpeg_next as ffmpeg;
-use lab_model::analysis::ANALYSIS_DIR;
-use lab_model::bundle::write_atomic;
+use lab_model::analysis::{
+    ANALYSIS_FORMAT_VERSION, AnalysisDoc, Peaks, RenditionVideo, Renditions, SegmentMedia,
+    THUMBS_DIR, Thumbnail, WEB_DIR, thumbnail_file, thumbnail_name, video_file,
+};
 use lab_model::{Bundle, Manifest};
 
 use crate::audio;
@@ -21,16 +23,12 @@ pub const PEAKS_PER_SECOND: usize = 50;
 pub const THUMB_EVERY_NS: i64 = 10_000_000_000;
 pub const THUMB_SIZE: (u32, u32) = (160, 90);
 
-/// The `renditions.json` types live in `lab_model::analysis`, beside the other
-/// analysis outputs; these names are kept for callers of this module.
-pub use lab_model::analysis::{RenditionVideo as Video, Renditions, SegmentMedia, Thumbnail};
-
 pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     ffmpeg::init()?;
-    let web = bundle.dir.join(ANALYSIS_DIR).join("web");
+    let web = bundle.dir.join(WEB_DIR);
     std::fs::create_dir_all(&web)?;
     let mut out = Renditions {
-        format_version: 1,
+        format_version: ANALYSIS_FORMAT_VERSION,
         videos: vec![],
         thumbnails: vec![],
         peaks: None,
@@ -54,13 +52,13 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .map(|s| (s.file.clone(), bundle.dir.join(&s.file)))
             .collect();
         if track.id == "screen" {
-            let dir = web.join("thumbs");
+            let dir = bundle.dir.join(THUMBS_DIR);
             std::fs::create_dir_all(&dir)?;
             out.thumbnails = thumbnails(&files, &dir, &mut out.errors)
                 .into_iter()
                 .map(|(t_ns, name)| Thumbnail {
                     t_ns,
-                    file: format!("{ANALYSIS_DIR}/web/thumbs/{name}"),
+                    file: thumbnail_file(&name),
                 })
                 .collect();
         }
@@ -71,17 +69,17 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
             .iter()
             .filter_map(|s| Some(expected_frames(s.end_ns? - s.start_ns, fps)))
             .sum();
-        let name = format!("{}.mp4", track.id);
-        let tmp = web.join(format!("{name}.tmp"));
+        let file = video_file(&track.id);
+        let tmp = bundle.dir.join(format!("{file}.tmp"));
         // The muxer opens its output by name: a link planted there is removed
         // first, so the output is a new file in the bundle.
         let _ = std::fs::remove_file(&tmp);
         match remux(&files, &tmp, fps, &mut out.errors) {
             Ok(r) => {
-                std::fs::rename(&tmp, web.join(&name))?;
-                out.videos.push(Video {
+                std::fs::rename(&tmp, bundle.dir.join(&file))?;
+                out.videos.push(RenditionVideo {
                     track: track.id.clone(),
-                    file: format!("{ANALYSIS_DIR}/web/{name}"),
+                    file,
                     frames: r.frames,
                     expected_frames,
                     start_ns: r.start_ns,
@@ -99,17 +97,17 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
         }
     }
     // Audio decode problems go into renditions.json, where the QA stage reads them.
-    let (pieces, audio_errors) = crate::bundle_run::session_audio(bundle, manifest);
+    let (pieces, audio_errors) = audio::session_audio(bundle, manifest);
     out.errors.extend(audio_errors);
     if !pieces.is_empty() {
         let channels = pieces.iter().map(|p| p.channels.len()).max().unwrap_or(1);
         let timeline = audio::place(&pieces, channels);
-        let bytes = serde_json::to_vec(&serde_json::json!({
-            "per_second": PEAKS_PER_SECOND,
-            "channels": timeline.iter().map(|c| peaks(c)).collect::<Vec<_>>(),
-        }))?;
-        write_atomic(&web.join("peaks.json"), &bytes)?;
-        out.peaks = Some(format!("{ANALYSIS_DIR}/web/peaks.json"));
+        let peaks = Peaks {
+            per_second: PEAKS_PER_SECOND as u32,
+            channels: timeline.iter().map(|c| peaks(c)).collect(),
+        };
+        peaks.write(&bundle.dir)?;
+        out.peaks = Some(<Peaks as AnalysisDoc>::FILE.relative_path().to_string());
     }
     let summary = format!(
         "ok: {} videos, {} thumbnails, {} errors",
@@ -117,10 +115,7 @@ pub fn build(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
         out.thumbnails.len(),
         out.errors.len()
     );
-    write_atomic(
-        &web.join("renditions.json"),
-        &serde_json::to_vec_pretty(&out)?,
-    )?;
+    out.write(&bundle.dir)?;
     Ok(summary)
 }
 
@@ -214,7 +209,7 @@ fn thumbnails_of(
             enc.send_eof()?;
             let mut packet = ffmpeg::Packet::empty();
             enc.receive_packet(&mut packet)?;
-            let name = format!("{:06}.jpg", ns / 1_000_000_000);
+            let name = thumbnail_name(ns);
             lab_model::bundle::write_fresh(&dir.join(&name), packet.data().unwrap_or_default())
                 .map_err(|_| ffmpeg::Error::Exit)?;
             out.push((ns, name));

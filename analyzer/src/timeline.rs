@@ -4,6 +4,8 @@
 //! friction detectors only read it, so they can be tested on hand-written
 //! timelines.
 
+use std::ops::Range;
+
 use lab_model::analysis::{Speaker, Word};
 use lab_model::{Event, EventSource};
 
@@ -68,6 +70,32 @@ impl Timeline {
 /// a mixed channel when speakers cannot be told apart.
 pub fn maybe_participant(speaker: Speaker) -> bool {
     matches!(speaker, Speaker::Participant | Speaker::Mixed)
+}
+
+/// Runs of consecutive words that may be the participant's, broken where
+/// someone else speaks or the pause between two words exceeds `max_pause_ns`.
+pub fn participant_runs(words: &[Word], max_pause_ns: i64) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, w) in words.iter().enumerate() {
+        if !maybe_participant(w.speaker) {
+            if let Some(s) = start.take() {
+                runs.push(s..i);
+            }
+            continue;
+        }
+        if let Some(s) = start
+            && w.start_ns - words[i - 1].end_ns > max_pause_ns
+        {
+            runs.push(s..i);
+            start = None;
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        runs.push(s..words.len());
+    }
+    runs
 }
 
 pub fn is_browser(e: &Event, kind: &str) -> bool {

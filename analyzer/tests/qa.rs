@@ -6,7 +6,7 @@ use std::process::Command;
 
 use analyzer::bundle_run::{self, RunOptions};
 use analyzer::models::Models;
-use lab_model::analysis::QaReport;
+use lab_model::analysis::{AnalysisDoc, QaReport, Renditions, Stage};
 use lab_model::bundle::RecorderInfo;
 use lab_model::{
     BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, ClockMapping, EventStats, Manifest, Segment,
@@ -102,7 +102,8 @@ fn run_qa(dir: &Path) -> (QaReport, String) {
         },
         whisper_model: None,
         journey: None,
-        force: vec!["renditions".into()],
+        journeys_dirs: vec![],
+        force: vec![Stage::Renditions],
         transcribe: Default::default(),
     };
     bundle_run::run(dir, &opts, &mut |_| {}).unwrap();
@@ -158,4 +159,70 @@ fn qa_reports_a_truncated_segment_with_the_seconds_missing() {
     assert!(*read < 100, "{read} frames read of a halved segment");
     // The report names files relative to the bundle, never this machine's paths.
     assert!(!text.contains(dir.to_str().unwrap()), "{text}");
+}
+
+/// The QA report stored this machine's absolute paths (an audio segment that
+/// would not open was named by its full path), so a bundle moved to a server
+/// pointed nowhere. Every file the analyzer writes names bundle files
+/// relative to the bundle: after a move, each still resolves.
+#[test]
+fn an_analysed_bundle_moved_elsewhere_keeps_working_and_names_no_absolute_path() {
+    let dir = temp_dir("qa-moved");
+    let bundle = Bundle::new(&dir);
+    std::fs::create_dir_all(bundle.media_dir()).unwrap();
+    let m = manifest();
+    make_segment(&dir.join(&m.segments[0].file), m.segments[0].start_ns);
+    // The second segment is not Matroska at all: audio and video decoding fail on it.
+    std::fs::write(dir.join(&m.segments[1].file), b"not a matroska file").unwrap();
+    bundle.write_manifest(&m).unwrap();
+    let (qa, _) = run_qa(&dir);
+    assert!(
+        qa.decode_errors
+            .iter()
+            .any(|e| e.contains("media/main-00001.mkv")),
+        "{:?}",
+        qa.decode_errors
+    );
+
+    println!("decode errors: {:?}", qa.decode_errors);
+    let root = dir.to_str().unwrap().to_string();
+    for entry in walk(&dir.join("analysis")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        assert!(
+            !text.contains(&root),
+            "{} names {root}: {text}",
+            entry.display()
+        );
+    }
+
+    let moved = dir.with_extension("moved");
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&dir, &moved).unwrap();
+    let r = Renditions::read(&moved).unwrap();
+    let mut files: Vec<String> = r.videos.iter().map(|v| v.file.clone()).collect();
+    files.extend(r.thumbnails.iter().map(|t| t.file.clone()));
+    files.extend(r.peaks.clone());
+    assert!(!r.videos.is_empty() && !r.thumbnails.is_empty());
+    for f in files {
+        assert!(
+            moved.join(&f).is_file(),
+            "{f} does not resolve after the move"
+        );
+    }
+    // And the moved bundle analyses again from where it is.
+    let (qa_again, _) = run_qa(&moved);
+    assert_eq!(qa_again.decode_errors, qa.decode_errors);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "json" || x == "toml") {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -17,9 +17,14 @@
 //! enter = [{ url = "*/login*" }, { marker = "step:login" }]
 //! ```
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 pub const JOURNEY_FORMAT_VERSION: u32 = 1;
+/// Largest journey definition read (a lab's `<id>.toml` or a bundle's
+/// `analysis/journey.toml`).
+pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
 /// Longest journey id (life situation id), in bytes.
 pub const MAX_JOURNEY_ID_LEN: usize = 64;
 
@@ -94,6 +99,41 @@ pub enum JourneyError {
     },
     #[error("journey definition: {0}")]
     Invalid(String),
+    #[error("life_situation {0:?} is not a journey id")]
+    InvalidId(String),
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the journey definition is more than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("the journey definition is not UTF-8")]
+    NotUtf8,
+    /// A definition file that could not be used, and why.
+    #[error("{path}")]
+    At {
+        path: PathBuf,
+        #[source]
+        source: Box<JourneyError>,
+    },
+    #[error("{path} defines journey {found:?}, not the session's life situation {want:?}")]
+    Mismatch {
+        path: PathBuf,
+        found: String,
+        want: String,
+    },
+}
+
+/// A journey definition found by [`Journey::resolve`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedJourney {
+    pub journey: Journey,
+    /// Its source text, as the file has it (the analyzer keeps a copy in the bundle).
+    pub text: String,
+    /// The file it was read from.
+    pub path: PathBuf,
 }
 
 /// " (line N)" of a top-level `field = ...` (before the first table), or "".
@@ -203,6 +243,92 @@ impl Journey {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// Parses a definition file's bytes: at most `MAX_JOURNEY_BYTES`,
+    /// UTF-8, then [`Journey::from_toml`]. For readers that open the file
+    /// themselves (lab-web reads a bundle's `analysis/journey.toml` through
+    /// its own `O_NOFOLLOW` walk).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, JourneyError> {
+        if bytes.len() as u64 > MAX_JOURNEY_BYTES {
+            return Err(JourneyError::TooLarge {
+                limit: MAX_JOURNEY_BYTES,
+            });
+        }
+        Self::from_toml(std::str::from_utf8(bytes).map_err(|_| JourneyError::NotUtf8)?)
+    }
+
+    /// Reads and parses the definition file at `path`; returns it with its text.
+    pub fn read_file(path: &Path) -> Result<(Self, String), JourneyError> {
+        use std::io::Read;
+        let at = |source| JourneyError::At {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_JOURNEY_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|source| JourneyError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let journey = Self::from_bytes(&bytes).map_err(at)?;
+        let text = String::from_utf8(bytes).map_err(|_| at(JourneyError::NotUtf8))?;
+        Ok((journey, text))
+    }
+
+    /// The one rule for finding a session's journey definition:
+    ///
+    /// 1. A `life_situation`, when given, must be a journey id ([`valid_id`]),
+    ///    so it can only ever name `<id>.toml` inside a journeys folder.
+    /// 2. An `explicit` file (`lab-analyze run --journey FILE`) is used
+    ///    whatever its name.
+    /// 3. Otherwise `<life_situation>.toml` in the first of `journeys_dirs`
+    ///    that has it; nothing else is searched (no folder relative to the
+    ///    working directory unless the caller passes one).
+    /// 4. Either way, when a life situation is given, the file must define
+    ///    that very id ([`JourneyError::Mismatch`] otherwise).
+    ///
+    /// `Ok(None)`: no explicit file, and no life situation or no file for it.
+    pub fn resolve(
+        explicit: Option<&Path>,
+        journeys_dirs: &[PathBuf],
+        life_situation: Option<&str>,
+    ) -> Result<Option<ResolvedJourney>, JourneyError> {
+        if let Some(ls) = life_situation
+            && !valid_id(ls)
+        {
+            return Err(JourneyError::InvalidId(ls.to_string()));
+        }
+        let path = match (explicit, life_situation) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(ls)) => {
+                let found = journeys_dirs
+                    .iter()
+                    .map(|d| d.join(format!("{ls}.toml")))
+                    .find(|p| p.is_file());
+                match found {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
+            (None, None) => return Ok(None),
+        };
+        let (journey, text) = Self::read_file(&path)?;
+        if let Some(want) = life_situation
+            && journey.id != want
+        {
+            return Err(JourneyError::Mismatch {
+                path,
+                found: journey.id,
+                want: want.to_string(),
+            });
+        }
+        Ok(Some(ResolvedJourney {
+            journey,
+            text,
+            path,
+        }))
+    }
 }
 
 /// Case-insensitive glob match (`*`, `?`), used by entry rules.
@@ -253,6 +379,93 @@ significance = 5
 expected_seconds = 45
 enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
 "#;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("lab-model-journey-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn resolve_finds_the_life_situation_in_the_first_folder_that_has_it() {
+        let root = temp_dir("resolve");
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("birth-benefit.toml"), GOOD).unwrap();
+        let dirs = [a.clone(), b.clone()];
+        let r = Journey::resolve(None, &dirs, Some("birth-benefit"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.journey.id, "birth-benefit");
+        assert_eq!(
+            (r.text.as_str(), r.path.clone()),
+            (GOOD, b.join("birth-benefit.toml"))
+        );
+        // The first folder wins.
+        std::fs::write(a.join("birth-benefit.toml"), GOOD.replace("2026.1", "2027")).unwrap();
+        let r = Journey::resolve(None, &dirs, Some("birth-benefit"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.journey.version, "2027");
+        // Nothing for another id, nothing without a life situation, and no
+        // folder is searched that was not passed.
+        assert_eq!(Journey::resolve(None, &dirs, Some("other")).unwrap(), None);
+        assert_eq!(Journey::resolve(None, &dirs, None).unwrap(), None);
+        assert_eq!(
+            Journey::resolve(None, &[], Some("birth-benefit")).unwrap(),
+            None
+        );
+        // An explicit file of any name.
+        let any = root.join("draft v2.toml");
+        std::fs::write(&any, GOOD).unwrap();
+        let r = Journey::resolve(Some(&any), &[], None).unwrap().unwrap();
+        assert_eq!(r.path, any);
+        let r = Journey::resolve(Some(&any), &dirs, Some("birth-benefit"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.path, any);
+    }
+
+    #[test]
+    fn resolve_refuses_hostile_ids_and_files_of_another_journey() {
+        let root = temp_dir("resolve-hostile");
+        std::fs::write(root.join("evil.toml"), GOOD).unwrap();
+        let dirs = [root.join("journeys")];
+        std::fs::create_dir_all(&dirs[0]).unwrap();
+        for bad in ["../evil", "/etc/passwd", "", ".hidden", "Evil"] {
+            let e = Journey::resolve(None, &dirs, Some(bad)).unwrap_err();
+            assert!(matches!(e, JourneyError::InvalidId(_)), "{bad}: {e}");
+            assert!(e.to_string().contains("is not a journey id"), "{e}");
+        }
+        // A file found by id must define that id; so must an explicit one.
+        std::fs::write(dirs[0].join("child-benefit.toml"), GOOD).unwrap();
+        for explicit in [None, Some(dirs[0].join("child-benefit.toml"))] {
+            let e =
+                Journey::resolve(explicit.as_deref(), &dirs, Some("child-benefit")).unwrap_err();
+            assert!(
+                e.to_string().contains("defines journey \"birth-benefit\", not the session's life situation \"child-benefit\""),
+                "{e}"
+            );
+        }
+        // Errors name the file, then the line.
+        let bad = root.join("bad.toml");
+        std::fs::write(&bad, GOOD.replace("significance = 5", "significance = 7")).unwrap();
+        let e = Journey::resolve(Some(&bad), &[], None).unwrap_err();
+        let chain = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            chain.contains("bad.toml") && chain.contains("significance 7"),
+            "{chain}"
+        );
+        let e = Journey::from_bytes(&vec![b'#'; MAX_JOURNEY_BYTES as usize + 1]).unwrap_err();
+        assert!(matches!(e, JourneyError::TooLarge { .. }), "{e}");
+        assert!(matches!(
+            Journey::from_bytes(b"\xff").unwrap_err(),
+            JourneyError::NotUtf8
+        ));
+    }
 
     #[test]
     fn parses_a_journey() {

@@ -10,7 +10,9 @@ pub mod analysis;
 pub mod bundle;
 pub mod event;
 pub mod journey;
+pub mod models;
 pub mod station;
+pub mod subtitles;
 pub mod time;
 
 pub use bundle::{

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use lab_model::analysis::{
-    ANALYSIS_FORMAT_VERSION, Candidate, CandidateList, Evidence, SpeechActivity, SpeechSpan,
-    StepAnalysis, StepInterval, StepSummary, Transcript, TranscriptSegment, Word,
+    ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile, Candidate, CandidateList, Evidence,
+    SpeechActivity, SpeechSpan, State, StepAnalysis, StepInterval, StepSummary, Transcript,
+    TranscriptSegment, Word,
 };
-use lab_model::bundle::ChannelRole;
+use lab_model::bundle::{ChannelRole, EVENTS_FILE, MANIFEST_FILE};
 use lab_model::event::{Event, EventSource};
 use serde_json::json;
 
@@ -84,8 +85,7 @@ const NS: i64 = 1_000_000;
 /// Writes a bundle under `parent/<session_id>` and returns its path.
 pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
     let dir = parent.join(&spec.session_id);
-    let analysis = dir.join("analysis");
-    std::fs::create_dir_all(&analysis)?;
+    std::fs::create_dir_all(&dir)?;
     let d = spec.duration_ms;
     let manifest = json!({
         "format": "lab-session-bundle", "format_version": 1, "session_id": spec.session_id, "station": "synth-station",
@@ -101,7 +101,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         "recorder": {"version": "synth", "pid": 1, "events_url": null}
     });
     std::fs::write(
-        dir.join("manifest.json"),
+        dir.join(MANIFEST_FILE),
         serde_json::to_vec_pretty(&manifest)?,
     )?;
 
@@ -149,7 +149,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         lines.push('\n');
         events.push(e);
     }
-    std::fs::write(dir.join("events.jsonl"), lines)?;
+    std::fs::write(dir.join(EVENTS_FILE), lines)?;
 
     // Transcript: segments of one phrase, spread evenly.
     let mut segments = vec![];
@@ -198,17 +198,12 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         status: "ok".into(),
         segments,
     };
-    std::fs::write(
-        analysis.join("transcript.json"),
-        serde_json::to_vec(&transcript)?,
-    )?;
-    std::fs::write(
-        analysis.join("speech.json"),
-        serde_json::to_vec(&SpeechActivity {
-            format_version: ANALYSIS_FORMAT_VERSION,
-            spans,
-        })?,
-    )?;
+    transcript.write(&dir)?;
+    SpeechActivity {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        spans,
+    }
+    .write(&dir)?;
     let titles = [
         ("catalog", "Найти услугу", 20_000),
         ("form", "Заполнить заявление", 30_000),
@@ -242,7 +237,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
             })
             .collect(),
     };
-    std::fs::write(analysis.join("steps.json"), serde_json::to_vec(&steps)?)?;
+    steps.write(&dir)?;
     let form = (d / 5, d * 85 / 100);
     let candidates = CandidateList {
         format_version: ANALYSIS_FORMAT_VERSION,
@@ -280,14 +275,8 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
             },
         ],
     };
-    std::fs::write(
-        analysis.join("candidates.json"),
-        serde_json::to_vec(&candidates)?,
-    )?;
-    std::fs::write(analysis.join("journey.toml"), JOURNEY_TOML)?;
-    std::fs::write(
-        analysis.join("state.json"),
-        b"{\"format_version\":1,\"stages\":{}}",
-    )?;
+    candidates.write(&dir)?;
+    std::fs::write(AnalysisFile::Journey.path(&dir), JOURNEY_TOML)?;
+    State::default().write(&dir)?;
     Ok(dir)
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab_model::analysis::{CandidateList, StepAnalysis, Transcript};
+use lab_model::analysis::{
+    AnalysisDoc, AnalysisFile, CandidateList, Renditions, StepAnalysis, Transcript, video_file,
+};
 use lab_model::{Bundle, SessionStatus};
 use lab_tests::scripted::{models, record_session, speech, wer, words};
 use lab_tests::{RecorderProcess, bin, ffprobe, require, temp_dir};
@@ -118,10 +120,7 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
     let (ok, out, err) = analyze(&["run", b, "--journey", journey.to_str().unwrap()]);
     assert!(ok, "{err}");
     println!("{out}");
-    let analysis = bundle_dir.join("analysis");
-    let transcript: Transcript =
-        serde_json::from_str(&std::fs::read_to_string(analysis.join("transcript.json")).unwrap())
-            .unwrap();
+    let transcript = Transcript::read(&bundle_dir).unwrap();
     let hyp: String = transcript
         .segments
         .iter()
@@ -139,15 +138,11 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
             .all(|w| w.speaker == lab_model::ChannelRole::Participant)
     );
 
-    let steps: StepAnalysis =
-        serde_json::from_str(&std::fs::read_to_string(analysis.join("steps.json")).unwrap())
-            .unwrap();
+    let steps = StepAnalysis::read(&bundle_dir).unwrap();
     let visited: Vec<_> = steps.intervals.iter().map(|i| i.step.as_str()).collect();
     assert_eq!(visited, ["catalog", "form", "done"]);
 
-    let candidates: CandidateList =
-        serde_json::from_str(&std::fs::read_to_string(analysis.join("candidates.json")).unwrap())
-            .unwrap();
+    let candidates = CandidateList::read(&bundle_dir).unwrap();
     let found: Vec<_> = candidates
         .candidates
         .iter()
@@ -163,20 +158,20 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
     );
 
     for track in ["screen", "camera"] {
-        let (video, audio, end) = ffprobe(&analysis.join(format!("web/{track}.mp4"))).unwrap();
+        let (video, audio, end) = ffprobe(&bundle_dir.join(video_file(track))).unwrap();
         assert!(
             video && audio && end > 5.0,
             "{track}.mp4: video {video} audio {audio} end {end}"
         );
     }
-    assert!(analysis.join("web/peaks.json").exists() && analysis.join("qa.json").exists());
-    let renditions: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(analysis.join("web/renditions.json")).unwrap(),
-    )
-    .unwrap();
-    let thumbs = renditions["thumbnails"].as_array().unwrap();
+    assert!(
+        AnalysisFile::Peaks.path(&bundle_dir).exists()
+            && AnalysisFile::Qa.path(&bundle_dir).exists()
+    );
+    let renditions = Renditions::read(&bundle_dir).unwrap();
+    let thumbs = &renditions.thumbnails;
     assert!(!thumbs.is_empty(), "no thumbnails");
-    let jpeg = std::fs::read(bundle_dir.join(thumbs[0]["file"].as_str().unwrap())).unwrap();
+    let jpeg = std::fs::read(bundle_dir.join(&thumbs[0].file)).unwrap();
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "thumbnail is not a JPEG");
 
     // Idempotent: a second run does nothing; --force redoes one stage and what follows.
@@ -214,18 +209,16 @@ fn a_crashed_bundle_is_analysed_up_to_the_break_and_silence_skips_transcription(
     let (ok, out, err) = analyze(&["run", bundle_dir.to_str().unwrap()]);
     assert!(ok, "{err}");
     println!("{out}");
-    let analysis = bundle_dir.join("analysis");
-    let transcript: Transcript =
-        serde_json::from_str(&std::fs::read_to_string(analysis.join("transcript.json")).unwrap())
-            .unwrap();
+    let transcript = Transcript::read(&bundle_dir).unwrap();
     // The test source is ticks, not speech: VAD finds none, or the track is reported silent.
     assert!(transcript.segments.is_empty(), "{:?}", transcript.segments);
-    let (video, _, end) = ffprobe(&analysis.join("web/screen.mp4")).unwrap();
+    let (video, _, end) = ffprobe(&bundle_dir.join(video_file("screen"))).unwrap();
     assert!(video && end >= 3.0, "rendition ends at {end}");
-    let steps = std::fs::read_to_string(analysis.join("steps.json")).unwrap();
+    let steps = std::fs::read_to_string(AnalysisFile::Steps.path(&bundle_dir)).unwrap();
     assert!(steps.contains("\"intervals\": []"), "{steps}");
     let qa: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(analysis.join("qa.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(AnalysisFile::Qa.path(&bundle_dir)).unwrap())
+            .unwrap();
     assert!(
         qa["status"].as_str().unwrap().starts_with("interrupted"),
         "{qa}"
@@ -270,10 +263,7 @@ fn a_bundle_without_a_microphone_skips_transcription_with_a_clear_status() {
     let (ok, out, err) = analyze(&["run", &bundle]);
     assert!(ok, "{err}");
     assert!(out.contains("skipped: no audio track"), "{out}");
-    let t: Transcript = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(&bundle).join("analysis/transcript.json")).unwrap(),
-    )
-    .unwrap();
+    let t = Transcript::read(Path::new(&bundle)).unwrap();
     assert_eq!(t.status, "skipped: no audio track");
 }
 

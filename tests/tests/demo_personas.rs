@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use lab_model::analysis::{CandidateList, StepAnalysis, Transcript};
+use lab_model::analysis::{AnalysisDoc, CandidateList, StepAnalysis, Transcript};
 use lab_tests::scripted::{models, words};
 use lab_tests::web::{Api, LabWeb};
 use lab_tests::{bin, require, temp_dir};
@@ -263,10 +263,10 @@ struct Measured {
 fn check_session(truth_path: &Path) -> Measured {
     let t: Value = read!(truth_path);
     let persona = t["persona"].as_str().unwrap().to_string();
-    let an = PathBuf::from(t["bundle"].as_str().unwrap()).join("analysis");
-    let steps: StepAnalysis = read!(&an.join("steps.json"));
-    let cands: CandidateList = read!(&an.join("candidates.json"));
-    let transcript: Transcript = read!(&an.join("transcript.json"));
+    let bundle = PathBuf::from(t["bundle"].as_str().unwrap());
+    let steps = StepAnalysis::read(&bundle).unwrap();
+    let cands = CandidateList::read(&bundle).unwrap();
+    let transcript = Transcript::read(&bundle).unwrap();
     let mut problems = Vec::new();
 
     // Steps: the same visits in the same order, boundaries close.

@@ -6,7 +6,7 @@
 use lab_model::Journey;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, number};
+use super::candidate::{candidate, number};
 use crate::timeline::{Timeline, data_str, is_browser};
 
 pub const NAME: &str = "backtrack";

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, count_ru, duration_ru, number};
+use super::candidate::{candidate, number};
+use super::notes::{count_ru, duration_ru};
 use crate::timeline::{Timeline, data_f64, data_flag, data_str};
 
 pub const NAME: &str = "dead_click";

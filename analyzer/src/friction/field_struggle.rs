@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, clip, count_ru, number};
+use super::candidate::{candidate, number};
+use super::notes::{clip, count_ru};
 use crate::timeline::{Timeline, data_f64, data_str, is_browser};
 
 pub const NAME: &str = "field_struggle";

@@ -16,7 +16,8 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::{candidate, duration_ru, number, quote};
+use super::candidate::{candidate, number};
+use super::notes::{duration_ru, quote};
 use crate::timeline::{Timeline, data_str, is_browser, marker_of, maybe_participant};
 
 pub const NAME: &str = "hesitation";

@@ -5,7 +5,8 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, clip, duration_ru, number};
+use super::candidate::{candidate, number};
+use super::notes::{clip, duration_ru};
 use crate::timeline::{Timeline, data_str};
 
 pub const NAME: &str = "js_error";

@@ -8,21 +8,19 @@
 //! [`step_overtime`], [`field_struggle`], [`js_error`], [`verbal_confusion`],
 //! [`question_to_moderator`]. [`detect_all`] runs them all.
 
-use std::collections::HashMap;
-use std::ops::Range;
-
 use lab_model::Journey;
-use lab_model::analysis::{Candidate, Evidence, StepAnalysis, Word};
+use lab_model::analysis::{Candidate, StepAnalysis};
 
 pub use crate::lexicon::Lexicon;
-use crate::steps::step_at;
-use crate::timeline::{Timeline, maybe_participant};
+use crate::timeline::Timeline;
 
 pub mod backtrack;
+pub(crate) mod candidate;
 pub mod dead_click;
 pub mod field_struggle;
 pub mod hesitation;
 pub mod js_error;
+pub(crate) mod notes;
 pub mod question_to_moderator;
 pub mod rage_click;
 pub mod step_overtime;
@@ -46,124 +44,16 @@ pub fn detect_all(
     all.extend(js_error::detect(timeline, steps));
     all.extend(verbal_confusion::detect(timeline, steps, lexicon));
     all.extend(question_to_moderator::detect(timeline, steps));
-    number(&mut all);
+    candidate::number(&mut all);
     all
-}
-
-/// Sorts by start (then end, then detector) and gives ids `<detector>-<n>`.
-pub(crate) fn number(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
-        (a.start_ns, a.end_ns, &a.detector).cmp(&(b.start_ns, b.end_ns, &b.detector))
-    });
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for c in candidates {
-        let n = counts.entry(c.detector.clone()).or_default();
-        *n += 1;
-        c.id = format!("{}-{n}", c.detector);
-    }
-}
-
-/// A candidate in the step that contains its start; confidence clamped to
-/// 0-1 and rounded to hundredths (finer figures would only pretend precision).
-pub(crate) fn candidate(
-    detector: &str,
-    steps: &StepAnalysis,
-    start_ns: i64,
-    end_ns: i64,
-    confidence: f32,
-    evidence: Evidence,
-) -> Candidate {
-    Candidate {
-        id: String::new(),
-        detector: detector.to_string(),
-        start_ns,
-        end_ns: end_ns.max(start_ns),
-        step: step_at(steps, start_ns),
-        confidence: (confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0,
-        evidence,
-    }
-}
-
-/// Runs of consecutive words that may be the participant's, broken where
-/// someone else speaks or the pause between two words exceeds `max_pause_ns`.
-pub(crate) fn participant_runs(words: &[Word], max_pause_ns: i64) -> Vec<Range<usize>> {
-    let mut runs = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, w) in words.iter().enumerate() {
-        if !maybe_participant(w.speaker) {
-            if let Some(s) = start.take() {
-                runs.push(s..i);
-            }
-            continue;
-        }
-        if let Some(s) = start
-            && w.start_ns - words[i - 1].end_ns > max_pause_ns
-        {
-            runs.push(s..i);
-            start = None;
-        }
-        start.get_or_insert(i);
-    }
-    if let Some(s) = start {
-        runs.push(s..words.len());
-    }
-    runs
-}
-
-/// A duration for a note: «1,2 с», «14 с», «2 мин 5 с».
-pub(crate) fn duration_ru(ns: i64) -> String {
-    let s = ns as f64 / 1e9;
-    if s < 10.0 {
-        format!("{:.1} с", s).replace('.', ",")
-    } else if s < 60.0 {
-        format!("{} с", s.round())
-    } else {
-        let total = s.round() as i64;
-        match total % 60 {
-            0 => format!("{} мин", total / 60),
-            rest => format!("{} мин {rest} с", total / 60),
-        }
-    }
-}
-
-/// `n` with the Russian noun form for it: (клик, клика, кликов).
-pub(crate) fn count_ru(n: usize, one: &str, few: &str, many: &str) -> String {
-    let form = match (n % 10, n % 100) {
-        (1, m) if m != 11 => one,
-        (2..=4, m) if !(12..=14).contains(&m) => few,
-        _ => many,
-    };
-    format!("{n} {form}")
-}
-
-/// Words as spoken, at most `max` of them.
-pub(crate) fn quote(words: &[Word], max: usize) -> String {
-    let mut text = words
-        .iter()
-        .take(max)
-        .map(|w| w.text.trim())
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if words.len() > max {
-        text.push('…');
-    }
-    text
-}
-
-/// A string cut to `max` characters for a note.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        text.chars().take(max).collect::<String>() + "…"
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::notes::{clip, count_ru, duration_ru};
     use super::*;
     use crate::steps::segment;
+    use crate::timeline::participant_runs;
     use crate::timeline::testkit::*;
     use lab_model::analysis::Speaker;
 

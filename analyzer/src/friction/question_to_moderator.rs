@@ -7,9 +7,10 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::{candidate, number, participant_runs, quote};
+use super::candidate::{candidate, number};
+use super::notes::quote;
 use crate::lexicon::{Lexicon, tokens};
-use crate::timeline::Timeline;
+use crate::timeline::{Timeline, participant_runs};
 
 pub const NAME: &str = "question_to_moderator";
 

@@ -4,7 +4,8 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, clip, count_ru, duration_ru, number};
+use super::candidate::{candidate, number};
+use super::notes::{clip, count_ru, duration_ru};
 use crate::timeline::{Timeline, data_f64, data_str};
 
 pub const NAME: &str = "rage_click";

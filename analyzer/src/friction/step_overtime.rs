@@ -4,7 +4,8 @@
 
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::{candidate, count_ru, duration_ru, number};
+use super::candidate::{candidate, number};
+use super::notes::{count_ru, duration_ru};
 
 pub const NAME: &str = "step_overtime";
 

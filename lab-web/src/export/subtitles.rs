@@ -1,236 +1,67 @@
 //! WebVTT and SRT subtitles from a session transcript, for players, for
-//! review outside the app and for the subtitle track of clips.
-//!
-//! Whisper segments can run for half a minute; subtitles that long cannot be
-//! read, so a segment is split into cues of at most [`MAX_CUE_MS`] and
-//! [`MAX_CUE_CHARS`], at word boundaries and on the words' own timestamps
-//! when the transcript has them.
+//! review outside the app and for the subtitle track of clips. The cue rules
+//! and writers are `lab_model::subtitles`' (shared with `lab-analyze
+//! transcribe --format vtt|srt`); this module feeds it the stored transcript.
 
-use crate::types::{TranscriptSegment, TranscriptView};
-use std::fmt::Write;
+use lab_model::analysis::Speaker;
+use lab_model::subtitles::{self, Cue, Segment, TimedWord};
+#[cfg(test)]
+use lab_model::subtitles::{MAX_CUE_CHARS, MAX_CUE_MS, MAX_LINE_CHARS, timestamp};
 
-/// Longest cue, in milliseconds.
-pub const MAX_CUE_MS: i64 = 7_000;
-/// Longest cue text, in characters (two lines of 42).
-pub const MAX_CUE_CHARS: usize = 84;
-const MAX_LINE_CHARS: usize = 42;
-
-#[derive(Debug, Clone, PartialEq)]
-struct Cue {
-    start_ms: i64,
-    end_ms: i64,
-    speaker: String,
-    text: String,
-}
+use crate::types::TranscriptView;
 
 /// The transcript as WebVTT, each cue voiced (`<v Участник>`) by its speaker.
 pub fn vtt(transcript: &TranscriptView) -> String {
-    let mut out = String::from("WEBVTT\n\n");
-    for cue in cues(transcript) {
-        let _ = writeln!(
-            out,
-            "{} --> {}",
-            timestamp(cue.start_ms, '.'),
-            timestamp(cue.end_ms, '.')
-        );
-        if let Some(voice) = speaker_label(&cue.speaker, &transcript.language) {
-            let _ = write!(out, "<v {voice}>");
-        }
-        let _ = writeln!(out, "{}\n", vtt_escape(&cue.text));
-    }
-    out
+    subtitles::vtt(&cues(transcript), &transcript.language)
 }
 
 /// The transcript as SRT. SRT has no voices, so moderator cues are prefixed
 /// with the speaker's name and participant cues are left plain.
 pub fn srt(transcript: &TranscriptView) -> String {
-    srt_cues(transcript, cues(transcript))
+    subtitles::srt(&cues(transcript), &transcript.language)
 }
 
 /// The SRT of `[from_ms, to_ms)` only, shifted so `from_ms` is 0: the
 /// subtitle track of a clip cut from that range.
 pub fn srt_range(transcript: &TranscriptView, from_ms: i64, to_ms: i64) -> String {
-    let clipped = cues(transcript)
-        .into_iter()
-        .filter_map(|c| {
-            let start = c.start_ms.max(from_ms);
-            let end = c.end_ms.min(to_ms);
-            (start < end).then(|| Cue {
-                start_ms: start - from_ms,
-                end_ms: end - from_ms,
-                ..c
-            })
+    let clipped = subtitles::clip(cues(transcript), from_ms, to_ms);
+    subtitles::srt(&clipped, &transcript.language)
+}
+
+/// All cues of the transcript in start order.
+fn cues(transcript: &TranscriptView) -> Vec<Cue> {
+    let segments: Vec<Segment> = transcript
+        .segments
+        .iter()
+        .map(|s| Segment {
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            speaker: speaker(&s.speaker),
+            text: &s.text,
+            words: s
+                .words
+                .iter()
+                .map(|w| TimedWord {
+                    start_ms: w.start_ms,
+                    end_ms: w.end_ms,
+                    text: &w.text,
+                })
+                .collect(),
         })
         .collect();
-    srt_cues(transcript, clipped)
+    subtitles::cues(&segments)
 }
 
-fn srt_cues(transcript: &TranscriptView, cues: Vec<Cue>) -> String {
-    let mut out = String::new();
-    for (i, cue) in cues.into_iter().enumerate() {
-        let prefix = match speaker_label(&cue.speaker, &transcript.language) {
-            Some(name) if cue.speaker == "moderator" => format!("{name}: "),
-            _ => String::new(),
-        };
-        let _ = write!(
-            out,
-            "{}\n{} --> {}\n{prefix}{}\n\n",
-            i + 1,
-            timestamp(cue.start_ms, ','),
-            timestamp(cue.end_ms, ','),
-            cue.text
-        );
-    }
-    out
-}
-
-/// All cues of the transcript in start order (WebVTT requires it, and the two
-/// speakers' segments may interleave).
-fn cues(transcript: &TranscriptView) -> Vec<Cue> {
-    let mut cues: Vec<Cue> = transcript.segments.iter().flat_map(split_segment).collect();
-    cues.sort_by_key(|c| c.start_ms);
-    cues
-}
-
-/// Splits one segment into readable cues, at word boundaries.
-fn split_segment(seg: &TranscriptSegment) -> Vec<Cue> {
-    // Bounded first, so the arithmetic below cannot overflow on a hostile time.
-    let start = seg.start_ms.clamp(0, crate::limits::MAX_SESSION_MS);
-    let end = seg
-        .end_ms
-        .clamp(start + 1, crate::limits::MAX_SESSION_MS + 1);
-    // (text, start, end) of each word; without word timestamps, time is
-    // shared out in proportion to the characters before each word.
-    let words: Vec<(String, i64, i64)> = if seg.words.is_empty() {
-        let text = clean(&seg.text);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let total: usize = words.iter().map(|w| w.chars().count() + 1).sum();
-        let mut before = 0;
-        words
-            .into_iter()
-            .map(|w| {
-                let len = w.chars().count() + 1;
-                let at = |chars: usize| start + (end - start) * chars as i64 / total.max(1) as i64;
-                let word = (w.to_string(), at(before), at(before + len));
-                before += len;
-                word
-            })
-            .collect()
-    } else {
-        seg.words
-            .iter()
-            .map(|w| {
-                let text = clean(&w.text);
-                let s = w.start_ms.clamp(start, end);
-                (text, s, w.end_ms.clamp(s, end))
-            })
-            .filter(|w| !w.0.is_empty())
-            .collect()
-    };
-
-    let mut cues: Vec<Cue> = Vec::new();
-    let mut current: Option<Cue> = None;
-    for (text, w_start, w_end) in words {
-        if let Some(cue) = current.as_mut() {
-            let fits = cue.text.chars().count() + 1 + text.chars().count() <= MAX_CUE_CHARS
-                && w_end - cue.start_ms <= MAX_CUE_MS;
-            if fits {
-                cue.text.push(' ');
-                cue.text.push_str(&text);
-                cue.end_ms = w_end;
-                continue;
-            }
-            cues.extend(current.take());
-        }
-        current = Some(Cue {
-            // The first cue opens with the segment, not its first word.
-            start_ms: if cues.is_empty() { start } else { w_start },
-            end_ms: w_end,
-            speaker: seg.speaker.clone(),
-            text,
-        });
-    }
-    cues.extend(current);
-    if let Some(last) = cues.last_mut() {
-        last.end_ms = last.end_ms.max(end);
-    }
-    for cue in &mut cues {
-        cue.end_ms = cue.end_ms.max(cue.start_ms + 1);
-        cue.text = two_lines(&cue.text);
-    }
-    cues
-}
-
-/// Breaks a cue longer than one line at the space nearest its middle.
-fn two_lines(text: &str) -> String {
-    let chars = text.chars().count();
-    if chars <= MAX_LINE_CHARS {
-        return text.to_string();
-    }
-    let middle = chars / 2;
-    let best = text
-        .char_indices()
-        .enumerate()
-        .filter(|(_, (_, c))| *c == ' ')
-        .min_by_key(|(n, _)| n.abs_diff(middle))
-        .map(|(_, (byte, _))| byte);
-    match best {
-        Some(at) => format!("{}\n{}", &text[..at], &text[at + 1..]),
-        None => text.to_string(),
-    }
-}
-
-/// One line of words: whitespace collapsed (a blank line would end the cue)
-/// and control characters dropped.
-fn clean(text: &str) -> String {
-    text.split_whitespace()
-        .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn speaker_label(speaker: &str, language: &str) -> Option<&'static str> {
-    let en = language == "en";
-    match speaker {
-        "participant" => Some(if en {
-            "Participant"
-        } else {
-            "Участник"
-        }),
-        "moderator" => Some(if en {
-            "Moderator"
-        } else {
-            "Модератор"
-        }),
-        _ => None,
-    }
-}
-
-/// `HH:MM:SS.mmm` (`,` before the milliseconds in SRT); hours grow past 99.
-fn timestamp(ms: i64, separator: char) -> String {
-    let ms = ms.max(0);
-    format!(
-        "{:02}:{:02}:{:02}{separator}{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1_000 % 60,
-        ms % 1_000
-    )
-}
-
-/// Cue text may not hold `<` or `&` unescaped; `>` is escaped too so that
-/// `-->` can never appear.
-fn vtt_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The stored speaker name (`import::speaker_name`) back as a channel role;
+/// `None` for a name this version does not know.
+fn speaker(name: &str) -> Option<Speaker> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Word;
+    use crate::types::{TranscriptSegment, Word};
 
     fn transcript(segments: Vec<TranscriptSegment>) -> TranscriptView {
         TranscriptView {

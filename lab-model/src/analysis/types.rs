@@ -1,11 +1,13 @@
-//! What the analyzer adds to a bundle under `analysis/`. Every file carries
-//! `format_version`; times are session nanoseconds like everything else in
-//! the bundle. Documented in `docs/bundle-format.md` ("Analysis outputs").
+//! The shapes of the JSON files under `analysis/`, one type per file (and
+//! the pieces they are made of). Which file each is, and how it is read and
+//! written, is in `files.rs`.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const ANALYSIS_FORMAT_VERSION: u32 = 1;
-pub const ANALYSIS_DIR: &str = "analysis";
+use super::files::{ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile};
+use super::stage::Stage;
 
 /// Who is speaking, from the audio channel's role.
 pub use crate::bundle::ChannelRole as Speaker;
@@ -207,7 +209,7 @@ pub struct QaReport {
     pub format_version: u32,
     pub status: String,
     pub clock_uncertainty_ms: Vec<(String, f64)>,
-    pub gaps: Vec<crate::Gap>,
+    pub gaps: Vec<crate::bundle::Gap>,
     /// Segments that were still open when the recorder stopped or died.
     pub recovered_segments: Vec<String>,
     /// Paths relative to the bundle.
@@ -225,4 +227,86 @@ pub struct QaReport {
     #[serde(default)]
     pub events_torn: u64,
     pub transcript_status: String,
+}
+
+/// `analysis/web/peaks.json`: waveform peaks for the timeline's audio lane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peaks {
+    /// Peaks per second of session time.
+    pub per_second: u32,
+    /// Per audio channel: max |sample| per 1/`per_second` s, 0-255, from session time 0.
+    pub channels: Vec<Vec<u8>>,
+}
+
+/// One finished stage in `analysis/state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The stage's [`Stage::version`] when it ran.
+    pub version: u32,
+    /// What it reported (`ok: …`, `skipped: …`).
+    pub status: String,
+}
+
+/// `analysis/state.json`: which stages are done, at which stage version.
+/// Keys are stage names; names this reader does not know are kept as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format_version: u32,
+    pub stages: BTreeMap<String, StageRecord>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            format_version: ANALYSIS_FORMAT_VERSION,
+            stages: BTreeMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// Whether `stage` finished at its current version (an older version is redone).
+    pub fn is_done(&self, stage: Stage) -> bool {
+        self.stages
+            .get(stage.as_str())
+            .is_some_and(|r| r.version == stage.version())
+    }
+
+    /// Records `stage` as finished now, at its current version.
+    pub fn record(&mut self, stage: Stage, status: impl Into<String>) {
+        self.stages.insert(
+            stage.as_str().into(),
+            StageRecord {
+                version: stage.version(),
+                status: status.into(),
+            },
+        );
+    }
+}
+
+macro_rules! versioned_doc {
+    ($($t:ty => $file:ident),* $(,)?) => {$(
+        impl AnalysisDoc for $t {
+            const FILE: AnalysisFile = AnalysisFile::$file;
+            fn format_version(&self) -> Option<u32> {
+                Some(self.format_version)
+            }
+        }
+    )*};
+}
+
+versioned_doc!(
+    State => State,
+    SpeechActivity => Speech,
+    Transcript => Transcript,
+    StepAnalysis => Steps,
+    CandidateList => Candidates,
+    Renditions => Renditions,
+    QaReport => Qa,
+);
+
+impl AnalysisDoc for Peaks {
+    const FILE: AnalysisFile = AnalysisFile::Peaks;
+    /// Compact: a two-hour session has 360,000 peaks per channel.
+    const PRETTY: bool = false;
 }
