@@ -339,6 +339,6 @@ mod tests {
         let err = format!("{:#}", run(&dir, &opts, &mut |_| {}).unwrap_err());
         assert!(err.contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read(&db).unwrap(), b"SQLite format 3");
-        assert!(!dir.join("analysis/state.json").exists());
+        assert!(!lab_model::analysis::AnalysisFile::State.path(&dir).exists());
     }
 }

@@ -13,7 +13,8 @@ pub fn models() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
     assert!(
-        dir.join("ggml-base.bin").exists() && dir.join("silero_vad.onnx").exists(),
+        dir.join(lab_model::models::WHISPER_BASE).exists()
+            && dir.join(lab_model::models::VAD_MODEL).exists(),
         "models are not installed in {}: run `lab-setup models` (scripts/test does)",
         dir.display()
     );

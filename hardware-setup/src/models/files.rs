@@ -1,24 +1,15 @@
-//! The names of the files a models directory holds, in one place: `install`
-//! writes them, `convert` reads a CTranslate2 directory by them, and the
-//! analyzer loads the same names (`analyzer/src/models.rs` spells them too
-//! until they move into `lab-model`).
+//! The names of the files a models directory holds: `install` writes them,
+//! `convert` reads a CTranslate2 directory by them. The installed files'
+//! names come from `lab_model::models`, which the analyzer loads by.
 
 use std::path::{Path, PathBuf};
 
-/// The ONNX Runtime shared library, versioned as `ort` needs it.
-pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.32.0";
-/// Unversioned symlink to [`ORT_LIBRARY`], for loaders that look for it.
-pub const ORT_LIBRARY_LINK: &str = "libonnxruntime.so";
-/// Silero VAD.
-pub const VAD_MODEL: &str = "silero_vad.onnx";
-/// Whisper base (multilingual) in GGML: the transcriber's default model.
-pub const WHISPER_DEFAULT: &str = "ggml-base.bin";
-/// The CTranslate2 checkpoint [`WHISPER_DEFAULT`] is converted from.
-pub const WHISPER_DEFAULT_CT2: &str = "whisper-base-ct2";
-/// Whisper tiny.en in GGML (optional, fast English-only checks).
-pub const WHISPER_TINY_EN_GGML: &str = "ggml-tiny.en.bin";
-/// The CTranslate2 checkpoint [`WHISPER_TINY_EN_GGML`] is converted from.
-pub const WHISPER_TINY_EN_CT2: &str = "whisper-tiny.en-ct2";
+/// The installed models' and runtime's own names live in lab-model, shared
+/// with the analyzer that loads them.
+pub use lab_model::models::{
+    ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE, WHISPER_BASE_CT2_DIR, WHISPER_TINY_EN,
+    WHISPER_TINY_EN_CT2_DIR,
+};
 
 /// A CTranslate2 directory's weights.
 pub const CT2_MODEL: &str = "model.bin";

