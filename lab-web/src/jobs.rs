@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use lab_model::analysis::Progress;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
@@ -178,30 +179,11 @@ async fn next_job(state: &AppState) -> Result<Option<(i64, String, JobArgs)>, sq
     )))
 }
 
-/// Progress of `lab-analyze run` from its stderr lines
-/// (`lab-analyze: <stage>: running`, `… speech: channel 0 (…) window d/t`).
-pub fn analysis_progress(line: &str) -> Option<(f64, String)> {
-    const STAGES: &[(&str, f64, f64)] = &[
-        ("speech", 0.0, 0.6),
-        ("steps", 0.6, 0.62),
-        ("candidates", 0.62, 0.64),
-        ("renditions", 0.64, 0.95),
-        ("qa", 0.95, 1.0),
-    ];
-    let rest = line.strip_prefix("lab-analyze: ")?;
-    let (stage, what) = rest.split_once(": ")?;
-    let &(_, from, to) = STAGES.iter().find(|s| s.0 == stage)?;
-    if what == "running" {
-        return Some((from, stage.to_string()));
-    }
-    if let Some(w) = what.split(" window ").nth(1) {
-        let (d, t) = w.split_once('/')?;
-        let (d, t): (f64, f64) = (d.trim().parse().ok()?, t.trim().parse().ok()?);
-        if t > 0.0 {
-            return Some((from + (to - from) * (d / t).min(1.0), stage.to_string()));
-        }
-    }
-    None
+/// Progress of `lab-analyze run` from one of its stderr lines: the share of
+/// the whole run done and the stage, for a progress line
+/// ([`Progress::parse_line`]); `None` for lines meant for people.
+pub fn analysis_progress(line: &str) -> Option<(f64, &'static str)> {
+    Progress::parse_line(line).map(|p| (p.overall(), p.stage.as_str()))
 }
 
 async fn run_analysis(
@@ -217,24 +199,17 @@ async fn run_analysis(
     let files = store::sessions::files(&state.db.pool, session)
         .await?
         .with_context(|| format!("session {session}"))?;
-    let (bundle, life_situation) = (files.bundle_path, files.life_situation);
+    let bundle = files.bundle_path;
     anyhow::ensure!(
         !files.withdrawn,
         "the participant withdrew; nothing to analyse"
     );
     let mut cmd = tokio::process::Command::new(&state.config.analyzer);
     cmd.arg("run").arg(&bundle);
-    if lab_model::journey::valid_id(&life_situation) {
-        let dirs = state.config.journeys_dirs.clone();
-        let journey = tokio::task::spawn_blocking(move || {
-            dirs.iter()
-                .map(|d| d.join(format!("{life_situation}.toml")))
-                .find(|p| p.is_file())
-        })
-        .await?;
-        if let Some(j) = journey {
-            cmd.arg("--journey").arg(j);
-        }
+    // The analyzer finds the session's journey in these folders by the one
+    // rule (`Journey::resolve`), as the import does.
+    for dir in &state.config.journeys_dirs {
+        cmd.arg("--journeys").arg(dir);
     }
     if let Some(stage) = &args.force {
         cmd.arg("--force").arg(stage);
@@ -251,13 +226,14 @@ async fn run_analysis(
     loop {
         tokio::select! {
             line = lines.next_line() => match line? {
-                Some(line) => {
-                    if let Some((p, stage)) = analysis_progress(&line) {
-                        set_progress(state, id, p, &stage).await;
+                Some(line) => match analysis_progress(&line) {
+                    Some((p, stage)) => set_progress(state, id, p, stage).await,
+                    // Only the lines for people make a failed job's message.
+                    None => {
+                        tail.push(line);
+                        if tail.len() > 8 { tail.remove(0); }
                     }
-                    tail.push(line);
-                    if tail.len() > 8 { tail.remove(0); }
-                }
+                },
                 None => break,
             },
             _ = cancel.changed() => {
@@ -276,24 +252,28 @@ async fn run_analysis(
 
 #[cfg(test)]
 mod tests {
+    use lab_model::analysis::{Progress, Stage};
+
     use super::analysis_progress;
 
     #[test]
     fn progress_from_analyzer_lines() {
         assert_eq!(
-            analysis_progress("lab-analyze: speech: running"),
-            Some((0.0, "speech".into()))
+            analysis_progress(r#"{"lab_progress":1,"stage":"speech","done":0,"total":0}"#),
+            Some((0.0, "speech"))
         );
         let (p, s) =
-            analysis_progress("lab-analyze: speech: channel 0 (Participant) window 3/6").unwrap();
+            analysis_progress(r#"{"lab_progress":1,"stage":"speech","done":3,"total":6}"#).unwrap();
         assert_eq!(s, "speech");
         assert!((p - 0.3).abs() < 1e-9);
         assert_eq!(
-            analysis_progress("lab-analyze: renditions: running")
+            analysis_progress(&Progress::started(Stage::Renditions).to_line())
                 .unwrap()
                 .0,
             0.64
         );
+        // The lines for people are not progress.
+        assert_eq!(analysis_progress("lab-analyze: speech: running"), None);
         assert_eq!(analysis_progress("lab-analyze: speech: ok"), None);
         assert_eq!(analysis_progress("something else"), None);
     }

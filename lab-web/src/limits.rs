@@ -12,10 +12,10 @@ pub const MAX_MANIFEST_BYTES: u64 = lab_model::bundle::limits::MAX_MANIFEST_BYTE
 /// each line is at most `lab_model::bundle::limits::MAX_EVENT_LINE_BYTES`).
 pub const MAX_EVENTS_BYTES: u64 = 256 << 20;
 /// Largest analysis JSON file (transcript, steps, candidates, QA,
-/// renditions; a two-hour transcript is a few MB).
-pub const MAX_ANALYSIS_JSON_BYTES: u64 = 64 << 20;
-/// Largest journey definition.
-pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
+/// renditions; a two-hour transcript is a few MB): the analysis contract's limit.
+pub const MAX_ANALYSIS_JSON_BYTES: u64 = lab_model::bundle::limits::MAX_ANALYSIS_JSON_BYTES;
+/// Largest journey definition (the journey format's limit).
+pub const MAX_JOURNEY_BYTES: u64 = lab_model::journey::MAX_JOURNEY_BYTES;
 
 /// Log-in throttling: attempts (not only failures) counted in the database
 /// per window, so every lab-web process sharing it sees the same counts and

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use lab_model::analysis::AnalysisFile;
 use lab_web::db::Db;
 use lab_web::{AppState, Config};
 use serde_json::{Value, json};
@@ -734,19 +735,91 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
     .await;
 }
 
+/// Regression: the analyzer's JSON progress lines must move the job's
+/// progress but never make its failure message, which shows the analyzer's
+/// own words; the journeys folders and the forced stage are passed on.
+#[tokio::test]
+async fn a_failed_analysis_shows_the_analyzers_words_not_its_progress_lines() {
+    use lab_model::analysis::{Progress, Stage};
+    each_backend("job_message", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let progress = |done| Progress { stage: Stage::Speech, done, total: 6 }.to_line();
+        let script = e.dir.join("fake-lab-analyze");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho '{}' >&2\necho \"lab-analyze: args: $*\" >&2\necho 'lab-analyze: no audio here' >&2\necho '{}' >&2\nexit 1\n",
+                progress(3),
+                progress(4)
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let op = e.login("op").await;
+        let bad = e
+            .call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({"force": "transcode"})))
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+        assert!(bad.json()["message"].as_str().unwrap().contains("unknown stage \"transcode\""), "{}", bad.text());
+        let force = Stage::Steps.as_str();
+        let r = e
+            .call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({"force": force})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let job = r.json()["job_id"].as_i64().unwrap();
+        let worker = tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        let mut j = None;
+        for _ in 0..100 {
+            j = lab_web::jobs::get(&e.state, job).await.unwrap();
+            if j.as_ref().is_some_and(|j| j.status == "failed" || j.status == "done") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.abort();
+        let j = j.unwrap();
+        assert_eq!(j.status, "failed", "{}", j.message);
+        assert!(j.message.contains("lab-analyze: no audio here"), "{}", j.message);
+        assert!(!j.message.contains("lab_progress"), "{}", j.message);
+        let journeys = format!("--journeys {}", e.dir.join("journeys").display());
+        assert!(j.message.contains(&journeys), "{}", j.message);
+        assert!(j.message.contains(&format!("--force {force}")), "{}", j.message);
+        assert_eq!(j.stage, Stage::Speech.as_str());
+        assert!((j.progress - 0.4).abs() < 1e-9, "{}", j.progress);
+    })
+    .await;
+}
+
+/// `…/media/<name>`: the peaks' route is named like the bundle's peaks file.
+fn peaks_route() -> &'static str {
+    let path = AnalysisFile::Peaks.relative_path();
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
 /// Points the session's renditions at `files` (rendition key → bundle path).
 fn set_renditions(bundle: &std::path::Path, screen: &str, thumb: &str, peaks: &str) {
-    let web = bundle.join("analysis/web");
-    std::fs::create_dir_all(&web).unwrap();
-    std::fs::write(
-        web.join("renditions.json"),
-        json!({
-            "videos": [{"track": "screen", "file": screen, "start_ns": 0}],
-            "thumbnails": [{"t_ns": 0, "file": thumb}],
-            "peaks": peaks,
-        })
-        .to_string(),
-    )
+    use lab_model::analysis::{
+        ANALYSIS_FORMAT_VERSION, AnalysisDoc, RenditionVideo, Renditions, Thumbnail,
+    };
+    Renditions {
+        format_version: ANALYSIS_FORMAT_VERSION,
+        videos: vec![RenditionVideo {
+            track: "screen".into(),
+            file: screen.into(),
+            frames: 0,
+            expected_frames: 0,
+            start_ns: 0,
+            end_ns: 0,
+        }],
+        thumbnails: vec![Thumbnail {
+            t_ns: 0,
+            file: thumb.into(),
+        }],
+        peaks: Some(peaks.into()),
+        errors: vec![],
+        segments: vec![],
+    }
+    .write(bundle)
     .unwrap();
 }
 
@@ -754,7 +827,7 @@ fn set_renditions(bundle: &std::path::Path, screen: &str, thumb: &str, peaks: &s
 async fn renditions_that_are_links_or_foreign_files_are_never_served() {
     each_backend("renditions", |e| async move {
         let bundle = e.bundle("S1", "P01");
-        let web = bundle.join("analysis/web");
+        let web = bundle.join(lab_model::analysis::WEB_DIR);
         std::fs::create_dir_all(&web).unwrap();
         std::fs::write(web.join("screen.mp4"), b"not really a video").unwrap();
         // A rendition named like a page, with a script in it.
@@ -795,7 +868,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
         );
         // A symlink to a server file is refused, not followed.
         let passwd = e
-            .call(&op, "GET", "/api/v1/sessions/S1/media/peaks.json", None)
+            .call(&op, "GET", &format!("/api/v1/sessions/S1/media/{}", peaks_route()), None)
             .await;
         assert_eq!(passwd.status, StatusCode::NOT_FOUND, "{}", passwd.text());
         assert!(!passwd.text().contains("root:"));
@@ -837,7 +910,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
                 .import(&op, "S1")
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-            for f in ["screen.mp4", "peaks.json"] {
+            for f in ["screen.mp4", peaks_route()] {
                 let r = e
                     .call(&op, "GET", &format!("/api/v1/sessions/S1/media/{f}"), None)
                     .await;
@@ -890,7 +963,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
     each_backend("journeys", |e| async move {
         // The lab's own definition of the journey the synthetic bundles use.
         let lab_journey =
-            std::fs::read_to_string(e.bundle("S0", "P00").join("analysis/journey.toml")).unwrap();
+            std::fs::read_to_string(AnalysisFile::Journey.path(&e.bundle("S0", "P00"))).unwrap();
         std::fs::remove_dir_all(e.dir.join("sessions/S0")).unwrap();
         std::fs::create_dir_all(e.dir.join("journeys")).unwrap();
         std::fs::write(e.dir.join("journeys/test-benefit.toml"), &lab_journey).unwrap();
@@ -899,7 +972,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
         let b = e.bundle("S1", "P01");
         let hijack = lab_journey.replacen("title = \"", "title = \"ВЗЛОМ ", 1);
         assert_ne!(hijack, lab_journey);
-        std::fs::write(b.join("analysis/journey.toml"), hijack).unwrap();
+        std::fs::write(AnalysisFile::Journey.path(&b), hijack).unwrap();
         let op = e.login("op").await;
         let r = e.import(&op, "S1").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -914,7 +987,7 @@ async fn hostile_life_situations_and_bundle_journeys_cannot_reach_or_retitle() {
 
         // A manifest naming a journey outside the journeys folder is refused.
         let b = e.bundle("S2", "P02");
-        std::fs::remove_file(b.join("analysis/journey.toml")).unwrap();
+        std::fs::remove_file(AnalysisFile::Journey.path(&b)).unwrap();
         let m = b.join("manifest.json");
         let text = std::fs::read_to_string(&m)
             .unwrap()

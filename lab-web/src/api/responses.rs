@@ -57,8 +57,8 @@ pub struct SessionDetail {
     pub tracks: Value,
     pub media: MediaLinks,
     pub journey: Option<JourneyInfo>,
-    /// The analyzer's QA report as stored at import.
-    pub qa: Value,
+    /// The analyzer's QA report as stored at import (null before the QA stage ran).
+    pub qa: Option<lab_model::analysis::QaReport>,
 }
 
 #[derive(Serialize)]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use axum::extract::{Json, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lab_model::analysis::AnalysisFile;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::access::require_session;
 use super::filters::ListQuery;
@@ -21,6 +21,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
 use crate::types::{JobArgs, SessionRow, SpeechSpan, TimelineEvent};
+
+/// The waveform peaks' route under `…/media/`: named like the bundle's
+/// file ([`AnalysisFile::Peaks`]), whose JSON it serves as it is.
+fn peaks_route() -> &'static str {
+    let path = AnalysisFile::Peaks.relative_path();
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
 
 async fn session_row(state: &AppState, id: &str) -> ApiResult<SessionRow> {
     store::sessions::get(&state.db.pool, id)
@@ -90,14 +97,13 @@ pub async fn detail(
             screen_start_ms: 0,
             camera_start_ms: 0,
             thumbnails,
-            peaks: link(media.peaks.is_some(), "peaks.json"),
+            peaks: link(media.peaks.is_some(), peaks_route()),
         },
         journey,
         qa: paper
             .qa
             .as_deref()
-            .and_then(|q| serde_json::from_str(q).ok())
-            .unwrap_or(Value::Null),
+            .and_then(|q| serde_json::from_str(q).ok()),
         row,
     };
     if raw {
@@ -291,7 +297,7 @@ pub async fn media(
     let (rel, mime) = match file.as_str() {
         "screen.mp4" => (media.screen.map(|m| m.file), "video/mp4"),
         "camera.mp4" => (media.camera.map(|m| m.file), "video/mp4"),
-        "peaks.json" => (media.peaks, "application/json"),
+        f if f == peaks_route() => (media.peaks, "application/json"),
         f => (
             f.strip_prefix("thumbs/")
                 .and_then(|n| n.strip_suffix(".jpg"))
@@ -328,10 +334,9 @@ pub async fn analyze(
 ) -> ApiResult<Json<JobQueued>> {
     require_session(&state, &auth, &id, Right::Operate).await?;
     let force = body.and_then(|b| b.0.force);
-    if let Some(f) = &force
-        && !["speech", "steps", "candidates", "renditions", "qa", "all"].contains(&f.as_str())
-    {
-        return Err(ApiError::bad(format!("unknown stage {f:?}")));
+    if let Some(f) = &force {
+        // `lab-analyze run --force` takes the same names.
+        lab_model::analysis::Stage::forced_from(f).map_err(|e| ApiError::bad(e.to_string()))?;
     }
     if let Some(job_id) = store::jobs::active_analysis(&state.db.pool, &id).await? {
         return Ok(Json(JobQueued {

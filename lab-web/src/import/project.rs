@@ -91,7 +91,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         transcript_status: transcript.map(|t| t.status.clone()).unwrap_or_default(),
         language: transcript.map(|t| t.language.clone()).unwrap_or_default(),
         media: serde_json::to_string(&a.media)?,
-        qa: a.qa.clone(),
+        qa: a.qa.as_ref().map(serde_json::to_string).transpose()?,
         tracks: tracks.to_string(),
         transcript_json: transcript
             .map(|t| serde_json::to_string(&transcript_view(t)))

@@ -6,11 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lab_model::analysis::{CandidateList, SpeechActivity, StepAnalysis, Transcript};
+use lab_model::analysis::{
+    AnalysisDoc, AnalysisFile, CandidateList, QaReport, Renditions, SpeechActivity, StepAnalysis,
+    Transcript,
+};
 use lab_model::bundle::Manifest;
 use lab_model::event::Event;
 use lab_model::journey::Journey;
-use serde_json::Value;
 
 use crate::bundle_files;
 use crate::limits;
@@ -51,15 +53,16 @@ fn file_len(p: &Path) -> i64 {
         .unwrap_or(-1)
 }
 
-/// What changes when the recorder or the analyzer writes.
+/// What changes when the recorder or the analyzer writes: the analyzer
+/// rewrites its state file after every stage, and the renditions list with
+/// the renditions.
 pub fn fingerprint(dir: &Path) -> String {
-    let a = dir.join(lab_model::analysis::ANALYSIS_DIR);
     format!(
         "{}:{}:{}:{}",
         mtime_ns(&dir.join(lab_model::bundle::MANIFEST_FILE)),
         file_len(&dir.join(lab_model::bundle::EVENTS_FILE)),
-        mtime_ns(&a.join("state.json")),
-        mtime_ns(&a.join("web").join("renditions.json")),
+        mtime_ns(&AnalysisFile::State.path(dir)),
+        mtime_ns(&AnalysisFile::Renditions.path(dir)),
     )
 }
 
@@ -112,8 +115,7 @@ pub struct Analysis {
     pub speech: Option<SpeechActivity>,
     pub steps: Option<StepAnalysis>,
     pub candidates: Option<CandidateList>,
-    /// The QA report, as JSON.
-    pub qa: Option<String>,
+    pub qa: Option<QaReport>,
     /// The renditions the player needs.
     pub media: MediaIndex,
 }
@@ -190,118 +192,88 @@ pub fn bundle(
     })
 }
 
-/// Reads and parses a JSON file of the bundle (see [`bundle_files`]).
-fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, rel: &str) -> anyhow::Result<Option<T>> {
-    match bundle_files::read(dir, rel, limits::MAX_ANALYSIS_JSON_BYTES)? {
+/// Reads an analysis file through [`bundle_files`] (no links, single-link
+/// regular file, at most lab-model's limit) and parses it with its one
+/// reader ([`AnalysisDoc::parse`]); `None` until its stage has run.
+fn read_doc<T: AnalysisDoc>(dir: &Path) -> anyhow::Result<Option<T>> {
+    match bundle_files::read(
+        dir,
+        T::FILE.relative_path(),
+        limits::MAX_ANALYSIS_JSON_BYTES,
+    )? {
         Some(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("{}/{rel}", dir.display()))?,
+            T::parse(&bytes).with_context(|| format!("bundle {}", dir.display()))?,
         )),
         None => Ok(None),
     }
 }
 
-/// The analysis files: the one place their names and formats are read.
+/// The analysis files, each through lab-model's reader for it.
 pub fn analysis(dir: &Path) -> anyhow::Result<Analysis> {
-    let qa: Option<Value> = read_json(dir, "analysis/qa.json")?;
-    let renditions: Option<Value> = read_json(dir, "analysis/web/renditions.json")?;
+    let renditions: Option<Renditions> = read_doc(dir)?;
     Ok(Analysis {
-        transcript: read_json(dir, "analysis/transcript.json")?,
-        speech: read_json(dir, "analysis/speech.json")?,
-        steps: read_json(dir, "analysis/steps.json")?,
-        candidates: read_json(dir, "analysis/candidates.json")?,
-        qa: qa.map(|q| q.to_string()),
+        transcript: read_doc(dir)?,
+        speech: read_doc(dir)?,
+        steps: read_doc(dir)?,
+        candidates: read_doc(dir)?,
+        qa: read_doc(dir)?,
         media: renditions.as_ref().map(media_index).unwrap_or_default(),
     })
 }
 
-/// The renditions the player needs, with paths relative to the bundle.
-fn media_index(r: &Value) -> MediaIndex {
+/// The renditions the player needs, with paths relative to the bundle: the
+/// screen and a camera track (the last listed), the film strip and the peaks.
+fn media_index(r: &Renditions) -> MediaIndex {
     let mut m = MediaIndex::default();
-    if let Some(videos) = r.get("videos").and_then(Value::as_array) {
-        for v in videos {
-            if let (Some(track), Some(file)) = (
-                v.get("track").and_then(Value::as_str),
-                v.get("file").and_then(Value::as_str),
-            ) {
-                let slot = if track == "screen" {
-                    &mut m.screen
-                } else if track.starts_with("camera") {
-                    &mut m.camera
-                } else {
-                    continue;
-                };
-                *slot = Some(MediaFile {
-                    file: file.to_string(),
-                    start_ms: ms(v.get("start_ns").and_then(Value::as_i64).unwrap_or(0)),
-                });
-            }
-        }
+    for v in &r.videos {
+        let slot = if v.track == "screen" {
+            &mut m.screen
+        } else if v.track.starts_with("camera") {
+            &mut m.camera
+        } else {
+            continue;
+        };
+        *slot = Some(MediaFile {
+            file: v.file.clone(),
+            start_ms: ms(v.start_ns),
+        });
     }
-    if let Some(thumbs) = r.get("thumbnails").and_then(Value::as_array) {
-        m.thumbnails = Some(
-            thumbs
-                .iter()
-                .map(|t| Thumbnail {
-                    t_ms: ms(t.get("t_ns").and_then(Value::as_i64).unwrap_or(0)),
-                    file: t.get("file").and_then(Value::as_str).map(String::from),
-                })
-                .collect(),
-        );
-    }
-    m.peaks = r.get("peaks").and_then(Value::as_str).map(String::from);
+    m.thumbnails = Some(
+        r.thumbnails
+            .iter()
+            .map(|t| Thumbnail {
+                t_ms: ms(t.t_ns),
+                file: Some(t.file.clone()),
+            })
+            .collect(),
+    );
+    m.peaks = r.peaks.clone();
     m
 }
 
 /// The journey this bundle was analysed against: its own copy
-/// (`analysis/journey.toml`), else `<journeys dir>/<life_situation>.toml`.
-/// The life situation is a validated journey id (`lab_model::journey::valid_id`,
-/// checked when the manifest is parsed), so it names a file in the folder.
+/// ([`AnalysisFile::Journey`]), else the lab's definition of its life
+/// situation ([`lab_journey`]).
 pub fn find_journey(
     journeys_dirs: &[PathBuf],
     dir: &Path,
     manifest: &Manifest,
 ) -> anyhow::Result<Option<(Journey, JourneySource)>> {
-    if let Some(bytes) =
-        bundle_files::read(dir, "analysis/journey.toml", limits::MAX_JOURNEY_BYTES)?
-    {
-        let text = String::from_utf8(bytes).context("analysis/journey.toml is not UTF-8")?;
-        let j = Journey::from_toml(&text)
-            .with_context(|| format!("{}/analysis/journey.toml", dir.display()))?;
+    let copy = AnalysisFile::Journey;
+    if let Some(bytes) = bundle_files::read(dir, copy.relative_path(), limits::MAX_JOURNEY_BYTES)? {
+        let j =
+            Journey::from_bytes(&bytes).with_context(|| format!("{}", copy.path(dir).display()))?;
         return Ok(Some((j, JourneySource::Bundle)));
     }
     match &manifest.life_situation {
-        Some(ls) => {
-            anyhow::ensure!(
-                lab_model::journey::valid_id(ls),
-                "life situation {ls:?} is not a journey id"
-            );
-            lab_journey(journeys_dirs, ls).map(|j| j.map(|j| (j, JourneySource::Lab)))
-        }
+        Some(ls) => lab_journey(journeys_dirs, ls).map(|j| j.map(|j| (j, JourneySource::Lab))),
         None => Ok(None),
     }
 }
 
-/// The lab's own definition of journey `id`, from the first journeys folder
-/// that has `<id>.toml`.
+/// The lab's own definition of journey `id`: `<id>.toml` in the first
+/// journeys folder that has it, defining that very id (the one rule,
+/// [`Journey::resolve`]; an `id` that is not a journey id is refused).
 pub fn lab_journey(journeys_dirs: &[PathBuf], id: &str) -> anyhow::Result<Option<Journey>> {
-    anyhow::ensure!(
-        lab_model::journey::valid_id(id),
-        "{id:?} is not a journey id"
-    );
-    for d in journeys_dirs {
-        let path = d.join(format!("{id}.toml"));
-        if path.is_file() {
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-            let j = Journey::from_toml(&text).with_context(|| format!("{}", path.display()))?;
-            anyhow::ensure!(
-                j.id == id,
-                "{} defines journey {:?}, not {id:?}",
-                path.display(),
-                j.id
-            );
-            return Ok(Some(j));
-        }
-    }
-    Ok(None)
+    Ok(Journey::resolve(None, journeys_dirs, Some(id))?.map(|r| r.journey))
 }
