@@ -311,7 +311,12 @@ mod tests {
     fn a_page_loads_its_whole_module_graph_once() {
         let mods = page_modules("session.js");
         assert_eq!(mods[0], "session.js");
-        for m in ["session-timeline.js", "session-timeline-lanes.js", "i18n-ru.js", "api.js"] {
+        for m in [
+            "session-timeline.js",
+            "session-timeline-lanes.js",
+            "i18n-ru.js",
+            "api.js",
+        ] {
             assert!(mods.contains(&m), "{m} missing from {mods:?}");
         }
         let mut unique = mods.clone();
