@@ -107,7 +107,7 @@ fn run_qa(dir: &Path) -> (QaReport, String) {
         transcribe: Default::default(),
     };
     bundle_run::run(dir, &opts, &mut |_| {}).unwrap();
-    let text = std::fs::read_to_string(lab_model::analysis::AnalysisFile::Qa.path(&dir)).unwrap();
+    let text = std::fs::read_to_string(lab_model::analysis::AnalysisFile::Qa.path(dir)).unwrap();
     (serde_json::from_str(&text).unwrap(), text)
 }
 
