@@ -78,7 +78,7 @@ pub fn run(
         let status = match stage {
             Stage::Speech => stage_speech(&bundle, &manifest, opts, report_to)?,
             Stage::Steps => stage_steps(&bundle, &manifest, opts)?,
-            Stage::Candidates => stage_candidates(&bundle, &manifest, opts)?,
+            Stage::Candidates => stage_candidates(&bundle, &manifest)?,
             Stage::Renditions => renditions::build(&bundle, &manifest)?,
             Stage::Qa => stage_qa(&bundle, &manifest)?,
         };
@@ -212,6 +212,13 @@ fn empty_steps() -> StepAnalysis {
 
 fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<String> {
     let Some(found) = journey(manifest, opts)? else {
+        // No definition now: no copy of an earlier one either, so the
+        // candidates stage and the review app see the same (no) steps.
+        match std::fs::remove_file(AnalysisFile::Journey.path(&bundle.dir)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         empty_steps().write(&bundle.dir)?;
         return Ok(
             "skipped: no journey definition (pass --journey or --journeys, or set the life situation)"
@@ -235,13 +242,15 @@ fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyho
     ))
 }
 
-fn stage_candidates(
-    bundle: &Bundle,
-    manifest: &Manifest,
-    opts: &RunOptions,
-) -> anyhow::Result<String> {
+/// The candidates stage reads the journey the steps were cut by (the
+/// bundle's copy), never a second lookup that could find another one.
+fn stage_candidates(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<String> {
     let steps = StepAnalysis::read(&bundle.dir)?;
-    let journey = journey(manifest, opts)?.map(|r| r.journey);
+    let journey = match std::fs::read(AnalysisFile::Journey.path(&bundle.dir)) {
+        Ok(bytes) => Some(Journey::from_bytes(&bytes)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
     let empty = Journey {
         format_version: lab_model::journey::JOURNEY_FORMAT_VERSION,
         id: String::new(),

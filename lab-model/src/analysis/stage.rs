@@ -120,9 +120,20 @@ impl std::fmt::Display for Stage {
 }
 
 /// A name that is not a stage.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage {0:?}; stages are speech, steps, candidates, renditions, qa or all")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStage(pub String);
+
+impl std::fmt::Display for UnknownStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown stage {:?}; stages are ", self.0)?;
+        for st in Stage::ALL {
+            write!(f, "{}, ", st.as_str())?;
+        }
+        write!(f, "or {FORCE_ALL}")
+    }
+}
+
+impl std::error::Error for UnknownStage {}
 
 impl FromStr for Stage {
     type Err = UnknownStage;

@@ -19,6 +19,9 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const MEDIA_DIR: &str = "media";
 /// Where `Bundle::repair_torn_events` keeps the torn tail of `events.jsonl`.
 pub const TORN_EVENTS_FILE: &str = "events.jsonl.torn";
+/// Space the recorder holds while recording and frees on "disk full", so
+/// the final manifest still fits; removed when the recording ends.
+pub const RESERVE_FILE: &str = ".reserve";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {

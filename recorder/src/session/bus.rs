@@ -90,10 +90,18 @@ pub(super) fn handle_message(
                 .get::<u64>("running-time")
                 .map(|t| t as i64)
                 .unwrap_or_else(|_| clock.now_ns());
+            // splitmuxsink writes where we told it, inside the bundle; were
+            // it ever elsewhere, the manifest still gets no absolute path.
             let file = Path::new(&location)
                 .strip_prefix(&bundle.dir)
                 .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or(location.clone());
+                .unwrap_or_else(|_| {
+                    tracing::warn!("segment {location} is outside the bundle");
+                    Path::new(&location)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
             if opened {
                 let index = manifest
                     .segments

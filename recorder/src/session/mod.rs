@@ -45,8 +45,8 @@ use self::teardown::Teardown;
 use crate::browser::{Browser, BrowserOptions};
 use crate::clock::SessionClock;
 use crate::pipeline;
+use lab_model::bundle::RESERVE_FILE;
 
-const RESERVE_FILE: &str = ".reserve";
 const RESERVE_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]

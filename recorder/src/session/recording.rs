@@ -208,6 +208,12 @@ impl Recording {
             reserve,
         } = self;
         let end_ns = clock.now_ns();
+        // What goes into the bundle names its files relative to it: a
+        // bundle moves to the lab server, this machine's folders stay here.
+        let stop = Stop {
+            fatal: stop.fatal.map(|e| bundle_relative(&e, &bundle.dir)),
+            reason: stop.reason.map(|e| bundle_relative(&e, &bundle.dir)),
+        };
         let stopped = json!({ "reason": stop.fatal.as_ref().or(stop.reason.as_ref()) });
         let state = teardown.close(stopped).await;
 
@@ -262,6 +268,15 @@ impl Recording {
 }
 
 /// An error and its sources, `: `-separated.
+/// `text` with the bundle's absolute folder taken out of every path in it.
+fn bundle_relative(text: &str, dir: &std::path::Path) -> String {
+    let dir = dir.display().to_string();
+    if dir.is_empty() || dir == "/" {
+        return text.to_string();
+    }
+    text.replace(&format!("{dir}/"), "").replace(&dir, ".")
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
@@ -278,4 +293,34 @@ fn refresh_stats(manifest: &mut Manifest, state: &EndpointState) {
         rejected: state.rejected(),
     };
     manifest.clock.clients = state.clock_estimates();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bundle_relative;
+    use std::path::Path;
+
+    #[test]
+    fn stop_reasons_name_files_relative_to_the_bundle() {
+        let dir = Path::new("/home/lab/sessions/S1");
+        assert_eq!(
+            bundle_relative(
+                "could not create /home/lab/sessions/S1/events.jsonl: Is a directory",
+                dir
+            ),
+            "could not create events.jsonl: Is a directory"
+        );
+        assert_eq!(
+            bundle_relative(
+                "Could not open file \"/home/lab/sessions/S1/media/main-00003.mkv\"",
+                dir
+            ),
+            "Could not open file \"media/main-00003.mkv\""
+        );
+        assert_eq!(bundle_relative("in /home/lab/sessions/S1", dir), "in .");
+        assert_eq!(
+            bundle_relative("operator pressed stop", dir),
+            "operator pressed stop"
+        );
+    }
 }

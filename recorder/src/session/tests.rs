@@ -125,6 +125,10 @@ async fn a_step_failing_after_playing_stops_the_pipeline_and_keeps_the_recording
     assert_eq!(m.status, SessionStatus::Interrupted);
     let why = m.stop_reason.unwrap_or_default();
     assert!(why.contains("events.jsonl"), "{why}");
+    assert!(
+        !why.contains(&*bundle.dir.to_string_lossy()),
+        "the bundle's own folder leaked into it: {why}"
+    );
     assert!(m.duration_ns.is_some_and(|d| d > 0));
     assert!(
         !m.segments.is_empty(),
