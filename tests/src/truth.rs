@@ -556,3 +556,6 @@ pub fn problems(sessions: &[SessionReport], pooled: &Pooled) -> Vec<String> {
         .chain(pooled.problems.iter().cloned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
