@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 
 pub mod sandbox;
 pub mod scripted;
+pub mod truth;
 pub mod web;
 
 pub use sandbox::{Pulse, Station, Xvfb};

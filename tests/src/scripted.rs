@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::truth::edits;
+pub use crate::truth::words;
 use crate::{Pulse, RecorderProcess, http, require};
 
 pub fn models() -> PathBuf {
@@ -48,31 +50,10 @@ pub fn speech(dir: &Path, name: &str, text: &str, pad: f64) -> PathBuf {
     out
 }
 
-pub fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace('ё', "е")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// Word error rate by Levenshtein distance over words.
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut d: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut prev = d[0];
-        d[0] = i;
-        for j in 1..=h.len() {
-            let cur = d[j];
-            d[j] = (d[j] + 1)
-                .min(d[j - 1] + 1)
-                .min(prev + usize::from(r[i - 1] != h[j - 1]));
-            prev = cur;
-        }
-    }
-    d[h.len()] as f64 / r.len().max(1) as f64
+    let (edits, n) = edits(reference, hypothesis);
+    edits as f64 / n.max(1) as f64
 }
 
 pub fn post(url: &str, path: &str, body: &str) {
