@@ -89,11 +89,30 @@ pub struct Marker {
     pub label: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// What shows a candidate: the seqs of its events and its words' text.
+/// Stored as JSON in `candidates.evidence` and served as is; missing parts
+/// read as empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CandidateEvidence {
+    #[serde(default)]
     pub events: Vec<i64>,
+    #[serde(default)]
     pub words: Vec<String>,
 }
+
+/// A recorded track as `GET /sessions/{id}` shows it (stored as JSON in
+/// `sessions.tracks` at import).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrackView {
+    pub channel_roles: Vec<lab_model::bundle::ChannelRole>,
+    pub id: String,
+    pub kind: lab_model::bundle::TrackKind,
+}
+
+/// One word of a stored transcript segment (`transcript_segments.words`):
+/// `[start_ms, end_ms, text, confidence]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredWord(pub i64, pub i64, pub String, pub f32);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Candidate {

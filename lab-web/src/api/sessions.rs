@@ -87,7 +87,7 @@ pub async fn detail(
     let detail = SessionDetail {
         consent: staff.then(|| paper.consent.clone()),
         moderator: if staff { paper.moderator.clone() } else { None },
-        tracks: serde_json::from_str(&paper.tracks)?,
+        tracks: paper.tracks,
         media: MediaLinks {
             screen: link(media.screen.is_some(), "screen.mp4"),
             camera: link(media.camera.is_some(), "camera.mp4"),
@@ -100,10 +100,7 @@ pub async fn detail(
             peaks: link(media.peaks.is_some(), peaks_route()),
         },
         journey,
-        qa: paper
-            .qa
-            .as_deref()
-            .and_then(|q| serde_json::from_str(q).ok()),
+        qa: paper.qa,
         row,
     };
     if raw {
