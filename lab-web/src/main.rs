@@ -59,7 +59,7 @@ enum Cmd {
         #[arg(long)]
         sessions: Option<PathBuf>,
         /// Folder of journey definitions `<life_situation>.toml` (repeatable)
-        /// [default: DATA/journeys and ./journeys].
+        /// [default: DATA/journeys].
         #[arg(long)]
         journeys: Vec<PathBuf>,
         /// The `lab-analyze` binary [default: next to this one, else on PATH].
@@ -97,6 +97,10 @@ enum Cmd {
     Import {
         #[command(flatten)]
         common: Common,
+        /// Folder of journey definitions `<life_situation>.toml` (repeatable)
+        /// [default: DATA/journeys].
+        #[arg(long)]
+        journeys: Vec<PathBuf>,
         bundles: Vec<PathBuf>,
     },
     /// Timeline/transcript latency and search benchmark on synthetic data.
@@ -127,19 +131,38 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The config is built with the data folder made absolute at start-up, so
+/// no folder depends on the working directory later.
 async fn state(
     common: &Common,
     config: impl FnOnce(PathBuf) -> Config,
 ) -> anyhow::Result<AppState> {
     let url = common.url().await?;
     let db = Db::connect(&url).await?;
-    Ok(AppState::new(db, config(common.data.clone())))
+    let data = std::path::absolute(&common.data)
+        .with_context(|| format!("data folder {}", common.data.display()))?;
+    Ok(AppState::new(db, config(data)))
+}
+
+/// The journeys folders: those given (made absolute), else DATA/journeys.
+fn journeys_dirs(given: &[PathBuf], data: &std::path::Path) -> Vec<PathBuf> {
+    if given.is_empty() {
+        return default_journeys_dirs(data);
+    }
+    given
+        .iter()
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+        .collect()
+}
+
+fn default_journeys_dirs(data: &std::path::Path) -> Vec<PathBuf> {
+    vec![data.join("journeys")]
 }
 
 fn plain_config(data: PathBuf) -> Config {
     Config {
         sessions_dir: data.join("sessions"),
-        journeys_dirs: vec![data.join("journeys"), PathBuf::from("journeys")],
+        journeys_dirs: default_journeys_dirs(&data),
         data_dir: data,
         analyzer: sibling("lab-analyze"),
         ffmpeg: PathBuf::from("ffmpeg"),
@@ -168,10 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_proxy,
         } => {
             let state = state(&common, |data| {
-                let mut j = journeys.clone();
-                if j.is_empty() {
-                    j = vec![data.join("journeys"), PathBuf::from("journeys")];
-                }
+                let j = journeys_dirs(&journeys, &data);
                 Config {
                     sessions_dir: sessions.clone().unwrap_or_else(|| data.join("sessions")),
                     journeys_dirs: j,
@@ -237,8 +257,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await;
             println!("user {login} ({role}) created, id {id}");
         }
-        Cmd::Import { common, bundles } => {
-            let state = state(&common, plain_config).await?;
+        Cmd::Import {
+            common,
+            journeys,
+            bundles,
+        } => {
+            let state = state(&common, |data| Config {
+                journeys_dirs: journeys_dirs(&journeys, &data),
+                ..plain_config(data)
+            })
+            .await?;
             let mut failed = 0;
             for b in bundles {
                 match lab_web::import::import(&state, &b).await {

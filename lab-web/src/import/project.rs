@@ -31,19 +31,9 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         // The lab's journeys folder defines a journey for every session; a
         // bundle's own copy only fills in a journey the lab does not have, so
         // one imported bundle can never retitle a journey for all sessions.
-        match (j.source, &j.lab) {
-            (JourneySource::Lab, _) => JourneyRecord {
-                info: journey_info(&j.journey),
-                replace: true,
-            },
-            (JourneySource::Bundle, Some(lab)) => JourneyRecord {
-                info: journey_info(lab),
-                replace: true,
-            },
-            (JourneySource::Bundle, None) => JourneyRecord {
-                info: journey_info(&j.journey),
-                replace: false,
-            },
+        JourneyRecord {
+            info: journey_info(&j.journey),
+            replace: j.source == JourneySource::Lab,
         }
     });
     let duration_ms = ms(manifest.duration_ns.unwrap_or_else(|| {
@@ -379,9 +369,8 @@ mod tests {
         assert!(!rec.replace);
         // The lab has its own definition: that one is written, and replaces.
         let j = b.journey.as_mut().unwrap();
-        let mut lab = j.journey.clone();
-        lab.title = "Лабораторное название".into();
-        j.lab = Some(lab);
+        j.journey.title = "Лабораторное название".into();
+        j.source = JourneySource::Lab;
         let rec = project(&b, 0).unwrap().journey.unwrap();
         assert!(rec.replace);
         assert_eq!(rec.info.title, "Лабораторное название");
