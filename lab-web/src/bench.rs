@@ -316,7 +316,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Page load: what the session page fetches, one after another.
     let mut page = vec![format!("/sessions/{id}"), "/assets/app.css".to_string()];
     page.extend(
-        crate::pages::page_modules("session.js")
+        crate::assets::page_modules("session.js")
             .into_iter()
             .map(|m| format!("/assets/{m}")),
     );
