@@ -42,7 +42,10 @@ impl Common {
         tokio::task::spawn_blocking(move || lab_web::db::prepare_data_dir(&data)).await??;
         Ok(match &self.database_url {
             Some(u) => u.clone(),
-            None => format!("sqlite://{}", self.data.join("lab.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data.join(lab_web::db::DB_FILE).display()
+            ),
         })
     }
 }
@@ -298,7 +301,10 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e:?}"))?;
     if generated {
-        let file = state.config.data_dir.join("initial-admin-password.txt");
+        let file = state
+            .config
+            .data_dir
+            .join(lab_web::db::INITIAL_PASSWORD_FILE);
         tokio::fs::write(&file, format!("admin\n{password}\n")).await?;
         #[cfg(unix)]
         {

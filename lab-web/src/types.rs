@@ -213,8 +213,19 @@ pub const FINDINGS_SCHEMA_VERSION: u32 = 1;
 pub struct FindingsExport {
     pub schema_version: u32,
     pub generated_at: String,
-    pub filters: Value,
+    pub filters: FindingsFilters,
     pub findings: Vec<Finding>,
+}
+
+/// The filters echoed in a findings export (keys in the order they were
+/// always written).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FindingsFilters {
+    pub from: String,
+    pub journey: String,
+    pub segment: String,
+    pub study: String,
+    pub to: String,
 }
 
 /// Journey map aggregate (`GET /journeys/{id}/map`).

@@ -157,16 +157,6 @@ pub struct OverlayFindings {
     pub findings: Vec<OverlayFinding>,
 }
 
-/// The filters echoed in a findings export.
-#[derive(Serialize)]
-pub struct FindingsFilters {
-    pub journey: String,
-    pub study: String,
-    pub segment: String,
-    pub from: String,
-    pub to: String,
-}
-
 #[derive(Serialize)]
 pub struct Jobs {
     pub jobs: Vec<Job>,

@@ -10,7 +10,7 @@ use super::read::{BundleRead, JourneySource};
 use crate::limits;
 use crate::search::stems;
 use crate::store::import::{
-    CandidateRecord, EventRecord, ImportRows, IntervalRecord, JourneyRecord, SegmentRecord,
+    CandidateRecord, ImportRows, ImportedEvent, IntervalRecord, JourneyRecord, SegmentRecord,
     SessionRecord, StepSummaryRecord,
 };
 use crate::types::{
@@ -97,7 +97,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
     let events = b
         .events
         .iter()
-        .map(|e| EventRecord {
+        .map(|e| ImportedEvent {
             lane: TimelineEvent {
                 seq: e.seq as i64,
                 t_ms: ms(e.t_ns),
