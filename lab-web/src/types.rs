@@ -338,10 +338,36 @@ pub const EMOTIONS: &[&str] = &["positive", "neutral", "negative"];
 pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer"];
 
 /// A background job (`GET /jobs`, the job event stream).
+/// What a background job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// `lab-analyze run` on a session's bundle, then its re-import.
+    Analyze,
+    /// A tag's video clip.
+    Clip,
+}
+
+impl JobKind {
+    /// The name stored in `jobs.kind` and served in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Analyze => "analyze",
+            Self::Clip => "clip",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Analyze, Self::Clip]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub session_id: Option<String>,
     pub tag_id: Option<i64>,
     pub status: String,

@@ -20,7 +20,7 @@ use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
-use crate::types::{JobArgs, SessionRow, SpeechSpan, TimelineEvent};
+use crate::types::{JobArgs, JobKind, SessionRow, SpeechSpan, TimelineEvent};
 
 /// The waveform peaks' route under `…/media/`: named like the bundle's
 /// file ([`AnalysisFile::Peaks`]), whose JSON it serves as it is.
@@ -343,7 +343,7 @@ pub async fn analyze(
     }
     let job = crate::jobs::enqueue(
         &state,
-        "analyze",
+        JobKind::Analyze,
         Some(&id),
         None,
         JobArgs {
