@@ -270,18 +270,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The value of one cookie from the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 pub fn password_ok(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 8 {
         return Err(ApiError::bad(
@@ -354,7 +342,8 @@ impl FromRequestParts<AppState> for Auth {
                 csrf: None,
             });
         }
-        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
+        let token =
+            crate::cookies::cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
         let login = store::users::login_session(&state.db.pool, &token_hash(token))
             .await?
             .ok_or(ApiError::Unauthorized)?;

@@ -276,7 +276,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         words: 20_000,
         started_at: 1_795_400_000_000,
     };
-    let bundle = crate::synth::write_bundle(&dir.join("sessions"), &spec)?;
+    // 50,000 events written with std::fs: off the async threads.
+    let sessions = dir.join("sessions");
+    let bundle =
+        tokio::task::spawn_blocking(move || crate::synth::write_bundle(&sessions, &spec)).await??;
     let t0 = Instant::now();
     let (id, _) = crate::import::import(&state, &bundle).await?;
     println!(
@@ -313,7 +316,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Page load: what the session page fetches, one after another.
     let mut page = vec![format!("/sessions/{id}"), "/assets/app.css".to_string()];
     page.extend(
-        crate::pages::page_modules("session.js")
+        crate::assets::page_modules("session.js")
             .into_iter()
             .map(|m| format!("/assets/{m}")),
     );

@@ -78,6 +78,11 @@ impl Db {
     }
 }
 
+/// The SQLite database file in the data folder.
+pub const DB_FILE: &str = "lab.db";
+/// The first admin's generated password, in the data folder.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password.txt";
+
 /// Creates the data folder and makes it and the SQLite files in it
 /// owner-only (0700 / 0600): they hold accounts, consent references and
 /// the first admin's password. An existing folder is tightened too.
@@ -94,10 +99,10 @@ pub fn prepare_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
     };
     private(data, 0o700)?;
     for name in [
-        "lab.db",
-        "lab.db-wal",
-        "lab.db-shm",
-        "initial-admin-password.txt",
+        DB_FILE.to_string(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-shm"),
+        INITIAL_PASSWORD_FILE.to_string(),
     ] {
         let p = data.join(name);
         if p.is_file() {

@@ -20,7 +20,7 @@ use crate::db::now_ms;
 use crate::state::AppState;
 use crate::store;
 
-pub use crate::types::{Job, JobArgs, JobOutcome as Outcome};
+pub use crate::types::{Job, JobArgs, JobKind, JobOutcome as Outcome};
 
 pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> {
     store::jobs::get(&state.db.pool, id).await
@@ -41,7 +41,7 @@ static RUNNING: LazyLock<Mutex<HashMap<i64, watch::Sender<bool>>>> =
 /// Queues a job and wakes the worker.
 pub async fn enqueue(
     state: &AppState,
-    kind: &str,
+    kind: JobKind,
     session_id: Option<&str>,
     tag_id: Option<i64>,
     args: JobArgs,
@@ -117,10 +117,10 @@ pub async fn worker(state: AppState) {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(id, tx);
-                let result = match kind.as_str() {
-                    "analyze" => run_analysis(&state, id, &args, rx).await,
-                    "clip" => crate::clips::run_clip(&state, id, &args, rx).await,
-                    other => Err(anyhow::anyhow!("unknown job kind {other:?}")),
+                let result = match JobKind::parse(&kind) {
+                    Some(JobKind::Analyze) => run_analysis(&state, id, &args, rx).await,
+                    Some(JobKind::Clip) => crate::clips::run_clip(&state, id, &args, rx).await,
+                    None => Err(anyhow::anyhow!("unknown job kind {kind:?}")),
                 };
                 RUNNING
                     .lock()

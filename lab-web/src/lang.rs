@@ -4,7 +4,7 @@ use axum::http::HeaderMap;
 
 /// The UI language from the `lab_lang` cookie (Russian unless `en`).
 pub fn lang(headers: &HeaderMap) -> &'static str {
-    if crate::auth::cookie(headers, "lab_lang") == Some("en") {
+    if crate::cookies::cookie(headers, "lab_lang") == Some("en") {
         "en"
     } else {
         "ru"

@@ -2,10 +2,12 @@
 //! [`AppState`]; the binary adds the CLI. See `docs/lab-web-api.md`.
 
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod bench;
 pub mod bundle_files;
 pub mod clips;
+pub mod cookies;
 pub mod db;
 pub mod error;
 pub mod export;

@@ -42,7 +42,10 @@ impl Common {
         tokio::task::spawn_blocking(move || lab_web::db::prepare_data_dir(&data)).await??;
         Ok(match &self.database_url {
             Some(u) => u.clone(),
-            None => format!("sqlite://{}", self.data.join("lab.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data.join(lab_web::db::DB_FILE).display()
+            ),
         })
     }
 }
@@ -59,7 +62,7 @@ enum Cmd {
         #[arg(long)]
         sessions: Option<PathBuf>,
         /// Folder of journey definitions `<life_situation>.toml` (repeatable)
-        /// [default: DATA/journeys and ./journeys].
+        /// [default: DATA/journeys].
         #[arg(long)]
         journeys: Vec<PathBuf>,
         /// The `lab-analyze` binary [default: next to this one, else on PATH].
@@ -97,6 +100,10 @@ enum Cmd {
     Import {
         #[command(flatten)]
         common: Common,
+        /// Folder of journey definitions `<life_situation>.toml` (repeatable)
+        /// [default: DATA/journeys].
+        #[arg(long)]
+        journeys: Vec<PathBuf>,
         bundles: Vec<PathBuf>,
     },
     /// Timeline/transcript latency and search benchmark on synthetic data.
@@ -127,19 +134,38 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The config is built with the data folder made absolute at start-up, so
+/// no folder depends on the working directory later.
 async fn state(
     common: &Common,
     config: impl FnOnce(PathBuf) -> Config,
 ) -> anyhow::Result<AppState> {
     let url = common.url().await?;
     let db = Db::connect(&url).await?;
-    Ok(AppState::new(db, config(common.data.clone())))
+    let data = std::path::absolute(&common.data)
+        .with_context(|| format!("data folder {}", common.data.display()))?;
+    Ok(AppState::new(db, config(data)))
+}
+
+/// The journeys folders: those given (made absolute), else DATA/journeys.
+fn journeys_dirs(given: &[PathBuf], data: &std::path::Path) -> Vec<PathBuf> {
+    if given.is_empty() {
+        return default_journeys_dirs(data);
+    }
+    given
+        .iter()
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+        .collect()
+}
+
+fn default_journeys_dirs(data: &std::path::Path) -> Vec<PathBuf> {
+    vec![data.join("journeys")]
 }
 
 fn plain_config(data: PathBuf) -> Config {
     Config {
         sessions_dir: data.join("sessions"),
-        journeys_dirs: vec![data.join("journeys"), PathBuf::from("journeys")],
+        journeys_dirs: default_journeys_dirs(&data),
         data_dir: data,
         analyzer: sibling("lab-analyze"),
         ffmpeg: PathBuf::from("ffmpeg"),
@@ -168,10 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_proxy,
         } => {
             let state = state(&common, |data| {
-                let mut j = journeys.clone();
-                if j.is_empty() {
-                    j = vec![data.join("journeys"), PathBuf::from("journeys")];
-                }
+                let j = journeys_dirs(&journeys, &data);
                 Config {
                     sessions_dir: sessions.clone().unwrap_or_else(|| data.join("sessions")),
                     journeys_dirs: j,
@@ -237,8 +260,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await;
             println!("user {login} ({role}) created, id {id}");
         }
-        Cmd::Import { common, bundles } => {
-            let state = state(&common, plain_config).await?;
+        Cmd::Import {
+            common,
+            journeys,
+            bundles,
+        } => {
+            let state = state(&common, |data| Config {
+                journeys_dirs: journeys_dirs(&journeys, &data),
+                ..plain_config(data)
+            })
+            .await?;
             let mut failed = 0;
             for b in bundles {
                 match lab_web::import::import(&state, &b).await {
@@ -270,7 +301,10 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e:?}"))?;
     if generated {
-        let file = state.config.data_dir.join("initial-admin-password.txt");
+        let file = state
+            .config
+            .data_dir
+            .join(lab_web::db::INITIAL_PASSWORD_FILE);
         tokio::fs::write(&file, format!("admin\n{password}\n")).await?;
         #[cfg(unix)]
         {

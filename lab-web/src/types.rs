@@ -89,11 +89,30 @@ pub struct Marker {
     pub label: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// What shows a candidate: the seqs of its events and its words' text.
+/// Stored as JSON in `candidates.evidence` and served as is; missing parts
+/// read as empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CandidateEvidence {
+    #[serde(default)]
     pub events: Vec<i64>,
+    #[serde(default)]
     pub words: Vec<String>,
 }
+
+/// A recorded track as `GET /sessions/{id}` shows it (stored as JSON in
+/// `sessions.tracks` at import).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrackView {
+    pub channel_roles: Vec<lab_model::bundle::ChannelRole>,
+    pub id: String,
+    pub kind: lab_model::bundle::TrackKind,
+}
+
+/// One word of a stored transcript segment (`transcript_segments.words`):
+/// `[start_ms, end_ms, text, confidence]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredWord(pub i64, pub i64, pub String, pub f32);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Candidate {
@@ -194,8 +213,19 @@ pub const FINDINGS_SCHEMA_VERSION: u32 = 1;
 pub struct FindingsExport {
     pub schema_version: u32,
     pub generated_at: String,
-    pub filters: Value,
+    pub filters: FindingsFilters,
     pub findings: Vec<Finding>,
+}
+
+/// The filters echoed in a findings export (keys in the order they were
+/// always written).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FindingsFilters {
+    pub from: String,
+    pub journey: String,
+    pub segment: String,
+    pub study: String,
+    pub to: String,
 }
 
 /// Journey map aggregate (`GET /journeys/{id}/map`).
@@ -308,10 +338,36 @@ pub const EMOTIONS: &[&str] = &["positive", "neutral", "negative"];
 pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer"];
 
 /// A background job (`GET /jobs`, the job event stream).
+/// What a background job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// `lab-analyze run` on a session's bundle, then its re-import.
+    Analyze,
+    /// A tag's video clip.
+    Clip,
+}
+
+impl JobKind {
+    /// The name stored in `jobs.kind` and served in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Analyze => "analyze",
+            Self::Clip => "clip",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Analyze, Self::Clip]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub session_id: Option<String>,
     pub tag_id: Option<i64>,
     pub status: String,

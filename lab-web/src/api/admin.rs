@@ -15,7 +15,7 @@ use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
-use crate::types::{Job, JobArgs, ROLES};
+use crate::types::{Job, JobKind, ROLES};
 
 #[derive(Deserialize, Default)]
 pub struct JobsQuery {
@@ -62,7 +62,7 @@ pub async fn cancel_job(
     let job = crate::jobs::get(&state, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    if job.kind == "clip" {
+    if job.kind == JobKind::Clip {
         auth.require(Right::Review)?;
     } else {
         auth.require(Right::Operate)?;
@@ -100,7 +100,7 @@ pub async fn retry_job(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     let kind = r.kind;
-    let right = if kind == "clip" {
+    let right = if kind == JobKind::Clip {
         Right::Review
     } else {
         Right::Operate
@@ -112,7 +112,6 @@ pub async fn retry_job(
             "задание ещё выполняется / the job is still active".into(),
         ));
     }
-    let args: JobArgs = serde_json::from_str(&r.args)?;
     let session = r.session_id;
     if let Some(s) = &session {
         // A job of a withdrawn session is never run again.
@@ -120,10 +119,10 @@ pub async fn retry_job(
     }
     let new = crate::jobs::enqueue(
         &state,
-        &kind,
+        kind,
         session.as_deref(),
         r.tag_id,
-        args,
+        r.args,
         Some(auth.user.id),
     )
     .await?;

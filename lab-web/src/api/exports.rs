@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::access::require_session;
 use super::filters::MapQuery;
-use super::responses::{FindingsFilters, Journeys, OverlayFinding, OverlayFindings};
+use super::responses::{Journeys, OverlayFinding, OverlayFindings};
 use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::export;
@@ -17,8 +17,8 @@ use crate::map::journey_map;
 use crate::state::AppState;
 use crate::store;
 use crate::types::{
-    FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, JourneyMap, StepInterval, Tag, TimelineEvent,
-    TranscriptView,
+    FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, FindingsFilters, JourneyMap, StepInterval,
+    Tag, TimelineEvent, TranscriptView,
 };
 
 /// The lab's public address for absolute links in exports: configured
@@ -143,13 +143,13 @@ pub async fn findings(
     let doc = FindingsExport {
         schema_version: FINDINGS_SCHEMA_VERSION,
         generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        filters: serde_json::to_value(FindingsFilters {
+        filters: FindingsFilters {
             journey: q.journey.clone(),
             study: q.study.clone(),
             segment: q.segment.clone(),
             from: q.from.clone(),
             to: q.to.clone(),
-        })?,
+        },
         findings: list,
     };
     let text = export::findings::to_json(&doc);

@@ -2,11 +2,11 @@
 //! and types are the API's; the row types inside come from [`crate::types`].
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::types::{
     ApiToken, AuditEntry, Candidate, EventRecord, Job, JourneyInfo, JourneySummary, Marker,
-    SearchHit, SessionRow, StepInterval, StudySummary, Tag, TagHistoryEntry, User, UserAccount,
+    SearchHit, SessionRow, StepInterval, StudySummary, Tag, TagHistoryEntry, TrackView, User,
+    UserAccount,
 };
 
 #[derive(Serialize)]
@@ -54,7 +54,7 @@ pub struct SessionDetail {
     pub consent: Option<String>,
     pub moderator: Option<String>,
     /// The recorded tracks as stored at import.
-    pub tracks: Value,
+    pub tracks: Vec<TrackView>,
     pub media: MediaLinks,
     pub journey: Option<JourneyInfo>,
     /// The analyzer's QA report as stored at import (null before the QA stage ran).
@@ -155,16 +155,6 @@ pub struct OverlayFinding {
 #[derive(Serialize)]
 pub struct OverlayFindings {
     pub findings: Vec<OverlayFinding>,
-}
-
-/// The filters echoed in a findings export.
-#[derive(Serialize)]
-pub struct FindingsFilters {
-    pub journey: String,
-    pub study: String,
-    pub segment: String,
-    pub from: String,
-    pub to: String,
 }
 
 #[derive(Serialize)]

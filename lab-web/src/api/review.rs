@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
 use crate::tagging::{self, TagInput, detector_category, tag_by_id};
-use crate::types::{Candidate, JobArgs, Tag};
+use crate::types::{Candidate, JobArgs, JobKind, Tag};
 
 pub async fn list_tags(
     State(state): State<AppState>,
@@ -205,7 +205,7 @@ pub async fn make_clip(
     let t = tag_by_id(&state.db.pool, tag).await?;
     let job = crate::jobs::enqueue(
         &state,
-        "clip",
+        JobKind::Clip,
         Some(&t.session_id),
         Some(tag),
         JobArgs {

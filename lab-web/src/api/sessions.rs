@@ -20,7 +20,7 @@ use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store;
-use crate::types::{JobArgs, SessionRow, SpeechSpan, TimelineEvent};
+use crate::types::{JobArgs, JobKind, SessionRow, SpeechSpan, TimelineEvent};
 
 /// The waveform peaks' route under `…/media/`: named like the bundle's
 /// file ([`AnalysisFile::Peaks`]), whose JSON it serves as it is.
@@ -87,7 +87,7 @@ pub async fn detail(
     let detail = SessionDetail {
         consent: staff.then(|| paper.consent.clone()),
         moderator: if staff { paper.moderator.clone() } else { None },
-        tracks: serde_json::from_str(&paper.tracks)?,
+        tracks: paper.tracks,
         media: MediaLinks {
             screen: link(media.screen.is_some(), "screen.mp4"),
             camera: link(media.camera.is_some(), "camera.mp4"),
@@ -100,10 +100,7 @@ pub async fn detail(
             peaks: link(media.peaks.is_some(), peaks_route()),
         },
         journey,
-        qa: paper
-            .qa
-            .as_deref()
-            .and_then(|q| serde_json::from_str(q).ok()),
+        qa: paper.qa,
         row,
     };
     if raw {
@@ -346,7 +343,7 @@ pub async fn analyze(
     }
     let job = crate::jobs::enqueue(
         &state,
-        "analyze",
+        JobKind::Analyze,
         Some(&id),
         None,
         JobArgs {

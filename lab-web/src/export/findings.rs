@@ -113,7 +113,7 @@ fn emotion_name(emotion: &str, en: bool) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{CATEGORIES, EMOTIONS, FINDINGS_SCHEMA_VERSION};
+    use crate::types::{CATEGORIES, EMOTIONS, FINDINGS_SCHEMA_VERSION, FindingsFilters};
     use serde_json::{Value, json};
 
     fn finding(quote: &str, note: &str) -> Finding {
@@ -221,7 +221,10 @@ mod tests {
         let export = FindingsExport {
             schema_version: FINDINGS_SCHEMA_VERSION,
             generated_at: "2025-03-02T12:00:00Z".into(),
-            filters: json!({"journey": "benefit", "segment": null}),
+            filters: FindingsFilters {
+                journey: "benefit".into(),
+                ..Default::default()
+            },
             findings: vec![finding("<quote> & \"x\"", "")],
         };
         let text = to_json(&export);
@@ -257,7 +260,7 @@ mod tests {
         let export = FindingsExport {
             schema_version: 1,
             generated_at: String::new(),
-            filters: json!({}),
+            filters: FindingsFilters::default(),
             findings: vec![],
         };
         assert_eq!(

@@ -4,17 +4,18 @@
 
 use lab_model::event::Event;
 use lab_model::journey::Journey;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::read::{BundleRead, JourneySource};
 use crate::limits;
 use crate::search::stems;
 use crate::store::import::{
-    CandidateRecord, EventRecord, ImportRows, IntervalRecord, JourneyRecord, SegmentRecord,
+    CandidateRecord, ImportRows, ImportedEvent, IntervalRecord, JourneyRecord, SegmentRecord,
     SessionRecord, StepSummaryRecord,
 };
 use crate::types::{
-    JourneyInfo, JourneyStep, SpeechSpan, TimelineEvent, TranscriptSegment, TranscriptView, Word,
+    CandidateEvidence, JourneyInfo, JourneyStep, SpeechSpan, StoredWord, TimelineEvent, TrackView,
+    TranscriptSegment, TranscriptView, Word,
 };
 use lab_model::analysis::Transcript;
 
@@ -30,19 +31,9 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         // The lab's journeys folder defines a journey for every session; a
         // bundle's own copy only fills in a journey the lab does not have, so
         // one imported bundle can never retitle a journey for all sessions.
-        match (j.source, &j.lab) {
-            (JourneySource::Lab, _) => JourneyRecord {
-                info: journey_info(&j.journey),
-                replace: true,
-            },
-            (JourneySource::Bundle, Some(lab)) => JourneyRecord {
-                info: journey_info(lab),
-                replace: true,
-            },
-            (JourneySource::Bundle, None) => JourneyRecord {
-                info: journey_info(&j.journey),
-                replace: false,
-            },
+        JourneyRecord {
+            info: journey_info(&j.journey),
+            replace: j.source == JourneySource::Lab,
         }
     });
     let duration_ms = ms(manifest.duration_ns.unwrap_or_else(|| {
@@ -53,15 +44,15 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
             .max()
             .unwrap_or(0)
     }));
-    let tracks = json!(
-        manifest
-            .tracks
-            .iter()
-            .map(|t| json!({
-                "id": t.id, "kind": t.kind, "channel_roles": t.channel_roles,
-            }))
-            .collect::<Vec<_>>()
-    );
+    let tracks: Vec<TrackView> = manifest
+        .tracks
+        .iter()
+        .map(|t| TrackView {
+            channel_roles: t.channel_roles.clone(),
+            id: t.id.clone(),
+            kind: t.kind,
+        })
+        .collect();
     let transcript = a.transcript.as_ref();
     let speech: Vec<SpeechSpan> = a
         .speech
@@ -92,7 +83,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         language: transcript.map(|t| t.language.clone()).unwrap_or_default(),
         media: serde_json::to_string(&a.media)?,
         qa: a.qa.as_ref().map(serde_json::to_string).transpose()?,
-        tracks: tracks.to_string(),
+        tracks: serde_json::to_string(&tracks)?,
         transcript_json: transcript
             .map(|t| serde_json::to_string(&transcript_view(t)))
             .transpose()?,
@@ -106,7 +97,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
     let events = b
         .events
         .iter()
-        .map(|e| EventRecord {
+        .map(|e| ImportedEvent {
             lane: TimelineEvent {
                 seq: e.seq as i64,
                 t_ms: ms(e.t_ns),
@@ -121,29 +112,29 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         .iter()
         .flat_map(|t| t.segments.iter().enumerate())
         .map(|(i, s)| {
-            let words: Vec<Value> = s
+            let words: Vec<StoredWord> = s
                 .words
                 .iter()
                 .map(|w| {
-                    json!([
+                    StoredWord(
                         ms(w.start_ns),
                         ms(w.end_ns),
-                        w.text,
-                        (w.confidence * 1000.0).round() / 1000.0
-                    ])
+                        w.text.clone(),
+                        (w.confidence * 1000.0).round() / 1000.0,
+                    )
                 })
                 .collect();
-            SegmentRecord {
+            Ok(SegmentRecord {
                 idx: i as i64,
                 start_ms: ms(s.start_ns),
                 end_ms: ms(s.end_ns),
                 speaker: speaker_name(&s.speaker),
                 text: s.text.trim().to_string(),
                 stems: stems(&s.text),
-                words: Value::Array(words).to_string(),
-            }
+                words: serde_json::to_string(&words)?,
+            })
         })
-        .collect();
+        .collect::<serde_json::Result<_>>()?;
     let intervals = a
         .steps
         .iter()
@@ -168,25 +159,35 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
             expected_ms: ms(s.expected_ns),
         })
         .collect();
-    let candidates = a.candidates.as_ref().map(|c| {
-        c.candidates
-            .iter()
-            .map(|cand| CandidateRecord {
-                id: cand.id.clone(),
-                detector: cand.detector.clone(),
-                start_ms: ms(cand.start_ns),
-                end_ms: ms(cand.end_ns),
-                step: cand.step.clone(),
-                confidence: f64::from(cand.confidence),
-                note: cand.evidence.note.clone(),
-                evidence: json!({
-                    "events": cand.evidence.events,
-                    "words": cand.evidence.words.iter().map(|w| w.text.trim().to_string()).collect::<Vec<_>>(),
+    let candidates = a
+        .candidates
+        .as_ref()
+        .map(|c| {
+            c.candidates
+                .iter()
+                .map(|cand| {
+                    Ok(CandidateRecord {
+                        id: cand.id.clone(),
+                        detector: cand.detector.clone(),
+                        start_ms: ms(cand.start_ns),
+                        end_ms: ms(cand.end_ns),
+                        step: cand.step.clone(),
+                        confidence: f64::from(cand.confidence),
+                        note: cand.evidence.note.clone(),
+                        evidence: serde_json::to_string(&CandidateEvidence {
+                            events: cand.evidence.events.iter().map(|&e| e as i64).collect(),
+                            words: cand
+                                .evidence
+                                .words
+                                .iter()
+                                .map(|w| w.text.trim().to_string())
+                                .collect(),
+                        })?,
+                    })
                 })
-                .to_string(),
-            })
-            .collect()
-    });
+                .collect::<serde_json::Result<Vec<_>>>()
+        })
+        .transpose()?;
     Ok(ImportRows {
         session,
         journey,
@@ -368,9 +369,8 @@ mod tests {
         assert!(!rec.replace);
         // The lab has its own definition: that one is written, and replaces.
         let j = b.journey.as_mut().unwrap();
-        let mut lab = j.journey.clone();
-        lab.title = "Лабораторное название".into();
-        j.lab = Some(lab);
+        j.journey.title = "Лабораторное название".into();
+        j.source = JourneySource::Lab;
         let rec = project(&b, 0).unwrap().journey.unwrap();
         assert!(rec.replace);
         assert_eq!(rec.info.title, "Лабораторное название");

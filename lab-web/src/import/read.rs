@@ -129,13 +129,11 @@ pub enum JourneySource {
     Bundle,
 }
 
-/// The journey a bundle was analysed against, and the lab's own definition
-/// of the same id when the bundle brought its copy.
+/// A session's journey and where it came from ([`find_journey`]).
 #[derive(Debug)]
 pub struct JourneyRead {
     pub journey: Journey,
     pub source: JourneySource,
-    pub lab: Option<Journey>,
 }
 
 /// Everything an import reads from a bundle.
@@ -168,20 +166,7 @@ pub fn bundle(
         None => (Vec::new(), 0),
     };
     let analysis = analysis(&dir)?;
-    let journey = match find_journey(journeys_dirs, &dir, &manifest)? {
-        Some((journey, source)) => {
-            let lab = match source {
-                JourneySource::Lab => None,
-                JourneySource::Bundle => lab_journey(journeys_dirs, &journey.id)?,
-            };
-            Some(JourneyRead {
-                journey,
-                source,
-                lab,
-            })
-        }
-        None => None,
-    };
+    let journey = find_journey(journeys_dirs, &dir, &manifest)?;
     Ok(BundleRead {
         dir,
         fingerprint,
@@ -251,29 +236,89 @@ fn media_index(r: &Renditions) -> MediaIndex {
     m
 }
 
-/// The journey this bundle was analysed against: its own copy
-/// ([`AnalysisFile::Journey`]), else the lab's definition of its life
-/// situation ([`lab_journey`]).
+/// A session's journey, by the one rule: the lab's own definition of the
+/// manifest's life situation ([`Journey::resolve`] over the journeys
+/// folders) is authoritative; the bundle's copy ([`AnalysisFile::Journey`])
+/// is used only when the lab has none, and only if it defines that very
+/// life situation. No life situation: no journey.
 pub fn find_journey(
     journeys_dirs: &[PathBuf],
     dir: &Path,
     manifest: &Manifest,
-) -> anyhow::Result<Option<(Journey, JourneySource)>> {
+) -> anyhow::Result<Option<JourneyRead>> {
+    let Some(ls) = manifest.life_situation.as_deref() else {
+        return Ok(None);
+    };
+    if let Some(r) = Journey::resolve(None, journeys_dirs, Some(ls))? {
+        return Ok(Some(JourneyRead {
+            journey: r.journey,
+            source: JourneySource::Lab,
+        }));
+    }
     let copy = AnalysisFile::Journey;
-    if let Some(bytes) = bundle_files::read(dir, copy.relative_path(), limits::MAX_JOURNEY_BYTES)? {
-        let j =
-            Journey::from_bytes(&bytes).with_context(|| format!("{}", copy.path(dir).display()))?;
-        return Ok(Some((j, JourneySource::Bundle)));
-    }
-    match &manifest.life_situation {
-        Some(ls) => lab_journey(journeys_dirs, ls).map(|j| j.map(|j| (j, JourneySource::Lab))),
-        None => Ok(None),
-    }
+    let Some(bytes) = bundle_files::read(dir, copy.relative_path(), limits::MAX_JOURNEY_BYTES)?
+    else {
+        return Ok(None);
+    };
+    let journey =
+        Journey::from_bytes(&bytes).with_context(|| format!("{}", copy.path(dir).display()))?;
+    anyhow::ensure!(
+        journey.id == ls,
+        "{}: defines journey {:?}, not the session's life situation {ls:?}",
+        copy.path(dir).display(),
+        journey.id
+    );
+    Ok(Some(JourneyRead {
+        journey,
+        source: JourneySource::Bundle,
+    }))
 }
 
-/// The lab's own definition of journey `id`: `<id>.toml` in the first
-/// journeys folder that has it, defining that very id (the one rule,
-/// [`Journey::resolve`]; an `id` that is not a journey id is refused).
-pub fn lab_journey(journeys_dirs: &[PathBuf], id: &str) -> anyhow::Result<Option<Journey>> {
-    Ok(Journey::resolve(None, journeys_dirs, Some(id))?.map(|r| r.journey))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{JOURNEY_TOML, Spec, write_bundle};
+
+    /// A synthetic bundle (life situation `test-benefit`, with its journey
+    /// copy) and an empty lab journeys folder.
+    fn setup(name: &str) -> (PathBuf, Manifest, PathBuf) {
+        let parent = std::env::temp_dir().join(format!("read-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        std::fs::create_dir_all(parent.join("journeys")).unwrap();
+        let dir = write_bundle(&parent, &Spec::small("J1", "p-01")).unwrap();
+        let m = manifest(&dir).unwrap();
+        (dir, m, parent.join("journeys"))
+    }
+
+    #[test]
+    fn the_labs_journey_wins_and_the_bundles_copy_fills_in_only_its_own_id() {
+        let (dir, mut m, lab) = setup("journey");
+        let dirs = [lab.clone()];
+        // The lab has none: the bundle's copy, which defines the life situation.
+        let j = find_journey(&dirs, &dir, &m).unwrap().unwrap();
+        assert_eq!(j.source, JourneySource::Bundle);
+        assert_eq!(j.journey.id, "test-benefit");
+        // The lab has its own: that one, whatever the copy says.
+        let own = JOURNEY_TOML.replacen("title = \"", "title = \"Лаборатория ", 1);
+        std::fs::write(lab.join("test-benefit.toml"), own).unwrap();
+        let j = find_journey(&dirs, &dir, &m).unwrap().unwrap();
+        assert_eq!(j.source, JourneySource::Lab);
+        assert!(
+            j.journey.title.starts_with("Лаборатория "),
+            "{}",
+            j.journey.title
+        );
+        std::fs::remove_file(lab.join("test-benefit.toml")).unwrap();
+        // A copy that defines another journey than the life situation is refused.
+        let other = JOURNEY_TOML.replacen("id = \"test-benefit\"", "id = \"other\"", 1);
+        std::fs::write(AnalysisFile::Journey.path(&dir), other).unwrap();
+        let e = find_journey(&dirs, &dir, &m).unwrap_err();
+        assert!(
+            e.to_string().contains("not the session's life situation"),
+            "{e:#}"
+        );
+        // No life situation: no journey, whatever the bundle carries.
+        m.life_situation = None;
+        assert!(find_journey(&dirs, &dir, &m).unwrap().is_none());
+    }
 }

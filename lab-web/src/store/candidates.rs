@@ -1,6 +1,5 @@
 //! Friction candidates the analyzer proposed, and researchers' decisions.
 
-use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -10,17 +9,8 @@ use sqlx::AnyPool as Pool;
 const COLUMNS: &str =
     "id, detector, start_ms, end_ms, step, confidence, note, evidence, status, reason, tag_id";
 
-/// The `evidence` column as stored; missing parts read as empty.
-#[derive(Deserialize, Default)]
-struct StoredEvidence {
-    #[serde(default)]
-    events: Vec<serde_json::Value>,
-    #[serde(default)]
-    words: Vec<serde_json::Value>,
-}
-
 fn candidate(r: &AnyRow) -> Result<Candidate, sqlx::Error> {
-    let evidence: StoredEvidence = serde_json::from_str(&r.try_get::<String, _>("evidence")?)
+    let evidence: CandidateEvidence = serde_json::from_str(&r.try_get::<String, _>("evidence")?)
         .map_err(|e| sqlx::Error::Decode(e.into()))?;
     Ok(Candidate {
         id: r.try_get("id")?,
@@ -30,14 +20,7 @@ fn candidate(r: &AnyRow) -> Result<Candidate, sqlx::Error> {
         step: r.try_get("step")?,
         confidence: r.try_get("confidence")?,
         note: r.try_get("note")?,
-        evidence: CandidateEvidence {
-            events: evidence.events.iter().filter_map(|v| v.as_i64()).collect(),
-            words: evidence
-                .words
-                .iter()
-                .filter_map(|w| w.as_str().map(String::from))
-                .collect(),
-        },
+        evidence,
         status: r.try_get("status")?,
         reason: r.try_get("reason")?,
         tag_id: r.try_get("tag_id")?,

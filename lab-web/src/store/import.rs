@@ -47,7 +47,7 @@ pub struct JourneyRecord {
 
 /// An event: its timeline entry and its payload (JSON).
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventRecord {
+pub struct ImportedEvent {
     pub lane: TimelineEvent,
     pub data: String,
 }
@@ -101,7 +101,7 @@ pub struct CandidateRecord {
 pub struct ImportRows {
     pub session: SessionRecord,
     pub journey: Option<JourneyRecord>,
-    pub events: Vec<EventRecord>,
+    pub events: Vec<ImportedEvent>,
     pub segments: Vec<SegmentRecord>,
     pub speech: Vec<SpeechSpan>,
     pub intervals: Vec<IntervalRecord>,

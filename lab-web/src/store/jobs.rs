@@ -5,15 +5,22 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::types::Job;
+use crate::types::{Job, JobArgs, JobKind};
 use sqlx::AnyPool as Pool;
 
 const COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
 
+/// The `kind` column as a [`JobKind`]; an unknown kind is a decode error.
+fn kind(r: &AnyRow) -> Result<JobKind, sqlx::Error> {
+    let name: String = r.try_get("kind")?;
+    JobKind::parse(&name)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown job kind {name:?}").into()))
+}
+
 fn job(r: &AnyRow) -> Result<Job, sqlx::Error> {
     Ok(Job {
         id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
+        kind: kind(r)?,
         session_id: r.try_get("session_id")?,
         tag_id: r.try_get("tag_id")?,
         status: r.try_get("status")?,
@@ -54,9 +61,10 @@ pub async fn list(pool: &Pool, active_only: bool) -> Result<Vec<Job>, sqlx::Erro
 /// The current analysis job (or last one) per session.
 pub async fn latest_analysis_per_session(pool: &Pool) -> Result<HashMap<String, Job>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM jobs WHERE kind = 'analyze' AND id IN \
-         (SELECT MAX(id) FROM jobs WHERE kind = 'analyze' GROUP BY session_id)"
+        "SELECT {COLUMNS} FROM jobs WHERE kind = $1 AND id IN \
+         (SELECT MAX(id) FROM jobs WHERE kind = $1 GROUP BY session_id)"
     )))
+    .bind(JobKind::Analyze.as_str())
     .fetch_all(pool)
     .await?;
     let mut out = HashMap::new();
@@ -71,11 +79,10 @@ pub async fn latest_analysis_per_session(pool: &Pool) -> Result<HashMap<String, 
 
 /// What a job was asked to do, to run it again.
 pub struct JobRequest {
-    pub kind: String,
+    pub kind: JobKind,
     pub session_id: Option<String>,
     pub tag_id: Option<i64>,
-    /// The job's arguments, as JSON.
-    pub args: String,
+    pub args: JobArgs,
     pub status: String,
 }
 
@@ -86,10 +93,11 @@ pub async fn request(pool: &Pool, id: i64) -> Result<Option<JobRequest>, sqlx::E
         .await?
         .map(|r| {
             Ok(JobRequest {
-                kind: r.try_get("kind")?,
+                kind: kind(&r)?,
                 session_id: r.try_get("session_id")?,
                 tag_id: r.try_get("tag_id")?,
-                args: r.try_get("args")?,
+                args: serde_json::from_str(&r.try_get::<String, _>("args")?)
+                    .map_err(|e| sqlx::Error::Decode(e.into()))?,
                 status: r.try_get("status")?,
             })
         })
@@ -99,7 +107,7 @@ pub async fn request(pool: &Pool, id: i64) -> Result<Option<JobRequest>, sqlx::E
 /// Queues a job; returns its id.
 pub async fn insert(
     pool: &Pool,
-    kind: &str,
+    kind: JobKind,
     session_id: Option<&str>,
     tag_id: Option<i64>,
     args: &str,
@@ -110,7 +118,7 @@ pub async fn insert(
         "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at) \
          VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
     )
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(session_id)
     .bind(tag_id)
     .bind(args)
@@ -123,8 +131,9 @@ pub async fn insert(
 
 /// The queued or running analysis of a session, if any.
 pub async fn active_analysis(pool: &Pool, session: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("SELECT id FROM jobs WHERE kind = 'analyze' AND session_id = $1 AND status IN ('queued', 'running')")
+    sqlx::query("SELECT id FROM jobs WHERE kind = $2 AND session_id = $1 AND status IN ('queued', 'running')")
         .bind(session)
+        .bind(JobKind::Analyze.as_str())
         .fetch_optional(pool)
         .await?
         .map(|r| r.try_get("id"))

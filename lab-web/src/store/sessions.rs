@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use lab_model::analysis::QaReport;
+
 use crate::types::{
-    AnalysisState, Job, MediaIndex, SessionFilter, SessionRow, StudySummary, TranscriptView,
+    AnalysisState, Job, MediaIndex, SessionFilter, SessionRow, StudySummary, TrackView,
+    TranscriptView,
 };
 use sqlx::AnyPool as Pool;
 
@@ -19,6 +22,11 @@ const ROW_SELECT: &str = "SELECT s.id, s.study, s.life_situation, s.journey_id, 
 
 /// The `media` column.
 pub fn media_index(text: &str) -> Result<MediaIndex, sqlx::Error> {
+    json_column(text)
+}
+
+/// A JSON column read into its type; a malformed one is a decode error.
+fn json_column<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
     serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
 }
 
@@ -127,11 +135,11 @@ pub async fn withdrawn(pool: &Pool, id: &str) -> Result<Option<bool>, sqlx::Erro
 pub struct SessionPaperwork {
     pub consent: String,
     pub moderator: Option<String>,
-    /// The recorded tracks, as JSON.
-    pub tracks: String,
+    /// The recorded tracks.
+    pub tracks: Vec<TrackView>,
     pub media: MediaIndex,
-    /// The analyzer's QA report, as JSON.
-    pub qa: Option<String>,
+    /// The analyzer's QA report.
+    pub qa: Option<QaReport>,
 }
 
 pub async fn paperwork(pool: &Pool, id: &str) -> Result<SessionPaperwork, sqlx::Error> {
@@ -142,9 +150,13 @@ pub async fn paperwork(pool: &Pool, id: &str) -> Result<SessionPaperwork, sqlx::
     Ok(SessionPaperwork {
         consent: r.try_get("consent")?,
         moderator: r.try_get("moderator")?,
-        tracks: r.try_get("tracks")?,
+        tracks: json_column(&r.try_get::<String, _>("tracks")?)?,
         media: media_index(&r.try_get::<String, _>("media")?)?,
-        qa: r.try_get("qa")?,
+        qa: r
+            .try_get::<Option<String>, _>("qa")?
+            .as_deref()
+            .map(json_column)
+            .transpose()?,
     })
 }
 

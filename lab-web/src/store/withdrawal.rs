@@ -3,6 +3,8 @@
 
 use sqlx::Row;
 
+use crate::types::CandidateEvidence;
+
 use sqlx::AnyConnection as Conn;
 use sqlx::AnyPool as Pool;
 
@@ -26,9 +28,6 @@ pub async fn scrub_rows(conn: &mut Conn, session: &str, now: i64) -> Result<(), 
         "UPDATE events SET data = '{}', summary = '' WHERE session_id = $1 AND $2 = $2".to_string(),
         "UPDATE tags SET quote = '', note = '', url = NULL, selector = NULL WHERE session_id = $1 AND $2 = $2"
             .to_string(),
-        "UPDATE candidates SET evidence = '{\"events\":[],\"words\":[]}', note = '', reason = NULL \
-         WHERE session_id = $1 AND $2 = $2"
-            .to_string(),
         format!("DELETE FROM clips WHERE tag_id IN {TAGS} AND $2 = $2"),
         format!("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id IN {TAGS} AND $2 = $2"),
         "UPDATE jobs SET message = '' WHERE session_id = $1 AND status NOT IN ('queued', 'running') AND $2 = $2"
@@ -41,6 +40,15 @@ pub async fn scrub_rows(conn: &mut Conn, session: &str, now: i64) -> Result<(), 
             .execute(&mut *conn)
             .await?;
     }
+    let no_evidence = serde_json::to_string(&CandidateEvidence::default())
+        .map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query(
+        "UPDATE candidates SET evidence = $2, note = '', reason = NULL WHERE session_id = $1",
+    )
+    .bind(session)
+    .bind(no_evidence)
+    .execute(&mut *conn)
+    .await?;
     // The event lane keeps times and kinds; its summaries are gone.
     let lane = super::timeline::lane(conn, session).await?;
     super::timeline::write_event_chunks(conn, session, &lane).await
