@@ -263,7 +263,8 @@ fn requantize(src: &Path, out: &Path, to: Weights) -> Result<(), InstallError> {
                 b"encoder.positional_embedding",
                 b"decoder.positional_embedding",
             ];
-            let quantize = n_dims == 2 && !skip.contains(&&name[..]) && ne[0] as usize % block == 0;
+            let quantize =
+                n_dims == 2 && !skip.contains(&&name[..]) && (ne[0] as usize).is_multiple_of(block);
             let from = if ttype == 0 {
                 Ct2Dtype::F32
             } else {

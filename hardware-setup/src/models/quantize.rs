@@ -124,7 +124,7 @@ pub(super) fn narrow(values: &[f32], to: GgmlType) -> Vec<u8> {
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => {
             let mut halves = vec![f16::ZERO; values.len()];
-            halves.convert_from_f32_slice(&values);
+            halves.convert_from_f32_slice(values);
             out.extend(halves.iter().flat_map(|h| h.to_le_bytes()));
         }
         GgmlType::Q8_0 => quantize_q8_0(values, &mut out),
