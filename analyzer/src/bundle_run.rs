@@ -106,6 +106,7 @@ fn stage_speech(
         format_version: ANALYSIS_FORMAT_VERSION,
         language,
         model: String::new(),
+        model_info: None,
         status: "ok".into(),
         segments: Vec::new(),
     };
@@ -131,8 +132,19 @@ fn stage_speech(
     } else {
         let timeline = audio::place(&pieces, roles.len());
         let mut vad = Vad::new(&opts.models.onnxruntime(), &opts.models.vad())?;
+        let info = opts.models.describe_whisper(&model_path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the Whisper model {}: {e} (run `lab-setup models`, or pass --model with a GGML file)",
+                model_path.display()
+            )
+        })?;
+        report_to(RunEvent::Line(&format!(
+            "speech: model {} ({}, {}, {} bytes, sha256 {})",
+            info.name, info.file, info.weights, info.bytes, info.sha256
+        )));
         let whisper = Transcriber::new(&model_path)?;
         transcript.model = whisper.model_name.clone();
+        transcript.model_info = Some(info);
         // Channels with the same role (or a single mixed channel) are transcribed once.
         let mut seen = Vec::new();
         for (c, role) in roles.iter().enumerate() {

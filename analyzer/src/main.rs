@@ -36,7 +36,9 @@ enum Cmd {
     /// Transcribe any audio or video file FFmpeg can read; prints the transcript.
     Transcribe {
         file: PathBuf,
-        /// A GGML Whisper model (default: models/ggml-base.bin); any official GGML file works.
+        /// A GGML Whisper model file; any official ggml-*.bin works. Default:
+        /// the one recorded in models/whisper-default.json by `lab-setup
+        /// models`, else models/ggml-base.bin.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Spoken language (ISO code) or `auto`.
@@ -66,6 +68,7 @@ enum Cmd {
         /// Redo a stage and the ones after it (repeatable): speech, steps, candidates, renditions, qa, all.
         #[arg(long, value_parser = parse_force)]
         force: Vec<Stage>,
+        /// A GGML Whisper model file (default as for `transcribe`).
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value = "ru")]
@@ -122,6 +125,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut vad = Vad::new(&models.onnxruntime(), &models.vad())?;
             let found = speech::detect(&mut vad, &mono, pcm.start_ns, Speaker::Mixed)?;
             let model = model.unwrap_or_else(|| models.whisper());
+            let info = models
+                .describe_whisper(&model)
+                .with_context(|| {
+                    format!(
+                        "cannot read the Whisper model {} (run `lab-setup models`, or pass --model with a GGML file)",
+                        model.display()
+                    )
+                })?;
+            eprintln!("lab-analyze: {}", describe(&info));
             let whisper = Transcriber::new(&model)?;
             let mut opts = Options {
                 language: language.clone(),
@@ -149,10 +161,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            print!(
-                "{}",
-                render(format, &segments, &language, &whisper.model_name)
-            );
+            let mut out = render(format, &segments, &language, &whisper.model_name);
+            if format == Format::Json {
+                out = with_model_info(&out, &info)?;
+            }
+            print!("{out}");
         }
         Cmd::Run {
             bundle,
@@ -202,6 +215,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The model line on stderr: which model made the transcript.
+fn describe(info: &lab_model::models::WhisperModelInfo) -> String {
+    format!(
+        "model {} ({}, {}, {} bytes, sha256 {})",
+        info.name, info.file, info.weights, info.bytes, info.sha256
+    )
+}
+
+/// Adds the `model_info` object (as in `analysis/transcript.json`) to the
+/// JSON rendering of a transcript.
+fn with_model_info(
+    json: &str,
+    info: &lab_model::models::WhisperModelInfo,
+) -> anyhow::Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(json)?;
+    v["model_info"] = serde_json::to_value(info)?;
+    Ok(serde_json::to_string_pretty(&v)? + "\n")
 }
 
 /// `--force NAME`: a stage, or `all` (the first stage, so every stage).

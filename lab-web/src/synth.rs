@@ -195,6 +195,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         format_version: ANALYSIS_FORMAT_VERSION,
         language: "ru".into(),
         model: "synth".into(),
+        model_info: None,
         status: "ok".into(),
         segments,
     };

@@ -777,6 +777,7 @@ fn model_file_names_are_spelled_once() {
         "silero_vad.onnx",
         "libonnxruntime.so",
         "libonnxruntime.so.1.32.0",
+        "whisper-default.json",
     ];
     let mut files = Vec::new();
     for dir in [

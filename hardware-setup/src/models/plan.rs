@@ -10,7 +10,7 @@ use super::ct2::Ct2Model;
 use super::error::ConvertError;
 use super::hparams::WhisperHparams;
 use super::mel::mel_filterbank;
-use super::quantize::{GgmlType, Q8_0_BLOCK, Weights};
+use super::quantize::{GgmlType, Weights};
 use super::vocab::{ggml_vocabulary, parse_vocabulary};
 
 /// Derives the hparams from the checkpoint's own shapes and scalars.
@@ -237,7 +237,7 @@ impl Planner {
 /// reversed, which is also CTranslate2's (and PyTorch's) row-major order, so
 /// no data needs transposing. whisper.cpp looks tensors up by name; the order
 /// is that of OpenAI's state dict, as in whisper.cpp's own conversions.
-fn plan_tensors(h: &WhisperHparams) -> Vec<TensorPlan> {
+pub(super) fn plan_tensors(h: &WhisperHparams) -> Vec<TensorPlan> {
     let d = h.n_audio_state as usize;
     let mut p = Planner {
         d,
@@ -327,23 +327,25 @@ pub(super) fn check_conversion(
     let mut h = derive_hparams(m)?;
     h.ftype = weights.ftype();
     let mut plans = plan_tensors(&h);
-    if weights == Weights::Q8_0 {
+    if let Some((ty, block)) = weights.matrix_type() {
         // whisper.cpp's loader gives every 2-D matrix the file's weight type;
         // conv kernels (3-D) stay f16, vectors and positional embeddings f32.
         for p in plans
             .iter_mut()
             .filter(|p| p.out == GgmlType::F16 && p.shape.len() == 2)
         {
-            if p.shape[1] % Q8_0_BLOCK != 0 {
+            if p.shape[1] % block != 0 {
                 return Err(ConvertError::Malformed {
                     path: model_path.clone(),
                     what: format!(
-                        "{}: rows of {} values cannot be split into q8_0 blocks of {Q8_0_BLOCK}",
-                        p.src, p.shape[1]
+                        "{}: rows of {} values cannot be split into {} blocks of {block}",
+                        p.src,
+                        p.shape[1],
+                        weights.name()
                     ),
                 });
             }
-            p.out = GgmlType::Q8_0;
+            p.out = ty;
         }
     }
 

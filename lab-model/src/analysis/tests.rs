@@ -12,6 +12,7 @@ fn transcript() -> Transcript {
         format_version: ANALYSIS_FORMAT_VERSION,
         language: "ru".into(),
         model: "ggml-base.bin (1 bytes)".into(),
+        model_info: None,
         status: "ok".into(),
         segments: vec![TranscriptSegment {
             start_ns: 1,
@@ -88,4 +89,24 @@ fn newer_oversized_and_broken_files_are_refused_by_name() {
     let big = vec![b' '; crate::bundle::limits::MAX_ANALYSIS_JSON_BYTES as usize + 1];
     let e = Renditions::parse(&big).unwrap_err();
     assert!(matches!(e, AnalysisError::TooLarge { .. }), "{e}");
+}
+
+#[test]
+fn the_model_info_round_trips_and_old_transcripts_without_it_parse() {
+    let mut t = transcript();
+    let old = t.to_bytes();
+    assert!(!String::from_utf8_lossy(&old).contains("model_info"));
+    assert_eq!(Transcript::parse(&old).unwrap().model_info, None);
+    t.model_info = Some(crate::models::WhisperModelInfo {
+        file: "ggml-base-q5_0.bin".into(),
+        name: "base-q5_0".into(),
+        bytes: 59_707_625,
+        weights: "q5_0".into(),
+        sha256: "0".repeat(64),
+        modified_ns: None,
+    });
+    let v: serde_json::Value = serde_json::from_slice(&t.to_bytes()).unwrap();
+    assert_eq!(v["model_info"]["weights"], "q5_0");
+    assert_eq!(v["model_info"]["bytes"], 59_707_625);
+    assert_eq!(Transcript::parse(&t.to_bytes()).unwrap(), t);
 }

@@ -38,6 +38,10 @@ pub struct Transcript {
     pub language: String,
     /// Model file name and its size, for reproducibility.
     pub model: String,
+    /// The model that made this transcript (name, size, weight type,
+    /// SHA-256); absent in transcripts written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_info: Option<crate::models::WhisperModelInfo>,
     /// `ok`, or why there is no transcript (`skipped: no audio track`, `skipped: silent`).
     pub status: String,
     pub segments: Vec<TranscriptSegment>,

@@ -75,6 +75,12 @@ impl Builder {
     /// A structurally complete Whisper checkpoint with tiny dimensions. Values
     /// are multiples of 1/256 in [-4, 4), exact in f16, distinct per variable.
     fn whisper() -> Self {
+        Self::shaped(N_MELS, TOKENS.len(), ENC_LAYERS, DEC_LAYERS)
+    }
+
+    /// [`Builder::whisper`] with other mel bins, vocabulary size and layer
+    /// counts (large-v3: 128 mels and 51866 tokens; turbo: 4 decoder layers).
+    fn shaped(n_mels: usize, n_vocab: usize, enc_layers: usize, dec_layers: usize) -> Self {
         let mut b = Builder {
             spec: "WhisperSpec".into(),
             vars: Vec::new(),
@@ -86,19 +92,19 @@ impl Builder {
         // and f32->f16 paths; everything else is f16 like the real checkpoints.
         b.float("encoder/position_encodings/encodings", &[AUDIO_CTX, d], 0);
         b.float("decoder/position_encodings/encodings", &[TEXT_CTX, d], 4);
-        b.float("encoder/conv1/weight", &[d, N_MELS, 3], 4);
+        b.float("encoder/conv1/weight", &[d, n_mels, 3], 4);
         b.float("encoder/conv1/bias", &[d], 4);
         b.float("encoder/conv2/weight", &[d, d, 3], 0);
         b.float("encoder/conv2/bias", &[d], 4);
         b.norm("encoder/layer_norm");
-        b.float("decoder/embeddings/weight", &[TOKENS.len(), d], 4);
+        b.float("decoder/embeddings/weight", &[n_vocab, d], 4);
         b.norm("decoder/layer_norm");
-        for i in 0..ENC_LAYERS {
+        for i in 0..enc_layers {
             let c = format!("encoder/layer_{i}");
             b.self_attention(&c);
             b.ffn(&c);
         }
-        for i in 0..DEC_LAYERS {
+        for i in 0..dec_layers {
             let c = format!("decoder/layer_{i}");
             b.self_attention(&c);
             b.norm(&format!("{c}/attention/layer_norm"));
@@ -293,6 +299,7 @@ impl Ggml {
                 0 => n * 4,
                 1 => n * 2,
                 8 => n / 32 * 34,
+                6 => n / 32 * 22,
                 t => panic!("unexpected type {t}"),
             };
             tensors.push((name, ne, ttype, b[pos..pos + size].to_vec()));
@@ -336,6 +343,7 @@ impl Ggml {
                     b[2..].iter().map(move |&q| q as i8 as f32 * d)
                 })
                 .collect(),
+            6 => crate::models::quantize::dequantize_q5_0(data),
             t => panic!("unexpected type {t}"),
         }
     }
@@ -343,6 +351,10 @@ impl Ggml {
 
 /// whisper.cpp's tensor names for these layer counts (from `ASR_TENSOR_NAMES`).
 fn expected_names() -> Vec<String> {
+    expected_names_for(ENC_LAYERS, DEC_LAYERS)
+}
+
+fn expected_names_for(enc_layers: usize, dec_layers: usize) -> Vec<String> {
     let mut names: Vec<String> = [
         "encoder.positional_embedding",
         "encoder.conv1.weight",
@@ -381,12 +393,12 @@ fn expected_names() -> Vec<String> {
             format!("{p}.mlp.2.bias"),
         ]
     };
-    for i in 0..ENC_LAYERS {
+    for i in 0..enc_layers {
         let p = format!("encoder.blocks.{i}");
         names.extend(attn(&p, "attn"));
         names.extend(mlp(&p));
     }
-    for i in 0..DEC_LAYERS {
+    for i in 0..dec_layers {
         let p = format!("decoder.blocks.{i}");
         names.extend(attn(&p, "attn"));
         names.extend(attn(&p, "cross_attn"));
@@ -685,4 +697,117 @@ fn inspect_rejects_truncated_ggml() {
     assert!(matches!(err, ConvertError::Truncated { .. }), "{err}");
     fs::write(&out, b"not a model at all").unwrap();
     assert!(inspect_ggml(&out).is_err());
+}
+
+/// large-v3 and large-v3-turbo shapes in miniature: 128 mel bins, the
+/// 51866-token vocabulary (100 languages), and fewer decoder layers (4) than
+/// encoder layers (5); converted to f16 and q5_0, read back independently,
+/// and checked against whisper.cpp's layout by `verify`'s layout check.
+#[test]
+fn converts_large_v3_turbo_shapes_128_mels_51866_tokens_4_decoder_layers() {
+    let (n_mels, n_vocab, enc, dec) = (128, 51866, 5, 4);
+    let b = Builder::shaped(n_mels, n_vocab, enc, dec);
+    // 50257 byte-level BPE tokens, then <|endoftext|> and the specials.
+    let mut tokens: Vec<String> = (0..50257).map(|i| format!("t{i}")).collect();
+    tokens.push("<|endoftext|>".into());
+    tokens.extend((tokens.len()..n_vocab).map(|i| format!("<|s{i}|>")));
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let dir = b.write(&refs);
+    let f16 = dir.0.join("f16.bin");
+    let q5 = dir.0.join("q5_0.bin");
+    let report = convert(&dir.0, &f16, Weights::F16).unwrap();
+    convert(&dir.0, &q5, Weights::Q5_0).unwrap();
+    let (a, g) = (Ggml::read(&f16), Ggml::read(&q5));
+    let d = D as i32;
+    assert_eq!(
+        a.hparams,
+        [
+            n_vocab as i32,
+            AUDIO_CTX as i32,
+            d,
+            2,
+            enc as i32,
+            TEXT_CTX as i32,
+            d,
+            2,
+            dec as i32,
+            128,
+            1
+        ]
+    );
+    assert_eq!(report.hparams.n_text_layer, 4);
+    assert_eq!(report.vocab_tokens, 50257);
+    assert_eq!(a.vocab.len(), 50257);
+    assert_eq!(a.vocab[50256], b"t50256");
+    // The mel block is Whisper's 128-bin filterbank (bit for bit: mel.rs).
+    assert_eq!((a.n_mel, a.n_fft), (128, 201));
+    assert_eq!(a.mel, crate::models::mel_filterbank(16000.0, 400, 128));
+    assert_eq!(a.tensor("encoder.conv1.weight").1, vec![3, 128, d]);
+    assert_eq!(
+        a.tensor("decoder.token_embedding.weight").1,
+        vec![d, n_vocab as i32]
+    );
+    let mut names: Vec<String> = a.tensors.iter().map(|t| t.0.clone()).collect();
+    names.sort();
+    assert_eq!(names, expected_names_for(enc, dec));
+    assert!(a.tensors.iter().all(|t| !t.0.contains("decoder.blocks.4.")));
+
+    // q5_0: ftype 8 + 2000; 2-D matrices type 6, within a step of the f16 values.
+    assert_eq!(g.hparams[10], 2008);
+    assert_eq!(g.hparams[..10], a.hparams[..10]);
+    assert_eq!(
+        (g.mel.clone(), g.vocab.clone()),
+        (a.mel.clone(), a.vocab.clone())
+    );
+    for ((name, ne, f16_type, _), (qname, qne, qtype, _)) in a.tensors.iter().zip(&g.tensors) {
+        assert_eq!((name, ne), (qname, qne));
+        let want = if *f16_type == 1 && ne.len() == 2 {
+            6
+        } else {
+            *f16_type
+        };
+        assert_eq!(*qtype, want, "{name}");
+        let (exact, approx) = (a.values(name), g.values(name));
+        if want != 6 {
+            assert_eq!(approx, exact, "{name}");
+            continue;
+        }
+        for (x, y) in exact.chunks(32).zip(approx.chunks(32)) {
+            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 16.0;
+            for (u, v) in x.iter().zip(y) {
+                assert!((u - v).abs() <= step * 1.001, "{name}: {u} vs {v}");
+            }
+        }
+    }
+    for path in [&f16, &q5] {
+        let s = inspect_ggml(path).unwrap();
+        crate::models::verify::check_layout(&s).unwrap();
+        // Not a published size (width 32), so a lab's file like it is refused.
+        assert!(crate::models::verify::check_known(&s.hparams).is_err());
+    }
+}
+
+/// A quantized CTranslate2 checkpoint (int8 matrices) is refused with the
+/// variable named and what to do instead.
+#[test]
+fn int8_checkpoints_are_refused_clearly() {
+    let mut b = Builder::whisper();
+    b.remove("encoder/layer_0/ffn/linear_0/weight");
+    b.vars.push(Var {
+        name: "encoder/layer_0/ffn/linear_0/weight".into(),
+        dims: vec![4 * D, D],
+        dtype: 1,
+        values: Vec::new(),
+        raw: Some(vec![3u8; 4 * D * D]),
+    });
+    let err = convert_err(&b, &TOKENS);
+    assert!(
+        matches!(&err, ConvertError::Dtype { dtype: "int8", .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("int8") && text.contains("--quantization float16"),
+        "{text}"
+    );
 }
