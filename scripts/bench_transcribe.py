@@ -46,21 +46,21 @@ LAB_ARGS = os.environ.get("BENCH_LAB_ARGS", "").split()
 FW_EXTRA = os.environ.get("BENCH_FW", "{}")
 
 # (name, set, text, voice, words/min, pauses, room)
-CLIPS = [
+CLIPS = [  # TUNE and HELD-OUT interleaved, so a cut-short run still covers both
     ("t1-ru-150-file-clean", "tune", "think-aloud-ru", "ru", 150, "file", "clean"),
-    ("t1-f3-170-short-pink20", "tune", "think-aloud-ru", "ru+f3", 170, "short", "pink20"),
-    ("t1-m3-175-long-reverb", "tune", "think-aloud-ru", "ru+m3", 175, "long", "reverb"),
-    ("t2-m3-140-mixed-pink10", "tune", "think-aloud-ru-2", "ru+m3", 140, "mixed", "pink10"),
-    ("t2-ru-180-long-tel8k", "tune", "think-aloud-ru-2", "ru", 180, "long", "tel8k"),
-    ("t3-f3-130-mixed-pink20", "tune", "think-aloud-ru-3", "ru+f3", 130, "mixed", "pink20"),
-    ("t3-m3-160-short-clean", "tune", "think-aloud-ru-3", "ru+m3", 160, "short", "clean"),
     ("t4-ru-150-mixed-clean", "held-out", "think-aloud-ru-4", "ru", 150, "mixed", "clean"),
-    ("t4-f3-165-long-pink10", "held-out", "think-aloud-ru-4", "ru+f3", 165, "long", "pink10"),
-    ("t4-m3-135-short-reverb", "held-out", "think-aloud-ru-4", "ru+m3", 135, "short", "reverb"),
+    ("t2-m3-140-mixed-pink10", "tune", "think-aloud-ru-2", "ru+m3", 140, "mixed", "pink10"),
     ("t5-m3-150-short-tel8k", "held-out", "think-aloud-ru-5", "ru+m3", 150, "short", "tel8k"),
-    ("t5-ru-135-mixed-reverb", "held-out", "think-aloud-ru-5", "ru", 135, "mixed", "reverb"),
+    ("t1-m3-175-long-reverb", "tune", "think-aloud-ru", "ru+m3", 175, "long", "reverb"),
     ("t6-f3-155-long-pink20", "held-out", "think-aloud-ru-6", "ru+f3", 155, "long", "pink20"),
+    ("t3-f3-130-mixed-pink20", "tune", "think-aloud-ru-3", "ru+f3", 130, "mixed", "pink20"),
+    ("t4-f3-165-long-pink10", "held-out", "think-aloud-ru-4", "ru+f3", 165, "long", "pink10"),
+    ("t2-ru-180-long-tel8k", "tune", "think-aloud-ru-2", "ru", 180, "long", "tel8k"),
+    ("t5-ru-135-mixed-reverb", "held-out", "think-aloud-ru-5", "ru", 135, "mixed", "reverb"),
+    ("t1-f3-170-short-pink20", "tune", "think-aloud-ru", "ru+f3", 170, "short", "pink20"),
     ("t6-m3-180-mixed-clean", "held-out", "think-aloud-ru-6", "ru+m3", 180, "mixed", "clean"),
+    ("t3-m3-160-short-clean", "tune", "think-aloud-ru-3", "ru+m3", 160, "short", "clean"),
+    ("t4-m3-135-short-reverb", "held-out", "think-aloud-ru-4", "ru+m3", 135, "short", "reverb"),
 ]
 QUICK = [
     ("q1-ru-150-file-clean", "tune", "think-aloud-ru", "ru", 150, "file", "clean"),
@@ -225,10 +225,37 @@ def goals(rows, s):
     ]
 
 
+def report(rows, engines):
+    """Prints pooled figures, ratios and goals per set; returns them."""
+    sets = {}
+    for set_name in ["tune", "held-out", "all"]:
+        sel = [r for r in rows if set_name == "all" or r["set"] == set_name]
+        if not sel:
+            continue
+        s = {e: summary(sel, e) for e in engines}
+        sets[set_name] = s
+        print(f"\n{set_name}: {len(sel)} clips, {s[engines[0]]['duration_s']:.0f} s of audio")
+        for e in engines:
+            x = s[e]
+            print(f"  {ENGINES[e]:30} WER {x['wer']:.3f}  wall {x['wall_s']:7.1f} s  RTF {x['rtf']:.3f}  "
+                  f"peak {x['peak_mib']:.0f} MiB  start err {x['start_err_med_ms']:.0f} / "
+                  f"{x['start_err_p90_ms']:.0f} ms  loops {x['loops']}")
+        if len(engines) == 2:
+            lab, fw = s["lab"], s["fw"]
+            print(f"  ratios lab/fw: wall {lab['wall_s'] / fw['wall_s']:.2f}, peak memory "
+                  f"{lab['peak_mib'] / fw['peak_mib']:.2f}, WER {lab['wer'] - fw['wer']:+.3f}, "
+                  f"start err median {lab['start_err_med_ms'] / max(1, fw['start_err_med_ms']):.2f}")
+            g = goals(sel, s)
+            s["goals"] = [{"goal": n, "value": v, "pass": p} for n, v, p in g]
+            for n, v, p in g:
+                print(f"  {'PASS' if p else 'FAIL'}  {n}: {v}")
+    return sets
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lab", required=True)
-    ap.add_argument("--ct2", required=True)
+    ap.add_argument("--lab")
+    ap.add_argument("--ct2")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", help="write the results here")
@@ -237,7 +264,15 @@ def main():
     ap.add_argument("--engines", default="lab,fw")
     ap.add_argument("--phrases", type=int, default=0,
                     help="only the first N phrases of each text (a shorter run; --quick uses 5)")
+    ap.add_argument("--summarize", metavar="JSON", help="only print the figures of an earlier (partial) run")
     a = ap.parse_args()
+    if a.summarize:
+        rows = json.load(open(a.summarize, encoding="utf-8"))["clips"]
+        for r in rows:
+            print(f"{r['clip']:24} {r['set']:8} " + "  ".join(
+                f"{e} WER {r[e]['wer']:.3f} wall {r[e]['wall_s']:.1f} s" for e in ENGINES if e in r))
+        report(rows, [e for e in ENGINES if e in rows[0]])
+        return
     specs = QUICK if a.quick else CLIPS
     if a.only:
         specs = [s for s in specs if s[0] in a.only.split(",")]
@@ -270,30 +305,14 @@ def main():
             print(f"{spec[0]:24} {spec[1]:8} {eng:4} {wall:7.1f} {wall / ref['duration']:6.3f} {rss:5.0f} "
                   f"{dist / n:6.3f} {pct(errs, 0.5):10.0f} / {pct(errs, 0.9):<9.0f} {len(lp)}", flush=True)
         rows.append(row)
+        if a.json:  # after every clip, so a run cut short still leaves its rows
+            with open(a.json, "w", encoding="utf-8") as f:
+                json.dump({"partial": True, "clips": rows}, f, ensure_ascii=False, indent=1)
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "host": f"{platform.node()} {os.cpu_count()} cpus", "threads": a.threads, "beam": BEAM,
-              "lab_args": LAB_ARGS, "fw_extra": json.loads(FW_EXTRA), "quick": a.quick, "phrases": a.phrases, "clips": rows, "sets": {}}
-    for set_name in ["tune", "held-out", "all"]:
-        sel = [r for r in rows if set_name == "all" or r["set"] == set_name]
-        if not sel:
-            continue
-        s = {e: summary(sel, e) for e in engines}
-        result["sets"][set_name] = s
-        print(f"\n{set_name}: {len(sel)} clips, {s[engines[0]]['duration_s']:.0f} s of audio")
-        for e in engines:
-            x = s[e]
-            print(f"  {ENGINES[e]:30} WER {x['wer']:.3f}  wall {x['wall_s']:7.1f} s  RTF {x['rtf']:.3f}  "
-                  f"peak {x['peak_mib']:.0f} MiB  start err {x['start_err_med_ms']:.0f} / "
-                  f"{x['start_err_p90_ms']:.0f} ms  loops {x['loops']}")
-        if len(engines) == 2:
-            lab, fw = s["lab"], s["fw"]
-            print(f"  ratios lab/fw: wall {lab['wall_s'] / fw['wall_s']:.2f}, peak memory "
-                  f"{lab['peak_mib'] / fw['peak_mib']:.2f}, WER {lab['wer'] - fw['wer']:+.3f}, "
-                  f"start err median {lab['start_err_med_ms'] / max(1, fw['start_err_med_ms']):.2f}")
-            g = goals(sel, s)
-            s["goals"] = [{"goal": n, "value": v, "pass": p} for n, v, p in g]
-            for n, v, p in g:
-                print(f"  {'PASS' if p else 'FAIL'}  {n}: {v}")
+              "lab_args": LAB_ARGS, "fw_extra": json.loads(FW_EXTRA), "quick": a.quick, "phrases": a.phrases,
+              "clips": rows}
+    result["sets"] = report(rows, engines)
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(result, f, ensure_ascii=False, indent=1)
