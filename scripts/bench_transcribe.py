@@ -122,12 +122,13 @@ def loops(text, min_reps=3, max_n=4):
 
 def timed(cmd):
     t = time.time()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True, text=True)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, capture_output=True, text=True)
     wall = time.time() - t
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
-    rss_kib = int(p.stderr.strip().splitlines()[-1])
-    return p.stdout, wall, rss_kib / 1024
+    rss_kib, user, system = p.stderr.strip().splitlines()[-1].split()
+    timed.cpu_s = float(user) + float(system)  # CPU seconds: less disturbed by a loaded machine than wall time
+    return p.stdout, wall, int(rss_kib) / 1024
 
 
 FW_SCRIPT = r"""
@@ -203,8 +204,9 @@ def summary(rows, engine):
     n = sum(x["ref_words"] for x in rs)
     errs = [e for x in rs for e in x["start_errors_ms"]]
     wall = sum(x["wall_s"] for x in rs)
+    cpu = sum(x.get("cpu_s", float("nan")) for x in rs)
     return {"clips": len(rs), "duration_s": dur, "wer": sum(x["edits"] for x in rs) / max(1, n),
-            "wall_s": wall, "rtf": wall / dur if dur else float("nan"),
+            "wall_s": wall, "cpu_s": cpu, "rtf": wall / dur if dur else float("nan"),
             "peak_mib": max(x["peak_mib"] for x in rs), "start_err_med_ms": pct(errs, 0.5),
             "start_err_p90_ms": pct(errs, 0.9), "loops": sum(len(x["loops"]) for x in rs)}
 
@@ -238,11 +240,11 @@ def report(rows, engines):
         for e in engines:
             x = s[e]
             print(f"  {ENGINES[e]:30} WER {x['wer']:.3f}  wall {x['wall_s']:7.1f} s  RTF {x['rtf']:.3f}  "
-                  f"peak {x['peak_mib']:.0f} MiB  start err {x['start_err_med_ms']:.0f} / "
+                  f"CPU {x['cpu_s']:.1f} s  peak {x['peak_mib']:.0f} MiB  start err {x['start_err_med_ms']:.0f} / "
                   f"{x['start_err_p90_ms']:.0f} ms  loops {x['loops']}")
         if len(engines) == 2:
             lab, fw = s["lab"], s["fw"]
-            print(f"  ratios lab/fw: wall {lab['wall_s'] / fw['wall_s']:.2f}, peak memory "
+            print(f"  ratios lab/fw: wall {lab['wall_s'] / fw['wall_s']:.2f}, CPU time {lab['cpu_s'] / fw['cpu_s']:.2f}, peak memory "
                   f"{lab['peak_mib'] / fw['peak_mib']:.2f}, WER {lab['wer'] - fw['wer']:+.3f}, "
                   f"start err median {lab['start_err_med_ms'] / max(1, fw['start_err_med_ms']):.2f}")
             g = goals(sel, s)
@@ -280,7 +282,7 @@ def main():
     work = a.work or tempfile.mkdtemp(prefix="bench-transcribe.")
     os.makedirs(work, exist_ok=True)
     print(f"threads {a.threads}; beam {BEAM}; VAD on; language ru; {len(specs)} clips; clips in {work}")
-    print(f"{'clip':24} {'set':8} {'engine':4} {'wall s':>7} {'RTF':>6} {'MiB':>5} {'WER':>6} "
+    print(f"{'clip':24} {'set':8} {'engine':4} {'wall s':>7} {'CPU s':>6} {'RTF':>6} {'MiB':>5} {'WER':>6} "
           f"{'start err ms med/p90':>21} loops", flush=True)
     rows = []
     for k, spec in enumerate(CLIPS + QUICK):
@@ -299,10 +301,10 @@ def main():
             ref_loops = loops(ref["text"])  # a repetition the speaker said is no loop
             lp = [x for x in loops(text) if x not in ref_loops]
             row[eng] = {"wer": dist / n, "edits": dist, "ref_words": n, "wall_s": wall,
-                        "rtf": wall / ref["duration"], "peak_mib": rss, "start_errors_ms": errs,
+                        "rtf": wall / ref["duration"], "cpu_s": timed.cpu_s, "peak_mib": rss, "start_errors_ms": errs,
                         "start_err_med_ms": pct(errs, 0.5), "start_err_p90_ms": pct(errs, 0.9),
                         "loops": lp, "text": text, "segments": segs}
-            print(f"{spec[0]:24} {spec[1]:8} {eng:4} {wall:7.1f} {wall / ref['duration']:6.3f} {rss:5.0f} "
+            print(f"{spec[0]:24} {spec[1]:8} {eng:4} {wall:7.1f} {timed.cpu_s:6.1f} {wall / ref['duration']:6.3f} {rss:5.0f} "
                   f"{dist / n:6.3f} {pct(errs, 0.5):10.0f} / {pct(errs, 0.9):<9.0f} {len(lp)}", flush=True)
         rows.append(row)
         if a.json:  # after every clip, so a run cut short still leaves its rows
