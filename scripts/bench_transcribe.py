@@ -270,9 +270,15 @@ def main():
     a = ap.parse_args()
     if a.summarize:
         rows = json.load(open(a.summarize, encoding="utf-8"))["clips"]
+        print("| clip | set | WER ours / FW | wall s ours / FW | peak MiB ours / FW | word start median (p90) ms ours / FW | loops ours / FW |")
+        print("|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"{r['clip']:24} {r['set']:8} " + "  ".join(
-                f"{e} WER {r[e]['wer']:.3f} wall {r[e]['wall_s']:.1f} s" for e in ENGINES if e in r))
+            if "lab" not in r or "fw" not in r:
+                continue
+            x, y = r["lab"], r["fw"]
+            print(f"| {r['clip']} | {r['set']} | {x['wer']:.3f} / {y['wer']:.3f} | {x['wall_s']:.1f} / {y['wall_s']:.1f} "
+                  f"| {x['peak_mib']:.0f} / {y['peak_mib']:.0f} | {x['start_err_med_ms']:.0f} ({x['start_err_p90_ms']:.0f}) / "
+                  f"{y['start_err_med_ms']:.0f} ({y['start_err_p90_ms']:.0f}) | {len(x['loops'])} / {len(y['loops'])} |")
         report(rows, [e for e in ENGINES if e in rows[0]])
         return
     specs = QUICK if a.quick else CLIPS
