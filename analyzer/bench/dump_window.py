@@ -82,10 +82,13 @@ def main():
     ap.add_argument("start", type=float)
     ap.add_argument("end", type=float)
     ap.add_argument("--ct2", required=True)
-    ap.add_argument("--lab", required=True)
+    ap.add_argument("--lab")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref")
     ap.add_argument("--json")
+    ap.add_argument("--from-bench", nargs=2, metavar=("RESULTS.json", "CLIP_NAME"),
+                    help="take both engines' texts of the whole clip from a bench_transcribe.py run "
+                         "instead of running them (START END must then cover the clip)")
     a = ap.parse_args()
 
     audio = decode_audio(a.clip, sampling_rate=RATE)
@@ -140,18 +143,30 @@ def main():
                 "no_speech_prob": r.no_speech_prob}
     report["ct2_decodes"] = decodes
 
-    lab = subprocess.run([a.lab, "transcribe", wav, "--language", "ru", "--format", "json",
-                          "--threads", str(a.threads)], capture_output=True, text=True, check=True)
-    lab_segs = json.loads(lab.stdout)["segments"]
+    if not a.from_bench and not a.lab:  # steps 1-3 only
+        txt = json.dumps(report, ensure_ascii=False, indent=1)
+        if a.json:
+            open(a.json, "w", encoding="utf-8").write(txt)
+        print(txt)
+        return
+    if a.from_bench:
+        row = next(r for r in json.load(open(a.from_bench[0], encoding="utf-8"))["clips"]
+                   if r["clip"] == a.from_bench[1])
+        lab_segs, fw_dicts = row["lab"]["segments"], row["fw"]["segments"]
+    else:
+        lab = subprocess.run([a.lab, "transcribe", wav, "--language", "ru", "--format", "json",
+                              "--threads", str(a.threads)], capture_output=True, text=True, check=True)
+        lab_segs = json.loads(lab.stdout)["segments"]
+        fw_segs, _ = fw.transcribe(wav, language="ru", beam_size=5, vad_filter=True)
+        fw_dicts = [{"text": s.text, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
+                     "no_speech_prob": s.no_speech_prob, "temperature": s.temperature} for s in fw_segs]
     lab_text = " ".join(s["text"] for s in lab_segs)
-    fw_segs, _ = fw.transcribe(wav, language="ru", beam_size=5, vad_filter=True)
-    fw_segs = list(fw_segs)
-    fw_text = " ".join(s.text.strip() for s in fw_segs)
+    fw_text = " ".join(s["text"].strip() for s in fw_dicts)
     report["lab_analyze"] = {"text": lab_text,
                              "words": [(w["word"], round(w["confidence"], 3)) for s in lab_segs for w in s["words"]]}
     report["faster_whisper"] = {"text": fw_text, "segments": [
-        {"text": s.text, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
-         "no_speech_prob": s.no_speech_prob, "temperature": s.temperature} for s in fw_segs]}
+        {k: s[k] for k in ("text", "avg_logprob", "compression_ratio", "no_speech_prob", "temperature")}
+        for s in fw_dicts]}
     prompt = list(tok.sot_sequence) + [tok.no_timestamps]
     forced = {}
     for name, text in [("faster_whisper_text", fw_text), ("lab_analyze_text", lab_text)] + (
