@@ -68,6 +68,7 @@ fn transcript(text: &str) -> Transcript {
         format_version: 1,
         language: "ru".into(),
         model: "m".into(),
+        model_info: None,
         status: "ok".into(),
         segments: vec![TranscriptSegment {
             start_ns: S,
