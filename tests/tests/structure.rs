@@ -710,6 +710,38 @@ fn script_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Where the Rust code outside `owner` (lab-model's own tests excepted)
+/// has a string literal holding one of `names`.
+fn spelled_outside(root: &Path, owner: &Path, names: &[&str]) -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in [
+        "analyzer",
+        "lab-web",
+        "recorder",
+        "hardware-setup",
+        "tests",
+        "fuzz",
+        "lab-model",
+    ] {
+        files_with_ext(&root.join(dir), "rs", &mut files);
+    }
+    let me = Path::new(file!()).file_name().unwrap();
+    let mut found = Vec::new();
+    for f in files {
+        // lab-model's own tests pin the names the contract gives.
+        if f.file_name() == Some(me) || f == owner || pins_lab_model(root, &f) {
+            continue;
+        }
+        let (_, strings) = strip_literals(&std::fs::read_to_string(&f).unwrap());
+        for s in strings {
+            if let Some(n) = names.iter().find(|n| s.contains(*n)) {
+                found.push(format!("{}: {n}", f.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn analysis_file_names_are_spelled_once() {
     let root = workspace();
@@ -724,33 +756,7 @@ fn analysis_file_names_are_spelled_once() {
         "peaks.json",
         "journey.toml",
     ];
-    let mut files = Vec::new();
-    for dir in [
-        "analyzer",
-        "lab-web",
-        "recorder",
-        "hardware-setup",
-        "tests",
-        "fuzz",
-        "lab-model",
-    ] {
-        files_with_ext(&root.join(dir), "rs", &mut files);
-    }
-    let owner = root.join("lab-model/src/analysis/files.rs");
-    let me = Path::new(file!()).file_name().unwrap();
-    let mut found = Vec::new();
-    for f in files {
-        // lab-model's own tests pin the names the contract gives.
-        if f.file_name() == Some(me) || f == owner || pins_lab_model(&root, &f) {
-            continue;
-        }
-        let (_, strings) = strip_literals(&std::fs::read_to_string(&f).unwrap());
-        for s in strings {
-            if let Some(n) = names.iter().find(|n| s.contains(*n)) {
-                found.push(format!("{}: {n}", f.strip_prefix(&root).unwrap().display()));
-            }
-        }
-    }
+    let mut found = spelled_outside(&root, &root.join("lab-model/src/analysis/files.rs"), &names);
     // Scripts are checked as plain text (their comments included, since a
     // comment naming a file is how such a copy starts).
     for f in script_files(&root) {
@@ -779,33 +785,7 @@ fn model_file_names_are_spelled_once() {
         "libonnxruntime.so.1.32.0",
         "whisper-default.json",
     ];
-    let mut files = Vec::new();
-    for dir in [
-        "analyzer",
-        "lab-web",
-        "recorder",
-        "hardware-setup",
-        "tests",
-        "fuzz",
-        "lab-model",
-    ] {
-        files_with_ext(&root.join(dir), "rs", &mut files);
-    }
-    let owner = root.join("lab-model/src/models.rs");
-    let me = Path::new(file!()).file_name().unwrap();
-    let mut found = Vec::new();
-    for f in files
-        .iter()
-        .filter(|f| f.file_name() != Some(me) && **f != owner && !pins_lab_model(&root, f))
-    {
-        let (_, strings) = strip_literals(&std::fs::read_to_string(f).unwrap());
-        for s in strings
-            .iter()
-            .filter(|s| names.iter().any(|n| s.contains(n)))
-        {
-            found.push(format!("{}: {s}", f.strip_prefix(&root).unwrap().display()));
-        }
-    }
+    let found = spelled_outside(&root, &root.join("lab-model/src/models.rs"), &names);
     assert!(
         found.is_empty(),
         "model file names outside lab_model::models:\n{}",
