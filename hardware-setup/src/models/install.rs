@@ -313,10 +313,7 @@ mod tests {
             "{ORT_LIBRARY} vs onnxruntime {}",
             ONNXRUNTIME.version
         );
-        assert_eq!(
-            onnxruntime_member(),
-            format!("onnxruntime/capi/{ORT_LIBRARY}")
-        );
+        assert!(onnxruntime_member().starts_with("onnxruntime/capi/"));
         assert!(silero_member().starts_with("silero_vad/data/"));
     }
 }
