@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// Stages to redo (with every later stage); `Stage::forced_from` parses `--force`.
     pub force: Vec<Stage>,
     pub transcribe: Options,
+    /// The journey's `vocabulary` as Whisper's initial prompt (`--vocabulary-prompt`).
+    pub vocabulary_prompt: bool,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +105,7 @@ fn stage_speech(
         .clone()
         .unwrap_or_else(|| opts.models.whisper());
     let mut transcript = Transcript {
+        initial_prompt: None,
         format_version: ANALYSIS_FORMAT_VERSION,
         language,
         model: String::new(),
@@ -145,6 +148,19 @@ fn stage_speech(
         let whisper = Transcriber::new(&model_path)?;
         transcript.model = whisper.model_name.clone();
         transcript.model_info = Some(info);
+        // The journey's words as Whisper's prompt, when asked for. A journey
+        // that cannot be read costs only the prompt here; the steps stage
+        // reports why.
+        let mut transcribe = opts.transcribe.clone();
+        if transcribe.prompt.is_none() && opts.vocabulary_prompt {
+            match journey(manifest, opts) {
+                Ok(j) => transcribe.prompt = j.and_then(|j| crate::prompt::for_journey(&j.journey)),
+                Err(e) => report_to(RunEvent::Line(&format!(
+                    "speech: warning: no journey vocabulary: {e:#}"
+                ))),
+            }
+        }
+        transcript.initial_prompt = transcribe.prompt.clone();
         // Channels with the same role (or a single mixed channel) are transcribed once.
         let mut seen = Vec::new();
         for (c, role) in roles.iter().enumerate() {
@@ -160,7 +176,7 @@ fn stage_speech(
                 &found,
                 0,
                 *role,
-                &opts.transcribe,
+                &transcribe,
                 &mut |d, t| {
                     report_to(RunEvent::Progress(Progress {
                         stage: Stage::Speech,
@@ -207,7 +223,7 @@ fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timel
     let transcript = Transcript::read(&bundle.dir)?;
     Ok(crate::timeline::Timeline::new(
         events,
-        transcript.words().cloned().collect(),
+        crate::timeline::detector_words(&transcript),
         manifest.duration_ns.unwrap_or(0),
     ))
 }
@@ -268,6 +284,7 @@ fn stage_candidates(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<Stri
         id: String::new(),
         title: String::new(),
         version: String::new(),
+        vocabulary: vec![],
         steps: vec![],
     };
     let candidates = crate::friction::detect_all(
@@ -324,6 +341,7 @@ mod tests {
             journeys_dirs: vec![],
             force: vec![],
             transcribe: Options::default(),
+            vocabulary_prompt: false,
         };
         let err = journey(&manifest, &opts).unwrap_err().to_string();
         assert!(err.contains("is not a journey id"), "{err}");
@@ -356,6 +374,7 @@ mod tests {
             journeys_dirs: vec![],
             force: vec![],
             transcribe: Options::default(),
+            vocabulary_prompt: false,
         };
         let err = format!("{:#}", run(&dir, &opts, &mut |_| {}).unwrap_err());
         assert!(err.contains("symbolic link"), "{err}");

@@ -4,8 +4,9 @@
 //! speech spans are concatenated, with a short silent joint between them so
 //! the model still hears a pause, until a window would exceed `MAX_WINDOW`;
 //! a single span longer than that is cut at its quietest moment. Each window
-//! keeps the pieces it is made of, so a time inside the window maps back to
-//! the original timeline exactly, piece by piece.
+//! keeps the pieces it is made of, and the tight speech inside each, so a
+//! word inside the window maps back to the original timeline by the speech
+//! it belongs to (`word_times`).
 
 use crate::audio::RATE;
 
@@ -21,6 +22,9 @@ pub struct Piece {
     /// Where it came from in the original audio (samples).
     pub from: usize,
     pub len: usize,
+    /// The tight speech spans inside the piece (original samples): where
+    /// its words can be (`word_times::place`).
+    pub speech: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,46 +34,6 @@ pub struct Window {
 }
 
 impl Window {
-    /// Original sample index of window sample `t`. Times inside a joint map
-    /// to the end of the piece before it (the pause belongs to the word before).
-    pub fn to_original(&self, t: usize) -> usize {
-        let mut last = self.pieces.first().map_or(0, |p| p.from);
-        for p in &self.pieces {
-            if t < p.at {
-                return last;
-            }
-            if t < p.at + p.len {
-                return p.from + (t - p.at);
-            }
-            last = p.from + p.len;
-        }
-        last
-    }
-
-    /// Original sample range of a word that Whisper placed at window samples
-    /// `t0..t1`. A word belongs to one piece: the one it overlaps most (the
-    /// nearest, if it lies inside a joint), and is clamped to it. Whisper
-    /// often starts the first word of a piece inside the joint before it;
-    /// mapped time by time, such a word would begin at the end of the
-    /// previous span, possibly tens of seconds before it was said.
-    pub fn to_original_range(&self, t0: usize, t1: usize) -> (usize, usize) {
-        let t1 = t1.max(t0);
-        let Some(best) = self.pieces.iter().max_by_key(|p| {
-            let overlap = t1.min(p.at + p.len).saturating_sub(t0.max(p.at));
-            // Ties (no overlap) go to the nearest piece.
-            let gap = if t1 <= p.at {
-                p.at - t1
-            } else {
-                t0.saturating_sub(p.at + p.len)
-            };
-            (overlap, std::cmp::Reverse(gap))
-        }) else {
-            return (t0, t1);
-        };
-        let clamp = |t: usize| best.from + t.clamp(best.at, best.at + best.len) - best.at;
-        (clamp(t0), clamp(t1))
-    }
-
     pub fn samples(&self, audio: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; self.len];
         for p in &self.pieces {
@@ -107,13 +71,19 @@ fn split_long(audio: &[f32], (start, end): (usize, usize)) -> Vec<(usize, usize)
     out
 }
 
-/// Packs speech spans (sample ranges of `audio`) into Whisper windows.
-pub fn pack(audio: &[f32], spans: &[(usize, usize)]) -> Vec<Window> {
+/// Packs speech spans (sample ranges of `audio`) into Whisper windows;
+/// `tight` are the tight speech spans, recorded in the pieces they fall in.
+pub fn pack(audio: &[f32], spans: &[(usize, usize)], tight: &[(usize, usize)]) -> Vec<Window> {
     let mut windows = Vec::new();
     let mut w = Window::default();
     for &span in spans {
         for (from, to) in split_long(audio, span) {
             let len = to - from;
+            let speech: Vec<(usize, usize)> = tight
+                .iter()
+                .map(|&(s, e)| (s.max(from), e.min(to)))
+                .filter(|(s, e)| s < e)
+                .collect();
             let at = if w.pieces.is_empty() {
                 0
             } else {
@@ -121,10 +91,20 @@ pub fn pack(audio: &[f32], spans: &[(usize, usize)]) -> Vec<Window> {
             };
             if at + len > MAX_WINDOW && !w.pieces.is_empty() {
                 windows.push(std::mem::take(&mut w));
-                w.pieces.push(Piece { at: 0, from, len });
+                w.pieces.push(Piece {
+                    at: 0,
+                    from,
+                    len,
+                    speech,
+                });
                 w.len = len;
             } else {
-                w.pieces.push(Piece { at, from, len });
+                w.pieces.push(Piece {
+                    at,
+                    from,
+                    len,
+                    speech,
+                });
                 w.len = at + len;
             }
         }
@@ -142,44 +122,22 @@ mod tests {
     const S: usize = RATE as usize;
 
     #[test]
-    fn spans_share_windows_with_joints_and_map_back() {
+    fn spans_share_windows_with_joints_and_keep_their_speech() {
         let audio = vec![0.1f32; 100 * S];
-        let w = pack(&audio, &[(2 * S, 4 * S), (10 * S, 11 * S)]);
+        let tight = [(2 * S + 100, 3 * S), (10 * S + 200, 11 * S + 500)];
+        let w = pack(&audio, &[(2 * S, 4 * S), (10 * S, 11 * S)], &tight);
         assert_eq!(w.len(), 1);
         assert_eq!(
             w[0].pieces[1],
             Piece {
                 at: 2 * S + JOINT,
                 from: 10 * S,
-                len: S
+                len: S,
+                speech: vec![(10 * S + 200, 11 * S)],
             }
         );
-        // A time in the second piece maps into the second span.
-        assert_eq!(w[0].to_original(2 * S + JOINT + 100), 10 * S + 100);
-        // A time inside the joint maps to the end of the first span.
-        assert_eq!(w[0].to_original(2 * S + 10), 4 * S);
+        assert_eq!(w[0].pieces[0].speech, vec![tight[0]]);
         assert_eq!(w[0].samples(&audio).len(), 3 * S + JOINT);
-        // A word starting in the joint but said in the second piece belongs
-        // to the second span, not to the end of the first.
-        let second = 2 * S + JOINT;
-        assert_eq!(
-            w[0].to_original_range(2 * S + 100, second + S / 2),
-            (10 * S, 10 * S + S / 2)
-        );
-        // A word that runs on into the joint stays in the first span.
-        assert_eq!(
-            w[0].to_original_range(2 * S - S / 2, 2 * S + 50),
-            (4 * S - S / 2, 4 * S)
-        );
-        // Entirely inside the joint: the nearest piece.
-        assert_eq!(
-            w[0].to_original_range(second - 10, second - 5),
-            (10 * S, 10 * S)
-        );
-        assert_eq!(
-            w[0].to_original_range(2 * S + 5, 2 * S + 10),
-            (4 * S, 4 * S)
-        );
     }
 
     #[test]
@@ -187,7 +145,7 @@ mod tests {
         let mut audio = vec![0.5f32; 70 * S];
         // A quiet moment at 22 s, inside the last third of the first window.
         audio[22 * S..22 * S + S / 5].fill(0.0);
-        let w = pack(&audio, &[(0, 70 * S)]);
+        let w = pack(&audio, &[(0, 70 * S)], &[(S, 69 * S)]);
         assert!(
             w.iter().all(|w| w.len <= MAX_WINDOW),
             "{:?}",
@@ -200,5 +158,8 @@ mod tests {
         );
         let covered: usize = w.iter().flat_map(|w| &w.pieces).map(|p| p.len).sum();
         assert_eq!(covered, 70 * S, "no speech is dropped");
+        // A tight span cut with its piece is split between the pieces.
+        assert_eq!(w[0].pieces[0].speech, vec![(S, first_cut)]);
+        assert_eq!(w[1].pieces[0].speech[0].0, first_cut);
     }
 }

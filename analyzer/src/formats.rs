@@ -38,7 +38,7 @@ pub fn render(
             let segs: Vec<_> = segments
                 .iter()
                 .map(|s| {
-                    json!({
+                    let mut seg = json!({
                         "start": secs(s.start_ns),
                         "end": secs(s.end_ns),
                         "speaker": speaker_name(s.speaker),
@@ -49,7 +49,13 @@ pub fn render(
                             "word": w.text,
                             "confidence": (f64::from(w.confidence) * 1000.0).round() / 1000.0,
                         })).collect::<Vec<_>>(),
-                    })
+                    });
+                    // As in transcript.json: present only on suspect text.
+                    if s.suspect {
+                        seg["suspect"] = json!(true);
+                        seg["suspect_reason"] = json!(s.suspect_reason);
+                    }
+                    seg
                 })
                 .collect();
             let v = json!({ "language": language, "model": model, "segments": segs });
@@ -80,6 +86,8 @@ mod tests {
 
     fn seg() -> Vec<TranscriptSegment> {
         vec![TranscriptSegment {
+            suspect: false,
+            suspect_reason: None,
             start_ns: 1_500_000_000,
             end_ns: 3_250_000_000,
             text: "Не понимаю <куда> нажимать".into(),
@@ -121,5 +129,13 @@ mod tests {
         assert_eq!(v["segments"][0]["words"][0]["word"], "Не");
         assert_eq!(v["segments"][0]["words"][0]["confidence"], 0.912);
         assert_eq!(v["language"], "ru");
+        assert!(v["segments"][0].get("suspect").is_none());
+        let mut suspect = seg();
+        suspect[0].suspect = true;
+        suspect[0].suspect_reason = Some(lab_model::analysis::SuspectReason::Repetition);
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &suspect, "ru", "m")).unwrap();
+        assert_eq!(v["segments"][0]["suspect"], true);
+        assert_eq!(v["segments"][0]["suspect_reason"], "repetition");
     }
 }

@@ -52,6 +52,13 @@ enum Cmd {
         /// Beam width; 1 is greedy decoding (faster, less accurate).
         #[arg(long, default_value_t = DEFAULT_BEAM)]
         beam: usize,
+        /// Initial prompt: text Whisper reads as said just before each window
+        /// (names, terms it should spell), e.g. --prompt "СНИЛС, Госуслуги."
+        #[arg(long, value_name = "TEXT")]
+        prompt: Option<String>,
+        /// Domain terms, one per line (`#` comments), put first in the prompt.
+        #[arg(long, value_name = "FILE")]
+        vocabulary: Option<PathBuf>,
     },
     /// Run every analysis stage over a session bundle (idempotent; finished stages are skipped).
     Run {
@@ -75,13 +82,21 @@ enum Cmd {
         language: String,
         #[arg(long)]
         threads: Option<usize>,
-        /// Beam width; 1 (the default here) is greedy decoding. Beam search
-        /// spells better, but whisper.cpp then sometimes emits one segment over
-        /// a whole window of packed speech spans, and the word times the
-        /// friction detectors rely on collapse (the demo's spoken cues landed
-        /// 10-30 s late).
+        /// Beam width; 1 (the default here) is greedy decoding (`transcribe`
+        /// defaults to 5). Beam search spells better on the bench, but on the
+        /// demo's sessions greedy heard as well (pooled WER 0.64 vs 0.70) in
+        /// less time. When whisper.cpp emits one segment over a whole window
+        /// (beam search does, sometimes), its token times collapse and words
+        /// are placed by their length instead (`word_times`).
         #[arg(long, default_value_t = 1)]
         beam: usize,
+        /// Give Whisper the journey's `vocabulary` as its initial prompt. Off
+        /// by default: on the bench it spelled the terms where they were said
+        /// but raised the word error rate where they were not (0.68 -> 0.88
+        /// on a clean clip), and on unclear speech Whisper writes the prompt's
+        /// words instead of what was said (docs/transcription.md).
+        #[arg(long)]
+        vocabulary_prompt: bool,
     },
 }
 
@@ -115,7 +130,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             threads,
             beam,
+            prompt,
+            vocabulary,
         } => {
+            let terms = match &vocabulary {
+                Some(path) => analyzer::prompt::parse_vocabulary(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => Vec::new(),
+            };
+            let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
+            let prompt = analyzer::prompt::build(
+                &terms,
+                prompt
+                    .as_slice()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+            );
             let pcm = audio::decode(&file)
                 .with_context(|| format!("cannot read audio from {}", file.display()))?;
             for e in &pcm.errors {
@@ -138,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut opts = Options {
                 language: language.clone(),
                 beam,
+                prompt,
                 ..Options::default()
             };
             if let Some(t) = threads {
@@ -176,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             language,
             threads,
             beam,
+            vocabulary_prompt,
         } => {
             let mut transcribe = Options {
                 language,
@@ -192,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 journeys_dirs,
                 force,
                 transcribe,
+                vocabulary_prompt,
             };
             let started = std::time::Instant::now();
             let report = analyzer::bundle_run::run(&bundle, &opts, &mut |event| {

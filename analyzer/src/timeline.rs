@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use lab_model::analysis::{Speaker, Word};
+use lab_model::analysis::{Speaker, Transcript, Word};
 use lab_model::{Event, EventSource};
 
 #[cfg(test)]
@@ -64,6 +64,20 @@ impl Timeline {
             .iter()
             .filter(move |e| marker_of(e).is_some_and(|(t, _)| t == kind))
     }
+}
+
+/// The transcript words the detectors read: every word except those of
+/// segments marked suspect (a cut repetition loop, or text that failed the
+/// decoding rules at every temperature). Such text may be a hallucination
+/// («Мне не надо писать, как паниль.», said by nobody), so no finding is
+/// ever built on it; researchers still see it, flagged, in the transcript.
+pub fn detector_words(transcript: &Transcript) -> Vec<Word> {
+    transcript
+        .segments
+        .iter()
+        .filter(|s| !s.suspect)
+        .flat_map(|s| s.words.iter().cloned())
+        .collect()
 }
 
 /// Whether a transcript word may be the participant's: their own channel, or
@@ -144,6 +158,70 @@ mod tests {
         assert_eq!(t.end_ns(), secs(10.7));
         assert_eq!(t.browser("click").count(), 1);
         assert_eq!(t.event(2).unwrap().kind, "navigation");
+    }
+
+    #[test]
+    fn suspect_segments_never_reach_the_detectors() {
+        use crate::friction::detect_all;
+        use crate::lexicon::Lexicon;
+        use lab_model::analysis::{SuspectReason, TranscriptSegment};
+        let seg = |t: f64, text: &str| {
+            let words = words(t, text);
+            TranscriptSegment {
+                start_ns: words[0].start_ns,
+                end_ns: words[words.len() - 1].end_ns,
+                text: text.into(),
+                speaker: Speaker::Participant,
+                words,
+                suspect: false,
+                suspect_reason: None,
+            }
+        };
+        let mut transcript = Transcript {
+            format_version: 1,
+            language: "ru".into(),
+            model: String::new(),
+            model_info: None,
+            status: "ok".into(),
+            segments: vec![
+                seg(5.0, "Не понимаю, что такое льготная категория"),
+                seg(20.0, "Мне не надо писать, как паниль?"),
+            ],
+            initial_prompt: None,
+        };
+        let names = |transcript: &Transcript| {
+            let t = tl_words(
+                vec![nav(1.0, "https://x/login")],
+                detector_words(transcript),
+            );
+            let steps = crate::steps::segment(&journey(), &t);
+            detect_all(&journey(), &t, &steps, &Lexicon::builtin())
+                .into_iter()
+                .map(|c| c.detector)
+                .collect::<Vec<_>>()
+        };
+        // Trusted text: a confusion and a question.
+        let trusted = names(&transcript);
+        assert!(
+            trusted.iter().any(|d| d == "verbal_confusion"),
+            "{trusted:?}"
+        );
+        assert!(
+            trusted.iter().any(|d| d == "question_to_moderator"),
+            "{trusted:?}"
+        );
+        // The same text flagged suspect: neither detector fires on it.
+        for s in &mut transcript.segments {
+            s.suspect = true;
+            s.suspect_reason = Some(SuspectReason::Repetition);
+        }
+        let suspect = names(&transcript);
+        assert!(
+            !suspect
+                .iter()
+                .any(|d| d == "verbal_confusion" || d == "question_to_moderator"),
+            "{suspect:?}"
+        );
     }
 
     #[test]

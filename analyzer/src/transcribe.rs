@@ -1,17 +1,22 @@
 //! Speech to text with whisper.cpp (through whisper-rs): a model loaded once,
 //! a state per call; audio goes in as VAD-packed windows (`chunks`), words
 //! come out with times on the original timeline.
-//!
-//! Words are assembled from tokens on raw bytes, not per-token strings: a
-//! Cyrillic letter is two UTF-8 bytes and BPE tokens regularly split one.
+//! Words are assembled and placed by `word_times`.
 
 use std::path::Path;
 
-use lab_model::analysis::{Speaker, TranscriptSegment, Word};
+use lab_model::analysis::{Speaker, SuspectReason, TranscriptSegment, Word};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 use crate::audio::sample_to_ns;
 use crate::chunks::Window;
+use crate::word_times::{self, Token, WindowWord};
+
+pub mod guards;
+
+/// Whisper's prompt holds at most 223 tokens (half its 448-token text
+/// context, less the "previous text" marker); a little room is left.
+pub const MAX_PROMPT_TOKENS: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
@@ -35,6 +40,9 @@ pub struct Options {
     pub threads: usize,
     /// 1 = greedy decoding; more = beam search of that width.
     pub beam: usize,
+    /// Initial prompt for every window (domain vocabulary, step titles):
+    /// Whisper spells what it has read. See [`crate::prompt`].
+    pub prompt: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +51,7 @@ impl Default for Options {
             language: "ru".into(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             beam: DEFAULT_BEAM,
+            prompt: None,
         }
     }
 }
@@ -71,8 +80,32 @@ impl Transcriber {
         })
     }
 
+    /// Tokens of `text` for Whisper's prompt, at most [`MAX_PROMPT_TOKENS`]
+    /// from its start (whisper.cpp itself would keep the *end* of a longer one).
+    pub fn prompt_tokens(&self, text: &str) -> Result<Vec<i32>, TranscribeError> {
+        let text = text.replace('\0', " ");
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A token is at least one byte, so this bound is never exceeded
+        // (whisper-rs mishandles whisper.cpp's "buffer too small" answer).
+        let mut tokens = self
+            .ctx
+            .tokenize(text, text.len() + 8)
+            .map_err(|e| TranscribeError::Run(e.to_string()))?;
+        tokens.truncate(MAX_PROMPT_TOKENS);
+        Ok(tokens)
+    }
+
     /// Transcribes the windows of `audio` (16 kHz mono, whose sample 0 is at
     /// `offset_ns` on the session clock). `progress(done, total)` after each window.
+    ///
+    /// Each window is decoded at temperature 0, then, while the rules of
+    /// [`guards`] reject the result, at 0.2, 0.4 … 1.0; the first accepted
+    /// attempt is kept, else the best one ([`guards::best_attempt`]). A loop
+    /// that survives every attempt is cut where it begins and its segment
+    /// marked suspect, as is a window whose best attempt still fails a rule.
     pub fn transcribe(
         &self,
         audio: &[f32],
@@ -85,96 +118,295 @@ impl Transcriber {
         let run = |e: whisper_rs::WhisperError| TranscribeError::Run(e.to_string());
         let mut state = self.ctx.create_state().map_err(run)?;
         let eot = self.ctx.token_eot();
+        let prompt = match &opts.prompt {
+            Some(p) => self.prompt_tokens(p)?,
+            None => Vec::new(),
+        };
+        let prompt_terms = opts
+            .prompt
+            .as_deref()
+            .map(guards::prompt_terms)
+            .unwrap_or_default();
+        let th = guards::Thresholds::default();
         let mut out = Vec::new();
         for (wi, w) in windows.iter().enumerate() {
-            let strategy = if opts.beam > 1 {
-                SamplingStrategy::BeamSearch {
-                    beam_size: opts.beam as i32,
-                    patience: -1.0,
-                }
-            } else {
-                SamplingStrategy::Greedy { best_of: 5 }
-            };
-            let mut params = FullParams::new(strategy);
-            params.set_language(Some(if opts.language == "auto" {
-                "auto"
-            } else {
-                &opts.language
-            }));
-            params.set_n_threads(opts.threads as i32);
-            params.set_token_timestamps(true);
-            // Windows are independent stretches of speech; carrying text over
-            // invites repetition loops, the classic Whisper hallucination.
-            params.set_no_context(true);
-            params.set_suppress_nst(true);
-            params.set_print_progress(false);
-            params.set_print_realtime(false);
-            params.set_print_special(false);
-            params.set_print_timestamps(false);
             let samples = w.samples(audio);
-            state.full(params, &samples).map_err(run)?;
-            // Token times are in 10 ms units from the window start.
-            let span = |t0: i64, t1: i64| {
-                let (a, b) =
-                    w.to_original_range((t0.max(0) as usize) * 160, (t1.max(0) as usize) * 160);
-                (offset_ns + sample_to_ns(a), offset_ns + sample_to_ns(b))
-            };
-            for seg in state.as_iter() {
-                let mut words: Vec<Word> = Vec::new();
-                let mut cur: Option<(Vec<u8>, i64, i64, Vec<f32>)> = None;
-                let flush = |cur: &mut Option<(Vec<u8>, i64, i64, Vec<f32>)>,
-                             words: &mut Vec<Word>| {
-                    if let Some((bytes, t0, t1, ps)) = cur.take() {
-                        let text = String::from_utf8_lossy(&bytes).trim().to_string();
-                        if !text.is_empty() {
-                            let (start_ns, end_ns) = span(t0, t1.max(t0));
-                            words.push(Word {
-                                start_ns,
-                                end_ns,
-                                text,
-                                confidence: ps.iter().sum::<f32>() / ps.len().max(1) as f32,
-                                speaker,
-                            });
-                        }
+            let mut attempts: Vec<(Vec<RawSegment>, guards::Quality)> = Vec::new();
+            // Dropped for the rest of the window once a decoding echoes it.
+            let mut with_prompt = !prompt.is_empty();
+            let mut ti = 0;
+            while let Some(&temperature) = guards::TEMPERATURES.get(ti) {
+                let strategy = if opts.beam > 1 {
+                    SamplingStrategy::BeamSearch {
+                        beam_size: opts.beam as i32,
+                        patience: -1.0,
                     }
+                } else {
+                    SamplingStrategy::Greedy { best_of: 5 }
                 };
-                for ti in 0..seg.n_tokens() {
-                    let Some(tok) = seg.get_token(ti) else {
-                        continue;
-                    };
-                    if tok.token_id() >= eot {
-                        continue; // special and timestamp tokens
-                    }
-                    let data = tok.token_data();
-                    let bytes = tok.to_bytes().unwrap_or_default();
-                    let starts_word = bytes.first() == Some(&b' ') || cur.is_none();
-                    if starts_word {
-                        flush(&mut cur, &mut words);
-                        cur = Some((bytes.to_vec(), data.t0, data.t1, vec![data.p]));
-                    } else if let Some((b, _, t1, ps)) = cur.as_mut() {
-                        b.extend_from_slice(bytes);
-                        *t1 = data.t1;
-                        ps.push(data.p);
-                    }
+                let mut params = FullParams::new(strategy);
+                params.set_language(Some(if opts.language == "auto" {
+                    "auto"
+                } else {
+                    &opts.language
+                }));
+                params.set_n_threads(opts.threads as i32);
+                params.set_token_timestamps(true);
+                // Windows are independent stretches of speech; carrying text over
+                // invites repetition loops, the classic Whisper hallucination.
+                params.set_no_context(true);
+                if with_prompt {
+                    // whisper.cpp drops it itself at temperatures >= 0.5, as
+                    // faster-whisper's prompt_reset_on_temperature.
+                    params.set_tokens(&prompt);
                 }
-                flush(&mut cur, &mut words);
-                let text = seg
-                    .to_str_lossy()
-                    .map(|t| t.trim().to_string())
-                    .unwrap_or_default();
-                if words.is_empty() || text.is_empty() {
+                params.set_suppress_nst(true);
+                // One temperature per call: the choice among attempts is ours.
+                params.set_temperature(temperature);
+                params.set_temperature_inc(0.0);
+                params.set_logprob_thold(th.avg_logprob);
+                params.set_no_speech_thold(th.no_speech);
+                params.set_print_progress(false);
+                params.set_print_realtime(false);
+                params.set_print_special(false);
+                params.set_print_timestamps(false);
+                state.full(params, &samples).map_err(run)?;
+                let segs = raw_segments(&state, eot);
+                if with_prompt && guards::echoes_prompt(&window_text(&segs, eot), &prompt_terms) {
+                    tracing::debug!(
+                        "window {wi} T={temperature}: the prompt echoed, decoding again without it: {:?}",
+                        window_text(&segs, eot)
+                    );
+                    with_prompt = false;
                     continue;
                 }
+                ti += 1;
+                let quality = quality(&segs, eot, &th);
+                let accepted = quality.accepted(&th);
+                tracing::debug!(
+                    "window {wi} T={temperature}: {quality:?} accepted={accepted} {:?}",
+                    window_text(&segs, eot)
+                );
+                attempts.push((segs, quality));
+                if accepted {
+                    break;
+                }
+            }
+            let qualities: Vec<guards::Quality> = attempts.iter().map(|a| a.1).collect();
+            let best = if qualities.last().is_some_and(|q| q.accepted(&th)) {
+                qualities.len() - 1
+            } else {
+                guards::best_attempt(&qualities, &th).unwrap_or(0)
+            };
+            let (mut segs, quality) = attempts.swap_remove(best);
+            if quality.is_no_speech(&th) {
+                progress(wi + 1, windows.len());
+                continue;
+            }
+            let cut = cut_loops(&mut segs, eot, &th);
+            if !cut.is_empty() {
+                tracing::warn!("window {wi}: a repetition loop survived every temperature; cut");
+            }
+            // Judged on what is left after a cut.
+            let window_reason =
+                if guards::compression_ratio(&window_text(&segs, eot)) > th.compression_ratio {
+                    Some(SuspectReason::Compression)
+                } else if quality.avg_logprob < th.avg_logprob {
+                    Some(SuspectReason::LowLogprob)
+                } else {
+                    None
+                };
+            // Words of the whole window first: they are placed together
+            // (`word_times::place_words`), by the speech the window holds.
+            let mut kept: Vec<(String, usize, usize)> = Vec::new();
+            let mut words: Vec<WindowWord> = Vec::new();
+            for (si, seg) in segs.iter().enumerate() {
+                let tokens: Vec<Token> = seg
+                    .tokens
+                    .iter()
+                    .filter(|tok| tok.id < eot) // special and timestamp tokens
+                    .map(|tok| Token {
+                        bytes: tok.bytes.clone(),
+                        t0: tok.t0,
+                        t1: tok.t1,
+                        p: tok.p,
+                    })
+                    .collect();
+                let text = seg.text(eot);
+                let seg_words = word_times::assemble(&tokens);
+                if seg_words.is_empty() || text.is_empty() {
+                    continue;
+                }
+                kept.push((text, seg_words.len(), si));
+                words.extend(seg_words);
+            }
+            let placed = word_times::place_words(w, &words);
+            let mut placed_words = words.into_iter().zip(placed).map(|(x, (a, b))| Word {
+                start_ns: offset_ns + sample_to_ns(a),
+                end_ns: offset_ns + sample_to_ns(b),
+                text: x.text,
+                confidence: x.confidence,
+                speaker,
+            });
+            for (text, n, si) in kept {
+                let words: Vec<Word> = placed_words.by_ref().take(n).collect();
+                // A cut flags the segment it happened in; the other rules
+                // judge the whole window's text, so every segment of it.
+                let reason = if cut.contains(&si) {
+                    Some(SuspectReason::Repetition)
+                } else {
+                    window_reason
+                };
                 out.push(TranscriptSegment {
                     start_ns: words[0].start_ns,
                     end_ns: words[words.len() - 1].end_ns,
                     text,
                     speaker,
                     words,
+                    suspect: reason.is_some(),
+                    suspect_reason: reason,
                 });
             }
             progress(wi + 1, windows.len());
         }
         Ok(out)
     }
+}
+
+/// One token of a decoding, copied out of whisper.cpp's state (the next
+/// attempt overwrites it).
+#[derive(Debug, Clone)]
+struct RawToken {
+    id: i32,
+    bytes: Vec<u8>,
+    t0: i64,
+    t1: i64,
+    p: f32,
+    plog: f32,
+}
+
+#[derive(Debug, Clone)]
+struct RawSegment {
+    tokens: Vec<RawToken>,
+    no_speech: f32,
+}
+
+impl RawSegment {
+    /// The segment's text: its text tokens' bytes (as whisper.cpp's own
+    /// segment text, which a cut would make stale).
+    fn text(&self, eot: i32) -> String {
+        let bytes: Vec<u8> = self
+            .tokens
+            .iter()
+            .filter(|t| t.id < eot)
+            .flat_map(|t| t.bytes.iter().copied())
+            .collect();
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    }
+}
+
+fn raw_segments(state: &whisper_rs::WhisperState, eot: i32) -> Vec<RawSegment> {
+    state
+        .as_iter()
+        .map(|seg| RawSegment {
+            no_speech: seg.no_speech_probability(),
+            tokens: (0..seg.n_tokens())
+                .filter_map(|ti| seg.get_token(ti))
+                .map(|tok| {
+                    let d = tok.token_data();
+                    RawToken {
+                        id: tok.token_id(),
+                        bytes: if tok.token_id() < eot {
+                            tok.to_bytes().unwrap_or_default().to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                        t0: d.t0,
+                        t1: d.t1,
+                        p: d.p,
+                        plog: d.plog,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn window_text(segs: &[RawSegment], eot: i32) -> String {
+    segs.iter()
+        .map(|s| s.text(eot))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The window's text tokens in order, as (segment, token index, id).
+fn text_tokens(segs: &[RawSegment], eot: i32) -> Vec<(usize, usize, i32)> {
+    segs.iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            s.tokens
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.id < eot)
+                .map(move |(ti, t)| (si, ti, t.id))
+        })
+        .collect()
+}
+
+/// Where the first loop of the window begins, as (segment, token index of
+/// the first token to drop): a repeated token n-gram or a character run.
+fn loop_start(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> Option<(usize, usize)> {
+    let toks = text_tokens(segs, eot);
+    let ids: Vec<i32> = toks.iter().map(|t| t.2).collect();
+    let by_ngram = guards::repeated_run(&ids, th).map(|r| r.cut());
+    // The character run, mapped to the token holding its cut byte.
+    let mut text = Vec::new();
+    let mut ends = Vec::new();
+    for &(si, ti, _) in &toks {
+        text.extend_from_slice(&segs[si].tokens[ti].bytes);
+        ends.push(text.len());
+    }
+    let by_char = guards::char_run(&String::from_utf8_lossy(&text), th)
+        .map(|b| ends.iter().position(|&e| e > b).unwrap_or(toks.len()));
+    let first = match (by_ngram, by_char) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(toks.get(first).map_or_else(
+        || (segs.len().saturating_sub(1), usize::MAX),
+        |&(si, ti, _)| (si, ti),
+    ))
+}
+
+fn quality(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> guards::Quality {
+    let text = window_text(segs, eot);
+    let (sum, n) = segs
+        .iter()
+        .flat_map(|s| &s.tokens)
+        .fold((0.0f64, 0usize), |(s, n), t| (s + f64::from(t.plog), n + 1));
+    guards::Quality {
+        compression_ratio: guards::compression_ratio(&text),
+        // faster-whisper divides by the token count plus one (the end token).
+        avg_logprob: (sum / (n + 1) as f64) as f32,
+        no_speech: segs.iter().map(|s| s.no_speech).fold(0.0, f32::max),
+        loops: loop_start(segs, eot, th).is_some(),
+        empty: text.is_empty(),
+    }
+}
+
+/// Cuts every loop of the window: the segment where one begins loses the
+/// loop and everything after it in that segment; later segments stay (the
+/// decoder found its way out). Returns the indices of the cut segments.
+fn cut_loops(segs: &mut [RawSegment], eot: i32, th: &guards::Thresholds) -> Vec<usize> {
+    let mut cut = Vec::new();
+    let mut from = 0;
+    while from < segs.len() {
+        let Some((si, ti)) = loop_start(&segs[from..], eot, th) else {
+            break;
+        };
+        segs[from + si].tokens.truncate(ti);
+        cut.push(from + si);
+        from += si + 1;
+    }
+    cut
 }

@@ -105,6 +105,7 @@ fn run_qa(dir: &Path) -> (QaReport, String) {
         journeys_dirs: vec![],
         force: vec![Stage::Renditions],
         transcribe: Default::default(),
+        vocabulary_prompt: false,
     };
     bundle_run::run(dir, &opts, &mut |_| {}).unwrap();
     let text = std::fs::read_to_string(lab_model::analysis::AnalysisFile::Qa.path(dir)).unwrap();

@@ -27,6 +27,11 @@ pub const JOURNEY_FORMAT_VERSION: u32 = 1;
 pub const MAX_JOURNEY_BYTES: u64 = 1 << 20;
 /// Longest journey id (life situation id), in bytes.
 pub const MAX_JOURNEY_ID_LEN: usize = 64;
+/// Most `vocabulary` terms in a journey: Whisper's prompt holds ~200 tokens,
+/// so more would never reach it.
+pub const MAX_VOCABULARY_TERMS: usize = 64;
+/// Longest `vocabulary` term, in characters.
+pub const MAX_VOCABULARY_TERM_CHARS: usize = 64;
 
 /// Whether `id` is a journey (life situation) id: 1-64 characters of `a-z`,
 /// `0-9`, `-` and `_`, starting with a letter or digit. The one rule for the
@@ -51,6 +56,11 @@ pub struct Journey {
     pub title: String,
     /// Version of this journey map; bundles and analyses record it.
     pub version: String,
+    /// Domain terms the participants will say («СНИЛС», «Госуслуги»,
+    /// «льготная категория»): given to Whisper, with the step titles, as its
+    /// initial prompt, so it spells them. Optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vocabulary: Vec<String>,
     pub steps: Vec<Step>,
 }
 
@@ -205,6 +215,25 @@ impl Journey {
         }
         if self.steps.is_empty() {
             return Err(JourneyError::Invalid("no steps".into()));
+        }
+        if self.vocabulary.len() > MAX_VOCABULARY_TERMS {
+            return Err(JourneyError::Invalid(format!(
+                "vocabulary has {} terms; at most {MAX_VOCABULARY_TERMS}{}",
+                self.vocabulary.len(),
+                at_top(text, "vocabulary")
+            )));
+        }
+        for term in &self.vocabulary {
+            let chars = term.trim().chars().count();
+            if !(1..=MAX_VOCABULARY_TERM_CHARS).contains(&chars)
+                || term.chars().any(char::is_control)
+            {
+                return Err(JourneyError::Invalid(format!(
+                    "vocabulary term {term:?} must be 1-{MAX_VOCABULARY_TERM_CHARS} characters \
+                     of text, without control characters{}",
+                    at_top(text, "vocabulary")
+                )));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.steps {
@@ -551,6 +580,39 @@ enter = [{ url = "*/login*" }, { marker = "step:Вход" }]
             ("a*b*c", "axxbyy", false),
         ] {
             assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn vocabulary_is_optional_and_bounded() {
+        assert!(Journey::from_toml(GOOD).unwrap().vocabulary.is_empty());
+        let with = GOOD.replace(
+            "version = \"2026.1\"\n",
+            "version = \"2026.1\"\nvocabulary = [\"СНИЛС\", \"Госуслуги\", \"льготная категория\"]\n",
+        );
+        let j = Journey::from_toml(&with).unwrap();
+        assert_eq!(j.vocabulary, ["СНИЛС", "Госуслуги", "льготная категория"]);
+        // It survives a round trip (analysis/journey.toml is a copy).
+        let back = Journey::from_toml(&toml::to_string(&j).unwrap()).unwrap();
+        assert_eq!(back, j);
+        let term = |t: &str| {
+            GOOD.replace(
+                "version = \"2026.1\"\n",
+                &format!("version = \"2026.1\"\nvocabulary = [{t}]\n"),
+            )
+        };
+        for bad in [
+            "\"\"".to_string(),
+            "\"  \"".to_string(),
+            format!("\"{}\"", "я".repeat(MAX_VOCABULARY_TERM_CHARS + 1)),
+            "\"a\\nb\"".to_string(),
+            vec!["\"x\""; MAX_VOCABULARY_TERMS + 1].join(", "),
+        ] {
+            let e = Journey::from_toml(&term(&bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("vocabulary") && e.contains("(line 6)"),
+                "{bad}: {e}"
+            );
         }
     }
 }

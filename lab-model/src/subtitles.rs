@@ -312,6 +312,8 @@ mod tests {
     #[test]
     fn a_transcript_segment_becomes_millisecond_cues_with_its_speaker() {
         let seg = TranscriptSegment {
+            suspect: false,
+            suspect_reason: None,
             start_ns: 1_500_000_000,
             end_ns: 3_250_999_999,
             text: "Не понимаю <куда> нажимать".into(),

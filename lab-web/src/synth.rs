@@ -177,6 +177,8 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
             .collect();
         let end = start + take as i64 * wlen;
         segments.push(TranscriptSegment {
+            suspect: false,
+            suspect_reason: None,
             start_ns: start * NS,
             end_ns: end * NS,
             text: words.iter().map(|w| w.text.as_str()).collect::<String>(),
@@ -192,6 +194,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
         k += 1;
     }
     let transcript = Transcript {
+        initial_prompt: None,
         format_version: ANALYSIS_FORMAT_VERSION,
         language: "ru".into(),
         model: "synth".into(),

@@ -9,12 +9,15 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 fn transcript() -> Transcript {
     Transcript {
+        initial_prompt: None,
         format_version: ANALYSIS_FORMAT_VERSION,
         language: "ru".into(),
         model: "ggml-base.bin (1 bytes)".into(),
         model_info: None,
         status: "ok".into(),
         segments: vec![TranscriptSegment {
+            suspect: false,
+            suspect_reason: None,
             start_ns: 1,
             end_ns: 2,
             text: "да".into(),
@@ -109,4 +112,26 @@ fn the_model_info_round_trips_and_old_transcripts_without_it_parse() {
     assert_eq!(v["model_info"]["weights"], "q5_0");
     assert_eq!(v["model_info"]["bytes"], 59_707_625);
     assert_eq!(Transcript::parse(&t.to_bytes()).unwrap(), t);
+}
+
+#[test]
+fn suspect_and_prompt_are_optional_and_written_only_when_set() {
+    let t = transcript();
+    let text = serde_json::to_string(&t).unwrap();
+    // Files written before these fields existed, and clean ones, look the same.
+    assert!(
+        !text.contains("suspect") && !text.contains("initial_prompt"),
+        "{text}"
+    );
+    let back: Transcript = serde_json::from_str(&text).unwrap();
+    assert!(!back.segments[0].suspect && back.segments[0].suspect_reason.is_none());
+    let mut t = t;
+    t.segments[0].suspect = true;
+    t.segments[0].suspect_reason = Some(SuspectReason::Repetition);
+    t.initial_prompt = Some("СНИЛС, Госуслуги.".into());
+    let v = serde_json::to_value(&t).unwrap();
+    assert_eq!(v["segments"][0]["suspect"], true);
+    assert_eq!(v["segments"][0]["suspect_reason"], "repetition");
+    assert_eq!(v["initial_prompt"], "СНИЛС, Госуслуги.");
+    assert_eq!(serde_json::from_value::<Transcript>(v).unwrap(), t);
 }

@@ -29,6 +29,28 @@ pub struct TranscriptSegment {
     pub text: String,
     pub speaker: Speaker,
     pub words: Vec<Word>,
+    /// The text may not be what was said: a repetition loop was cut from it,
+    /// or every decoding attempt failed the quality rules. Detectors never
+    /// read suspect text; people should listen before quoting it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspect: bool,
+    /// Why the segment is suspect (present only when it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_reason: Option<SuspectReason>,
+}
+
+/// Why a transcript segment is [`TranscriptSegment::suspect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuspectReason {
+    /// A repeated token n-gram (or character run) survived every decoding
+    /// attempt; the text was cut where the repetition began.
+    Repetition,
+    /// The best attempt's text still compresses too well (zlib ratio over
+    /// the threshold): repetitive even without an exact run.
+    Compression,
+    /// Every attempt's mean token log-probability stayed under the threshold.
+    LowLogprob,
 }
 
 /// `analysis/transcript.json`.
@@ -45,6 +67,10 @@ pub struct Transcript {
     /// `ok`, or why there is no transcript (`skipped: no audio track`, `skipped: silent`).
     pub status: String,
     pub segments: Vec<TranscriptSegment>,
+    /// The initial prompt Whisper was given (the journey's vocabulary and
+    /// step titles), when there was one: it changes the words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_prompt: Option<String>,
 }
 
 impl Transcript {

@@ -76,7 +76,10 @@ fn transcript(text: &str) -> Transcript {
             text: text.into(),
             speaker: Speaker::Participant,
             words: Vec::new(),
+            suspect: false,
+            suspect_reason: None,
         }],
+        initial_prompt: None,
     }
 }
 
