@@ -354,7 +354,8 @@ fn text_tokens(segs: &[RawSegment], eot: i32) -> Vec<(usize, usize, i32)> {
 }
 
 /// Where the first loop of the window begins, as (segment, token index of
-/// the first token to drop): a repeated token n-gram or a character run.
+/// the first token to drop): a repeated token n-gram, a character run, or a
+/// repeated word n-gram.
 fn loop_start(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> Option<(usize, usize)> {
     let toks = text_tokens(segs, eot);
     let ids: Vec<i32> = toks.iter().map(|t| t.2).collect();
@@ -366,12 +367,12 @@ fn loop_start(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> Option<
         text.extend_from_slice(&segs[si].tokens[ti].bytes);
         ends.push(text.len());
     }
-    let by_char = guards::char_run(&String::from_utf8_lossy(&text), th)
-        .map(|b| ends.iter().position(|&e| e > b).unwrap_or(toks.len()));
-    let first = match (by_ngram, by_char) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
+    let text = String::from_utf8_lossy(&text);
+    let to_token = |b: usize| ends.iter().position(|&e| e > b).unwrap_or(toks.len());
+    let by_char = guards::char_run(&text, th).map(to_token);
+    // Word n-grams too: copies with other separators are other tokens.
+    let by_word = guards::word_run(&text, th).map(to_token);
+    let first = [by_ngram, by_char, by_word].into_iter().flatten().min()?;
     Some(toks.get(first).map_or_else(
         || (segs.len().saturating_sub(1), usize::MAX),
         |&(si, ti, _)| (si, ti),

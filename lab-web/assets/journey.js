@@ -119,6 +119,7 @@ runPage(async ({main, id}) => {
         row('row-emotions', t('journey.emotions'), emotions),
         row('row-problems', t('journey.problems'), problems),
         row('row-proposed', t('journey.proposed'), proposedCell)));
+    table.style.setProperty('--steps', String(steps.length));
     const participants = map.participants || [];
     refill(mapBox, el('div', {class: 'table-scroll'}, table),
       participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null);

@@ -11,13 +11,22 @@ use crate::types::{
     SessionFilter, TimeStats,
 };
 
-/// Nearest-rank percentile of sorted values.
+/// Percentile `p` (0-100) of sorted values, interpolated linearly between
+/// the two nearest ranks (numpy's and R's default, "type 7"), rounded to
+/// the millisecond: the median of two times is their mean. Nearest-rank
+/// rounding, used before, gave the larger of two times as their "median".
 pub fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
+    let Some(&last) = sorted.last() else {
         return 0;
+    };
+    let h = p.clamp(0.0, 100.0) / 100.0 * (sorted.len() - 1) as f64;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    if lo >= sorted.len() - 1 {
+        return last;
     }
-    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    let (a, b) = (sorted[lo] as f64, sorted[hi] as f64);
+    (a + (b - a) * (h - lo as f64)).round() as i64
 }
 
 pub fn time_stats(mut v: Vec<i64>) -> TimeStats {
@@ -183,5 +192,36 @@ mod tests {
         assert_eq!((s.n, s.median_ms, s.min_ms, s.max_ms), (5, 30, 10, 50));
         assert_eq!((s.p25_ms, s.p75_ms), (20, 40));
         assert_eq!(time_stats(vec![]).n, 0);
+    }
+
+    /// Against numpy.percentile (linear interpolation) on the same values:
+    /// (values, [P25, median, P75]) as numpy printed them.
+    #[test]
+    fn percentiles_match_numpy_for_any_n() {
+        let reference: &[(&[i64], [f64; 3])] = &[
+            (&[42], [42.0, 42.0, 42.0]),
+            (&[10, 20], [12.5, 15.0, 17.5]),
+            (&[30, 10, 20], [15.0, 20.0, 25.0]),
+            (&[7, 1, 3, 9], [2.5, 5.0, 7.5]),
+            (&[30, 10, 20, 40, 50], [20.0, 30.0, 40.0]),
+            (&[5, 1, 100, 7, 3, 2], [2.25, 4.0, 6.5]),
+            (
+                &[1000, 2500, 1200, 900, 4000, 3100, 2000],
+                [1100.0, 2000.0, 2800.0],
+            ),
+            (&[3, 3, 3, 8], [3.0, 3.0, 4.25]),
+        ];
+        for (values, want) in reference {
+            let s = time_stats(values.to_vec());
+            let got = [s.p25_ms, s.median_ms, s.p75_ms];
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (*g as f64 - w).abs() <= 0.5,
+                    "{values:?}: {got:?} vs numpy {want:?}"
+                );
+            }
+        }
+        // Two participants: the median lies between them, not on the larger.
+        assert_eq!(time_stats(vec![40_000, 100_000]).median_ms, 70_000);
     }
 }

@@ -113,6 +113,31 @@ pub fn repeated_run<T: PartialEq>(tokens: &[T], th: &Thresholds) -> Option<Run> 
     None
 }
 
+/// Byte offset where the second copy of the first repeated word n-gram
+/// begins: words (letters and digits, lower case, ё as е; punctuation and
+/// hyphens between them ignored) repeated `min_repeats` times in a row, the
+/// bench's own loop rule (`scripts/bench_transcribe.py` `loops`). This
+/// catches what the token rule misses when the separators differ between
+/// copies («ста, ста ста», «ну-ну, ну»): BPE gives such copies other tokens.
+pub fn word_run(text: &str, th: &Thresholds) -> Option<usize> {
+    let mut words: Vec<(usize, String)> = Vec::new();
+    let mut cur: Option<(usize, String)> = None;
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            let c = if c == 'ё' || c == 'Ё' { 'е' } else { c };
+            cur.get_or_insert_with(|| (i, String::new()))
+                .1
+                .extend(c.to_lowercase());
+        } else if let Some(w) = cur.take() {
+            words.push(w);
+        }
+    }
+    words.extend(cur);
+    let norm: Vec<&str> = words.iter().map(|w| w.1.as_str()).collect();
+    let run = repeated_run(&norm, th)?;
+    words.get(run.cut()).map(|w| w.0)
+}
+
 /// Byte offset where the first run of one non-space character repeated at
 /// least `th.char_run` times begins, plus the length of the first 3 characters
 /// kept («ааа» may be said; «аааааааа» is a loop).
@@ -399,5 +424,19 @@ mod tests {
         assert!(!echoes_prompt("Ввожу номер СНИЛС", &[]));
         // Whole words only: «снилса» is not «снилс».
         assert!(!echoes_prompt("снилса снилса снилса", &terms));
+    }
+
+    #[test]
+    fn a_word_loop_is_found_whatever_the_separators() {
+        let th = Thresholds::default();
+        let text = "Ну, А ста, ста ста-Ста. Дальше";
+        let at = word_run(text, &th).unwrap();
+        // Cut after the first «ста»: «Ну, А ста, » is kept.
+        assert_eq!(&text[..at], "Ну, А ста, ");
+        assert_eq!(word_run("Да, да. Хорошо, да.", &th), None);
+        assert_eq!(word_run("", &th), None);
+        // «Но я не надалив» three times (the pink-noise clip).
+        let text = "Я же не надалив, Но я не надалив, Но я не надалив, Но я и помню";
+        assert!(word_run(text, &th).is_some());
     }
 }
