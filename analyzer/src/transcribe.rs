@@ -40,8 +40,9 @@ pub struct Options {
     pub threads: usize,
     /// 1 = greedy decoding; more = beam search of that width.
     pub beam: usize,
-    /// Initial prompt for every window (domain vocabulary, step titles):
-    /// Whisper spells what it has read. See [`crate::prompt`].
+    /// Initial prompt for every window (domain vocabulary): Whisper spells
+    /// what it has read. Dropped for a window whose decoding echoes it
+    /// ([`guards::echoes_prompt`]). See [`crate::prompt`].
     pub prompt: Option<String>,
 }
 
