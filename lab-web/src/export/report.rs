@@ -102,6 +102,7 @@ td.over { background: #fde2e1; color: #8a0000; }
 .quotes q { font-style: italic; }
 a { color: #0645ad; }
 footer { margin-top: 8px; font-size: 8pt; color: #666; }
+@page { size: A4 landscape; margin: 10mm; }
 @media print { body { margin: 0; font-size: 9pt; } thead { display: table-header-group; } a { text-decoration: none; } }
 ";
 
