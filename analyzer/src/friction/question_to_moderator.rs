@@ -3,7 +3,10 @@
 //! A participant who has to ask is stuck, even if the moderator does not
 //! answer. An utterance is a question if it ends with "?" or starts with a
 //! question word; an operator's "help" marker just after it, or the
-//! moderator answering, makes it surer that it was addressed to them.
+//! moderator answering, makes it surer that it was addressed to them. A help
+//! marker that no recognised question explains is a candidate of its own,
+//! at the marker, with the participant's last words before it if any: the
+//! operator heard the participant ask even where the recogniser did not.
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
@@ -51,6 +54,9 @@ pub const HELP_BONUS: f32 = 0.3;
 /// Factor for a mixed channel, where it may be the moderator's own question.
 pub const MIXED_FACTOR: f32 = 0.8;
 pub const MAX_CONFIDENCE: f32 = 0.95;
+/// A help marker no recognised question explains: the operator's judgment
+/// alone, as sure as a question heard by its intonation only.
+pub const CONFIDENCE_HELP_ONLY: f32 = 0.5;
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
     let openers = Lexicon::parse(OPENERS, "question openers").expect("built-in list");
@@ -69,8 +75,58 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
             }
         }
     }
+    out.extend(unexplained_help(timeline, steps, &out));
     number(&mut out);
     out
+}
+
+/// A candidate for each help marker that no question candidate took as
+/// evidence: from the start of the participant's last utterance that ended
+/// within [`HELP_WINDOW_NS`] before the marker (quoted, whatever its words)
+/// to the marker, or at the marker alone when nothing was recognised.
+fn unexplained_help(
+    timeline: &Timeline,
+    steps: &StepAnalysis,
+    found: &[Candidate],
+) -> Vec<Candidate> {
+    let words = &timeline.words;
+    let runs = participant_runs(words, UTTERANCE_PAUSE_NS);
+    timeline
+        .markers("help")
+        .filter(|m| !found.iter().any(|c| c.evidence.events.contains(&m.seq)))
+        .map(|m| {
+            let before = runs
+                .iter()
+                .rev()
+                .find(|r| {
+                    let end = words[r.end - 1].end_ns;
+                    end <= m.t_ns && m.t_ns - end <= HELP_WINDOW_NS
+                })
+                .map_or(&[][..], |r| &words[r.clone()]);
+            let mut note = "оператор отметил просьбу о помощи".to_string();
+            if let Some((_, Some(label))) = crate::timeline::marker_of(m) {
+                note += &format!(": «{label}»");
+            }
+            if before.is_empty() {
+                note += "; слов участника перед отметкой не распознано";
+            } else {
+                note += &format!("; участник перед этим: «{}»", quote(before, 15));
+            }
+            let start = before.first().map_or(m.t_ns, |w| w.start_ns);
+            candidate(
+                NAME,
+                steps,
+                start,
+                m.t_ns,
+                CONFIDENCE_HELP_ONLY,
+                Evidence {
+                    events: vec![m.seq],
+                    words: before.to_vec(),
+                    note,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Whether a phrase of `lexicon` opens the token list (after one lead word).
@@ -197,10 +253,31 @@ mod tests {
                 )],
             ),
             (
-                "a question after a statement in one breath; help too late does not count",
+                "a question after a statement in one breath; help too late for it is its own candidate",
                 vec![marker(20.0, "help", "")],
                 words(2.0, "Ну вот. Ну где же?"),
-                vec![(2.8, 3.9, vec![], 0.6, "вопрос модератору: «Ну где же?»")],
+                vec![
+                    (2.8, 3.9, vec![], 0.6, "вопрос модератору: «Ну где же?»"),
+                    (
+                        20.0,
+                        20.0,
+                        vec![1],
+                        0.5,
+                        "оператор отметил просьбу о помощи; слов участника перед отметкой не распознано",
+                    ),
+                ],
+            ),
+            (
+                "help after words that are no question: the words are quoted as evidence",
+                vec![marker(6.0, "help", "не может найти кнопку")],
+                words(2.0, "Так ну это вот"),
+                vec![(
+                    2.0,
+                    6.0,
+                    vec![1],
+                    0.5,
+                    "оператор отметил просьбу о помощи: «не может найти кнопку»; участник перед этим: «Так ну это вот»",
+                )],
             ),
             (
                 "English",
