@@ -124,10 +124,9 @@ pub fn word_run(text: &str, th: &Thresholds) -> Option<usize> {
     let mut cur: Option<(usize, String)> = None;
     for (i, c) in text.char_indices() {
         if c.is_alphanumeric() {
-            let c = if c == 'ё' || c == 'Ё' { 'е' } else { c };
             cur.get_or_insert_with(|| (i, String::new()))
                 .1
-                .extend(c.to_lowercase());
+                .extend(fold(c));
         } else if let Some(w) = cur.take() {
             words.push(w);
         }
@@ -211,11 +210,15 @@ pub fn best_attempt(attempts: &[Quality], th: &Thresholds) -> Option<usize> {
         .or_else(|| pick(&|_| true))
 }
 
-/// Lower case, ё as е, every run of non-alphanumerics one space, trimmed.
+/// A character as words are compared here: lower case, ё as е.
+fn fold(c: char) -> impl Iterator<Item = char> {
+    c.to_lowercase().map(|c| if c == 'ё' { 'е' } else { c })
+}
+
+/// [`fold`]ed, every run of non-alphanumerics one space, trimmed.
 fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars().flat_map(char::to_lowercase) {
-        let c = if c == 'ё' { 'е' } else { c };
+    for c in text.chars().flat_map(fold) {
         if c.is_alphanumeric() {
             out.push(c);
         } else if !out.ends_with(' ') {
