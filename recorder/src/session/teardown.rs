@@ -79,7 +79,7 @@ impl Teardown {
     /// `system.recording_stopped` event. Returns the endpoint's state, whose
     /// counts are final now, if an endpoint was running.
     pub(super) async fn close(mut self, stopped: Value) -> Option<Arc<EndpointState>> {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        stop_pipeline(&self.pipeline);
         if let Some(b) = self.browser.take() {
             b.close().await;
         }
@@ -114,11 +114,36 @@ impl Teardown {
     }
 }
 
+/// Takes `pipeline` to `Null` without the deadlock splitmuxsink (GStreamer
+/// 1.22) has when that happens while it opens its first file: it marks
+/// itself stopped and wakes its waiting streaming threads, but the thread
+/// opening the file, which let go of its lock to report the file open,
+/// then writes its next state over `stopped`; a non-reference stream (the
+/// audio) goes back to sleep, and `Null`, waiting for that stream's thread,
+/// never returns. A flush-start into each of its inputs first marks every
+/// stream flushing, which no state it writes undoes, so its waits end and
+/// `Null` returns. Whatever was written to its files stays there: a flush
+/// discards only what is still queued, which `Null` would discard too (the
+/// orderly stop has drained it with EOS before this).
+fn stop_pipeline(pipeline: &gst::Pipeline) {
+    if pipeline.current_state() != gst::State::Null {
+        for e in pipeline.iterate_recurse().into_iter().flatten() {
+            let is_splitmux = e.factory().is_some_and(|f| f.name() == "splitmuxsink");
+            if is_splitmux {
+                for pad in e.sink_pads() {
+                    pad.send_event(gst::event::FlushStart::new());
+                }
+            }
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+}
+
 impl Drop for Teardown {
     fn drop(&mut self) {
         // After `close` this finds a pipeline already in `Null` (a no-op) and
         // nothing else left.
-        let _ = self.pipeline.set_state(gst::State::Null);
+        stop_pipeline(&self.pipeline);
         if let Some(Endpoint { state, server, .. }) = self.endpoint.take() {
             tracing::warn!("recording torn down without an orderly stop");
             if let Some(server) = server {
