@@ -45,7 +45,7 @@ export function createCandidates(page, candidatesPanel, candidatesBox) {
     const evCount = (c.evidence && c.evidence.events || []).length;
     const item = el('div', {class: ['candidate', 'status-' + st], dataset: {id: c.id, status: st}, tabindex: '-1'},
       el('div', {class: 'cand-head'},
-        el('span', {class: 'detector'}, detectorLabel(c.detector)),
+        el('span', {class: 'detector'}, [c.detector, ...((c.evidence && c.evidence.also) || [])].map(detectorLabel).join(' + ')),
         el('button', {type: 'button', class: 'time-link', title: t('common.seek'), onclick: () => { page.player.seek(c.start_ms); page.tl.focus(c.start_ms, c.end_ms); }},
           fmtMs(c.start_ms), '–', fmtMs(c.end_ms)),
         el('span', {class: 'confidence', title: t('candidate.confidence')}, fmtPercent(c.confidence)),

@@ -263,6 +263,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                     words: vec![],
                     note: "4 клика за 1,5 с по #form-button-1".into(),
                 },
+                also: vec![],
             },
             Candidate {
                 id: "verbal_confusion-1".into(),
@@ -276,6 +277,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                     words: vec![],
                     note: "«не понимаю»".into(),
                 },
+                also: vec![],
             },
         ],
     };

@@ -98,6 +98,10 @@ pub struct CandidateEvidence {
     pub events: Vec<i64>,
     #[serde(default)]
     pub words: Vec<String>,
+    /// Other detectors merged into this candidate (see
+    /// `lab_model::analysis::Candidate::also`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// A recorded track as `GET /sessions/{id}` shows it (stored as JSON in

@@ -467,20 +467,83 @@
 
     /* ---- clicks and whether they did anything ---- */
 
+    // What a click landed on is described as the control it is part of: a
+    // label span inside a button or an icon inside a link is that button or
+    // link, for every detector.
+    const CONTROL = 'a[href], button, input, select, textarea, summary, label, [contenteditable="true"], ' +
+      ['button', 'link', 'tab', 'menuitem', 'menuitemcheckbox', 'menuitemradio', 'checkbox', 'radio', 'option',
+        'switch', 'treeitem'].map((r) => '[role="' + r + '"]').join(', ');
+
+    // How far up from the clicked element the softer signs of clickability
+    // are looked for: a card's title or picture sits a few levels inside it.
+    const AFFORDANCE_DEPTH = 5;
+
+    // A box that reads as one clickable thing: drawn apart from the page
+    // (shadow, border, rounded filled background), card-sized (not a
+    // section or the page), and either named like a card or one of a row of
+    // like boxes with a heading or picture each (a grid of tiles). A single
+    // bordered notice with a heading is text to read, not a card. Cards and
+    // tiles invite a click whether or not the page made them controls.
+    function cardLike(el) {
+      const cs = getComputedStyle(el);
+      if (!/^(block|flex|grid|inline-block|inline-flex|list-item)$/.test(cs.display)) return false;
+      const r = el.getBoundingClientRect();
+      const vw = window.innerWidth || 1, vh = window.innerHeight || 1;
+      if (r.width < 100 || r.height < 40 || r.width > vw * 0.8 || r.height > vh * 0.7) return false;
+      const filled = cs.backgroundColor && !/rgba\(0, 0, 0, 0\)|transparent/.test(cs.backgroundColor);
+      const bordered = ['Top', 'Right', 'Bottom', 'Left'].filter((s) =>
+        parseFloat(cs['border' + s + 'Width']) >= 1 && cs['border' + s + 'Style'] !== 'none').length >= 3;
+      const drawn = (cs.boxShadow && cs.boxShadow !== 'none') || bordered || (filled && parseFloat(cs.borderRadius) >= 4);
+      const named = /(^|[-_\s])(card|tile|teaser|plate|item|service)s?([-_\s]|$)/i.test(String(el.className || ''));
+      const titled = !!el.querySelector('h1, h2, h3, h4, h5, h6, img, svg, picture, [role="heading"]');
+      const parent = el.parentElement;
+      const alike = parent ? [...parent.children].filter((c) => c.localName === el.localName &&
+        String(c.className || '') === String(el.className || '')).length : 0;
+      return !!drawn && (named || (titled && alike >= 2));
+    }
+
+    // Why the clicked element invites a click, when it is not a control:
+    // the signs a participant reads (the pointer cursor, a card's shape) and
+    // those the page gives away (a tab stop, an inline handler).
+    function affordance(target) {
+      const why = {};
+      const cursor = getComputedStyle(target).cursor;
+      if (cursor === 'pointer') why.cursor = 'pointer';
+      let depth = 0;
+      for (let cur = target; cur && cur.nodeType === 1 && depth < AFFORDANCE_DEPTH; cur = cur.parentElement, depth++) {
+        if (cur === document.body || cur === document.documentElement) break;
+        const ti = attr(cur, 'tabindex');
+        if (ti !== null && Number(ti) >= 0) why.tabindex = true;
+        if (typeof cur.onclick === 'function' || attr(cur, 'onclick')) why.handler = true;
+        if (!why.card && cardLike(cur)) why.card = cssPath(cur);
+      }
+      if (/^(img|svg|picture|canvas)$/.test(target.localName) || target.closest('svg')) why.picture = true;
+      return Object.keys(why).length ? why : null;
+    }
+
     let clickSeq = 0;
     on(document, 'click', (ev) => {
-      const el = elementOf(ev.target);
-      if (!el) return;
+      const target = elementOf(ev.target);
+      if (!target) return;
+      const el = target.closest(CONTROL) || target;
       const t = evTime(ev), clickId = ++clickSeq, selector = cssPath(el);
       const link = el.closest('a[href]'), control = el.closest('button, input');
-      record('click', {
+      const data = {
         selector, text: clickText(el), tag: el.tagName.toLowerCase(),
         x: num(ev.clientX), y: num(ev.clientY), page_x: num(ev.pageX), page_y: num(ev.pageY),
         button: num(ev.button), role: attr(el, 'role'),
         href: link ? (typeof link.href === 'string' ? link.href : attr(link, 'href')) : null,
         disabled: !!(el.disabled === true || (control && control.disabled === true) || el.closest('[aria-disabled="true"]')),
         click_id: clickId,
-      }, t);
+      };
+      if (el !== target) {
+        data.target_selector = cssPath(target);
+        data.target_tag = target.tagName.toLowerCase();
+      } else {
+        const why = guard(() => affordance(target));
+        if (why) data.affordance = why;
+      }
+      record('click', data, t);
       watchEffect(clickId, selector, t);
     });
 

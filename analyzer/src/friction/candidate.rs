@@ -37,5 +37,6 @@ pub fn candidate(
         step: step_at(steps, start_ns),
         confidence: (confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0,
         evidence,
+        also: Vec::new(),
     }
 }

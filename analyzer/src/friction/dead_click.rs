@@ -28,8 +28,13 @@ pub const SLOW_MS: f64 = 1000.0;
 /// candidate (the rage-click detector reports the burst as such too).
 pub const MERGE_GAP_NS: i64 = 2_000_000_000;
 
-/// Nothing at all changed: the clearest case.
+/// Nothing at all changed on a control (a button, a link, something with a
+/// role): the clearest case.
 pub const CONFIDENCE_DEAD: f32 = 0.7;
+/// Nothing changed on something that only looks clickable (a card, a
+/// pointer cursor, a button-like label): a participant reads it as a
+/// control, but so may a researcher's scroll-and-click habit; a little less.
+pub const CONFIDENCE_DEAD_LOOKS: f32 = 0.6;
 /// A disabled control: the participant expected it to work, but a disabled
 /// "Далее" is also the page's way to say a field is missing, often understood.
 pub const CONFIDENCE_DISABLED: f32 = 0.6;
@@ -44,6 +49,106 @@ pub const MAX_CONFIDENCE: f32 = 0.9;
 const FIELD_TAGS: &[&str] = &["input", "textarea", "select", "option", "label"];
 /// Elements that are controls by themselves.
 const CONTROL_TAGS: &[&str] = &["a", "button", "summary"];
+
+/// A text this long or longer is a sentence, not a button's label.
+const LABEL_MAX_CHARS: usize = 32;
+/// First words (lower case, stems) of what buttons say on public-service
+/// portals: an element whose whole text is such a label reads as a button.
+const BUTTON_WORDS: &[&str] = &[
+    "далее",
+    "продолж",
+    "подать",
+    "подай",
+    "отправ",
+    "выбра",
+    "выбер",
+    "подробн",
+    "записат",
+    "войти",
+    "вход",
+    "получ",
+    "оформ",
+    "перейти",
+    "начать",
+    "сохран",
+    "подтверд",
+    "оплат",
+    "заказ",
+    "скача",
+    "измен",
+    "добав",
+    "удал",
+    "загруз",
+    "найти",
+    "показ",
+    "открыт",
+    "назад",
+    "готово",
+    "согла",
+    "принять",
+    "next",
+    "continue",
+    "submit",
+    "send",
+    "choose",
+    "select",
+    "more",
+    "sign",
+    "log",
+    "apply",
+    "start",
+    "save",
+    "confirm",
+    "pay",
+    "download",
+    "open",
+];
+
+/// Why a click was expected to do something: the rule that made it a
+/// candidate, named in its note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invite {
+    /// A button, a link or a disclosure.
+    Control,
+    /// An ARIA role (button, tab, link, ...).
+    Role,
+    /// Inside a button or link (older probes described the inner element).
+    InsideControl,
+    /// The page gave it a click handler or a tab stop.
+    Handler,
+    /// The mouse pointer turned into a hand over it.
+    Pointer,
+    /// A card or tile: a drawn box among like boxes, or named so.
+    Card,
+    /// A picture (an image link's shape).
+    Picture,
+    /// Its whole text is what buttons say («Подробнее», «Выбрать»).
+    ButtonLabel,
+}
+
+impl Invite {
+    /// A control the page made one, as opposed to one that only looks it.
+    pub fn is_control(self) -> bool {
+        matches!(
+            self,
+            Invite::Control | Invite::Role | Invite::InsideControl | Invite::Handler
+        )
+    }
+
+    /// Russian, for notes.
+    pub fn ru(self) -> &'static str {
+        match self {
+            Invite::Control => "элемент управления",
+            Invite::Role => "элемент с ролью кнопки или ссылки",
+            Invite::InsideControl => "часть кнопки или ссылки",
+            Invite::Handler => "у элемента есть обработчик клика или он в порядке перехода по Tab",
+            Invite::Pointer => "курсор над ним — указатель, как над ссылкой",
+            Invite::Card => "выглядит как карточка (рамка или тень, среди таких же)",
+            Invite::Picture => "картинка, похожая на ссылку",
+            Invite::ButtonLabel => "надпись как на кнопке",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -63,7 +168,7 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 .push(e);
         }
     }
-    let mut found: Vec<(Kind, &Event, Option<&Event>)> = Vec::new();
+    let mut found: Vec<(Kind, Option<Invite>, &Event, Option<&Event>)> = Vec::new();
     for click in timeline.browser("click") {
         let effect = data_f64(click, "click_id").and_then(|id| {
             effects
@@ -72,20 +177,20 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 .min_by_key(|e| (e.t_ns - click.t_ns).abs())
                 .copied()
         });
-        if let Some(kind) = classify(click, effect) {
-            found.push((kind, click, effect));
+        if let Some((kind, invite)) = classify(click, effect) {
+            found.push((kind, invite, click, effect));
         }
     }
 
     let mut out = Vec::new();
     let mut i = 0;
     while i < found.len() {
-        let (kind, first, _) = found[i];
+        let (kind, _, first, _) = found[i];
         let mut j = i + 1;
         while j < found.len()
             && found[j].0 == kind
-            && data_str(found[j].1, "selector") == data_str(first, "selector")
-            && found[j].1.t_ns - found[j - 1].1.t_ns <= MERGE_GAP_NS
+            && data_str(found[j].2, "selector") == data_str(first, "selector")
+            && found[j].2.t_ns - found[j - 1].2.t_ns <= MERGE_GAP_NS
         {
             j += 1;
         }
@@ -96,50 +201,100 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
     out
 }
 
-fn classify(click: &Event, effect: Option<&Event>) -> Option<Kind> {
+fn classify(click: &Event, effect: Option<&Event>) -> Option<(Kind, Option<Invite>)> {
     if let Some(e) = effect
         && (data_flag(e, "url_changed") || data_flag(e, "page_unloaded"))
     {
         return None;
     }
     if data_flag(click, "disabled") {
-        return Some(Kind::Disabled);
+        return Some((Kind::Disabled, None));
     }
-    if !looks_clickable(click) {
-        return None;
-    }
+    let invite = invites_click(click)?;
     let effect = effect?;
     if data_f64(effect, "mutations").unwrap_or(0.0) == 0.0 {
-        Some(Kind::Dead)
+        Some((Kind::Dead, Some(invite)))
     } else if data_f64(effect, "first_change_ms").is_some_and(|ms| ms > SLOW_MS) {
-        Some(Kind::Slow)
+        Some((Kind::Slow, Some(invite)))
     } else {
         None
     }
 }
 
-/// A control, a link, something with a role, or an element inside a button
-/// or link (the selector path names it); not fields and not plain text, where
-/// clicking to read, select or focus is ordinary.
-fn looks_clickable(click: &Event) -> bool {
+/// Why `click` was expected to do something, or `None` for fields (clicking
+/// into them changes nothing by design) and plain text (clicked while
+/// reading, selecting or to focus the window). Controls first, then what
+/// the probe saw that makes an element look clickable (`affordance`), then
+/// a button-like text.
+pub fn invites_click(click: &Event) -> Option<Invite> {
     let tag = data_str(click, "tag").unwrap_or("").to_ascii_lowercase();
     if FIELD_TAGS.contains(&tag.as_str()) {
-        return false;
+        return None;
     }
     let given = |key| data_str(click, key).is_some_and(|v| !v.trim().is_empty());
-    if given("role") || given("href") || CONTROL_TAGS.contains(&tag.as_str()) {
-        return true;
+    if given("href") || CONTROL_TAGS.contains(&tag.as_str()) {
+        return Some(Invite::Control);
     }
-    data_str(click, "selector").is_some_and(|s| {
+    if given("role") {
+        return Some(Invite::Role);
+    }
+    let in_control = data_str(click, "selector").is_some_and(|s| {
         s.split(['>', ' ', '+', '~'])
             .map(|part| part.split(['[', ':', '#', '.']).next().unwrap_or(""))
             .any(|t| CONTROL_TAGS.contains(&t.to_ascii_lowercase().as_str()))
-    })
+    });
+    if in_control {
+        return Some(Invite::InsideControl);
+    }
+    let seen = |key: &str| {
+        click
+            .data
+            .get("affordance")
+            .and_then(|a| a.get(key))
+            .is_some_and(|v| !v.is_null() && v != &serde_json::Value::Bool(false))
+    };
+    if seen("handler") || seen("tabindex") {
+        return Some(Invite::Handler);
+    }
+    if seen("card") {
+        return Some(Invite::Card);
+    }
+    if seen("cursor") {
+        return Some(Invite::Pointer);
+    }
+    if seen("picture") {
+        return Some(Invite::Picture);
+    }
+    data_str(click, "text")
+        .filter(|t| button_label(t))
+        .map(|_| Invite::ButtonLabel)
 }
 
-fn report(kind: Kind, group: &[(Kind, &Event, Option<&Event>)], steps: &StepAnalysis) -> Candidate {
-    let first = group[0].1;
-    let last = group[group.len() - 1].1;
+/// Whether `text` as a whole is what a button says: short, and its first
+/// word one of [`BUTTON_WORDS`].
+fn button_label(text: &str) -> bool {
+    let text = text.trim();
+    if text.is_empty()
+        || text.chars().count() > LABEL_MAX_CHARS
+        || text.split_whitespace().count() > 4
+    {
+        return false;
+    }
+    let first = text
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_lowercase()
+        .replace('ё', "е");
+    BUTTON_WORDS.iter().any(|w| first.starts_with(w))
+}
+
+type Found<'a> = (Kind, Option<Invite>, &'a Event, Option<&'a Event>);
+
+fn report(kind: Kind, group: &[Found], steps: &StepAnalysis) -> Candidate {
+    let first = group[0].2;
+    let last = group[group.len() - 1].2;
+    let invite = group[0].1;
     let n = group.len();
     let clicks = if n == 1 {
         "клик".to_string()
@@ -147,7 +302,7 @@ fn report(kind: Kind, group: &[(Kind, &Event, Option<&Event>)], steps: &StepAnal
         count_ru(n, "клик", "клика", "кликов")
     };
     let selector = data_str(first, "selector").unwrap_or("?");
-    let note = match kind {
+    let mut note = match kind {
         Kind::Dead => {
             format!("{clicks} по \"{selector}\" без отклика: страница не изменилась за 1 с")
         }
@@ -155,7 +310,7 @@ fn report(kind: Kind, group: &[(Kind, &Event, Option<&Event>)], steps: &StepAnal
         Kind::Slow => {
             let ms = group
                 .iter()
-                .filter_map(|(_, _, e)| data_f64((*e)?, "first_change_ms"))
+                .filter_map(|(_, _, _, e)| data_f64((*e)?, "first_change_ms"))
                 .fold(0.0, f64::max);
             format!(
                 "{clicks} по \"{selector}\": страница ответила только через {}",
@@ -163,14 +318,25 @@ fn report(kind: Kind, group: &[(Kind, &Event, Option<&Event>)], steps: &StepAnal
             )
         }
     };
-    let base = match kind {
-        Kind::Dead => CONFIDENCE_DEAD,
-        Kind::Disabled => CONFIDENCE_DISABLED,
-        Kind::Slow => CONFIDENCE_SLOW,
+    // A control needs no saying why it should have worked; what only looks
+    // like one does.
+    if let Some(i) = invite.filter(|i| !i.is_control()) {
+        note += &format!("; не элемент управления, но {}", i.ru());
+        if i == Invite::ButtonLabel
+            && let Some(t) = data_str(first, "text")
+        {
+            note += &format!(" («{}»)", t.trim());
+        }
+    }
+    let base = match (kind, invite) {
+        (Kind::Dead, Some(i)) if !i.is_control() => CONFIDENCE_DEAD_LOOKS,
+        (Kind::Dead, _) => CONFIDENCE_DEAD,
+        (Kind::Disabled, _) => CONFIDENCE_DISABLED,
+        (Kind::Slow, _) => CONFIDENCE_SLOW,
     };
     let mut events: Vec<u64> = group
         .iter()
-        .flat_map(|(_, c, e)| [Some(c.seq), e.map(|e| e.seq)])
+        .flat_map(|(_, _, c, e)| [Some(c.seq), e.map(|e| e.seq)])
         .flatten()
         .collect();
     events.sort_unstable();
@@ -192,6 +358,7 @@ fn report(kind: Kind, group: &[(Kind, &Event, Option<&Event>)], steps: &StepAnal
 mod tests {
     use super::*;
     use crate::timeline::testkit::*;
+    use serde_json::json;
 
     fn in_client(mut e: Event, client: &str) -> Event {
         e.client = Some(client.into());
@@ -288,6 +455,88 @@ mod tests {
                         "клик по \"div.tile\" без отклика: страница не изменилась за 1 с",
                     ),
                 ],
+            ),
+            (
+                "what only looks clickable: a card, a hand cursor, a button's words",
+                vec![
+                    click(1.0, "div.services > div:nth-of-type(2)", 10, 10)
+                        .with("tag", "div")
+                        .with(
+                            "affordance",
+                            json!({"card": "div.services > div:nth-of-type(2)"}),
+                        ),
+                    effect(1.0, 1, 0, false),
+                    click(4.0, "span.more", 10, 10)
+                        .with("tag", "span")
+                        .with("affordance", json!({"cursor": "pointer"})),
+                    effect(4.0, 3, 0, false),
+                    click(7.0, "div.footer > span", 10, 10)
+                        .with("tag", "span")
+                        .with("text", "Подробнее "),
+                    effect(7.0, 5, 0, false),
+                ],
+                vec![
+                    (
+                        1.0,
+                        2.0,
+                        vec![1, 2],
+                        0.6,
+                        "клик по \"div.services > div:nth-of-type(2)\" без отклика: страница не изменилась за 1 с; не элемент управления, но выглядит как карточка (рамка или тень, среди таких же)",
+                    ),
+                    (
+                        4.0,
+                        5.0,
+                        vec![3, 4],
+                        0.6,
+                        "клик по \"span.more\" без отклика: страница не изменилась за 1 с; не элемент управления, но курсор над ним — указатель, как над ссылкой",
+                    ),
+                    (
+                        7.0,
+                        8.0,
+                        vec![5, 6],
+                        0.6,
+                        "клик по \"div.footer > span\" без отклика: страница не изменилась за 1 с; не элемент управления, но надпись как на кнопке («Подробнее»)",
+                    ),
+                ],
+            ),
+            (
+                "text read, not pressed: a sentence, a bordered notice, a word that is not a label",
+                vec![
+                    click(1.0, "main > p", 10, 10).with("tag", "p").with(
+                        "text",
+                        "Далее вы сможете выбрать способ получения выплаты и указать реквизиты",
+                    ),
+                    effect(1.0, 1, 0, false),
+                    click(3.0, "div.notice > p", 10, 10)
+                        .with("tag", "p")
+                        .with("text", "Пособие назначается на 12 месяцев"),
+                    effect(3.0, 3, 0, false),
+                    click(5.0, "td", 10, 10)
+                        .with("tag", "td")
+                        .with("text", "Сумма"),
+                    effect(5.0, 5, 0, false),
+                    click(7.0, "span", 10, 10)
+                        .with("tag", "span")
+                        .with("affordance", json!({"cursor": null, "card": false})),
+                    effect(7.0, 7, 0, false),
+                ],
+                vec![],
+            ),
+            (
+                "a tab stop or a handler makes a control",
+                vec![
+                    click(1.0, "div.toggle", 10, 10)
+                        .with("tag", "div")
+                        .with("affordance", json!({"tabindex": true})),
+                    effect(1.0, 1, 0, false),
+                ],
+                vec![(
+                    1.0,
+                    2.0,
+                    vec![1, 2],
+                    0.7,
+                    "клик по \"div.toggle\" без отклика: страница не изменилась за 1 с",
+                )],
             ),
             (
                 "a disabled button, even if something else on the page moved",

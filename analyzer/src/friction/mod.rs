@@ -35,8 +35,12 @@ pub fn detect_all(
     lexicon: &Lexicon,
 ) -> Vec<Candidate> {
     let mut all = Vec::new();
-    all.extend(rage_click::detect(timeline, steps));
-    all.extend(dead_click::detect(timeline, steps));
+    // A burst of clicks on a control that did nothing is one friction, not a
+    // rage click and a dead click.
+    all.extend(rage_click::absorb_dead_clicks(
+        rage_click::detect(timeline, steps),
+        dead_click::detect(timeline, steps),
+    ));
     all.extend(backtrack::detect(journey, timeline, steps));
     all.extend(hesitation::detect(timeline, steps));
     all.extend(step_overtime::detect(steps));

@@ -64,6 +64,44 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
     out
 }
 
+/// Added to the larger confidence when a burst was also a dead click: two
+/// rules saw the same friction.
+pub const BOTH_BONUS: f32 = 0.05;
+
+/// Merges each dead-click candidate that shares a click with a rage-click
+/// burst into that burst: one candidate with both kinds of evidence (events,
+/// notes, the dead click's wait for an effect), detector `rage_click`,
+/// `dead_click` under `also`. Dead clicks outside every burst stay as they
+/// are. Ids are left for the caller to number.
+pub fn absorb_dead_clicks(mut rage: Vec<Candidate>, dead: Vec<Candidate>) -> Vec<Candidate> {
+    let mut rest = Vec::new();
+    for d in dead {
+        let Some(r) = rage.iter_mut().find(|r| {
+            d.evidence
+                .events
+                .iter()
+                .any(|s| r.evidence.events.contains(s))
+        }) else {
+            rest.push(d);
+            continue;
+        };
+        r.start_ns = r.start_ns.min(d.start_ns);
+        r.end_ns = r.end_ns.max(d.end_ns);
+        r.confidence = ((r.confidence.max(d.confidence) + BOTH_BONUS).min(MAX_CONFIDENCE) * 100.0)
+            .round()
+            / 100.0;
+        r.evidence.events.extend(d.evidence.events);
+        r.evidence.events.sort_unstable();
+        r.evidence.events.dedup();
+        r.evidence.note = format!("{}; {}", r.evidence.note, d.evidence.note);
+        if !r.also.contains(&d.detector) {
+            r.also.push(d.detector);
+        }
+    }
+    rage.extend(rest);
+    rage
+}
+
 fn same_spot(first: &Event, other: &Event) -> bool {
     let selector = |e| data_str(e, "selector").filter(|s| !s.is_empty());
     if selector(first).is_some() && selector(first) == selector(other) {
@@ -188,6 +226,46 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_burst_that_was_also_dead_is_one_candidate() {
+        let t = tl(vec![
+            nav(0.0, "https://gu.example/form"),
+            click(10.0, "#next", 100, 200).with("disabled", true),
+            click(10.4, "#next", 100, 200).with("disabled", true),
+            click(10.8, "#next", 100, 200).with("disabled", true),
+            effect(10.0, 2, 0, false),
+            click(30.0, "div.card", 10, 10)
+                .with("tag", "div")
+                .with("affordance", serde_json::json!({"card": "div.card"})),
+            effect(30.0, 6, 0, false),
+        ]);
+        let steps = segment(&journey(), &t);
+        let rage = detect(&t, &steps);
+        let dead = super::super::dead_click::detect(&t, &steps);
+        assert_eq!((rage.len(), dead.len()), (1, 2));
+        let merged = absorb_dead_clicks(rage, dead);
+        assert_eq!(merged.len(), 2, "{merged:#?}");
+        let burst = &merged[0];
+        assert_eq!(burst.detector, NAME);
+        assert_eq!(burst.also, vec!["dead_click".to_string()]);
+        assert_eq!(burst.evidence.events, vec![2, 3, 4, 5]);
+        assert_eq!((burst.start_ns, burst.end_ns), (secs(10.0), secs(11.8)));
+        // max(0.5 for three clicks, 0.6 + 2 × 0.1 for three disabled) + 0.05
+        assert_eq!(burst.confidence, 0.85);
+        assert!(
+            burst.evidence.note.starts_with("3 клика за 0,8 с"),
+            "{}",
+            burst.evidence.note
+        );
+        assert!(
+            burst.evidence.note.contains("по неактивному элементу"),
+            "{}",
+            burst.evidence.note
+        );
+        let card = &merged[1];
+        assert_eq!((card.detector.as_str(), card.also.len()), ("dead_click", 0));
     }
 
     #[test]

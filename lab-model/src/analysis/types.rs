@@ -157,6 +157,11 @@ pub struct Candidate {
     /// 0-1.
     pub confidence: f32,
     pub evidence: Evidence,
+    /// Other detectors whose candidate for the same moment was merged into
+    /// this one (a rage-click burst on a control that did nothing is also a
+    /// dead click): one friction, one candidate, every rule that saw it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// `analysis/candidates.json`.

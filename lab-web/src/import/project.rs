@@ -182,6 +182,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
                                 .iter()
                                 .map(|w| w.text.trim().to_string())
                                 .collect(),
+                            also: cand.also.clone(),
                         })?,
                     })
                 })

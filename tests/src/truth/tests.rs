@@ -60,6 +60,7 @@ fn candidate(detector: &str, step: &str, start_ns: i64) -> Candidate {
             note: "n".into(),
             ..Evidence::default()
         },
+        also: Vec::new(),
     }
 }
 

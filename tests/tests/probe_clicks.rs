@@ -1,0 +1,227 @@
+//! The probe in the station's real Chromium, clicked with a real mouse
+//! (Playwright over CDP: trusted input events), and the dead-click detector
+//! reading what it recorded. A click inside a control is described as that
+//! control; what only looks clickable (a card among cards, a hand cursor, a
+//! button's words) says why; plain text and a lone bordered notice do not.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use analyzer::friction::dead_click;
+use analyzer::timeline::{Timeline, data_str};
+use lab_model::Bundle;
+use lab_model::analysis::StepAnalysis;
+use lab_tests::{RecorderProcess, Xvfb, require, temp_dir};
+
+const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Выбор услуги</title>
+<style>
+  body { font: 16px sans-serif; margin: 20px; background: #fff; }
+  .grid { display: flex; gap: 16px; }
+  .card { width: 220px; padding: 12px; border: 1px solid #ccd; border-radius: 8px; }
+  .notice { width: 600px; padding: 12px; border: 1px solid #e0c000; margin: 16px 0; }
+</style></head><body>
+<h1>Выберите услугу</h1>
+<button id="buy" type="button"><span class="label">Оформить</span></button>
+<a id="help" href="#help-text"><svg width="24" height="24"><circle cx="12" cy="12" r="10"/></svg></a>
+<div class="grid" id="cards">
+  <div class="card"><h3>Пособие</h3><p>Единое пособие на детей</p></div>
+  <div class="card"><h3>Выплата</h3><p>Материнский капитал</p></div>
+  <div class="card"><h3>Справка</h3><p>О составе семьи</p></div>
+</div>
+<div class="notice" id="notice"><h3>Важно</h3><p id="notice-text">Заявление рассматривается десять рабочих дней.</p></div>
+<p id="plain">Услуга предоставляется бесплатно. Результат придёт в личный кабинет.</p>
+<div id="region" style="cursor: pointer; display: inline-block">Выбрать регион</div>
+<div id="ready"></div>
+</body></html>"##;
+
+/// Serves `PAGE` on an ephemeral port.
+fn serve() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+                PAGE.len()
+            );
+        }
+    });
+    port
+}
+
+/// The DevTools WebSocket of the Chromium the recorder `pid` launched (its
+/// profile directory is `$TMPDIR/lab-chromium-<pid>-*`).
+fn devtools(pid: u32) -> String {
+    let t = Instant::now();
+    loop {
+        let tmp = std::env::temp_dir();
+        let prefix = format!("lab-chromium-{pid}-");
+        for e in std::fs::read_dir(&tmp).unwrap().flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(e.path().join("DevToolsActivePort")) {
+                let mut lines = text.lines();
+                if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                    return format!("ws://127.0.0.1:{}{}", port.trim(), path.trim());
+                }
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no DevTools port from the station's Chromium"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn clicks_name_their_control_and_why_they_look_clickable() {
+    require("chromium");
+    require("node");
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/e2e (scripts/test does)"
+    );
+    let x = Xvfb::start(1280, 720).unwrap();
+    let url = format!("http://127.0.0.1:{}/", serve());
+    let out = temp_dir("probe-clicks");
+    let mut rec = RecorderProcess::spawn(
+        &[
+            "--test-sources",
+            "--participant",
+            "P21",
+            "--consent",
+            "C21",
+            "--browser",
+            &url,
+            "--no-kiosk",
+            "--browser-arg=--disable-gpu",
+        ],
+        &[("DISPLAY", &x.display)],
+        &out,
+    )
+    .unwrap();
+    let (dir, _) = rec.wait_started().unwrap();
+    let ws = devtools(rec.child.id());
+    let targets = [
+        "#buy > span",
+        "#help > svg",
+        "#cards > div:nth-of-type(2) > h3",
+        "#notice-text",
+        "#plain",
+        "#region",
+    ];
+    let run = Command::new("node")
+        .arg(e2e.join("clicks.mjs"))
+        .arg(&ws)
+        .args(targets)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "clicks.mjs: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bundle = Bundle::new(&dir);
+    let t = Instant::now();
+    while !bundle.read_events().unwrap().0.iter().any(|e| {
+        e.kind == "navigation" && e.data["url"].as_str().is_some_and(|u| u.ends_with("/done"))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the last navigation was not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rec.signal(libc::SIGTERM);
+    let (ok, _, stderr) = rec.wait().unwrap();
+    assert!(ok, "{stderr}");
+    let (events, _) = bundle.read_events().unwrap();
+    let clicks: Vec<_> = events.iter().filter(|e| e.kind == "click").collect();
+    for c in &clicks {
+        println!("{}", c.data);
+    }
+    assert_eq!(clicks.len(), targets.len(), "one click event per click");
+    let field = |i: usize, k: &str| clicks[i].data[k].clone();
+
+    // Inside a control: described as the control, the inner element kept.
+    assert_eq!(field(0, "selector"), "#buy");
+    assert_eq!(field(0, "tag"), "button");
+    assert_eq!(field(0, "target_tag"), "span");
+    assert_eq!(field(0, "text"), "Оформить");
+    assert_eq!(field(1, "selector"), "#help");
+    assert_eq!(field(1, "tag"), "a");
+    assert!(
+        field(1, "target_selector")
+            .as_str()
+            .is_some_and(|s| s.starts_with("#help > svg")),
+        "{}",
+        clicks[1].data
+    );
+    // A card among cards.
+    assert_eq!(field(2, "tag"), "h3");
+    assert_eq!(
+        field(2, "affordance")["card"],
+        "#cards > div:nth-of-type(2)",
+        "{}",
+        clicks[2].data
+    );
+    // Text to read: no affordance at all.
+    assert!(field(3, "affordance").is_null(), "{}", clicks[3].data);
+    assert!(field(4, "affordance").is_null(), "{}", clicks[4].data);
+    // The hand cursor.
+    assert_eq!(
+        field(5, "affordance")["cursor"],
+        "pointer",
+        "{}",
+        clicks[5].data
+    );
+
+    // The detector on what was recorded: the button that does nothing, the
+    // card and the pointer are dead clicks; the link navigated (hash), the
+    // notice and the paragraph were read.
+    let end = events.iter().map(|e| e.t_ns).max().unwrap_or(0);
+    let timeline = Timeline::new(events.clone(), Vec::new(), end);
+    let steps = StepAnalysis {
+        format_version: 1,
+        journey_id: "test".into(),
+        journey_version: "1".into(),
+        intervals: Vec::new(),
+        steps: Vec::new(),
+    };
+    let dead = dead_click::detect(&timeline, &steps);
+    let mut on: Vec<String> = dead
+        .iter()
+        .map(|c| {
+            let click = c
+                .evidence
+                .events
+                .iter()
+                .find_map(|s| timeline.event(*s).filter(|e| e.kind == "click"))
+                .unwrap();
+            data_str(click, "selector").unwrap_or("").to_string()
+        })
+        .collect();
+    on.sort();
+    assert_eq!(
+        on,
+        ["#buy", "#cards > div:nth-of-type(2) > h3", "#region"],
+        "{dead:#?}"
+    );
+    let card = dead
+        .iter()
+        .find(|c| c.evidence.note.contains("карточка"))
+        .unwrap();
+    assert_eq!(card.confidence, dead_click::CONFIDENCE_DEAD_LOOKS);
+    drop(x);
+    let _ = std::fs::remove_dir_all(&out);
+}
