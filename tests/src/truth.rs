@@ -360,7 +360,11 @@ pub fn measure(
             .candidates
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.detector == f.detector && c.step.as_deref() == Some(&*f.step))
+            // A candidate another detector's was merged into proposes it too.
+            .filter(|(_, c)| {
+                (c.detector == f.detector || c.also.contains(&f.detector))
+                    && c.step.as_deref() == Some(&*f.step)
+            })
             .map(|(i, c)| (f.offset(c.start_ns), i))
             .filter(|(err, _)| s(*err) <= bounds.friction_tolerance_s)
             .min();

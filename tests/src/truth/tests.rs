@@ -124,6 +124,40 @@ fn a_session_that_matches_its_truth_has_no_problems() {
 }
 
 #[test]
+fn a_merged_candidate_proposes_each_detector_it_carries() {
+    let t = truth(serde_json::json!([
+        { "kind": "unresponsive", "detector": "rage_click", "also": ["dead_click"], "step": "documents",
+          "start_ns": 20 * S, "end_ns": 21 * S },
+        { "kind": "unresponsive", "detector": "dead_click", "also": ["rage_click"], "step": "documents",
+          "start_ns": 20 * S, "end_ns": 21 * S },
+        { "kind": "spoken_confusion", "detector": "verbal_confusion", "spoken": true, "match": "span",
+          "step": "find", "start_ns": S, "end_ns": 3 * S }
+    ]));
+    let mut burst = candidate("rage_click", "documents", 20 * S);
+    burst.also = vec!["dead_click".into()];
+    let words = candidate("verbal_confusion", "find", 2 * S);
+    let m = measure(
+        &t,
+        &steps(10 * S),
+        &list(vec![burst.clone(), words.clone()]),
+        &transcript("не понимаю куда тут нажимать"),
+        &Bounds::default(),
+    );
+    assert!(m.problems.is_empty(), "{:?}", m.problems);
+    assert_eq!(m.friction_errors, [0.0, 0.0, 0.0]);
+    // Without the merge the dead click is missed.
+    burst.also.clear();
+    let m = measure(
+        &t,
+        &steps(10 * S),
+        &list(vec![burst, words]),
+        &transcript("не понимаю куда тут нажимать"),
+        &Bounds::default(),
+    );
+    assert_eq!(m.problems.len(), 1, "{:?}", m.problems);
+}
+
+#[test]
 fn broken_bounds_are_problems_not_panics() {
     let t = truth(serde_json::json!([
         { "kind": "stall", "detector": "hesitation", "step": "documents",
