@@ -26,6 +26,29 @@ pub const OPENERS: &str = "как\nгде\nкуда\nчто\nкакой*\nкак
 pub const ASKING: &str = "можно\nа это\nмне нужно ли\nнужно ли\nнадо ли\nмне надо\n\
                           can i\nshould i\ndo i\nis it ok";
 
+/// Word order that makes a question without its question mark (the
+/// recogniser often loses the intonation): a question word followed by a
+/// place or person word («где тут…», «как мне…», «что здесь нужно…»).
+pub const STRUCTURE: &str = "где тут\nгде здесь\nгде же\nгде мне\nкуда тут\nкуда здесь\nкуда мне\n\
+                             куда дальше\nкак мне\nкак тут\nкак здесь\nкак же\nчто тут\nчто здесь\n\
+                             что мне\nчто нужно\nчто надо\nчто теперь\nкакой здесь\nкакую тут\n\
+                             where do\nwhere is\nwhat do\nhow do";
+
+/// The interrogative particle: «нужно ли», «правильно ли я…» ask whatever
+/// their intonation.
+pub const PARTICLE: &str = "ли";
+
+/// The particle counts this early in the utterance (a question asks it
+/// near its start: «надо ли…», «а правильно ли я…»).
+pub const PARTICLE_WITHIN: usize = 4;
+
+/// Mean recogniser probability of the words below which the words are
+/// weak evidence: a question built on them is said to be weak and counts
+/// for less (a hallucinated sentence is often made of such words).
+pub const WEAK_WORDS: f32 = 0.5;
+/// Factor for weak words.
+pub const WEAK_FACTOR: f32 = 0.7;
+
 /// Discourse words that may precede the question word («ну где…», «а как…»).
 pub const LEAD_WORDS: &[&str] = &["а", "ну", "и", "so", "and", "um", "uh", "oh"];
 
@@ -43,6 +66,8 @@ pub const REPLY_WINDOW_NS: i64 = 5_000_000_000;
 pub const CONFIDENCE_BOTH: f32 = 0.6;
 /// Ends with "?" only (the transcriber heard a question intonation).
 pub const CONFIDENCE_MARK: f32 = 0.5;
+/// No mark, but a question's word order or its particle.
+pub const CONFIDENCE_STRUCTURE: f32 = 0.45;
 /// Starts with a question word only: «как хорошо» starts that way too.
 pub const CONFIDENCE_OPENER: f32 = 0.3;
 /// Added for a permission/guidance opener.
@@ -59,8 +84,11 @@ pub const MAX_CONFIDENCE: f32 = 0.95;
 pub const CONFIDENCE_HELP_ONLY: f32 = 0.5;
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
-    let openers = Lexicon::parse(OPENERS, "question openers").expect("built-in list");
-    let asking = Lexicon::parse(ASKING, "asking openers").expect("built-in list");
+    let cues = Cues {
+        openers: Lexicon::parse(OPENERS, "question openers").expect("built-in list"),
+        asking: Lexicon::parse(ASKING, "asking openers").expect("built-in list"),
+        structure: Lexicon::parse(STRUCTURE, "question word order").expect("built-in list"),
+    };
     let words = &timeline.words;
     let mut out = Vec::new();
     for run in participant_runs(words, UTTERANCE_PAUSE_NS) {
@@ -68,7 +96,7 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
         for i in run.clone() {
             let text = words[i].text.trim_end();
             if i + 1 == run.end || text.ends_with(['.', '!', '?', '…', '？']) {
-                if let Some(c) = judge(timeline, steps, &words[start..=i], &openers, &asking) {
+                if let Some(c) = judge(timeline, steps, &words[start..=i], &cues) {
                     out.push(c);
                 }
                 start = i + 1;
@@ -138,32 +166,59 @@ fn opens(lexicon: &Lexicon, toks: &[String]) -> bool {
             && lexicon.match_at(toks, 1).is_some())
 }
 
+/// The built-in lists, parsed once per run.
+struct Cues {
+    openers: Lexicon,
+    asking: Lexicon,
+    structure: Lexicon,
+}
+
 fn judge(
     timeline: &Timeline,
     steps: &StepAnalysis,
     utterance: &[Word],
-    openers: &Lexicon,
-    asking: &Lexicon,
+    cues: &Cues,
 ) -> Option<Candidate> {
     let toks: Vec<String> = utterance.iter().flat_map(|w| tokens(&w.text)).collect();
     if toks.is_empty() {
         return None;
     }
     let mark = utterance.last()?.text.trim_end().ends_with(['?', '？']);
-    let asks = opens(asking, &toks);
-    let opener = asks || opens(openers, &toks);
-    let mut confidence = match (mark, opener) {
-        (true, true) => CONFIDENCE_BOTH,
-        (true, false) => CONFIDENCE_MARK,
+    let asks = opens(&cues.asking, &toks);
+    let opener = asks || opens(&cues.openers, &toks);
+    let ordered = opens(&cues.structure, &toks)
+        || toks
+            .iter()
+            .take(PARTICLE_WITHIN)
+            .skip(1)
+            .any(|t| t == PARTICLE);
+    let (mut confidence, why) = match (mark, opener, ordered) {
+        (true, true, _) => (CONFIDENCE_BOTH, "знак вопроса и вопросительное слово"),
+        (true, false, _) => (CONFIDENCE_MARK, "знак вопроса"),
+        (false, _, true) => (
+            CONFIDENCE_STRUCTURE,
+            "порядок слов вопроса (знак вопроса не распознан)",
+        ),
         // A lone «как» or «что» without a question mark is a filler.
-        (false, true) if toks.len() >= 2 => CONFIDENCE_OPENER,
+        (false, true, false) if toks.len() >= 2 => {
+            (CONFIDENCE_OPENER, "только вопросительное слово в начале")
+        }
         _ => return None,
     };
     if asks {
         confidence += ASKING_BONUS;
     }
     let (start, end) = (utterance[0].start_ns, utterance[utterance.len() - 1].end_ns);
-    let mut note = format!("вопрос модератору: «{}»", quote(utterance, 15));
+    let mut note = format!("вопрос модератору: «{}» ({why})", quote(utterance, 15));
+    let heard = utterance
+        .iter()
+        .map(|w| w.confidence.clamp(0.0, 1.0))
+        .sum::<f32>()
+        / utterance.len() as f32;
+    if heard < WEAK_WORDS {
+        confidence *= WEAK_FACTOR;
+        note += "; слова распознаны неуверенно";
+    }
     let replied = timeline.words.iter().any(|w| {
         w.speaker == Speaker::Moderator && w.start_ns >= end && w.start_ns - end <= REPLY_WINDOW_NS
     });
@@ -221,7 +276,7 @@ mod tests {
                     3.5,
                     vec![],
                     0.6,
-                    "вопрос модератору: «Где тут кнопка отправить?»",
+                    "вопрос модератору: «Где тут кнопка отправить?» (знак вопроса и вопросительное слово)",
                 )],
             ),
             (
@@ -233,7 +288,7 @@ mod tests {
                     3.5,
                     vec![1],
                     0.95,
-                    "вопрос модератору: «А это обязательно заполнять?»; оператор отметил просьбу о помощи",
+                    "вопрос модератору: «А это обязательно заполнять?» (знак вопроса и вопросительное слово); оператор отметил просьбу о помощи",
                 )],
             ),
             (
@@ -249,7 +304,7 @@ mod tests {
                     3.5,
                     vec![],
                     0.55,
-                    "вопрос модератору: «Можно я вернусь назад»; модератор ответил",
+                    "вопрос модератору: «Можно я вернусь назад» (только вопросительное слово в начале); модератор ответил",
                 )],
             ),
             (
@@ -257,7 +312,13 @@ mod tests {
                 vec![marker(20.0, "help", "")],
                 words(2.0, "Ну вот. Ну где же?"),
                 vec![
-                    (2.8, 3.9, vec![], 0.6, "вопрос модератору: «Ну где же?»"),
+                    (
+                        2.8,
+                        3.9,
+                        vec![],
+                        0.6,
+                        "вопрос модератору: «Ну где же?» (знак вопроса и вопросительное слово)",
+                    ),
                     (
                         20.0,
                         20.0,
@@ -288,14 +349,63 @@ mod tests {
                     2.5,
                     vec![],
                     0.7,
-                    "вопрос модератору: «Should I click here?»",
+                    "вопрос модератору: «Should I click here?» (знак вопроса и вопросительное слово)",
                 )],
             ),
             (
                 "a mixed channel, less surely",
                 vec![],
                 words_by(1.0, Speaker::Mixed, "Куда дальше?"),
-                vec![(1.0, 1.7, vec![], 0.48, "вопрос модератору: «Куда дальше?»")],
+                vec![(
+                    1.0,
+                    1.7,
+                    vec![],
+                    0.48,
+                    "вопрос модератору: «Куда дальше?» (знак вопроса и вопросительное слово)",
+                )],
+            ),
+            (
+                "no question mark, but a question's word order or its particle",
+                vec![],
+                [
+                    words(1.0, "Где тут отправить заявление"),
+                    words(6.0, "А нужно ли прикладывать справку"),
+                ]
+                .concat(),
+                vec![
+                    (
+                        1.0,
+                        2.5,
+                        vec![],
+                        0.45,
+                        "вопрос модератору: «Где тут отправить заявление» (порядок слов вопроса (знак вопроса не распознан))",
+                    ),
+                    (
+                        6.0,
+                        7.9,
+                        vec![],
+                        0.55,
+                        "вопрос модератору: «А нужно ли прикладывать справку» (порядок слов вопроса (знак вопроса не распознан))",
+                    ),
+                ],
+            ),
+            (
+                "words the recogniser was unsure of are weak evidence",
+                vec![],
+                words(1.0, "Где тут кнопка?")
+                    .into_iter()
+                    .map(|mut w| {
+                        w.confidence = 0.3;
+                        w
+                    })
+                    .collect(),
+                vec![(
+                    1.0,
+                    2.1,
+                    vec![],
+                    0.42,
+                    "вопрос модератору: «Где тут кнопка?» (знак вопроса и вопросительное слово); слова распознаны неуверенно",
+                )],
             ),
             (
                 "statements, a lone filler word, and the moderator's own questions are not",

@@ -88,7 +88,7 @@ fn report(words: &[Word], episode: &[Cue], steps: &StepAnalysis) -> Candidate {
             phrases.push(&c.phrase);
         }
     }
-    let note = format!(
+    let mut note = format!(
         "участник: «{}» ({})",
         quotes.join(" … "),
         phrases.join(", ")
@@ -98,6 +98,9 @@ fn report(words: &[Word], episode: &[Cue], steps: &StepAnalysis) -> Candidate {
         .map(|w| w.confidence.clamp(0.0, 1.0))
         .sum::<f32>()
         / spoken.len() as f32;
+    if heard < super::question_to_moderator::WEAK_WORDS {
+        note += "; слова распознаны неуверенно";
+    }
     let mut confidence =
         (BASE_CONFIDENCE + PER_EXTRA_CUE * (episode.len() - 1) as f32).min(MAX_CONFIDENCE);
     // An unsure transcription halves the confidence at worst.
