@@ -14,7 +14,10 @@
 //!   by a button on the same page could never be left forward;
 //! - an **operator marker** matches a rule with `marker`, tried against
 //!   `type:label` and the bare `label` (`type` alone when there is no label);
-//!   `url` / `title` in the same rule test the current page.
+//!   `url` / `title` in the same rule test the current page;
+//! - a modal **dialog** opening (a single-page app's step without a URL of
+//!   its own) matches a rule with `dialog`, against the dialog's title;
+//!   `url` / `title` in the same rule test the page under it.
 //!
 //! When one event matches several steps, the step after the current one wins,
 //! then the current step itself (re-entering it is not a new visit, and this
@@ -180,6 +183,19 @@ fn rule_matches(
             .is_none_or(|p| text.is_some_and(|t| glob_match(p, t)))
     };
     let wants_click = rule.selector.is_some() || rule.click_text.is_some();
+    let wants_dialog = rule.dialog.is_some();
+    if is_browser(e, "dialog") {
+        return wants_dialog
+            && !wants_click
+            && rule.marker.is_none()
+            && data_str(e, "action") == Some("open")
+            && glob(&rule.dialog, data_str(e, "title"))
+            && glob(&rule.url, page_url)
+            && glob(&rule.title, page_title);
+    }
+    if wants_dialog {
+        return false;
+    }
     if let Some((kind, label)) = marker_of(e) {
         let Some(pattern) = rule.marker.as_deref() else {
             return false;

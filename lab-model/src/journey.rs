@@ -97,6 +97,10 @@ pub struct EntryRule {
     /// Operator marker: `type:label` (e.g. `step:Вход`), or a bare label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
+    /// Title of a modal dialog that opened (a browser `dialog` event): single-
+    /// page apps show steps in dialogs without changing the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialog: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

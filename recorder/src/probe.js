@@ -465,6 +465,50 @@
     if (document.head) watchTitle();
     else document.addEventListener('DOMContentLoaded', () => guard(watchTitle), { once: true });
 
+    /* ---- modal dialogs: a single-page app's steps without URLs ---- */
+
+    // Open, visible dialogs; each opening and closing is an event with the
+    // dialog's title (its accessible name or first heading), looked at a
+    // moment after the DOM settles.
+    const DIALOG = 'dialog[open], [role="dialog"], [role="alertdialog"], [aria-modal="true"]';
+    const openDialogs = new Map(); // element -> title
+    let dialogTimer = null, dialogT = 0;
+    function dialogTitle(d) {
+      const heading = d.querySelector('h1, h2, h3, h4, [role="heading"]');
+      return clean(attr(d, 'aria-label'), 120) || textOfIds(attr(d, 'aria-labelledby'), 120) ||
+        (heading ? plainText(heading, 120) : '') || plainText(d, 60);
+    }
+    const shown = (d) => !!(d.getClientRects().length && getComputedStyle(d).visibility !== 'hidden' &&
+      !d.closest('[aria-hidden="true"], [hidden]'));
+    function checkDialogs() {
+      dialogTimer = null;
+      const now = new Set([...document.querySelectorAll(DIALOG)].filter(shown));
+      for (const [d, title] of openDialogs) {
+        if (now.has(d)) continue;
+        openDialogs.delete(d);
+        record('dialog', { action: 'close', title, selector: cssPath(d) }, dialogT);
+      }
+      for (const d of now) {
+        if (openDialogs.has(d)) continue;
+        const title = dialogTitle(d);
+        openDialogs.set(d, title);
+        record('dialog', { action: 'open', title, selector: cssPath(d) }, dialogT);
+      }
+    }
+    if (typeof MutationObserver === 'function') {
+      // Stamped with the first change of the batch, not the look 100 ms later.
+      new MutationObserver(() => {
+        if (dialogTimer) return;
+        dialogT = now();
+        dialogTimer = setTimeout(() => guard(checkDialogs), 100);
+      })
+        .observe(document, { childList: true, subtree: true, attributes: true,
+          attributeFilter: ['open', 'style', 'class', 'hidden', 'aria-hidden', 'role', 'aria-modal'] });
+    }
+    const firstDialogLook = () => guard(() => { dialogT = now(); checkDialogs(); });
+    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', firstDialogLook, { once: true });
+    else firstDialogLook();
+
     /* ---- clicks and whether they did anything ---- */
 
     // What a click landed on is described as the control it is part of: a

@@ -33,6 +33,16 @@ const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8
 <div class="notice" id="notice"><h3>Важно</h3><p id="notice-text">Заявление рассматривается десять рабочих дней.</p></div>
 <p id="plain">Услуга предоставляется бесплатно. Результат придёт в личный кабинет.</p>
 <div id="region" style="cursor: pointer; display: inline-block">Выбрать регион</div>
+<button id="check" type="button">Проверить данные</button>
+<script>
+  document.getElementById('check').addEventListener('click', () => {
+    const d = document.createElement('div');
+    d.setAttribute('role', 'dialog');
+    d.setAttribute('aria-modal', 'true');
+    d.innerHTML = '<h2>Подтверждение данных</h2><p>Проверьте сведения о ребёнке.</p>';
+    document.body.appendChild(d);
+  });
+</script>
 <div id="ready"></div>
 </body></html>"##;
 
@@ -118,6 +128,7 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "#notice-text",
         "#plain",
         "#region",
+        "#check",
     ];
     let run = Command::new("node")
         .arg(e2e.join("clicks.mjs"))
@@ -151,6 +162,7 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         println!("{}", c.data);
     }
     assert_eq!(clicks.len(), targets.len(), "one click event per click");
+    assert_eq!(clicks[6].data["text"], "Проверить данные");
     let field = |i: usize, k: &str| clicks[i].data[k].clone();
 
     // Inside a control: described as the control, the inner element kept.
@@ -185,6 +197,41 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "{}",
         clicks[5].data
     );
+
+    // A modal dialog the page opened: an event with its title, and a step
+    // entered by it (a single-page app's step without a URL of its own).
+    let opened: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "dialog" && e.data["action"] == "open")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].data["title"], "Подтверждение данных");
+    assert!(
+        opened[0].t_ns >= clicks[6].t_ns,
+        "the dialog opened after its click"
+    );
+    let journey = lab_model::journey::Journey::from_toml(
+        r#"format_version = 1
+id = "probe-test"
+title = "Проверка"
+version = "1"
+
+[[steps]]
+id = "choose"
+title = "Выбрать услугу"
+significance = 3
+expected_seconds = 30
+enter = [{ url = "http://127.0.0.1:*/" }]
+
+[[steps]]
+id = "confirm"
+title = "Подтвердить данные"
+significance = 4
+expected_seconds = 30
+enter = [{ dialog = "Подтверждение*" }]
+"#,
+    )
+    .unwrap();
 
     // The detector on what was recorded: the button that does nothing, the
     // card and the pointer are dead clicks; the link navigated (hash), the
@@ -222,6 +269,18 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         .find(|c| c.evidence.note.contains("карточка"))
         .unwrap();
     assert_eq!(card.confidence, dead_click::CONFIDENCE_DEAD_LOOKS);
+    let steps = analyzer::steps::segment(&journey, &timeline);
+    let visits: Vec<(&str, i64)> = steps
+        .intervals
+        .iter()
+        .map(|i| (i.step.as_str(), i.start_ns))
+        .collect();
+    assert_eq!(
+        visits.iter().map(|v| v.0).collect::<Vec<_>>(),
+        ["choose", "confirm"],
+        "{visits:?}"
+    );
+    assert_eq!(visits[1].1, opened[0].t_ns);
     drop(x);
     let _ = std::fs::remove_dir_all(&out);
 }
