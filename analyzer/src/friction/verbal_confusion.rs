@@ -7,7 +7,7 @@
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
 use super::candidate::{candidate, number};
-use super::notes::quote;
+use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
 use crate::timeline::{Timeline, participant_runs};
 
@@ -66,14 +66,29 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> V
         {
             j += 1;
         }
-        out.push(report(words, &cues[i..j], steps));
+        out.push(report(timeline, &cues[i..j], steps));
         i = j;
     }
     number(&mut out);
     out
 }
 
-fn report(words: &[Word], episode: &[Cue], steps: &StepAnalysis) -> Candidate {
+/// Nothing done in the page for this long before the words: the
+/// participant is stuck, and says so.
+pub const STALL_NS: i64 = 8_000_000_000;
+/// A validation or script error this close to the words.
+pub const ERROR_NS: i64 = 5_000_000_000;
+/// Added when the words coincide with a stall or an error: what was said
+/// and what happened agree.
+pub const COINCIDE_BONUS: f32 = 0.1;
+
+/// Page activity that shows the participant is getting on.
+const ACTIVITY: &[&str] = &["click", "input", "change", "navigation"];
+/// What goes wrong in the page.
+const ERRORS: &[&str] = &["validation_error", "js_error"];
+
+fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candidate {
+    let words = &timeline.words[..];
     let spoken: Vec<Word> = episode
         .iter()
         .flat_map(|c| words[c.words.clone()].iter().cloned())
@@ -105,6 +120,27 @@ fn report(words: &[Word], episode: &[Cue], steps: &StepAnalysis) -> Candidate {
         (BASE_CONFIDENCE + PER_EXTRA_CUE * (episode.len() - 1) as f32).min(MAX_CONFIDENCE);
     // An unsure transcription halves the confidence at worst.
     confidence *= 0.5 + 0.5 * heard;
+    let said = spoken[0].start_ns;
+    // The last thing done in the page before the words (a page load counts).
+    let last = ACTIVITY
+        .iter()
+        .flat_map(|k| timeline.browser(k))
+        .filter(|e| e.t_ns < said)
+        .map(|e| e.t_ns)
+        .max();
+    let erred = ERRORS.iter().any(|k| {
+        timeline
+            .browser(k)
+            .any(|e| (e.t_ns - said).abs() <= ERROR_NS)
+    });
+    if erred {
+        confidence += COINCIDE_BONUS;
+        note += "; рядом ошибка на странице";
+    } else if let Some(last) = last.filter(|&t| said - t > STALL_NS) {
+        confidence += COINCIDE_BONUS;
+        note += &format!("; перед этим {} без действий", duration_ru(said - last));
+    }
+    confidence = confidence.min(MAX_CONFIDENCE);
     if spoken.iter().any(|w| w.speaker == Speaker::Mixed) {
         confidence *= MIXED_FACTOR;
     }
@@ -232,6 +268,52 @@ mod tests {
                 })
                 .collect();
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    /// (events, confidence, end of the note)
+    #[test]
+    fn words_that_agree_with_the_page_count_more() {
+        let cases = [
+            (
+                "stuck: the page loaded, nothing done for 8 s",
+                vec![nav(0.0, "https://gu.example/form"), click(1.0, "#a", 1, 1)],
+                0.62,
+                "; перед этим 19 с без действий",
+            ),
+            (
+                "busy: a click 3 s before",
+                vec![nav(0.0, "https://gu.example/form"), click(17.0, "#a", 1, 1)],
+                0.52,
+                "(куда нажима*)",
+            ),
+            (
+                "an error just after the words",
+                vec![
+                    nav(0.0, "https://gu.example/form"),
+                    click(17.0, "#a", 1, 1),
+                    js_error(22.0, "boom"),
+                ],
+                0.62,
+                "; рядом ошибка на странице",
+            ),
+            (
+                "no page yet: nothing to be stuck on",
+                vec![],
+                0.52,
+                "(куда нажима*)",
+            ),
+        ];
+        for (name, events, confidence, note_end) in cases {
+            let t = tl_words(events, words(20.0, "так, куда тут нажимать?"));
+            let got = detect(&t, &segment(&journey(), &t), &Lexicon::builtin());
+            assert_eq!(got.len(), 1, "{name}");
+            assert_eq!(got[0].confidence, confidence, "{name}");
+            assert!(
+                got[0].evidence.note.ends_with(note_end),
+                "{name}: {}",
+                got[0].evidence.note
+            );
         }
     }
 }
