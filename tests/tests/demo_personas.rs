@@ -135,8 +135,11 @@ fn check_web(out: &Path, truths: &[PathBuf]) {
                 if f.spoken {
                     continue; // speech cues depend on the transcript; checked above with a tolerance
                 }
+                // A merged candidate carries the other detectors under `also`.
                 let found = cands.iter().any(|c| {
-                    c["detector"].as_str() == Some(f.detector.as_str())
+                    let also = c["evidence"]["also"].as_array();
+                    (c["detector"].as_str() == Some(f.detector.as_str())
+                        || also.is_some_and(|a| a.iter().any(|d| d == f.detector.as_str())))
                         && c["step"].as_str() == Some(f.step.as_str())
                 });
                 assert!(
