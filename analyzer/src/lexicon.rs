@@ -37,24 +37,28 @@ pub const TOLERANT_MIN_CHARS: usize = 7;
 
 impl Term {
     pub fn matches(&self, token: &str) -> bool {
+        let chars = |t: &str| t.chars().collect::<Vec<char>>();
         match self {
             Term::Word(w) => {
-                token == w || (w.chars().count() >= TOLERANT_MIN_CHARS && within_one_edit(token, w))
+                token == w
+                    || (w.chars().count() >= TOLERANT_MIN_CHARS
+                        && within_one_edit(&chars(token), &chars(w)))
             }
             Term::Stem(s) => {
                 if token.starts_with(s.as_str()) {
                     return true;
                 }
-                let n = s.chars().count();
+                let stem = chars(s);
+                let n = stem.len();
                 if n < TOLERANT_MIN_CHARS {
                     return false;
                 }
                 // The token's beginning, one letter shorter, as long or one
                 // longer than the stem, one edit from it.
-                let chars: Vec<char> = token.chars().collect();
+                let token = chars(token);
                 (n - 1..=n + 1)
-                    .filter(|&k| k <= chars.len())
-                    .any(|k| within_one_edit(&chars[..k].iter().collect::<String>(), s))
+                    .filter(|&k| k <= token.len())
+                    .any(|k| within_one_edit(&token[..k], &stem))
             }
         }
     }
@@ -62,13 +66,8 @@ impl Term {
 
 /// Whether `a` becomes `b` by at most one insertion, deletion or
 /// substitution of a letter.
-fn within_one_edit(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+fn within_one_edit(a: &[char], b: &[char]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if long.len() - short.len() > 1 {
         return false;
     }
@@ -77,8 +76,12 @@ fn within_one_edit(a: &str, b: &str) -> bool {
         .zip(long.iter())
         .take_while(|(x, y)| x == y)
         .count();
+    if head == short.len() {
+        // Equal, or the longer has one letter more at its end.
+        return true;
+    }
     if short.len() == long.len() {
-        short[head + 1.min(short.len() - head)..] == long[head + 1.min(long.len() - head)..]
+        short[head + 1..] == long[head + 1..]
     } else {
         short[head..] == long[head + 1..]
     }
@@ -321,9 +324,10 @@ mod tests {
                 "{stem}* ~ {token}"
             );
         }
-        assert!(within_one_edit("", "а"));
-        assert!(!within_one_edit("", "аб"));
-        assert!(within_one_edit("аб", "аб"));
+        let c = |t: &str| t.chars().collect::<Vec<char>>();
+        assert!(within_one_edit(&c(""), &c("а")));
+        assert!(!within_one_edit(&c(""), &c("аб")));
+        assert!(within_one_edit(&c("аб"), &c("аб")));
     }
 
     /// Uncertainty and not-knowing in the forms people use, written apart

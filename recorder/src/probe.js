@@ -548,7 +548,9 @@
 
     // Why the clicked element invites a click, when it is not a control:
     // the signs a participant reads (the pointer cursor, a card's shape) and
-    // those the page gives away (a tab stop, an inline handler).
+    // those the page gives away (a tab stop, an `onclick` attribute; handlers
+    // a page script set as properties or listeners live in the page's world,
+    // which this isolated world cannot see).
     function affordance(target) {
       const why = {};
       const cursor = getComputedStyle(target).cursor;
@@ -558,7 +560,7 @@
         if (cur === document.body || cur === document.documentElement) break;
         const ti = attr(cur, 'tabindex');
         if (ti !== null && Number(ti) >= 0) why.tabindex = true;
-        if (typeof cur.onclick === 'function' || attr(cur, 'onclick')) why.handler = true;
+        if (attr(cur, 'onclick')) why.handler = true;
         if (!why.card && cardLike(cur)) why.card = cssPath(cur);
       }
       if (/^(img|svg|picture|canvas)$/.test(target.localName) || target.closest('svg')) why.picture = true;

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use analyzer::friction::dead_click;
 use analyzer::timeline::{Timeline, data_str};
 use lab_model::Bundle;
-use lab_model::analysis::StepAnalysis;
 use lab_tests::{RecorderProcess, Xvfb, require, temp_dir};
 
 const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Выбор услуги</title>
@@ -247,18 +246,24 @@ enter = [{ dialog = "Подтверждение*" }]
     )
     .unwrap();
 
+    let end = events.iter().map(|e| e.t_ns).max().unwrap_or(0);
+    let timeline = Timeline::new(events.clone(), Vec::new(), end);
+    let steps = analyzer::steps::segment(&journey, &timeline);
+    let visits: Vec<(&str, i64)> = steps
+        .intervals
+        .iter()
+        .map(|i| (i.step.as_str(), i.start_ns))
+        .collect();
+    assert_eq!(
+        visits.iter().map(|v| v.0).collect::<Vec<_>>(),
+        ["choose", "confirm"],
+        "{visits:?}"
+    );
+    assert_eq!(visits[1].1, opened[0].t_ns);
+
     // The detector on what was recorded: the button that does nothing, the
     // card and the pointer are dead clicks; the link navigated (hash), the
     // notice and the paragraph were read.
-    let end = events.iter().map(|e| e.t_ns).max().unwrap_or(0);
-    let timeline = Timeline::new(events.clone(), Vec::new(), end);
-    let steps = StepAnalysis {
-        format_version: 1,
-        journey_id: "test".into(),
-        journey_version: "1".into(),
-        intervals: Vec::new(),
-        steps: Vec::new(),
-    };
     let dead = dead_click::detect(&timeline, &steps);
     let mut on: Vec<String> = dead
         .iter()
@@ -283,18 +288,6 @@ enter = [{ dialog = "Подтверждение*" }]
         .find(|c| c.evidence.note.contains("карточка"))
         .unwrap();
     assert_eq!(card.confidence, dead_click::CONFIDENCE_DEAD_LOOKS);
-    let steps = analyzer::steps::segment(&journey, &timeline);
-    let visits: Vec<(&str, i64)> = steps
-        .intervals
-        .iter()
-        .map(|i| (i.step.as_str(), i.start_ns))
-        .collect();
-    assert_eq!(
-        visits.iter().map(|v| v.0).collect::<Vec<_>>(),
-        ["choose", "confirm"],
-        "{visits:?}"
-    );
-    assert_eq!(visits[1].1, opened[0].t_ns);
     drop(x);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -19,8 +19,14 @@ pub fn number(candidates: &mut [Candidate]) {
     }
 }
 
-/// A candidate in the step that contains its start; confidence clamped to
-/// 0-1 and rounded to hundredths (finer figures would only pretend precision).
+/// A confidence clamped to 0-1 and rounded to hundredths (finer figures
+/// would only pretend precision).
+pub fn rounded(confidence: f32) -> f32 {
+    (confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0
+}
+
+/// A candidate in the step that contains its start, its confidence
+/// [`rounded`].
 pub fn candidate(
     detector: &str,
     steps: &StepAnalysis,
@@ -35,7 +41,7 @@ pub fn candidate(
         start_ns,
         end_ns: end_ns.max(start_ns),
         step: step_at(steps, start_ns),
-        confidence: (confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0,
+        confidence: rounded(confidence),
         evidence,
         also: Vec::new(),
     }

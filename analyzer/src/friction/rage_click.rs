@@ -4,7 +4,7 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{candidate, number, rounded};
 use super::notes::{clip, count_ru, duration_ru};
 use crate::timeline::{Timeline, data_f64, data_str};
 
@@ -87,9 +87,7 @@ pub fn absorb_dead_clicks(mut rage: Vec<Candidate>, dead: Vec<Candidate>) -> Vec
         };
         r.start_ns = r.start_ns.min(d.start_ns);
         r.end_ns = r.end_ns.max(d.end_ns);
-        r.confidence = ((r.confidence.max(d.confidence) + BOTH_BONUS).min(MAX_CONFIDENCE) * 100.0)
-            .round()
-            / 100.0;
+        r.confidence = rounded((r.confidence.max(d.confidence) + BOTH_BONUS).min(MAX_CONFIDENCE));
         r.evidence.events.extend(d.evidence.events);
         r.evidence.events.sort_unstable();
         r.evidence.events.dedup();
