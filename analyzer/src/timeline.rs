@@ -116,6 +116,28 @@ pub fn is_browser(e: &Event, kind: &str) -> bool {
     e.source == EventSource::Browser && e.kind == kind
 }
 
+/// Browser event kinds that are the participant acting on the page.
+/// Scrolling counts: a participant scrolling a long page is reading or
+/// searching. Page-driven events (title updates, click effects, script and
+/// validation errors) do not.
+pub const ACTIVITY: &[&str] = &[
+    "click",
+    "input",
+    "change",
+    "focus",
+    "scroll",
+    "submit",
+    "navigation",
+    "visibility",
+];
+
+/// Whether `e` is the participant acting on the page ([`ACTIVITY`], less a
+/// page retitling itself).
+pub fn is_activity(e: &Event) -> bool {
+    ACTIVITY.iter().any(|k| is_browser(e, k))
+        && !(e.kind == "navigation" && data_str(e, "reason") == Some("title"))
+}
+
 /// An operator marker's `(type, label)`.
 pub fn marker_of(e: &Event) -> Option<(&str, Option<&str>)> {
     if e.source != EventSource::Operator || e.kind != "marker" {

@@ -3,10 +3,10 @@
 //! participant's words go into the evidence); a moderator talking during it
 //! may mean a conversation instead, so that lowers the confidence.
 //!
-//! Scrolling counts as activity: a participant scrolling through a long page
-//! is reading or searching, which the other detectors and the transcript
-//! describe better than "idle" would. Page-driven events (title updates,
-//! click effects, script and validation errors) are not activity.
+//! Activity is [`crate::timeline::is_activity`]: scrolling counts (reading
+//! or searching, which the other detectors and the transcript describe
+//! better than "idle" would); page-driven events (title updates, click
+//! effects, script and validation errors) do not.
 //!
 //! Only time inside a task counts: when the session has `task_start` /
 //! `task_end` markers, idle time outside them (briefing, interview) is
@@ -18,7 +18,7 @@ use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
 use super::candidate::{candidate, number};
 use super::notes::{duration_ru, quote};
-use crate::timeline::{Timeline, data_str, is_browser, marker_of, maybe_participant};
+use crate::timeline::{Timeline, data_str, is_activity, marker_of, maybe_participant};
 
 pub const NAME: &str = "hesitation";
 
@@ -26,18 +26,6 @@ pub const NAME: &str = "hesitation";
 /// beyond reading a form label or a short paragraph, and is the usual
 /// threshold for "the participant is stuck" in moderated testing.
 pub const MIN_IDLE_NS: i64 = 10_000_000_000;
-
-/// Browser event kinds that are the participant acting on the page.
-pub const ACTIVITY: &[&str] = &[
-    "click",
-    "input",
-    "change",
-    "focus",
-    "scroll",
-    "submit",
-    "navigation",
-    "visibility",
-];
 
 /// Confidence at `MIN_IDLE_NS`: ten quiet seconds are often just reading.
 pub const BASE_CONFIDENCE: f32 = 0.4;
@@ -52,12 +40,7 @@ pub const MODERATOR_FACTOR: f32 = 0.6;
 const QUOTE_WORDS: usize = 10;
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
-    let activity: Vec<&Event> = timeline
-        .events
-        .iter()
-        .filter(|e| ACTIVITY.iter().any(|k| is_browser(e, k)))
-        .filter(|e| !(e.kind == "navigation" && data_str(e, "reason") == Some("title")))
-        .collect();
+    let activity: Vec<&Event> = timeline.events.iter().filter(|e| is_activity(e)).collect();
     let tasks = task_windows(timeline);
     let end = timeline.end_ns();
     let mut out = Vec::new();

@@ -9,7 +9,7 @@ use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 use super::candidate::{candidate, number};
 use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
-use crate::timeline::{Timeline, participant_runs};
+use crate::timeline::{Timeline, is_activity, participant_runs};
 
 pub const NAME: &str = "verbal_confusion";
 
@@ -74,7 +74,8 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> V
 }
 
 /// Nothing done in the page for this long before the words: the
-/// participant is stuck, and says so.
+/// participant is stuck, and says so. Shorter than the hesitation
+/// detector's `MIN_IDLE_NS`: the words come during the stall, not after it.
 pub const STALL_NS: i64 = 8_000_000_000;
 /// A validation or script error this close to the words.
 pub const ERROR_NS: i64 = 5_000_000_000;
@@ -82,8 +83,6 @@ pub const ERROR_NS: i64 = 5_000_000_000;
 /// and what happened agree.
 pub const COINCIDE_BONUS: f32 = 0.1;
 
-/// Page activity that shows the participant is getting on.
-const ACTIVITY: &[&str] = &["click", "input", "change", "navigation"];
 /// What goes wrong in the page.
 const ERRORS: &[&str] = &["validation_error", "js_error"];
 
@@ -121,11 +120,12 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
     // An unsure transcription halves the confidence at worst.
     confidence *= 0.5 + 0.5 * heard;
     let said = spoken[0].start_ns;
-    // The last thing done in the page before the words (a page load counts).
-    let last = ACTIVITY
+    // The participant's last action in the page before the words (the same
+    // activity the hesitation detector counts; a page load is one).
+    let last = timeline
+        .events
         .iter()
-        .flat_map(|k| timeline.browser(k))
-        .filter(|e| e.t_ns < said)
+        .filter(|e| is_activity(e) && e.t_ns < said)
         .map(|e| e.t_ns)
         .max();
     let erred = ERRORS.iter().any(|k| {
