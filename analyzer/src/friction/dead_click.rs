@@ -52,40 +52,47 @@ const CONTROL_TAGS: &[&str] = &["a", "button", "summary"];
 
 /// A text this long or longer is a sentence, not a button's label.
 const LABEL_MAX_CHARS: usize = 32;
-/// First words (lower case, stems) of what buttons say on public-service
-/// portals: an element whose whole text is such a label reads as a button.
+/// First words (lower case, ё as е) of what buttons say on public-service
+/// portals: an element whose whole text starts with one reads as a button.
+/// Whole words, not stems: «Изменить» is a button, «Изменения в законе» a
+/// heading.
 const BUTTON_WORDS: &[&str] = &[
     "далее",
-    "продолж",
+    "продолжить",
     "подать",
-    "подай",
-    "отправ",
-    "выбра",
-    "выбер",
-    "подробн",
-    "записат",
+    "подайте",
+    "отправить",
+    "выбрать",
+    "выберите",
+    "подробнее",
+    "записаться",
     "войти",
     "вход",
-    "получ",
-    "оформ",
+    "получить",
+    "оформить",
     "перейти",
     "начать",
-    "сохран",
-    "подтверд",
-    "оплат",
-    "заказ",
-    "скача",
-    "измен",
-    "добав",
-    "удал",
-    "загруз",
+    "сохранить",
+    "подтвердить",
+    "оплатить",
+    "заказать",
+    "скачать",
+    "изменить",
+    "добавить",
+    "удалить",
+    "загрузить",
     "найти",
-    "показ",
-    "открыт",
+    "показать",
+    "открыть",
     "назад",
     "готово",
-    "согла",
+    "согласен",
+    "согласна",
     "принять",
+    "отмена",
+    "отменить",
+    "закрыть",
+    "ок",
     "next",
     "continue",
     "submit",
@@ -102,6 +109,10 @@ const BUTTON_WORDS: &[&str] = &[
     "pay",
     "download",
     "open",
+    "back",
+    "cancel",
+    "close",
+    "ok",
 ];
 
 /// Why a click was expected to do something: the rule that made it a
@@ -127,27 +138,28 @@ pub enum Invite {
 }
 
 impl Invite {
-    /// A control the page made one, as opposed to one that only looks it.
-    pub fn is_control(self) -> bool {
-        matches!(
-            self,
-            Invite::Control | Invite::Role | Invite::InsideControl | Invite::Handler
-        )
-    }
-
-    /// Russian, for notes.
-    pub fn ru(self) -> &'static str {
+    /// What makes it look clickable, in Russian for the note, when the page
+    /// did not make it a control; `None` for a control, which needs no
+    /// saying why it should have worked.
+    pub fn looks(self) -> Option<&'static str> {
         match self {
-            Invite::Control => "элемент управления",
-            Invite::Role => "элемент с ролью кнопки или ссылки",
-            Invite::InsideControl => "часть кнопки или ссылки",
-            Invite::Handler => "у элемента есть обработчик клика или он в порядке перехода по Tab",
-            Invite::Pointer => "курсор над ним — указатель, как над ссылкой",
-            Invite::Card => "выглядит как карточка (рамка или тень, среди таких же)",
-            Invite::Picture => "картинка, похожая на ссылку",
-            Invite::ButtonLabel => "надпись как на кнопке",
+            Invite::Control | Invite::Role | Invite::InsideControl | Invite::Handler => None,
+            Invite::Pointer => Some("курсор над ним — указатель, как над ссылкой"),
+            Invite::Card => Some("выглядит как карточка (рамка или тень, среди таких же)"),
+            Invite::Picture => Some("картинка, похожая на ссылку"),
+            Invite::ButtonLabel => Some("надпись как на кнопке"),
         }
     }
+}
+
+/// A click the detector reports, with what it was expected to do and what
+/// the probe saw after it.
+#[derive(Clone, Copy)]
+struct Found<'a> {
+    kind: Kind,
+    invite: Option<Invite>,
+    click: &'a Event,
+    effect: Option<&'a Event>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +180,7 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 .push(e);
         }
     }
-    let mut found: Vec<(Kind, Option<Invite>, &Event, Option<&Event>)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for click in timeline.browser("click") {
         let effect = data_f64(click, "click_id").and_then(|id| {
             effects
@@ -178,23 +190,28 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 .copied()
         });
         if let Some((kind, invite)) = classify(click, effect) {
-            found.push((kind, invite, click, effect));
+            found.push(Found {
+                kind,
+                invite,
+                click,
+                effect,
+            });
         }
     }
 
     let mut out = Vec::new();
     let mut i = 0;
     while i < found.len() {
-        let (kind, _, first, _) = found[i];
+        let first = found[i];
         let mut j = i + 1;
         while j < found.len()
-            && found[j].0 == kind
-            && data_str(found[j].2, "selector") == data_str(first, "selector")
-            && found[j].2.t_ns - found[j - 1].2.t_ns <= MERGE_GAP_NS
+            && found[j].kind == first.kind
+            && data_str(found[j].click, "selector") == data_str(first.click, "selector")
+            && found[j].click.t_ns - found[j - 1].click.t_ns <= MERGE_GAP_NS
         {
             j += 1;
         }
-        out.push(report(kind, &found[i..j], steps));
+        out.push(report(&found[i..j], steps));
         i = j;
     }
     number(&mut out);
@@ -286,15 +303,18 @@ fn button_label(text: &str) -> bool {
         .unwrap_or("")
         .to_lowercase()
         .replace('ё', "е");
-    BUTTON_WORDS.iter().any(|w| first.starts_with(w))
+    BUTTON_WORDS.contains(&first.as_str())
 }
 
-type Found<'a> = (Kind, Option<Invite>, &'a Event, Option<&'a Event>);
-
-fn report(kind: Kind, group: &[Found], steps: &StepAnalysis) -> Candidate {
-    let first = group[0].2;
-    let last = group[group.len() - 1].2;
-    let invite = group[0].1;
+/// One candidate for `group`: clicks of one kind on one element.
+fn report(group: &[Found], steps: &StepAnalysis) -> Candidate {
+    let Found {
+        kind,
+        invite,
+        click: first,
+        ..
+    } = group[0];
+    let last = group[group.len() - 1].click;
     let n = group.len();
     let clicks = if n == 1 {
         "клик".to_string()
@@ -310,7 +330,7 @@ fn report(kind: Kind, group: &[Found], steps: &StepAnalysis) -> Candidate {
         Kind::Slow => {
             let ms = group
                 .iter()
-                .filter_map(|(_, _, _, e)| data_f64((*e)?, "first_change_ms"))
+                .filter_map(|f| data_f64(f.effect?, "first_change_ms"))
                 .fold(0.0, f64::max);
             format!(
                 "{clicks} по \"{selector}\": страница ответила только через {}",
@@ -320,23 +340,24 @@ fn report(kind: Kind, group: &[Found], steps: &StepAnalysis) -> Candidate {
     };
     // A control needs no saying why it should have worked; what only looks
     // like one does.
-    if let Some(i) = invite.filter(|i| !i.is_control()) {
-        note += &format!("; не элемент управления, но {}", i.ru());
-        if i == Invite::ButtonLabel
+    let looks = invite.and_then(Invite::looks);
+    if let Some(why) = looks {
+        note += &format!("; не элемент управления, но {why}");
+        if invite == Some(Invite::ButtonLabel)
             && let Some(t) = data_str(first, "text")
         {
             note += &format!(" («{}»)", t.trim());
         }
     }
-    let base = match (kind, invite) {
-        (Kind::Dead, Some(i)) if !i.is_control() => CONFIDENCE_DEAD_LOOKS,
-        (Kind::Dead, _) => CONFIDENCE_DEAD,
-        (Kind::Disabled, _) => CONFIDENCE_DISABLED,
-        (Kind::Slow, _) => CONFIDENCE_SLOW,
+    let base = match kind {
+        Kind::Dead if looks.is_some() => CONFIDENCE_DEAD_LOOKS,
+        Kind::Dead => CONFIDENCE_DEAD,
+        Kind::Disabled => CONFIDENCE_DISABLED,
+        Kind::Slow => CONFIDENCE_SLOW,
     };
     let mut events: Vec<u64> = group
         .iter()
-        .flat_map(|(_, _, c, e)| [Some(c.seq), e.map(|e| e.seq)])
+        .flat_map(|f| [Some(f.click.seq), f.effect.map(|e| e.seq)])
         .flatten()
         .collect();
     events.sort_unstable();
@@ -515,10 +536,14 @@ mod tests {
                         .with("tag", "td")
                         .with("text", "Сумма"),
                     effect(5.0, 5, 0, false),
+                    click(6.0, "h3", 10, 10)
+                        .with("tag", "h3")
+                        .with("text", "Изменения в законе"),
+                    effect(6.0, 7, 0, false),
                     click(7.0, "span", 10, 10)
                         .with("tag", "span")
                         .with("affordance", json!({"cursor": null, "card": false})),
-                    effect(7.0, 7, 0, false),
+                    effect(7.0, 9, 0, false),
                 ],
                 vec![],
             ),
