@@ -115,27 +115,29 @@ pub async fn journey_map(
     let cands = store::map::candidates(pool, journey_id, f).await?;
     let mut proposed: HashMap<String, BTreeMap<String, ProposedFriction>> = HashMap::new();
     for r in cands {
-        let detector = r.detector;
-        let p = proposed
-            .entry(r.step)
-            .or_default()
-            .entry(detector.clone())
-            .or_insert(ProposedFriction {
-                detector,
-                count: 0,
-                accepted: 0,
-                sessions: vec![],
-            });
-        p.count += 1;
-        if r.status == "accepted" {
-            p.accepted += 1;
-        }
-        if !p.sessions.iter().any(|s| s.session_id == r.session_id) {
-            p.sessions.push(CandidateRef {
-                session_id: r.session_id,
-                participant: r.participant,
-                start_ms: r.start_ms,
-            });
+        // A merged candidate counts under each detector it carries.
+        for detector in std::iter::once(&r.detector).chain(&r.also) {
+            let p = proposed
+                .entry(r.step.clone())
+                .or_default()
+                .entry(detector.clone())
+                .or_insert(ProposedFriction {
+                    detector: detector.clone(),
+                    count: 0,
+                    accepted: 0,
+                    sessions: vec![],
+                });
+            p.count += 1;
+            if r.status == "accepted" {
+                p.accepted += 1;
+            }
+            if !p.sessions.iter().any(|s| s.session_id == r.session_id) {
+                p.sessions.push(CandidateRef {
+                    session_id: r.session_id.clone(),
+                    participant: r.participant.clone(),
+                    start_ms: r.start_ms,
+                });
+            }
         }
     }
     let steps = journey

@@ -261,9 +261,10 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                         .map(|e| e.seq)
                         .collect(),
                     words: vec![],
-                    note: "4 клика за 1,5 с по #form-button-1".into(),
+                    note: "4 клика за 1,5 с по #form-button-1; 4 клика без отклика".into(),
                 },
-                also: vec![],
+                // The burst was also a dead click (merged, as the analyzer does).
+                also: vec!["dead_click".into()],
             },
             Candidate {
                 id: "verbal_confusion-1".into(),

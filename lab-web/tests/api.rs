@@ -590,9 +590,10 @@ async fn review_flow_tags_map_and_exports() {
         assert_eq!(form["emotions"]["negative"], 2);
         let cats: Vec<&str> = form["problems"].as_array().unwrap().iter().map(|p| p["category"].as_str().unwrap()).collect();
         assert!(cats.contains(&"error") && cats.contains(&"comprehension"), "{cats:?}");
-        // Proposed friction: the accepted rage clicks, not the rejected candidate.
+        // Proposed friction: the accepted rage clicks (also a dead click: it
+        // counts under both), not the rejected candidate.
         let proposed: Vec<(&str, i64)> = form["proposed"].as_array().unwrap().iter().map(|p| (p["detector"].as_str().unwrap(), p["accepted"].as_i64().unwrap())).collect();
-        assert_eq!(proposed, [("rage_click", 1)]);
+        assert_eq!(proposed, [("dead_click", 1), ("rage_click", 1)]);
         assert_eq!(form["proposed"][0]["sessions"][0]["participant"], "P01");
 
         // Exports.

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
-use crate::types::SessionFilter;
+use crate::types::{CandidateEvidence, SessionFilter};
 use sqlx::AnyPool as Pool;
 
 /// The sessions `f` selects of a journey: `{SESSIONS}` in the SQL below,
@@ -123,6 +123,8 @@ pub async fn tags(
 pub struct MapCandidate {
     pub step: String,
     pub detector: String,
+    /// Detectors merged into it (`CandidateEvidence::also`).
+    pub also: Vec<String>,
     pub status: String,
     pub session_id: String,
     pub participant: String,
@@ -136,7 +138,7 @@ pub async fn candidates(
     f: &SessionFilter,
 ) -> Result<Vec<MapCandidate>, sqlx::Error> {
     filtered(journey_id, f, format!(
-        "SELECT c.step, c.detector, c.status, c.session_id, s.participant, c.start_ms \
+        "SELECT c.step, c.detector, c.evidence, c.status, c.session_id, s.participant, c.start_ms \
          FROM candidates c JOIN sessions s ON s.id = c.session_id \
          WHERE c.status <> 'rejected' AND c.step IS NOT NULL AND {SESSIONS} ORDER BY s.started_at, c.start_ms"
     ))
@@ -144,9 +146,13 @@ pub async fn candidates(
     .await?
     .iter()
     .map(|r| {
+        let evidence: CandidateEvidence =
+            serde_json::from_str(&r.try_get::<String, _>("evidence")?)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(MapCandidate {
             step: r.try_get("step")?,
             detector: r.try_get("detector")?,
+            also: evidence.also,
             status: r.try_get("status")?,
             session_id: r.try_get("session_id")?,
             participant: r.try_get("participant")?,
