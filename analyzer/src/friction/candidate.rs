@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
+use lab_model::analysis::{Candidate, Evidence, StepAnalysis, Word};
 
 use crate::steps::step_at;
 
@@ -45,4 +45,23 @@ pub fn candidate(
         evidence,
         also: Vec::new(),
     }
+}
+
+/// Mean recogniser probability of words below which they are weak evidence
+/// (a hallucinated sentence is often made of such words); a candidate built
+/// on them says so ([`WEAK_NOTE`]).
+pub const WEAK_WORDS: f32 = 0.5;
+/// What a note on weak words adds.
+pub const WEAK_NOTE: &str = "; слова распознаны неуверенно";
+
+/// Mean recogniser probability of `words` (each clamped to 0-1); 0 for none.
+pub fn heard(words: &[Word]) -> f32 {
+    if words.is_empty() {
+        return 0.0;
+    }
+    words
+        .iter()
+        .map(|w| w.confidence.clamp(0.0, 1.0))
+        .sum::<f32>()
+        / words.len() as f32
 }

@@ -10,7 +10,7 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{candidate, number};
+use super::candidate::{WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
 use super::notes::quote;
 use crate::lexicon::{Lexicon, tokens};
 use crate::timeline::{Timeline, participant_runs};
@@ -42,11 +42,7 @@ pub const PARTICLE: &str = "ли";
 /// near its start: «надо ли…», «а правильно ли я…»).
 pub const PARTICLE_WITHIN: usize = 4;
 
-/// Mean recogniser probability of the words below which the words are
-/// weak evidence: a question built on them is said to be weak and counts
-/// for less (a hallucinated sentence is often made of such words).
-pub const WEAK_WORDS: f32 = 0.5;
-/// Factor for weak words.
+/// Factor for a question on weak words ([`super::candidate::WEAK_WORDS`]).
 pub const WEAK_FACTOR: f32 = 0.7;
 
 /// Discourse words that may precede the question word («ну где…», «а как…»).
@@ -210,14 +206,9 @@ fn judge(
     }
     let (start, end) = (utterance[0].start_ns, utterance[utterance.len() - 1].end_ns);
     let mut note = format!("вопрос модератору: «{}» ({why})", quote(utterance, 15));
-    let heard = utterance
-        .iter()
-        .map(|w| w.confidence.clamp(0.0, 1.0))
-        .sum::<f32>()
-        / utterance.len() as f32;
-    if heard < WEAK_WORDS {
+    if heard(utterance) < WEAK_WORDS {
         confidence *= WEAK_FACTOR;
-        note += "; слова распознаны неуверенно";
+        note += WEAK_NOTE;
     }
     let replied = timeline.words.iter().any(|w| {
         w.speaker == Speaker::Moderator && w.start_ns >= end && w.start_ns - end <= REPLY_WINDOW_NS

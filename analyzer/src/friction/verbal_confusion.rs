@@ -6,7 +6,7 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{candidate, number};
+use super::candidate::{WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
 use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
 use crate::timeline::{Timeline, is_activity, participant_runs};
@@ -107,13 +107,9 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
         quotes.join(" … "),
         phrases.join(", ")
     );
-    let heard = spoken
-        .iter()
-        .map(|w| w.confidence.clamp(0.0, 1.0))
-        .sum::<f32>()
-        / spoken.len() as f32;
-    if heard < super::question_to_moderator::WEAK_WORDS {
-        note += "; слова распознаны неуверенно";
+    let heard = heard(&spoken);
+    if heard < WEAK_WORDS {
+        note += WEAK_NOTE;
     }
     let mut confidence =
         (BASE_CONFIDENCE + PER_EXTRA_CUE * (episode.len() - 1) as f32).min(MAX_CONFIDENCE);
