@@ -207,7 +207,7 @@ async fn start(
     let clock = match play(&p.pipeline) {
         Ok(c) => c,
         Err(e) => {
-            let _ = p.pipeline.set_state(gst::State::Null);
+            teardown::stop_pipeline(&p.pipeline);
             // Nothing was recorded: leave no empty bundle behind.
             let _ = fs::remove_dir_all(&p.bundle.dir);
             return Err(e);

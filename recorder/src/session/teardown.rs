@@ -125,7 +125,7 @@ impl Teardown {
 /// `Null` returns. Whatever was written to its files stays there: a flush
 /// discards only what is still queued, which `Null` would discard too (the
 /// orderly stop has drained it with EOS before this).
-fn stop_pipeline(pipeline: &gst::Pipeline) {
+pub(super) fn stop_pipeline(pipeline: &gst::Pipeline) {
     if pipeline.current_state() != gst::State::Null {
         for e in pipeline.iterate_recurse().into_iter().flatten() {
             let is_splitmux = e.factory().is_some_and(|f| f.name() == "splitmuxsink");
