@@ -1,8 +1,10 @@
 //! Questions to the moderator: a participant's utterance that is a question
 //! («где тут отправить?», «а это обязательно?», "should I click here?").
 //! A participant who has to ask is stuck, even if the moderator does not
-//! answer. An utterance is a question if it ends with "?" or starts with a
-//! question word; an operator's "help" marker just after it, or the
+//! answer. An utterance is a question if it ends with "?", has a question's
+//! word order («где тут…») or the particle «ли» (the recogniser often loses
+//! the mark), or starts with a question word; an operator's "help" marker
+//! just after it, or the
 //! moderator answering, makes it surer that it was addressed to them. A help
 //! marker that no recognised question explains is a candidate of its own,
 //! at the marker, with the participant's last words before it if any: the

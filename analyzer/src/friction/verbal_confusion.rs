@@ -2,7 +2,8 @@
 //! «куда тут нажимать», "where is ...": phrases of the confusion lexicon
 //! ([`crate::lexicon`]) found in their transcript words. The moderator's
 //! words are left out when the audio tells speakers apart; words from a
-//! mixed channel are used, with less confidence.
+//! mixed channel are used, with less confidence. Words said during a stall
+//! in the page or near a page error count more: the page agrees with them.
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
