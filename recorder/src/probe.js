@@ -570,7 +570,19 @@
     let clickSeq = 0;
     on(document, 'click', (ev) => {
       const target = elementOf(ev.target);
-      if (!target) return;
+      if (target) clicked(ev, target);
+    });
+    // The browser fires no click at all on a disabled form control, though
+    // the participant pressed it (a disabled «Далее» is pressed a lot): a
+    // press released on one is recorded as its click.
+    on(document, 'pointerup', (ev) => {
+      if (ev.button !== 0) return;
+      const target = elementOf(ev.target);
+      const el = target && target.closest(CONTROL);
+      if (el && el.disabled === true) clicked(ev, target);
+    });
+
+    function clicked(ev, target) {
       const el = target.closest(CONTROL) || target;
       const t = evTime(ev), clickId = ++clickSeq, selector = cssPath(el);
       const link = el.closest('a[href]'), control = el.closest('button, input');
@@ -591,7 +603,7 @@
       }
       record('click', data, t);
       watchEffect(clickId, selector, t);
-    });
+    }
 
     // A click after which nothing in the DOM or URL changes within a second is a
     // "dead click": the participant expected something that did not happen.

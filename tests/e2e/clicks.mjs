@@ -17,7 +17,8 @@ const browser = await chromium.connectOverCDP(ws, {timeout: 10000});
   await page.waitForSelector('#ready', {state: 'attached', timeout: 20000});
   await page.waitForTimeout(3000); // the probe connects and syncs its clock
   for (const s of selectors) {
-    await page.click(s, {timeout: 5000});
+    // force: a disabled button is clicked too, as a participant would.
+    await page.click(s, {timeout: 5000, force: true});
     await page.waitForTimeout(1400); // longer than the probe's effect window
   }
   await page.evaluate(() => history.pushState({}, '', '/done'));

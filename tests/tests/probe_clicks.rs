@@ -33,6 +33,7 @@ const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8
 <p id="plain">Услуга предоставляется бесплатно. Результат придёт в личный кабинет.</p>
 <div id="region" style="cursor: pointer; display: inline-block">Выбрать регион</div>
 <button id="check" type="button">Проверить данные</button>
+<button id="send" type="button" disabled>Отправить</button>
 <script>
   document.getElementById('check').addEventListener('click', () => {
     const d = document.createElement('div');
@@ -142,6 +143,7 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "#plain",
         "#region",
         "#check",
+        "#send",
     ];
     let run = Command::new("node")
         .arg(e2e.join("clicks.mjs"))
@@ -200,6 +202,9 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "{}",
         clicks[2].data
     );
+    // The browser fires no click on a disabled button; its press is one.
+    assert_eq!(field(7, "selector"), "#send");
+    assert_eq!(field(7, "disabled"), true);
     // Text to read: no affordance at all.
     assert!(field(3, "affordance").is_null(), "{}", clicks[3].data);
     assert!(field(4, "affordance").is_null(), "{}", clicks[4].data);
@@ -262,8 +267,8 @@ enter = [{ dialog = "Подтверждение*" }]
     assert_eq!(visits[1].1, opened[0].t_ns);
 
     // The detector on what was recorded: the button that does nothing, the
-    // card and the pointer are dead clicks; the link navigated (hash), the
-    // notice and the paragraph were read.
+    // card, the pointer and the disabled button are dead clicks; the link
+    // navigated (hash), the notice and the paragraph were read.
     let dead = dead_click::detect(&timeline, &steps);
     let mut on: Vec<String> = dead
         .iter()
@@ -280,7 +285,12 @@ enter = [{ dialog = "Подтверждение*" }]
     on.sort();
     assert_eq!(
         on,
-        ["#buy", "#cards > div:nth-of-type(2) > h3", "#region"],
+        [
+            "#buy",
+            "#cards > div:nth-of-type(2) > h3",
+            "#region",
+            "#send"
+        ],
         "{dead:#?}"
     );
     let card = dead
