@@ -151,6 +151,22 @@ pub fn interval_at(steps: &StepAnalysis, t_ns: i64) -> Option<&StepInterval> {
         .find(|v| v.start_ns <= t_ns && t_ns < v.end_ns)
 }
 
+/// Id of the step the participant spent most of `start_ns..end_ns` in (the
+/// earliest of equals); the step at `start_ns` when no interval overlaps it.
+/// A stall that begins with the click that opened the next step belongs to
+/// that next step.
+pub fn step_over(steps: &StepAnalysis, start_ns: i64, end_ns: i64) -> Option<String> {
+    let mut best: Option<(i64, &StepInterval)> = None;
+    for v in &steps.intervals {
+        let overlap = end_ns.min(v.end_ns) - start_ns.max(v.start_ns);
+        if overlap > 0 && best.is_none_or(|(o, _)| overlap > o) {
+            best = Some((overlap, v));
+        }
+    }
+    best.map(|(_, v)| v.step.clone())
+        .or_else(|| step_at(steps, start_ns))
+}
+
 /// Id of the step the participant was in at `t_ns`.
 pub fn step_at(steps: &StepAnalysis, t_ns: i64) -> Option<String> {
     interval_at(steps, t_ns).map(|v| v.step.clone())

@@ -18,6 +18,7 @@ use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
 use super::candidate::{candidate, number};
 use super::notes::{duration_ru, quote};
+use crate::steps::step_over;
 use crate::timeline::{Timeline, data_str, is_activity, marker_of, maybe_participant};
 
 pub const NAME: &str = "hesitation";
@@ -127,7 +128,7 @@ fn report(
     if moderator {
         confidence *= MODERATOR_FACTOR;
     }
-    candidate(
+    let mut c = candidate(
         NAME,
         steps,
         start,
@@ -140,7 +141,11 @@ fn report(
             words: participant,
             note,
         },
-    )
+    );
+    // The stall belongs where it was spent: one that begins with the click
+    // that opened the next step (a dialog) is that step's.
+    c.step = step_over(steps, start, end);
+    c
 }
 
 #[cfg(test)]
@@ -247,5 +252,26 @@ mod tests {
         let c = &detect(&t, &segment(&journey(), &t))[0];
         assert_eq!(c.evidence.words.len(), 2);
         assert_eq!(c.evidence.words[0].text, "не");
+    }
+
+    /// A click opens the next step without a page load (a dialog; here the
+    /// operator's step marker 0.2 s later), then nothing for 25 s: the stall
+    /// is the new step's, not the one the click was made in.
+    #[test]
+    fn a_stall_belongs_to_the_step_it_was_spent_in() {
+        let t = tl(vec![
+            nav(0.0, "https://gu.example/catalog"),
+            click(5.0, "#open", 1, 1),
+            marker(5.2, "step", "Вход"),
+            click(30.0, "#b", 1, 1),
+        ]);
+        let steps = segment(&journey(), &t);
+        let c = &detect(&t, &steps)[0];
+        assert_eq!((c.start_ns, c.end_ns), (secs(5.0), secs(30.0)));
+        assert_eq!(
+            crate::steps::step_at(&steps, c.start_ns).as_deref(),
+            Some("find")
+        );
+        assert_eq!(c.step.as_deref(), Some("login"));
     }
 }

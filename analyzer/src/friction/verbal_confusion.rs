@@ -10,6 +10,7 @@ use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 use super::candidate::{WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
 use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
+use crate::steps::step_at;
 use crate::timeline::{Timeline, is_activity, participant_runs};
 
 pub const NAME: &str = "verbal_confusion";
@@ -18,8 +19,8 @@ pub const NAME: &str = "verbal_confusion";
 /// ends the thought.
 pub const MAX_PAUSE_NS: i64 = 1_500_000_000;
 
-/// Cues closer than this are one episode («не понимаю… где это?»), reported
-/// once with all its words.
+/// Cues closer than this, in the same step, are one episode («не понимаю…
+/// где это?»), reported once with all its words.
 pub const MERGE_GAP_NS: i64 = 5_000_000_000;
 
 /// One cue. Many cues are also said while reading aloud or in passing.
@@ -60,10 +61,14 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> V
     let mut out = Vec::new();
     let mut i = 0;
     while i < cues.len() {
+        // An episode stays in one step: what is said on the next page is
+        // about that page.
+        let step = step_at(steps, words[cues[i].words.start].start_ns);
         let mut j = i + 1;
         while j < cues.len()
             && words[cues[j].words.start].start_ns - words[cues[j - 1].words.end - 1].end_ns
                 <= MERGE_GAP_NS
+            && step_at(steps, words[cues[j].words.start].start_ns) == step
         {
             j += 1;
         }
@@ -266,6 +271,37 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn an_episode_does_not_span_steps() {
+        let t = tl_words(
+            vec![
+                nav(0.0, "https://gu.example/catalog"),
+                nav(14.0, "https://gu.example/login"),
+            ],
+            [
+                words(11.0, "ничего не происходит"),
+                words(16.0, "не работает"),
+            ]
+            .concat(),
+        );
+        let got = detect(&t, &segment(&journey(), &t), &Lexicon::builtin());
+        let steps: Vec<Option<&str>> = got.iter().map(|c| c.step.as_deref()).collect();
+        assert_eq!(steps, [Some("find"), Some("login")]);
+        // The same words within one step are one episode.
+        let t = tl_words(
+            vec![nav(0.0, "https://gu.example/catalog")],
+            [
+                words(11.0, "ничего не происходит"),
+                words(16.0, "не работает"),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            detect(&t, &segment(&journey(), &t), &Lexicon::builtin()).len(),
+            1
+        );
     }
 
     /// (events, confidence, end of the note)
