@@ -46,13 +46,15 @@ function parseArgs(argv) {
     else if (k === '--sink') a.sink = val();
     else if (k === '--work') a.work = val();
     else if (k === '--quick') a.quick = true;
+    else if (k === '--situation') a.situation = val();
     else throw new Error('unknown argument ' + k);
   }
   if (!a.cdp && !a.recorderPid) throw new Error('--cdp PORT or --recorder-pid PID is required');
   for (const need of ['persona', 'bundle', 'events', 'truth']) {
     if (!a[need]) throw new Error('--' + need + ' is required');
   }
-  if (!PERSONAS[a.persona]) throw new Error('unknown persona ' + a.persona + '; one of ' + Object.keys(PERSONAS).join(', '));
+  const known = situation(a.situation).personas;
+  if (!known[a.persona]) throw new Error('unknown persona ' + a.persona + '; one of ' + Object.keys(known).join(', '));
   return a;
 }
 
@@ -512,11 +514,32 @@ const PERSONAS = {
   },
 };
 
+/* ---------------- life situations ---------------- */
+
+/**
+ * The life situation the personas walk: the demo's own (this file's
+ * PERSONAS) or one under demo/situations/NAME/, whose personas.js exports a
+ * function of the helpers returning { lifeSituation, task, first, personas }.
+ */
+function situation(name) {
+  if (!name || name === 'child-benefit') {
+    return {
+      lifeSituation: 'child-benefit',
+      task: 'Оформить единое пособие на ребёнка',
+      first: { step: 'find', re: U.index, path: 'index.html' },
+      personas: PERSONAS,
+    };
+  }
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error('bad situation name ' + name);
+  return require(path.join(__dirname, 'situations', name, 'personas.js'))({ sleep, until, nowNs });
+}
+
 /* ---------------- main ---------------- */
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
-  const persona = PERSONAS[a.persona];
+  const sit = situation(a.situation);
+  const persona = sit.personas[a.persona];
   const manifest = JSON.parse(fs.readFileSync(path.join(a.bundle, 'manifest.json'), 'utf8'));
   ZERO = BigInt(manifest.clock.session_zero_monotonic_ns);
   const s = new Session(a, persona);
@@ -550,12 +573,12 @@ async function main() {
 
   // PulseAudio delivers the first audio about 2 s into the session: start after that.
   await until(3.5e9);
-  const taskStart = await s.marker({ type: 'task_start', label: 'Оформить единое пособие на ребёнка' });
+  const taskStart = await s.marker({ type: 'task_start', label: sit.task });
   await sleep(300);
-  await s.enter('find', U.index, () => page.goto(base + 'index.html', { waitUntil: 'commit' }));
+  await s.enter(sit.first.step, sit.first.re, () => page.goto(base + sit.first.path, { waitUntil: 'commit' }));
   await persona.run(s);
   await Promise.all(s.players);
-  const taskEnd = await s.marker({ type: 'task_end', label: 'Оформить единое пособие на ребёнка' });
+  const taskEnd = await s.marker({ type: 'task_end', label: sit.task });
 
   // Close each visit at the next one, the last at task_end (as the analyzer does).
   const visits = {};
