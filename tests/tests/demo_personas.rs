@@ -20,10 +20,10 @@
 //! session, the journey map over all of them, and each injected interaction
 //! friction as a candidate at its step.
 //!
-//! A second test walks a life situation the detectors were not tuned on
-//! (`demo/situations/doctor-appointment`, `run-demo --situation`): its steps
-//! and interaction frictions are required, its spoken ones reported. The two
-//! take turns on the machine.
+//! A second test walks the life situations the detectors were not tuned on
+//! (`demo/situations/`, `run-demo --situation`): their steps and interaction
+//! frictions are required, their spoken ones reported. The two tests take
+//! turns on the machine.
 //!
 //! `LAB_DEMO_REUSE=DIR` checks an existing `run-demo` / `run-personas` output instead of
 //! recording (for tuning); the rules and their bounds are `lab_tests::truth`'s,
@@ -222,35 +222,40 @@ fn scripted_personas_match_their_ground_truth() {
     }
 }
 
-/// A life situation the detectors were not tuned on (`demo/situations/`:
-/// a single-page app with hash routes and a modal confirmation, its own
-/// personas and friction): steps found (hash routes, the app's own «back»,
+/// Life situations the detectors were not tuned on (`demo/situations/`:
+/// a single-page app with hash routes and a modal confirmation; a
+/// multi-page form in a phone-width column), each with its own personas and
+/// friction: steps found (hash routes, the app's own «back», the browser's,
 /// a dialog), every interaction friction proposed at its step, few false
-/// candidates. Its spoken frictions are reported, not required: the held-out
-/// phrases go through Whisper base on espeak-ng like the demo's, and the
-/// pooled spoken rule is the demo test's (docs/measurements.md has the
+/// candidates. Their spoken frictions are reported, not required: the
+/// held-out phrases go through Whisper base on espeak-ng like the demo's,
+/// whose test holds the pooled spoken rule (docs/measurements.md has the
 /// figures of the full form).
 #[test]
-fn a_held_out_life_situation_matches_its_ground_truth() {
+fn held_out_life_situations_match_their_ground_truth() {
     let _station = STATION.lock().unwrap_or_else(|e| e.into_inner());
-    let out = run_demo("doctor-appointment");
-    let truths = truth::truth_files(&out).unwrap();
-    assert_eq!(truths.len(), 2, "one truth per persona: {truths:?}");
     let bounds = Bounds::default();
-    let mut all = Vec::new();
-    for t in &truths {
-        let m = truth::check_session(t, &bounds).unwrap();
-        println!("{m}");
-        all.push(m);
+    let mut problems = Vec::new();
+    for situation in ["doctor-appointment", "passport-replacement"] {
+        let out = run_demo(situation);
+        let truths = truth::truth_files(&out).unwrap();
+        assert_eq!(
+            truths.len(),
+            2,
+            "{situation}: one truth per persona: {truths:?}"
+        );
+        let mut all = Vec::new();
+        for t in &truths {
+            let m = truth::check_session(t, &bounds).unwrap();
+            println!("{m}");
+            problems.extend(
+                m.problems
+                    .iter()
+                    .map(|p| format!("{situation} {}: {p}", m.persona)),
+            );
+            all.push(m);
+        }
+        println!("{situation}: {}", truth::pool(&all, &bounds));
     }
-    println!("{}", truth::pool(&all, &bounds));
-    let problems: Vec<String> = all
-        .iter()
-        .flat_map(|m| {
-            m.problems
-                .iter()
-                .map(move |p| format!("{}: {p}", m.persona))
-        })
-        .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
