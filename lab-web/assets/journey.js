@@ -7,7 +7,7 @@ import {t} from './i18n.js';
 import {fmtMs, fmtPercent, dateInputToMs, qs} from './format.js';
 import {select, EMOTIONS, severityBadge} from './widgets.js';
 import {api} from './api.js';
-import {loadCategories, categoryLabel} from './labels.js';
+import {loadCategories, categoryLabel, detectorLabel} from './labels.js';
 import {runPage, setTitle} from './app.js';
 
 runPage(async ({main, id}) => {
@@ -122,7 +122,30 @@ runPage(async ({main, id}) => {
     table.style.setProperty('--steps', String(steps.length));
     const participants = map.participants || [];
     refill(mapBox, el('div', {class: 'table-scroll'}, table),
-      participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null);
+      participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null,
+      reliability(map.detectors || []));
+  }
+
+  /** Each detector's confidence against researchers' decisions on its candidates. */
+  function reliability(rows) {
+    if (!rows.length) return null;
+    const share = (a, n) => n ? fmtPercent(a / n) + ` (${a}/${n})` : '—';
+    const bins = rows[0].bins || [];
+    const binLabel = (b) => `${fmtPercent(b.lower)}–${fmtPercent(b.upper)}`;
+    return el('section', {class: 'reliability', id: 'reliability'},
+      el('h2', null, t('journey.reliability')),
+      el('p', {class: 'muted small'}, t('journey.reliability_hint')),
+      el('div', {class: 'table-scroll'}, el('table', {class: 'data reliability-table'},
+        el('thead', null, el('tr', null,
+          el('th', {scope: 'col'}, t('journey.detector')), el('th', {scope: 'col'}, t('journey.rel_proposed')),
+          el('th', {scope: 'col'}, t('journey.rel_accepted')), el('th', {scope: 'col'}, t('journey.rel_mean_confidence')),
+          bins.map((b) => el('th', {scope: 'col', class: 'num'}, t('journey.rel_bin', {range: binLabel(b)}))))),
+        el('tbody', null, rows.map((r) => el('tr', {dataset: {detector: r.detector}},
+          el('th', {scope: 'row'}, detectorLabel(r.detector)),
+          el('td', {class: 'num'}, String(r.proposed)),
+          el('td', {class: 'num accepted-share'}, share(r.accepted, r.accepted + r.rejected)),
+          el('td', {class: 'num'}, r.mean_confidence == null ? '—' : fmtPercent(r.mean_confidence)),
+          (r.bins || []).map((b) => el('td', {class: 'num'}, share(b.accepted, b.decided)))))))));
   }
 
   function significance(s) {

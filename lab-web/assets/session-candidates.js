@@ -4,7 +4,7 @@
 
 import {el, add, clear, refill, scrollWithin} from './dom.js';
 import {t} from './i18n.js';
-import {fmtMs, fmtPercent} from './format.js';
+import {fmtMs, fmtPercent, fmtNumber} from './format.js';
 import {toast, select} from './widgets.js';
 import {api} from './api.js';
 import {detectorLabel} from './labels.js';
@@ -54,6 +54,7 @@ export function createCandidates(page, candidatesPanel, candidatesBox) {
         evCount ? ' · ' + t('candidate.events_n', {n: evCount}) : ''),
       c.note ? el('div', {class: 'cand-note'}, c.note) : null,
       words.length ? el('div', {class: 'cand-words'}, '«', words.join(' '), '»') : null,
+      why(c),
       st === 'rejected' && c.reason ? el('div', {class: 'cand-reason small'}, t('candidate.reason'), ': ', c.reason) : null,
       st === 'accepted' && c.tag_id != null ? el('button', {type: 'button', class: 'link small', onclick: () => page.tags.select(c.tag_id, true)}, t('candidate.go_to_tag')) : null);
     if (canTag && st === 'open') {
@@ -97,11 +98,52 @@ export function createCandidates(page, candidatesPanel, candidatesBox) {
       add(item, actions);
     }
     item.addEventListener('click', (e) => {
-      if (e.target.closest('button, input, form, a')) return;
+      if (e.target.closest('button, input, form, a, summary')) return;
       selectCandidate(c.id, false);
       page.player.seek(c.start_ms);
     });
     return item;
+  }
+
+  /** Why the candidate is what it is: the rule and each adjustment to its
+   * confidence, then what was seen (its events and words, with times). */
+  function why(c) {
+    const ev = c.evidence || {};
+    const basis = ev.basis || [];
+    const seqs = ev.events || [];
+    const words = (ev.words || []).map((w) => typeof w === 'string' ? w : w.text);
+    if (!basis.length && !seqs.length && !words.length) return null;
+    const signed = (x) => (x < 0 ? '−' : '+') + fmtNumber(Math.abs(x), 2);
+    const box = el('details', {class: 'cand-why small'}, el('summary', {}, t('candidate.why')));
+    if (basis.length) {
+      const [rule, ...rest] = basis;
+      add(box, el('ol', {class: 'cand-basis'},
+        el('li', {}, el('span', {class: 'delta'}, fmtNumber(rule.delta, 2)), ' ', t('candidate.rule'), ': ', rule.why),
+        ...rest.map((x) => el('li', {}, el('span', {class: 'delta'}, signed(x.delta)), ' ', x.why)),
+        el('li', {class: 'total'}, el('span', {class: 'delta'}, '= ' + fmtNumber(c.confidence, 2)), ' ', t('candidate.confidence'))));
+    }
+    const bySeq = new Map(((page.timelineData && page.timelineData.events) || []).map((e) => [e.seq, e]));
+    const seen = [];
+    for (const seq of seqs) {
+      const e = bySeq.get(seq);
+      seen.push(e ? [e.t_ms, `${e.kind}${e.summary ? ': ' + e.summary : ''}`] : [null, t('candidate.event_seq', {seq})]);
+    }
+    const at = ev.words_ms || [];
+    // Words in runs with their first word's time.
+    let run = null;
+    words.forEach((w, i) => {
+      const ms = at[i];
+      if (!run || (ms != null && run.last != null && ms - run.last > 1500)) { run = {ms, last: ms, text: []}; seen.push(run); }
+      run.text.push(w); if (ms != null) run.last = ms;
+    });
+    const rows = seen.map((x) => Array.isArray(x) ? x : [x.ms, '«' + x.text.join(' ') + '»'])
+      .sort((a, b) => (a[0] ?? Infinity) - (b[0] ?? Infinity));
+    if (rows.length) {
+      add(box, el('div', {class: 'muted'}, t('candidate.seen')),
+        el('ul', {class: 'cand-seen'}, ...rows.map(([ms, text]) => el('li', {},
+          ms == null ? '' : el('button', {type: 'button', class: 'time-link', onclick: () => page.player.seek(ms)}, fmtMs(ms)), ' ', text))));
+    }
+    return box;
   }
 
   function selectCandidate(cid, scroll) {

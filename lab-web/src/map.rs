@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{self, Pool};
+use crate::store::map::Decision;
 use crate::types::{
-    CandidateRef, Completion, Emotions, JourneyMap, MapStep, Problem, ProposedFriction, Quote,
-    SessionFilter, TimeStats,
+    CandidateRef, Completion, DetectorReliability, Emotions, JourneyMap, MapStep, Problem,
+    ProposedFriction, Quote, ReliabilityBin, SessionFilter, TimeStats,
 };
 
 /// Percentile `p` (0-100) of sorted values, interpolated linearly between
@@ -176,17 +177,105 @@ pub async fn journey_map(
             }
         })
         .collect();
+    let detectors = reliability(&store::map::decisions(pool, journey_id, f).await?);
     Ok(JourneyMap {
         journey,
         sessions: participants.len() as i64,
         participants,
         steps,
+        detectors,
     })
+}
+
+/// Confidence bins of the reliability table, `[lower, upper)`; the last
+/// takes 1.0.
+pub const RELIABILITY_BINS: &[(f64, f64)] = &[(0.0, 0.5), (0.5, 0.65), (0.65, 0.8), (0.8, 1.01)];
+
+/// Per detector (by name), its candidates against the decisions on them.
+pub fn reliability(decisions: &[Decision]) -> Vec<DetectorReliability> {
+    let mut rows: BTreeMap<&str, (DetectorReliability, f64)> = BTreeMap::new();
+    for d in decisions {
+        for detector in std::iter::once(&d.detector).chain(&d.also) {
+            let (r, sum) = rows.entry(detector.as_str()).or_insert_with(|| {
+                (
+                    DetectorReliability {
+                        detector: detector.clone(),
+                        bins: RELIABILITY_BINS
+                            .iter()
+                            .map(|&(lower, upper)| ReliabilityBin {
+                                lower,
+                                upper: upper.min(1.0),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                    0.0,
+                )
+            });
+            r.proposed += 1;
+            let accepted = match d.status.as_str() {
+                "accepted" => true,
+                "rejected" => false,
+                _ => continue,
+            };
+            if accepted {
+                r.accepted += 1;
+            } else {
+                r.rejected += 1;
+            }
+            *sum += d.confidence;
+            let i = RELIABILITY_BINS
+                .iter()
+                .position(|&(lo, hi)| d.confidence >= lo && d.confidence < hi)
+                .unwrap_or(RELIABILITY_BINS.len() - 1);
+            r.bins[i].decided += 1;
+            r.bins[i].accepted += i64::from(accepted);
+        }
+    }
+    rows.into_values()
+        .map(|(mut r, sum)| {
+            let decided = r.accepted + r.rejected;
+            if decided > 0 {
+                r.accepted_share = Some(r.accepted as f64 / decided as f64);
+                r.mean_confidence = Some(sum / decided as f64);
+            }
+            r
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reliability_counts_decisions_per_detector_and_bin() {
+        let d = |detector: &str, also: &[&str], confidence, status: &str| Decision {
+            detector: detector.into(),
+            also: also.iter().map(|s| s.to_string()).collect(),
+            confidence,
+            status: status.into(),
+        };
+        let rows = reliability(&[
+            d("rage_click", &["dead_click"], 0.9, "accepted"),
+            d("rage_click", &[], 0.55, "rejected"),
+            d("rage_click", &[], 0.6, "open"),
+            d("hesitation", &[], 1.0, "accepted"),
+        ]);
+        let names: Vec<&str> = rows.iter().map(|r| r.detector.as_str()).collect();
+        assert_eq!(names, ["dead_click", "hesitation", "rage_click"]);
+        let rage = &rows[2];
+        assert_eq!((rage.proposed, rage.accepted, rage.rejected), (3, 1, 1));
+        assert_eq!(rage.accepted_share, Some(0.5));
+        assert!((rage.mean_confidence.unwrap() - 0.725).abs() < 1e-9);
+        let decided: Vec<(i64, i64)> = rage.bins.iter().map(|b| (b.decided, b.accepted)).collect();
+        assert_eq!(decided, [(0, 0), (1, 0), (0, 0), (1, 1)]);
+        // A confidence of 1.0 falls in the last bin; a merged candidate counts
+        // under each detector it carries.
+        assert_eq!(rows[1].bins[3].accepted, 1);
+        assert_eq!((rows[0].proposed, rows[0].accepted), (1, 1));
+    }
 
     #[test]
     fn stats_of_times() {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use lab_model::analysis::{
+    ConfidenceTerm,
     ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile, Candidate, CandidateList, Evidence,
     SpeechActivity, SpeechSpan, State, StepAnalysis, StepInterval, StepSummary, Transcript,
     TranscriptSegment, Word,
@@ -81,6 +82,14 @@ impl Spec {
 }
 
 const NS: i64 = 1_000_000;
+
+/// A confidence term of a synthetic candidate.
+fn term(why: &str, delta: f32) -> ConfidenceTerm {
+    ConfidenceTerm {
+        why: why.into(),
+        delta,
+    }
+}
 
 /// Writes a bundle under `parent/<session_id>` and returns its path.
 pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
@@ -262,6 +271,12 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                         .collect(),
                     words: vec![],
                     note: "4 клика за 1,5 с по #form-button-1; 4 клика без отклика".into(),
+                    basis: vec![
+                        term("3 клика подряд в одно место", 0.5),
+                        term("ещё 1 клик в том же месте", 0.15),
+                        term("как у клика без отклика на этих же кликах", 0.2),
+                        term("два правила видят одно: яростные клики и клик без отклика", 0.05),
+                    ],
                 },
                 // The burst was also a dead click (merged, as the analyzer does).
                 also: vec!["dead_click".into()],
@@ -277,6 +292,10 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                     events: vec![],
                     words: vec![],
                     note: "«не понимаю»".into(),
+                    basis: vec![
+                        term("фраза из словаря замешательства («не понимаю»)", 0.55),
+                        term("перед этим 12 с без действий: участник застрял", 0.15),
+                    ],
                 },
                 also: vec![],
             },

@@ -102,6 +102,40 @@ pub struct CandidateEvidence {
     /// `lab_model::analysis::Candidate::also`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<String>,
+    /// Where each of `words` starts, session ms (same order; empty in
+    /// candidates imported before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words_ms: Vec<i64>,
+    /// Why the confidence is what it is: the rule, then each adjustment
+    /// (`lab_model::analysis::Evidence::basis`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basis: Vec<lab_model::analysis::ConfidenceTerm>,
+}
+
+impl CandidateEvidence {
+    /// The confidence explained in one Russian line, «уверенность 70 %:
+    /// правило (0,60); причина (+0,10)», or `None` without a basis.
+    pub fn explain(&self, confidence: f64) -> Option<String> {
+        let (rule, rest) = self.basis.split_first()?;
+        let figure = |x: f32, signed: bool| {
+            let s = if signed {
+                format!("{x:+.2}")
+            } else {
+                format!("{x:.2}")
+            };
+            s.replace('.', ",").replace('-', "−")
+        };
+        let mut line = format!(
+            "уверенность {:.0} %: правило «{}» ({})",
+            confidence * 100.0,
+            rule.why,
+            figure(rule.delta, false)
+        );
+        for t in rest {
+            line += &format!("; {} ({})", t.why, figure(t.delta, true));
+        }
+        Some(line)
+    }
 }
 
 /// A recorded track as `GET /sessions/{id}` shows it (stored as JSON in
@@ -315,6 +349,36 @@ pub struct JourneyMap {
     pub sessions: i64,
     pub participants: Vec<String>,
     pub steps: Vec<MapStep>,
+    /// How researchers' decisions bear out each detector's confidence over
+    /// these sessions (absent in maps written before it existed).
+    #[serde(default)]
+    pub detectors: Vec<DetectorReliability>,
+}
+
+/// One detector's candidates over a journey's sessions against what
+/// researchers decided: the lab's own calibration of its confidence. A
+/// merged candidate counts under each detector it carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DetectorReliability {
+    pub detector: String,
+    pub proposed: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    /// Accepted of the decided (accepted + rejected); `None` before any decision.
+    pub accepted_share: Option<f64>,
+    /// Mean confidence of the decided candidates.
+    pub mean_confidence: Option<f64>,
+    /// The decided candidates by confidence.
+    pub bins: Vec<ReliabilityBin>,
+}
+
+/// Decided candidates whose confidence is in `[lower, upper)`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub decided: i64,
+    pub accepted: i64,
 }
 
 /// Tag categories with their Russian and English names.
@@ -523,4 +587,32 @@ pub struct JobArgs {
     pub force: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_id: Option<i64>,
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::CandidateEvidence;
+    use lab_model::analysis::ConfidenceTerm;
+
+    #[test]
+    fn a_basis_reads_as_one_russian_line() {
+        let term = |why: &str, delta| ConfidenceTerm {
+            why: why.into(),
+            delta,
+        };
+        let e = CandidateEvidence {
+            basis: vec![
+                term("клик без отклика по элементу управления", 0.7),
+                term("ещё 2 клика по тому же элементу", 0.2),
+                term("общий микрофон", -0.18),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            e.explain(0.72).unwrap(),
+            "уверенность 72 %: правило «клик без отклика по элементу управления» (0,70); \
+             ещё 2 клика по тому же элементу (+0,20); общий микрофон (−0,18)"
+        );
+        assert_eq!(CandidateEvidence::default().explain(0.5), None);
+    }
 }

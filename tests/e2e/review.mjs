@@ -248,6 +248,24 @@ try {
     return `word at ${startMs} ms -> currentTime ${got.toFixed(2)} s (expected ${expected.toFixed(2)})`;
   });
 
+  await check('a candidate explains its confidence: the rule, each adjustment, what was seen', async () => {
+    const cand = await page.$('#candidates .candidate');
+    const why = await cand.$('details.cand-why');
+    assert(why, 'no explanation under the candidate');
+    await (await why.$('summary')).click();
+    const terms = await why.$$eval('.cand-basis li:not(.total) .delta', (n) => n.map((x) => x.textContent));
+    assert(terms.length >= 1, 'no rule in the basis');
+    // The terms add up to the confidence shown (each rounded to hundredths).
+    const num = (x) => Number(x.replace('−', '-').replace(',', '.').replace(/[^0-9.+-]/g, ''));
+    const sum = terms.map(num).reduce((a, b) => a + b, 0);
+    const total = num(await why.$eval('.cand-basis .total .delta', (n) => n.textContent.replace('=', '')));
+    assert(Math.abs(sum - total) <= 0.006 * terms.length, `terms ${terms} add up to ${sum}, not ${total}`);
+    const seen = await why.$$eval('.cand-seen li', (n) => n.map((x) => x.textContent.trim()));
+    assert(seen.length >= 1, 'nothing listed as seen');
+    await shot(page, '03b-candidate-why');
+    return `${terms.join(' ')} = ${total}; seen: ${seen.slice(0, 2).join(' | ')}`;
+  });
+
   await check('accepting the first open candidate adds a tag', async () => {
     const before = await page.$$eval('#tags .tag', (n) => n.length);
     const cand = await page.$('#candidates .candidate:has(button.accept)');

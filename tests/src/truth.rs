@@ -246,6 +246,12 @@ pub struct SessionReport {
     pub edits: usize,
     pub hits: usize,
     pub ref_words: usize,
+    /// Each injected friction: its detector and, when found, the start error
+    /// in seconds.
+    pub injected: Vec<(String, Option<f64>)>,
+    /// Each candidate: its detector, confidence, and whether it matched an
+    /// injected friction (or fired at one under the friction's `also`).
+    pub proposed: Vec<(String, f32, bool)>,
     /// Broken bounds of this session.
     pub problems: Vec<String>,
 }
@@ -353,6 +359,7 @@ pub fn measure(
     // Frictions: each proposed by its detector at its step and time.
     let mut used = vec![false; cands.candidates.len()];
     let mut friction_errors = Vec::new();
+    let mut injected = Vec::new();
     let mut spoken_found = 0;
     let mut missed_spoken = Vec::new();
     for f in &t.frictions {
@@ -368,6 +375,7 @@ pub fn measure(
             .map(|(i, c)| (f.offset(c.start_ns), i))
             .filter(|(err, _)| s(*err) <= bounds.friction_tolerance_s)
             .min();
+        injected.push((f.detector.clone(), best.map(|(err, _)| s(err))));
         match best {
             Some((err, i)) => {
                 used[i] = true;
@@ -417,6 +425,12 @@ pub fn measure(
             }
         }
     }
+    let proposed = cands
+        .candidates
+        .iter()
+        .zip(&used)
+        .map(|(c, &u)| (c.detector.clone(), c.confidence, u))
+        .collect();
     let false_candidates: Vec<String> = cands
         .candidates
         .iter()
@@ -468,8 +482,182 @@ pub fn measure(
         edits: e,
         hits: heard_words,
         ref_words: n,
+        injected,
+        proposed,
         problems,
     }
+}
+
+/// Per-detector figures over sessions: what the issue's bar is stated in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectorScore {
+    pub detector: String,
+    /// Injected frictions this detector must propose, and how many it did.
+    pub injected: usize,
+    pub found: usize,
+    /// Its candidates, and how many matched a friction.
+    pub proposed: usize,
+    pub right: usize,
+    /// Start errors of the frictions found, seconds.
+    pub errors: Vec<f64>,
+}
+
+impl DetectorScore {
+    pub fn recall(&self) -> Option<f64> {
+        (self.injected > 0).then(|| self.found as f64 / self.injected as f64)
+    }
+    pub fn precision(&self) -> Option<f64> {
+        (self.proposed > 0).then(|| self.right as f64 / self.proposed as f64)
+    }
+}
+
+/// Per detector (sorted by name), then an `all` row.
+pub fn by_detector(sessions: &[SessionReport]) -> Vec<DetectorScore> {
+    let mut rows: std::collections::BTreeMap<String, DetectorScore> = Default::default();
+    let mut all = DetectorScore {
+        detector: "all".into(),
+        ..Default::default()
+    };
+    for m in sessions {
+        for (d, found) in &m.injected {
+            for r in [rows.entry(d.clone()).or_default(), &mut all] {
+                r.injected += 1;
+                if let Some(e) = found {
+                    r.found += 1;
+                    r.errors.push(*e);
+                }
+            }
+        }
+        for (d, _, right) in &m.proposed {
+            for r in [rows.entry(d.clone()).or_default(), &mut all] {
+                r.proposed += 1;
+                r.right += usize::from(*right);
+            }
+        }
+    }
+    let mut out: Vec<DetectorScore> = rows
+        .into_iter()
+        .map(|(d, mut r)| {
+            r.detector = d;
+            r
+        })
+        .collect();
+    out.push(all);
+    out
+}
+
+/// The per-detector table, Markdown (for `docs/measurements.md`).
+pub fn detector_table(rows: &[DetectorScore]) -> String {
+    let figure = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
+    let mut out = String::from(
+        "| detector | injected | found | recall | proposed | right | precision | start error median / max, s |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let mut e = r.errors.clone();
+        e.sort_by(f64::total_cmp);
+        let timing = if e.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2} / {:.2}", median(&e), e[e.len() - 1])
+        };
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {timing} |\n",
+            r.detector,
+            r.injected,
+            r.found,
+            figure(r.recall()),
+            r.proposed,
+            r.right,
+            figure(r.precision())
+        );
+    }
+    out
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Confidence bins a calibration table uses: [lower, upper).
+pub const CONFIDENCE_BINS: &[(f32, f32)] = &[(0.0, 0.45), (0.45, 0.55), (0.55, 0.65), (0.65, 0.8), (0.8, 1.01)];
+
+/// One bin of the calibration table: candidates whose confidence falls in
+/// it, their mean confidence, and the share that were right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bin {
+    pub lower: f32,
+    pub upper: f32,
+    pub n: usize,
+    pub mean_confidence: f64,
+    pub right: usize,
+}
+
+/// The candidates binned by confidence, and the expected calibration error
+/// (the bins' |share right − mean confidence|, weighted by their counts).
+pub fn calibration(sessions: &[SessionReport]) -> (Vec<Bin>, f64) {
+    let mut bins: Vec<Bin> = CONFIDENCE_BINS
+        .iter()
+        .map(|&(lower, upper)| Bin {
+            lower,
+            upper,
+            n: 0,
+            mean_confidence: 0.0,
+            right: 0,
+        })
+        .collect();
+    for (_, conf, right) in sessions.iter().flat_map(|m| &m.proposed) {
+        if let Some(b) = bins
+            .iter_mut()
+            .find(|b| *conf >= b.lower && *conf < b.upper)
+        {
+            b.n += 1;
+            b.mean_confidence += f64::from(*conf);
+            b.right += usize::from(*right);
+        }
+    }
+    let total: usize = bins.iter().map(|b| b.n).sum();
+    let mut ece = 0.0;
+    for b in &mut bins {
+        if b.n > 0 {
+            b.mean_confidence /= b.n as f64;
+            ece += b.n as f64 / total as f64 * (b.right as f64 / b.n as f64 - b.mean_confidence).abs();
+        }
+    }
+    (bins, ece)
+}
+
+/// The calibration table, Markdown.
+pub fn calibration_table(bins: &[Bin], ece: f64) -> String {
+    let mut out = String::from(
+        "| confidence | candidates | mean confidence | right | share right |\n|---|---|---|---|---|\n",
+    );
+    for b in bins {
+        let share = if b.n == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.2}", b.right as f64 / b.n as f64)
+        };
+        let mean = if b.n == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.2}", b.mean_confidence)
+        };
+        out += &format!(
+            "| {:.2}–{:.2} | {} | {mean} | {} | {share} |\n",
+            b.lower,
+            b.upper.min(1.0),
+            b.n,
+            b.right
+        );
+    }
+    out += &format!("\nexpected calibration error {ece:.3}\n");
+    out
 }
 
 /// The figures over all sessions together.

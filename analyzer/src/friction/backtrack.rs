@@ -6,7 +6,8 @@
 use lab_model::Journey;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
+use super::notes::count_ru;
 use crate::timeline::{Timeline, data_str, is_browser};
 
 pub const NAME: &str = "backtrack";
@@ -52,20 +53,34 @@ pub fn detect(journey: &Journey, timeline: &Timeline, steps: &StepAnalysis) -> V
             title(&cur.step),
             cur.visit
         );
-        let mut confidence = BASE_CONFIDENCE + PER_EXTRA_STEP * (from - to - 1) as f32;
-        if cur.visit >= 3 {
-            confidence += REPEAT_BONUS;
+        let mut confidence =
+            Confidence::rule("возврат на более ранний шаг пути", BASE_CONFIDENCE);
+        if from - to > 1 {
+            confidence.add(
+                PER_EXTRA_STEP * (from - to - 1) as f32,
+                format!(
+                    "назад сразу на {}",
+                    count_ru(from - to, "шаг", "шага", "шагов")
+                ),
+            );
         }
+        if cur.visit >= 3 {
+            confidence.add(
+                REPEAT_BONUS,
+                format!("шаг посещён уже {}-й раз", cur.visit),
+            );
+        }
+        confidence.cap(MAX_CONFIDENCE);
         out.push(candidate(
             NAME,
             steps,
             cur.start_ns,
             cur.end_ns,
-            confidence.min(MAX_CONFIDENCE),
+            confidence,
             Evidence {
                 events: vec![cur.entered_by],
-                words: Vec::new(),
                 note,
+                ..Evidence::default()
             },
         ));
     }

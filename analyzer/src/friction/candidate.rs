@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use lab_model::analysis::{Candidate, Evidence, StepAnalysis, Word};
+use lab_model::analysis::{Candidate, ConfidenceTerm, Evidence, StepAnalysis, Word};
 
 use crate::steps::step_at;
 
@@ -25,25 +25,109 @@ pub fn rounded(confidence: f32) -> f32 {
     (confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0
 }
 
+/// A candidate's confidence with the reasons for it: the rule that fired
+/// with its base value, then every adjustment in the order it was made. The
+/// terms become the candidate's `evidence.basis`, so a researcher reads why
+/// a candidate is at 0.6 and another at 0.85.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confidence {
+    value: f32,
+    terms: Vec<ConfidenceTerm>,
+}
+
+impl Confidence {
+    /// The rule that fired (in Russian) and its base value.
+    pub fn rule(why: impl Into<String>, base: f32) -> Self {
+        Self {
+            value: base,
+            terms: vec![ConfidenceTerm {
+                why: why.into(),
+                delta: base,
+            }],
+        }
+    }
+
+    /// Adds `delta` for `why`; nothing when `delta` is 0.
+    pub fn add(&mut self, delta: f32, why: impl Into<String>) {
+        if delta != 0.0 {
+            self.value += delta;
+            self.terms.push(ConfidenceTerm {
+                why: why.into(),
+                delta,
+            });
+        }
+    }
+
+    /// Multiplies by `factor` for `why` (the term holds the change it made).
+    pub fn scale(&mut self, factor: f32, why: impl Into<String>) {
+        self.add(self.value * (factor - 1.0), why);
+    }
+
+    /// Raises to `floor` for `why` when lower.
+    pub fn at_least(&mut self, floor: f32, why: impl Into<String>) {
+        if self.value < floor {
+            self.add(floor - self.value, why);
+        }
+    }
+
+    /// Lowers to the rule's ceiling `max` when above it.
+    pub fn cap(&mut self, max: f32) {
+        if self.value > max {
+            self.add(max - self.value, format!("не выше {max:.2} для этого правила"));
+        }
+    }
+
+    pub fn value(&self) -> f32 {
+        self.value
+    }
+
+    /// The terms, each rounded to hundredths like the confidence.
+    pub fn terms(&self) -> Vec<ConfidenceTerm> {
+        self.terms
+            .iter()
+            .map(|t| ConfidenceTerm {
+                why: t.why.clone(),
+                delta: (t.delta * 100.0).round() / 100.0,
+            })
+            .collect()
+    }
+}
+
 /// A candidate in the step that contains its start, its confidence
-/// [`rounded`].
+/// [`rounded`], the confidence's terms as its evidence's `basis`.
 pub fn candidate(
     detector: &str,
     steps: &StepAnalysis,
     start_ns: i64,
     end_ns: i64,
-    confidence: f32,
-    evidence: Evidence,
+    confidence: Confidence,
+    mut evidence: Evidence,
 ) -> Candidate {
+    evidence.basis = confidence.terms();
     Candidate {
         id: String::new(),
         detector: detector.to_string(),
         start_ns,
         end_ns: end_ns.max(start_ns),
         step: step_at(steps, start_ns),
-        confidence: rounded(confidence),
+        confidence: rounded(confidence.value()),
         evidence,
         also: Vec::new(),
+    }
+}
+
+/// Changes a built candidate's confidence by `delta` for `why` (the result
+/// [`rounded`]), and says so in its basis; nothing when the rounded
+/// confidence does not change.
+pub fn adjust(c: &mut Candidate, delta: f32, why: impl Into<String>) {
+    let new = rounded(c.confidence + delta);
+    let change = ((new - c.confidence) * 100.0).round() / 100.0;
+    if change != 0.0 {
+        c.confidence = new;
+        c.evidence.basis.push(ConfidenceTerm {
+            why: why.into(),
+            delta: change,
+        });
     }
 }
 

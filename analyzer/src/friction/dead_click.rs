@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
 use super::notes::{count_ru, duration_ru};
 use crate::timeline::{Timeline, data_f64, data_flag, data_str};
 
@@ -349,12 +349,34 @@ fn report(group: &[Found], steps: &StepAnalysis) -> Candidate {
             note += &format!(" («{}»)", t.trim());
         }
     }
-    let base = match kind {
-        Kind::Dead if looks.is_some() => CONFIDENCE_DEAD_LOOKS,
-        Kind::Dead => CONFIDENCE_DEAD,
-        Kind::Disabled => CONFIDENCE_DISABLED,
-        Kind::Slow => CONFIDENCE_SLOW,
+    let mut confidence = match kind {
+        Kind::Dead if looks.is_some() => Confidence::rule(
+            "клик без отклика по тому, что только выглядит кликабельным",
+            CONFIDENCE_DEAD_LOOKS,
+        ),
+        Kind::Dead => Confidence::rule(
+            "клик без отклика по элементу управления",
+            CONFIDENCE_DEAD,
+        ),
+        Kind::Disabled => Confidence::rule(
+            "клик по неактивному элементу управления",
+            CONFIDENCE_DISABLED,
+        ),
+        Kind::Slow => Confidence::rule(
+            "страница ответила на клик позже чем через 1 с",
+            CONFIDENCE_SLOW,
+        ),
     };
+    if n > 1 {
+        confidence.add(
+            PER_REPEAT * (n - 1) as f32,
+            format!(
+                "ещё {} по тому же элементу",
+                count_ru(n - 1, "клик", "клика", "кликов")
+            ),
+        );
+    }
+    confidence.cap(MAX_CONFIDENCE);
     let mut events: Vec<u64> = group
         .iter()
         .flat_map(|f| [Some(f.click.seq), f.effect.map(|e| e.seq)])
@@ -366,11 +388,11 @@ fn report(group: &[Found], steps: &StepAnalysis) -> Candidate {
         steps,
         first.t_ns,
         last.t_ns + EFFECT_WINDOW_NS,
-        (base + PER_REPEAT * (n - 1) as f32).min(MAX_CONFIDENCE),
+        confidence,
         Evidence {
             events,
-            words: Vec::new(),
             note,
+            ..Evidence::default()
         },
     )
 }

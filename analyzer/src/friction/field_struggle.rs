@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
 use super::notes::{clip, count_ru};
 use crate::timeline::{Timeline, data_f64, data_str, is_browser};
 
@@ -96,25 +96,40 @@ fn judge(
     let by_errors = errors.len() >= MIN_ERRORS;
     let by_attempts = !errors.is_empty() && attempts >= MIN_ATTEMPTS_WITH_ERROR;
     let retyping = edits.saturating_sub(final_len) >= final_len.max(MIN_EXTRA_EDITS);
-    let rules = [by_errors, by_attempts, retyping]
-        .iter()
-        .filter(|&&r| r)
-        .count();
-    if rules == 0 {
-        return None;
-    }
-    let mut confidence: f32 = 0.0;
+    // Each rule that holds with its confidence; the strongest is the base,
+    // each further one adds.
+    let mut held: Vec<(f32, String)> = Vec::new();
     if by_errors {
-        confidence = confidence
-            .max(CONFIDENCE_ERRORS + PER_EXTRA_ERROR * (errors.len() - MIN_ERRORS) as f32);
+        held.push((
+            CONFIDENCE_ERRORS + PER_EXTRA_ERROR * (errors.len() - MIN_ERRORS) as f32,
+            format!(
+                "{} проверки на одном поле",
+                count_ru(errors.len(), "ошибка", "ошибки", "ошибок")
+            ),
+        ));
     }
     if by_attempts {
-        confidence = confidence.max(CONFIDENCE_ATTEMPTS);
+        held.push((
+            CONFIDENCE_ATTEMPTS,
+            format!(
+                "поле отклоняло ввод, а попыток было {attempts}"
+            ),
+        ));
     }
     if retyping {
-        confidence = confidence.max(CONFIDENCE_RETYPING);
+        held.push((
+            CONFIDENCE_RETYPING,
+            "поле стирали и набирали заново (правок намного больше длины)".to_string(),
+        ));
     }
-    confidence += PER_EXTRA_RULE * (rules - 1) as f32;
+    held.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut rules = held.into_iter();
+    let (base, why) = rules.next()?;
+    let mut confidence = Confidence::rule(why, base);
+    for (_, why) in rules {
+        confidence.add(PER_EXTRA_RULE, format!("ещё одно правило: {why}"));
+    }
+    confidence.cap(MAX_CONFIDENCE);
 
     let mut parts = Vec::new();
     if !errors.is_empty() {
@@ -148,11 +163,11 @@ fn judge(
         steps,
         first.t_ns,
         last.t_ns,
-        confidence.min(MAX_CONFIDENCE),
+        confidence,
         Evidence {
             events: events.iter().map(|e| e.seq).collect(),
-            words: Vec::new(),
             note,
+            ..Evidence::default()
         },
     ))
 }

@@ -16,7 +16,7 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
 use super::notes::{duration_ru, quote};
 use crate::steps::step_over;
 use crate::timeline::{Timeline, data_str, is_activity, marker_of, maybe_participant};
@@ -124,9 +124,28 @@ fn report(
     }
     let progress =
         ((end - start - MIN_IDLE_NS) as f32 / (FULL_IDLE_NS - MIN_IDLE_NS) as f32).clamp(0.0, 1.0);
-    let mut confidence = BASE_CONFIDENCE + (FULL_CONFIDENCE - BASE_CONFIDENCE) * progress;
+    let mut confidence = Confidence::rule(
+        format!(
+            "не меньше {} без действий на странице",
+            duration_ru(MIN_IDLE_NS)
+        ),
+        BASE_CONFIDENCE,
+    );
+    if progress > 0.0 {
+        confidence.add(
+            (FULL_CONFIDENCE - BASE_CONFIDENCE) * progress,
+            format!(
+                "пауза {} (больше уверенности к {})",
+                duration_ru(end - start),
+                duration_ru(FULL_IDLE_NS)
+            ),
+        );
+    }
     if moderator {
-        confidence *= MODERATOR_FACTOR;
+        confidence.scale(
+            MODERATOR_FACTOR,
+            "в паузе говорит модератор: возможно, это разговор",
+        );
     }
     let mut c = candidate(
         NAME,
@@ -140,6 +159,7 @@ fn report(
                 .collect(),
             words: participant,
             note,
+            ..Evidence::default()
         },
     );
     // The stall belongs where it was spent: one that begins with the click

@@ -5,7 +5,7 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
 use super::notes::{clip, duration_ru};
 use crate::timeline::{Timeline, data_str};
 
@@ -63,10 +63,19 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 );
             }
             let mut confidence =
-                BASE_CONFIDENCE + PER_REPEAT * (g.len() - 1).min(MAX_REPEATS) as f32;
+                Confidence::rule("ошибка JavaScript на странице", BASE_CONFIDENCE);
+            if g.len() > 1 {
+                confidence.add(
+                    PER_REPEAT * (g.len() - 1).min(MAX_REPEATS) as f32,
+                    format!("повторилась {} раз", g.len()),
+                );
+            }
             let mut events: Vec<u64> = g.iter().map(|e| e.seq).collect();
             if let Some(c) = click {
-                confidence += CLICK_BONUS;
+                confidence.add(
+                    CLICK_BONUS,
+                    "сразу после клика участника: его действие не сработало",
+                );
                 events.insert(0, c.seq);
             }
             candidate(
@@ -77,8 +86,8 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                 confidence,
                 Evidence {
                     events,
-                    words: Vec::new(),
                     note,
+                    ..Evidence::default()
                 },
             )
         })

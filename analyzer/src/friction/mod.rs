@@ -124,5 +124,29 @@ mod tests {
             ]
         );
         assert!(all.iter().all(|c| c.step.as_deref() == Some("login")));
+        all.iter().for_each(assert_basis_adds_up);
+    }
+
+    #[test]
+    fn a_merged_burst_explains_both_rules() {
+        let t = tl(vec![
+            nav(0.0, "https://gu.example/login"),
+            click(1.0, "#a", 10, 10),
+            effect(1.0, 2, 0, false),
+            click(1.3, "#a", 10, 10),
+            effect(1.3, 4, 0, false),
+            click(1.6, "#a", 10, 10),
+            effect(1.6, 6, 0, false),
+            click(1.9, "#a", 10, 10),
+            effect(1.9, 8, 0, false),
+        ]);
+        let steps = segment(&journey(), &t);
+        let all = detect_all(&journey(), &t, &steps, &Lexicon::builtin());
+        let burst = all.iter().find(|c| c.detector == "rage_click").unwrap();
+        assert_eq!(burst.also, ["dead_click"]);
+        assert_basis_adds_up(burst);
+        let why: Vec<&str> = burst.evidence.basis.iter().map(|t| t.why.as_str()).collect();
+        assert!(why[0].starts_with("3 клика подряд"), "{why:?}");
+        assert!(why.iter().any(|w| w.contains("два правила")), "{why:?}");
     }
 }

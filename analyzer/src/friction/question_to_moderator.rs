@@ -12,7 +12,7 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
+use super::candidate::{Confidence, WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
 use super::notes::quote;
 use crate::lexicon::{Lexicon, tokens};
 use crate::timeline::{Timeline, participant_runs};
@@ -144,11 +144,15 @@ fn unexplained_help(
                 steps,
                 start,
                 m.t_ns,
-                CONFIDENCE_HELP_ONLY,
+                Confidence::rule(
+                    "оператор отметил просьбу о помощи (распознанного вопроса нет)",
+                    CONFIDENCE_HELP_ONLY,
+                ),
                 Evidence {
                     events: vec![m.seq],
                     words: before.to_vec(),
                     note,
+                    ..Evidence::default()
                 },
             )
         })
@@ -190,7 +194,7 @@ fn judge(
             .take(PARTICLE_WITHIN)
             .skip(1)
             .any(|t| t == PARTICLE);
-    let (mut confidence, why) = match (mark, opener, ordered) {
+    let (base, why) = match (mark, opener, ordered) {
         (true, true, _) => (CONFIDENCE_BOTH, "знак вопроса и вопросительное слово"),
         (true, false, _) => (CONFIDENCE_MARK, "знак вопроса"),
         (false, _, true) => (
@@ -203,20 +207,24 @@ fn judge(
         }
         _ => return None,
     };
+    let mut confidence = Confidence::rule(format!("вопрос: {why}"), base);
     if asks {
-        confidence += ASKING_BONUS;
+        confidence.add(
+            ASKING_BONUS,
+            "просит разрешения или подсказки («можно…», «нужно ли…»)",
+        );
     }
     let (start, end) = (utterance[0].start_ns, utterance[utterance.len() - 1].end_ns);
     let mut note = format!("вопрос модератору: «{}» ({why})", quote(utterance, 15));
     if heard(utterance) < WEAK_WORDS {
-        confidence *= WEAK_FACTOR;
+        confidence.scale(WEAK_FACTOR, "слова распознаны неуверенно");
         note += WEAK_NOTE;
     }
     let replied = timeline.words.iter().any(|w| {
         w.speaker == Speaker::Moderator && w.start_ns >= end && w.start_ns - end <= REPLY_WINDOW_NS
     });
     if replied {
-        confidence += REPLY_BONUS;
+        confidence.add(REPLY_BONUS, "модератор ответил");
         note += "; модератор ответил";
     }
     let help: Vec<u64> = timeline
@@ -225,22 +233,27 @@ fn judge(
         .map(|m| m.seq)
         .collect();
     if !help.is_empty() {
-        confidence += HELP_BONUS;
+        confidence.add(HELP_BONUS, "оператор отметил просьбу о помощи");
         note += "; оператор отметил просьбу о помощи";
     }
     if utterance.iter().any(|w| w.speaker == Speaker::Mixed) {
-        confidence *= MIXED_FACTOR;
+        confidence.scale(
+            MIXED_FACTOR,
+            "общий микрофон: вопрос может быть модератора",
+        );
     }
+    confidence.cap(MAX_CONFIDENCE);
     Some(candidate(
         NAME,
         steps,
         start,
         end,
-        confidence.min(MAX_CONFIDENCE),
+        confidence,
         Evidence {
             events: help,
             words: utterance.to_vec(),
             note,
+            ..Evidence::default()
         },
     ))
 }

@@ -4,7 +4,7 @@
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number, rounded};
+use super::candidate::{Confidence, adjust, candidate, number};
 use super::notes::{clip, count_ru, duration_ru};
 use crate::timeline::{Timeline, data_f64, data_str};
 
@@ -87,7 +87,19 @@ pub fn absorb_dead_clicks(mut rage: Vec<Candidate>, dead: Vec<Candidate>) -> Vec
         };
         r.start_ns = r.start_ns.min(d.start_ns);
         r.end_ns = r.end_ns.max(d.end_ns);
-        r.confidence = rounded((r.confidence.max(d.confidence) + BOTH_BONUS).min(MAX_CONFIDENCE));
+        if d.confidence > r.confidence {
+            adjust(
+                r,
+                d.confidence - r.confidence,
+                "как у клика без отклика на этих же кликах",
+            );
+        }
+        let bonus = BOTH_BONUS.min(MAX_CONFIDENCE - r.confidence).max(0.0);
+        adjust(
+            r,
+            bonus,
+            "два правила видят одно: яростные клики и клик без отклика",
+        );
         r.evidence.events.extend(d.evidence.events);
         r.evidence.events.sort_unstable();
         r.evidence.events.dedup();
@@ -124,17 +136,35 @@ fn report(burst: &[&Event], steps: &StepAnalysis) -> Candidate {
         count_ru(n, "клик", "клика", "кликов"),
         duration_ru(last.t_ns - first.t_ns)
     );
-    let doubt = (1.0 - BASE_CONFIDENCE) * DOUBT_PER_CLICK.powi((n - MIN_CLICKS) as i32);
+    let mut confidence = Confidence::rule(
+        format!(
+            "{} подряд в одно место, не дольше {} между кликами",
+            count_ru(MIN_CLICKS, "клик", "клика", "кликов"),
+            duration_ru(WINDOW_NS)
+        ),
+        BASE_CONFIDENCE,
+    );
+    if n > MIN_CLICKS {
+        let doubt = (1.0 - BASE_CONFIDENCE) * DOUBT_PER_CLICK.powi((n - MIN_CLICKS) as i32);
+        confidence.add(
+            (1.0 - doubt) - BASE_CONFIDENCE,
+            format!(
+                "ещё {} в том же месте",
+                count_ru(n - MIN_CLICKS, "клик", "клика", "кликов")
+            ),
+        );
+    }
+    confidence.cap(MAX_CONFIDENCE);
     candidate(
         NAME,
         steps,
         first.t_ns,
         last.t_ns,
-        (1.0 - doubt).min(MAX_CONFIDENCE),
+        confidence,
         Evidence {
             events: burst.iter().map(|e| e.seq).collect(),
-            words: Vec::new(),
             note,
+            ..Evidence::default()
         },
     )
 }

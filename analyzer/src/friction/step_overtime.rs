@@ -4,7 +4,7 @@
 
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
-use super::candidate::{candidate, number};
+use super::candidate::{Confidence, candidate, number};
 use super::notes::{count_ru, duration_ru};
 
 pub const NAME: &str = "step_overtime";
@@ -55,16 +55,24 @@ pub fn detect(steps: &StepAnalysis) -> Vec<Candidate> {
             note += &format!(", за {visits}");
         }
         let progress = ((ratio - MIN_RATIO) / (FULL_RATIO - MIN_RATIO)).clamp(0.0, 1.0) as f32;
+        let mut confidence = Confidence::rule(
+            "шаг занял больше двух норм времени и на 20 с дольше нормы",
+            BASE_CONFIDENCE,
+        );
+        confidence.add(
+            (MAX_CONFIDENCE - BASE_CONFIDENCE) * progress,
+            format!("в {times} раза дольше нормы (предел уверенности — в 4 раза)"),
+        );
         out.push(candidate(
             NAME,
             steps,
             first.start_ns,
             last.end_ns,
-            BASE_CONFIDENCE + (MAX_CONFIDENCE - BASE_CONFIDENCE) * progress,
+            confidence,
             Evidence {
                 events: visits.iter().map(|v| v.entered_by).collect(),
-                words: Vec::new(),
                 note,
+                ..Evidence::default()
             },
         ));
     }

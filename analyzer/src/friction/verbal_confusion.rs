@@ -7,7 +7,8 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
+use super::candidate::{Confidence, WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
+use super::notes::count_ru;
 use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
 use crate::steps::step_at;
@@ -117,10 +118,28 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
     if heard < WEAK_WORDS {
         note += WEAK_NOTE;
     }
-    let mut confidence =
-        (BASE_CONFIDENCE + PER_EXTRA_CUE * (episode.len() - 1) as f32).min(MAX_CONFIDENCE);
+    let mut confidence = Confidence::rule(
+        format!("фраза из словаря замешательства («{}»)", phrases[0]),
+        BASE_CONFIDENCE,
+    );
+    if episode.len() > 1 {
+        confidence.add(
+            PER_EXTRA_CUE * (episode.len() - 1) as f32,
+            format!(
+                "ещё {} того же эпизода",
+                count_ru(episode.len() - 1, "фраза", "фразы", "фраз")
+            ),
+        );
+    }
+    confidence.cap(MAX_CONFIDENCE);
     // An unsure transcription halves the confidence at worst.
-    confidence *= 0.5 + 0.5 * heard;
+    confidence.scale(
+        0.5 + 0.5 * heard,
+        format!(
+            "слова распознаны с вероятностью {}",
+            format!("{heard:.2}").replace('.', ",")
+        ),
+    );
     let said = spoken[0].start_ns;
     // The participant's last action in the page before the words (the same
     // activity the hesitation detector counts; a page load is one).
@@ -136,15 +155,25 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
             .any(|e| (e.t_ns - said).abs() <= ERROR_NS)
     });
     if erred {
-        confidence += COINCIDE_BONUS;
+        confidence.add(
+            COINCIDE_BONUS,
+            "рядом ошибка на странице: страница подтверждает слова",
+        );
         note += "; рядом ошибка на странице";
     } else if let Some(last) = last.filter(|&t| said - t > STALL_NS) {
-        confidence += COINCIDE_BONUS;
-        note += &format!("; перед этим {} без действий", duration_ru(said - last));
+        let stall = duration_ru(said - last);
+        confidence.add(
+            COINCIDE_BONUS,
+            format!("перед этим {stall} без действий: участник застрял"),
+        );
+        note += &format!("; перед этим {stall} без действий");
     }
-    confidence = confidence.min(MAX_CONFIDENCE);
+    confidence.cap(MAX_CONFIDENCE);
     if spoken.iter().any(|w| w.speaker == Speaker::Mixed) {
-        confidence *= MIXED_FACTOR;
+        confidence.scale(
+            MIXED_FACTOR,
+            "общий микрофон: слова могут быть модератора",
+        );
     }
     let start = spoken[0].start_ns;
     let end = spoken.iter().map(|w| w.end_ns).max().unwrap_or(start);
@@ -158,6 +187,7 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
             events: Vec::new(),
             words: spoken,
             note,
+            ..Evidence::default()
         },
     )
 }

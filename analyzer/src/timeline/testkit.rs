@@ -231,6 +231,7 @@ pub fn run_detector(
     detect(t, &crate::steps::segment(&journey(), t))
         .into_iter()
         .map(|c| {
+            assert_basis_adds_up(&c);
             (
                 c.start_ns as f64 / 1e9,
                 c.end_ns as f64 / 1e9,
@@ -247,4 +248,20 @@ pub fn expected(want: Vec<(f64, f64, Vec<u64>, f32, &str)>) -> Vec<Summary> {
     want.into_iter()
         .map(|(a, b, seqs, conf, note)| (a, b, seqs, conf, note.to_string()))
         .collect()
+}
+
+/// Every candidate explains its confidence: a rule first, then adjustments
+/// that add up to the confidence (each term and the total rounded to
+/// hundredths).
+pub fn assert_basis_adds_up(c: &Candidate) {
+    let basis = &c.evidence.basis;
+    assert!(!basis.is_empty(), "{}: no basis", c.id);
+    assert!(basis.iter().all(|t| !t.why.trim().is_empty()), "{basis:?}");
+    let sum: f32 = basis.iter().map(|t| t.delta).sum();
+    assert!(
+        (sum - c.confidence).abs() <= 0.006 * basis.len() as f32,
+        "{} at {}: basis {basis:?} adds up to {sum}",
+        c.detector,
+        c.confidence
+    );
 }

@@ -140,6 +140,23 @@ pub struct Evidence {
     pub words: Vec<Word>,
     /// Short human-readable explanation, in Russian.
     pub note: String,
+    /// Why the confidence is what it is, in order: the rule that fired with
+    /// its base value, then each adjustment with its signed change. The
+    /// changes add up to the candidate's confidence (to rounding). Empty in
+    /// analyses written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basis: Vec<ConfidenceTerm>,
+}
+
+/// One step of a candidate's confidence: the rule's base value (the first
+/// term) or an adjustment to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceTerm {
+    /// What it is, in Russian («клик по элементу управления без отклика»,
+    /// «после паузы 12 с»).
+    pub why: String,
+    /// The base value, or the signed change this term made.
+    pub delta: f32,
 }
 
 /// A proposed friction point for a researcher to accept or reject.

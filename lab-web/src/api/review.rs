@@ -66,7 +66,11 @@ pub async fn accept(
         category: detector_category(&c.detector).into(),
         severity: if c.confidence >= 0.8 { 3 } else { 2 },
         emotion: "negative".into(),
-        note: Some(c.note.clone()),
+        // The tag carries why the analysis proposed it into every export.
+        note: Some(match c.evidence.explain(c.confidence) {
+            Some(why) => format!("{}\n{why}", c.note),
+            None => c.note.clone(),
+        }),
         quote: None,
     });
     let tag =

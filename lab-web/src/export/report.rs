@@ -439,6 +439,7 @@ mod tests {
                 form,
                 step("done", HOSTILE, 40_000, 0),
             ],
+            detectors: vec![],
         }
     }
 

@@ -161,3 +161,39 @@ pub async fn candidates(
     })
     .collect()
 }
+
+/// A candidate of the selected sessions as researchers decided it: its
+/// detector, the detectors merged into it, its confidence and status.
+pub struct Decision {
+    pub detector: String,
+    pub also: Vec<String>,
+    pub confidence: f64,
+    pub status: String,
+}
+
+/// Every candidate of the selected sessions, whatever its status and step.
+pub async fn decisions(
+    pool: &Pool,
+    journey_id: &str,
+    f: &SessionFilter,
+) -> Result<Vec<Decision>, sqlx::Error> {
+    filtered(journey_id, f, format!(
+        "SELECT c.detector, c.evidence, c.confidence, c.status \
+         FROM candidates c JOIN sessions s ON s.id = c.session_id WHERE {SESSIONS}"
+    ))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let evidence: CandidateEvidence =
+            serde_json::from_str(&r.try_get::<String, _>("evidence")?)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(Decision {
+            detector: r.try_get("detector")?,
+            also: evidence.also,
+            confidence: r.try_get("confidence")?,
+            status: r.try_get("status")?,
+        })
+    })
+    .collect()
+}

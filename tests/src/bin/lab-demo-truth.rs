@@ -8,8 +8,10 @@
 //! lab-demo-truth TRUTH.json ...
 //! ```
 //!
-//! Prints each session's details and figures, the pooled figures and every
-//! problem; exits 1 if a bound is broken, 2 if a file cannot be read.
+//! Prints each session's details and figures, the pooled figures, a
+//! per-detector table (recall, precision, start error), a calibration table
+//! (candidates binned by confidence against the share that were right) and
+//! every problem; exits 1 if a bound is broken, 2 if a file cannot be read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +88,9 @@ fn run(paths: &[PathBuf], bounds: &Bounds) -> anyhow::Result<bool> {
     }
     let pooled = truth::pool(&sessions, bounds);
     println!("{pooled}");
+    println!("\nper detector:\n{}", truth::detector_table(&truth::by_detector(&sessions)));
+    let (bins, ece) = truth::calibration(&sessions);
+    println!("calibration:\n{}", truth::calibration_table(&bins, ece));
     let problems = truth::problems(&sessions, &pooled);
     for p in &problems {
         println!("PROBLEM: {p}");

@@ -218,3 +218,42 @@ fn words_edits_and_hits() {
     assert_eq!(edits("a b c", "a x c d"), (2, 3));
     assert_eq!(hits("a a b", "a b b"), 2);
 }
+
+#[test]
+fn detectors_are_scored_apart_and_confidence_is_binned() {
+    let t = truth(serde_json::json!([
+        { "kind": "stall", "detector": "rage_click", "step": "documents",
+          "start_ns": 20 * S, "end_ns": 21 * S },
+        { "kind": "missed", "detector": "dead_click", "step": "documents",
+          "start_ns": 25 * S, "end_ns": 26 * S }
+    ]));
+    let mut right = candidate("rage_click", "documents", 21 * S);
+    right.confidence = 0.9;
+    let mut wrong = candidate("hesitation", "find", 5 * S);
+    wrong.confidence = 0.5;
+    let m = measure(
+        &t,
+        &steps(10 * S),
+        &list(vec![right, wrong]),
+        &transcript("не понимаю куда тут нажимать"),
+        &Bounds::default(),
+    );
+    let rows = by_detector(std::slice::from_ref(&m));
+    let row = |d: &str| rows.iter().find(|r| r.detector == d).unwrap().clone();
+    assert_eq!(row("rage_click").recall(), Some(1.0));
+    assert_eq!(row("rage_click").errors, [1.0]);
+    assert_eq!(row("dead_click").recall(), Some(0.0));
+    assert_eq!(row("dead_click").precision(), None);
+    assert_eq!(row("hesitation").precision(), Some(0.0));
+    let all = row("all");
+    assert_eq!((all.injected, all.found, all.proposed, all.right), (2, 1, 2, 1));
+    let table = detector_table(&rows);
+    assert!(table.contains("| rage_click | 1 | 1 | 1.00 | 1 | 1 | 1.00 | 1.00 / 1.00 |"), "{table}");
+
+    let (bins, ece) = calibration(&[m]);
+    let bin = |c: f32| bins.iter().find(|b| c >= b.lower && c < b.upper).unwrap();
+    assert_eq!((bin(0.9).n, bin(0.9).right), (1, 1));
+    assert_eq!((bin(0.5).n, bin(0.5).right), (1, 0));
+    // |1 − 0.9| and |0 − 0.5|, each half the candidates.
+    assert!((ece - 0.3).abs() < 1e-6, "{ece}");
+}
