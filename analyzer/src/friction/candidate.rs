@@ -63,13 +63,6 @@ impl Confidence {
         self.add(self.value * (factor - 1.0), why);
     }
 
-    /// Raises to `floor` for `why` when lower.
-    pub fn at_least(&mut self, floor: f32, why: impl Into<String>) {
-        if self.value < floor {
-            self.add(floor - self.value, why);
-        }
-    }
-
     /// Lowers to the rule's ceiling `max` when above it.
     pub fn cap(&mut self, max: f32) {
         if self.value > max {
