@@ -4,6 +4,7 @@
 //! friction detectors only read it, so they can be tested on hand-written
 //! timelines.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use lab_model::analysis::{Speaker, Transcript, Word};
@@ -160,6 +161,43 @@ pub fn data_f64(e: &Event, key: &str) -> Option<f64> {
 /// A boolean field of the event's data; absent or not a boolean is `false`.
 pub fn data_flag(e: &Event, key: &str) -> bool {
     e.data.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// What the probe saw after each click (`click_effect`, stamped with the
+/// click's own time), by the click's seq. Click ids restart on every page
+/// load, so a click's effect is the one of its client with its id nearest
+/// in time.
+pub fn click_effects(timeline: &Timeline) -> HashMap<u64, &Event> {
+    let mut effects: HashMap<(Option<&str>, i64), Vec<&Event>> = HashMap::new();
+    for e in timeline.browser("click_effect") {
+        if let Some(id) = data_f64(e, "click_id") {
+            effects
+                .entry((e.client.as_deref(), id as i64))
+                .or_default()
+                .push(e);
+        }
+    }
+    timeline
+        .browser("click")
+        .filter_map(|click| {
+            let id = data_f64(click, "click_id")? as i64;
+            let effect = effects
+                .get(&(click.client.as_deref(), id))?
+                .iter()
+                .min_by_key(|e| (e.t_ns - click.t_ns).abs())?;
+            Some((click.seq, *effect))
+        })
+        .collect()
+}
+
+/// Whether the probe saw nothing at all change after a click: no DOM
+/// mutation, no navigation. `false` when there is no effect report.
+pub fn unanswered(effect: Option<&Event>) -> bool {
+    effect.is_some_and(|e| {
+        data_f64(e, "mutations").unwrap_or(0.0) == 0.0
+            && !data_flag(e, "url_changed")
+            && !data_flag(e, "page_unloaded")
+    })
 }
 
 #[cfg(test)]

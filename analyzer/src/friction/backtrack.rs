@@ -53,8 +53,7 @@ pub fn detect(journey: &Journey, timeline: &Timeline, steps: &StepAnalysis) -> V
             title(&cur.step),
             cur.visit
         );
-        let mut confidence =
-            Confidence::rule("возврат на более ранний шаг пути", BASE_CONFIDENCE);
+        let mut confidence = Confidence::rule("возврат на более ранний шаг пути", BASE_CONFIDENCE);
         if from - to > 1 {
             confidence.add(
                 PER_EXTRA_STEP * (from - to - 1) as f32,
@@ -65,10 +64,7 @@ pub fn detect(journey: &Journey, timeline: &Timeline, steps: &StepAnalysis) -> V
             );
         }
         if cur.visit >= 3 {
-            confidence.add(
-                REPEAT_BONUS,
-                format!("шаг посещён уже {}-й раз", cur.visit),
-            );
+            confidence.add(REPEAT_BONUS, format!("шаг посещён уже {}-й раз", cur.visit));
         }
         confidence.cap(MAX_CONFIDENCE);
         out.push(candidate(

@@ -66,7 +66,10 @@ impl Confidence {
     /// Lowers to the rule's ceiling `max` when above it.
     pub fn cap(&mut self, max: f32) {
         if self.value > max {
-            self.add(max - self.value, format!("не выше {max:.2} для этого правила"));
+            self.add(
+                max - self.value,
+                format!("не выше {max:.2} для этого правила"),
+            );
         }
     }
 

@@ -4,14 +4,12 @@
 //! later (`click_effect`: DOM mutations, time to the first change, whether
 //! the URL changed), stamped with the click's own time.
 
-use std::collections::HashMap;
-
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
 use super::candidate::{Confidence, candidate, number};
 use super::notes::{count_ru, duration_ru};
-use crate::timeline::{Timeline, data_f64, data_flag, data_str};
+use crate::timeline::{Timeline, click_effects, data_f64, data_flag, data_str};
 
 pub const NAME: &str = "dead_click";
 
@@ -170,25 +168,10 @@ enum Kind {
 }
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
-    // click_effect by (client, click_id): click ids restart on every page load.
-    let mut effects: HashMap<(Option<&str>, i64), Vec<&Event>> = HashMap::new();
-    for e in timeline.browser("click_effect") {
-        if let Some(id) = data_f64(e, "click_id") {
-            effects
-                .entry((e.client.as_deref(), id as i64))
-                .or_default()
-                .push(e);
-        }
-    }
+    let effects = click_effects(timeline);
     let mut found: Vec<Found> = Vec::new();
     for click in timeline.browser("click") {
-        let effect = data_f64(click, "click_id").and_then(|id| {
-            effects
-                .get(&(click.client.as_deref(), id as i64))?
-                .iter()
-                .min_by_key(|e| (e.t_ns - click.t_ns).abs())
-                .copied()
-        });
+        let effect = effects.get(&click.seq).copied();
         if let Some((kind, invite)) = classify(click, effect) {
             found.push(Found {
                 kind,
@@ -354,10 +337,7 @@ fn report(group: &[Found], steps: &StepAnalysis) -> Candidate {
             "клик без отклика по тому, что только выглядит кликабельным",
             CONFIDENCE_DEAD_LOOKS,
         ),
-        Kind::Dead => Confidence::rule(
-            "клик без отклика по элементу управления",
-            CONFIDENCE_DEAD,
-        ),
+        Kind::Dead => Confidence::rule("клик без отклика по элементу управления", CONFIDENCE_DEAD),
         Kind::Disabled => Confidence::rule(
             "клик по неактивному элементу управления",
             CONFIDENCE_DISABLED,

@@ -111,9 +111,7 @@ fn judge(
     if by_attempts {
         held.push((
             CONFIDENCE_ATTEMPTS,
-            format!(
-                "поле отклоняло ввод, а попыток было {attempts}"
-            ),
+            format!("поле отклоняло ввод, а попыток было {attempts}"),
         ));
     }
     if retyping {

@@ -62,8 +62,7 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
                     data_str(c, "selector").unwrap_or("?")
                 );
             }
-            let mut confidence =
-                Confidence::rule("ошибка JavaScript на странице", BASE_CONFIDENCE);
+            let mut confidence = Confidence::rule("ошибка JavaScript на странице", BASE_CONFIDENCE);
             if g.len() > 1 {
                 confidence.add(
                     PER_REPEAT * (g.len() - 1).min(MAX_REPEATS) as f32,

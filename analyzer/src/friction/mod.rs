@@ -145,8 +145,13 @@ mod tests {
         let burst = all.iter().find(|c| c.detector == "rage_click").unwrap();
         assert_eq!(burst.also, ["dead_click"]);
         assert_basis_adds_up(burst);
-        let why: Vec<&str> = burst.evidence.basis.iter().map(|t| t.why.as_str()).collect();
-        assert!(why[0].starts_with("3 клика подряд"), "{why:?}");
+        let why: Vec<&str> = burst
+            .evidence
+            .basis
+            .iter()
+            .map(|t| t.why.as_str())
+            .collect();
+        assert!(why[0].starts_with("3 клика в одно место"), "{why:?}");
         assert!(why.iter().any(|w| w.contains("два правила")), "{why:?}");
     }
 }

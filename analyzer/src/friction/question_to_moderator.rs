@@ -237,10 +237,7 @@ fn judge(
         note += "; оператор отметил просьбу о помощи";
     }
     if utterance.iter().any(|w| w.speaker == Speaker::Mixed) {
-        confidence.scale(
-            MIXED_FACTOR,
-            "общий микрофон: вопрос может быть модератора",
-        );
+        confidence.scale(MIXED_FACTOR, "общий микрофон: вопрос может быть модератора");
     }
     confidence.cap(MAX_CONFIDENCE);
     Some(candidate(

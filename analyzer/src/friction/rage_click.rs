@@ -1,12 +1,14 @@
 //! Rage clicks: the same spot clicked again and again in quick succession,
-//! usually because the page does not respond the way the participant expects.
+//! usually because the page does not respond the way the participant expects;
+//! or clicked again and again at a slower pace (still at most [`WINDOW_NS`]
+//! between clicks) while the page answered none of the clicks.
 
 use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
 use super::candidate::{Confidence, adjust, candidate, number};
 use super::notes::{clip, count_ru, duration_ru};
-use crate::timeline::{Timeline, data_f64, data_str};
+use crate::timeline::{Timeline, click_effects, data_f64, data_flag, data_str, unanswered};
 
 pub const NAME: &str = "rage_click";
 
@@ -39,6 +41,9 @@ pub const MAX_CONFIDENCE: f32 = 0.95;
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
     let clicks: Vec<&Event> = timeline.browser("click").collect();
+    let effects = click_effects(timeline);
+    // Nothing changed after the click, or it pressed a disabled control.
+    let ignored = |c: &Event| data_flag(c, "disabled") || unanswered(effects.get(&c.seq).copied());
     let mut out = Vec::new();
     let mut i = 0;
     while i < clicks.len() {
@@ -53,11 +58,15 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
         let quick = burst
             .windows(MIN_CLICKS)
             .any(|w| w[MIN_CLICKS - 1].t_ns - w[0].t_ns <= WINDOW_NS);
-        if !quick {
+        // Slower clicking counts when the page answered none of it: the
+        // participant clicks again because nothing happened (an older
+        // participant's "rage" is often a click a second).
+        let unheeded = burst.len() >= MIN_CLICKS && burst.iter().all(|c| ignored(c));
+        if !quick && !unheeded {
             i += 1;
             continue;
         }
-        out.push(report(burst, steps));
+        out.push(report(burst, quick, steps));
         i = j;
     }
     number(&mut out);
@@ -124,7 +133,7 @@ fn same_spot(first: &Event, other: &Event) -> bool {
     }
 }
 
-fn report(burst: &[&Event], steps: &StepAnalysis) -> Candidate {
+fn report(burst: &[&Event], quick: bool, steps: &StepAnalysis) -> Candidate {
     let (first, last) = (burst[0], burst[burst.len() - 1]);
     let n = burst.len();
     let mut target = format!("\"{}\"", data_str(first, "selector").unwrap_or("?"));
@@ -136,14 +145,20 @@ fn report(burst: &[&Event], steps: &StepAnalysis) -> Candidate {
         count_ru(n, "клик", "клика", "кликов"),
         duration_ru(last.t_ns - first.t_ns)
     );
-    let mut confidence = Confidence::rule(
+    let rule = if quick {
         format!(
-            "{} подряд в одно место, не дольше {} между кликами",
+            "{} в одно место за {}",
             count_ru(MIN_CLICKS, "клик", "клика", "кликов"),
             duration_ru(WINDOW_NS)
-        ),
-        BASE_CONFIDENCE,
-    );
+        )
+    } else {
+        format!(
+            "{} подряд в одно место без отклика страницы, не дольше {} между кликами",
+            count_ru(MIN_CLICKS, "клик", "клика", "кликов"),
+            duration_ru(WINDOW_NS)
+        )
+    };
+    let mut confidence = Confidence::rule(rule, BASE_CONFIDENCE);
     if n > MIN_CLICKS {
         let doubt = (1.0 - BASE_CONFIDENCE) * DOUBT_PER_CLICK.powi((n - MIN_CLICKS) as i32);
         confidence.add(
@@ -223,6 +238,39 @@ mod tests {
                     click(1.0, "li:nth-of-type(1)", 10, 10),
                     click(1.4, "li:nth-of-type(2)", 10, 60),
                     click(1.8, "li:nth-of-type(3)", 10, 110),
+                ],
+                vec![],
+            ),
+            (
+                "three slow clicks that nothing answered: retrying in vain",
+                vec![
+                    click(1.0, "li.suggestion", 10, 10),
+                    effect(1.0, 1, 0, false),
+                    click(2.1, "li.suggestion", 10, 10),
+                    effect(2.1, 3, 0, false),
+                    click(3.2, "li.suggestion", 10, 10),
+                    effect(3.2, 5, 0, false),
+                ],
+                vec![(1.0, 3.2, vec![1, 3, 5], 0.5)],
+            ),
+            (
+                "three slow clicks, one of them answered: paging on purpose",
+                vec![
+                    click(1.0, "#next-month", 10, 10),
+                    effect(1.0, 1, 0, false),
+                    click(2.1, "#next-month", 10, 10),
+                    effect(2.1, 3, 12, false),
+                    click(3.2, "#next-month", 10, 10),
+                    effect(3.2, 5, 0, false),
+                ],
+                vec![],
+            ),
+            (
+                "three slow clicks with no effect reports (an older probe): not enough",
+                vec![
+                    click(1.0, "#x", 10, 10),
+                    click(2.1, "#x", 10, 10),
+                    click(3.2, "#x", 10, 10),
                 ],
                 vec![],
             ),

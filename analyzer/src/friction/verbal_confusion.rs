@@ -170,10 +170,7 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
     }
     confidence.cap(MAX_CONFIDENCE);
     if spoken.iter().any(|w| w.speaker == Speaker::Mixed) {
-        confidence.scale(
-            MIXED_FACTOR,
-            "общий микрофон: слова могут быть модератора",
-        );
+        confidence.scale(MIXED_FACTOR, "общий микрофон: слова могут быть модератора");
     }
     let start = spoken[0].start_ns;
     let end = spoken.iter().map(|w| w.end_ns).max().unwrap_or(start);
