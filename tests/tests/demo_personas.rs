@@ -224,7 +224,8 @@ fn scripted_personas_match_their_ground_truth() {
 
 /// Life situations the detectors were not tuned on (`demo/situations/`:
 /// a single-page app with hash routes and a modal confirmation; a
-/// multi-page form in a phone-width column), each with its own personas and
+/// multi-page form in a phone-width column; a desktop wizard of separate
+/// pages with a stepper of links), each with its own personas and
 /// friction: steps found (hash routes, the app's own «back», the browser's,
 /// a dialog), every interaction friction proposed at its step, few false
 /// candidates. Their spoken frictions are reported, not required: the
@@ -236,7 +237,11 @@ fn held_out_life_situations_match_their_ground_truth() {
     let _station = STATION.lock().unwrap_or_else(|e| e.into_inner());
     let bounds = Bounds::default();
     let mut problems = Vec::new();
-    for situation in ["doctor-appointment", "passport-replacement"] {
+    for situation in [
+        "doctor-appointment",
+        "passport-replacement",
+        "kindergarten-enrolment",
+    ] {
         let out = run_demo(situation);
         let truths = truth::truth_files(&out).unwrap();
         assert_eq!(
