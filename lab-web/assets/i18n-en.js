@@ -314,7 +314,7 @@ export default {
   'journey.no_tags': 'no tags',
   'journey.no_problems': 'no problems tagged',
   'journey.reliability': 'Detector reliability',
-  'journey.reliability_hint': 'These sessions' candidates against researchers' decisions: the share accepted of those accepted or rejected, beside the detector's mean confidence. A share well below the confidence means the detector overrates itself on your sessions; undecided candidates do not count.',
+  'journey.reliability_hint': 'The candidates of these sessions against the decisions of researchers: the share accepted of those accepted or rejected, beside the mean confidence of the detector. A share well below the confidence means the detector overrates itself on your sessions; undecided candidates do not count.',
   'journey.detector': 'Detector',
   'journey.rel_proposed': 'Proposed',
   'journey.rel_accepted': 'Accepted',

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, Pool};
 use crate::store::map::Decision;
+use crate::store::{self, Pool};
 use crate::types::{
     CandidateRef, Completion, DetectorReliability, Emotions, JourneyMap, MapStep, Problem,
     ProposedFriction, Quote, ReliabilityBin, SessionFilter, TimeStats,

@@ -7,10 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use lab_model::analysis::{
-    ConfidenceTerm,
-    ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile, Candidate, CandidateList, Evidence,
-    SpeechActivity, SpeechSpan, State, StepAnalysis, StepInterval, StepSummary, Transcript,
-    TranscriptSegment, Word,
+    ANALYSIS_FORMAT_VERSION, AnalysisDoc, AnalysisFile, Candidate, CandidateList, ConfidenceTerm,
+    Evidence, SpeechActivity, SpeechSpan, State, StepAnalysis, StepInterval, StepSummary,
+    Transcript, TranscriptSegment, Word,
 };
 use lab_model::bundle::{ChannelRole, EVENTS_FILE, MANIFEST_FILE};
 use lab_model::event::{Event, EventSource};
@@ -275,7 +274,10 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                         term("3 клика подряд в одно место", 0.5),
                         term("ещё 1 клик в том же месте", 0.15),
                         term("как у клика без отклика на этих же кликах", 0.2),
-                        term("два правила видят одно: яростные клики и клик без отклика", 0.05),
+                        term(
+                            "два правила видят одно: яростные клики и клик без отклика",
+                            0.05,
+                        ),
                     ],
                 },
                 // The burst was also a dead click (merged, as the analyzer does).

@@ -274,6 +274,7 @@ try {
     await (await cand.$('button.accept')).click();
     await page.waitForFunction((n) => document.querySelectorAll('#tags .tag').length === n + 1, before);
     await page.waitForSelector(`#candidates .candidate[data-id="${cid}"][data-status="accepted"]`);
+    S.accepted = cid.replace(/-\d+$/, '');
     return `candidate ${cid}`;
   });
 
@@ -291,6 +292,7 @@ try {
     await page.fill(`${item} input.reject-reason`, 'Ложное срабатывание: e2e');
     await page.click(`${item} button.reject-confirm`);
     await page.waitForSelector(`${item}[data-status="rejected"]`);
+    S.rejected = cid.replace(/-\d+$/, '');
     return `candidate ${cid}`;
   });
 
@@ -364,6 +366,20 @@ try {
     return text.replace(/\s+/g, ' ').trim().slice(0, 80);
   });
 
+  await check('the journey map measures each detector against the decisions', async () => {
+    assert(S.accepted && S.rejected, 'no accepted and rejected candidate from the checks before');
+    const share = async (d) => page.textContent(`#reliability tr[data-detector="${d}"] .accepted-share`);
+    const [yes, no] = [await share(S.accepted), await share(S.rejected)];
+    if (S.accepted === S.rejected) {
+      assert(/1\/2/.test(yes) && /50/.test(yes), `${S.accepted}: ${yes}`);
+    } else {
+      // The only decision on each: one accepted (1 of 1), one rejected (0 of 1).
+      assert(/1\/1/.test(yes) && /100/.test(yes), `${S.accepted}: ${yes}`);
+      assert(/0\/1/.test(no), `${S.rejected}: ${no}`);
+    }
+    return `${S.accepted} ${yes.trim()}, ${S.rejected} ${no.trim()}`;
+  });
+
   await check('the journey map\'s steps share the page width (3 steps fit 600 px, as 9 fit 1366 px)', async () => {
     // A 9-step map once overflowed the page (the last step off-screen even
     // at 2,100 px): columns had a 190 px minimum and the panel clipped them.
@@ -414,7 +430,10 @@ try {
     assert(mine.step === S.step && mine.category === 'comprehension' && mine.severity === 3 && mine.emotion === 'negative',
       `fields differ: ${JSON.stringify(mine).slice(0, 200)}`);
     assert(mine.session_id === SESSION, `session_id ${mine.session_id}`);
-    return `${data.findings.length} findings`;
+    // The accepted candidate's tag says why the analysis proposed it.
+    const accepted = data.findings.find((f) => /уверенность \d+ %: правило «/.test(f.note || ''));
+    assert(accepted, 'no finding carries an accepted candidate\'s explanation');
+    return `${data.findings.length} findings; ${accepted.note.split('\n').pop().slice(0, 80)}`;
   });
 
   await check('findings CSV: UTF-8 BOM, header row, Cyrillic intact', async () => {

@@ -585,7 +585,13 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 /// Confidence bins a calibration table uses: [lower, upper).
-pub const CONFIDENCE_BINS: &[(f32, f32)] = &[(0.0, 0.45), (0.45, 0.55), (0.55, 0.65), (0.65, 0.8), (0.8, 1.01)];
+pub const CONFIDENCE_BINS: &[(f32, f32)] = &[
+    (0.0, 0.45),
+    (0.45, 0.55),
+    (0.55, 0.65),
+    (0.65, 0.8),
+    (0.8, 1.01),
+];
 
 /// One bin of the calibration table: candidates whose confidence falls in
 /// it, their mean confidence, and the share that were right.
@@ -626,7 +632,8 @@ pub fn calibration(sessions: &[SessionReport]) -> (Vec<Bin>, f64) {
     for b in &mut bins {
         if b.n > 0 {
             b.mean_confidence /= b.n as f64;
-            ece += b.n as f64 / total as f64 * (b.right as f64 / b.n as f64 - b.mean_confidence).abs();
+            ece +=
+                b.n as f64 / total as f64 * (b.right as f64 / b.n as f64 - b.mean_confidence).abs();
         }
     }
     (bins, ece)

@@ -4,7 +4,8 @@
 //! - no import circle between the modules (files) of any crate;
 //! - no non-test source file over 800 lines (Rust and the embedded JS);
 //! - lab-web's SQL lives in `store/` only (and `db.rs`, which migrates);
-//! - every `analysis/` file name is spelled once, in lab-model.
+//! - every `analysis/` file name is spelled once, in lab-model;
+//! - every embedded script parses (`node --check`).
 //!
 //! The module graph is read from the source text: a file's edges are the
 //! `crate::…`, `super::…`, `self::…` paths and paths through its own child
@@ -791,4 +792,45 @@ fn model_file_names_are_spelled_once() {
         "model file names outside lab_model::models:\n{}",
         found.join("\n")
     );
+}
+
+/// Every front-end file lab-web and the recorder embed parses: a syntax
+/// error in one ES module (an apostrophe in an English string) leaves every
+/// page blank, which only the browser tests would otherwise show, minutes
+/// later. `node --check` on a copy named `.mjs` (ES modules) or `.cjs`
+/// (classic scripts: `overlay.js`, the recorder's injected scripts).
+#[test]
+fn every_embedded_script_parses() {
+    lab_tests::require("node");
+    let root = workspace();
+    let tmp = lab_tests::temp_dir("script-syntax");
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for dir in ["lab-web/assets", "recorder/src"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|x| x != "js") {
+                continue;
+            }
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            let module = dir == "lab-web/assets" && name != "overlay";
+            let copy = tmp.join(format!("{name}.{}", if module { "mjs" } else { "cjs" }));
+            std::fs::copy(&path, &copy).unwrap();
+            let out = std::process::Command::new("node")
+                .arg("--check")
+                .arg(&copy)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                bad.push(format!(
+                    "{}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} scripts found");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

@@ -183,12 +183,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
                                 .map(|w| w.text.trim().to_string())
                                 .collect(),
                             also: cand.also.clone(),
-                            words_ms: cand
-                                .evidence
-                                .words
-                                .iter()
-                                .map(|w| ms(w.start_ns))
-                                .collect(),
+                            words_ms: cand.evidence.words.iter().map(|w| ms(w.start_ns)).collect(),
                             basis: cand.evidence.basis.clone(),
                         })?,
                     })

@@ -177,10 +177,14 @@ pub async fn decisions(
     journey_id: &str,
     f: &SessionFilter,
 ) -> Result<Vec<Decision>, sqlx::Error> {
-    filtered(journey_id, f, format!(
-        "SELECT c.detector, c.evidence, c.confidence, c.status \
+    filtered(
+        journey_id,
+        f,
+        format!(
+            "SELECT c.detector, c.evidence, c.confidence, c.status \
          FROM candidates c JOIN sessions s ON s.id = c.session_id WHERE {SESSIONS}"
-    ))
+        ),
+    )
     .fetch_all(pool)
     .await?
     .iter()

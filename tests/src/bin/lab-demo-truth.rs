@@ -88,7 +88,10 @@ fn run(paths: &[PathBuf], bounds: &Bounds) -> anyhow::Result<bool> {
     }
     let pooled = truth::pool(&sessions, bounds);
     println!("{pooled}");
-    println!("\nper detector:\n{}", truth::detector_table(&truth::by_detector(&sessions)));
+    println!(
+        "\nper detector:\n{}",
+        truth::detector_table(&truth::by_detector(&sessions))
+    );
     let (bins, ece) = truth::calibration(&sessions);
     println!("calibration:\n{}", truth::calibration_table(&bins, ece));
     let problems = truth::problems(&sessions, &pooled);

@@ -246,9 +246,15 @@ fn detectors_are_scored_apart_and_confidence_is_binned() {
     assert_eq!(row("dead_click").precision(), None);
     assert_eq!(row("hesitation").precision(), Some(0.0));
     let all = row("all");
-    assert_eq!((all.injected, all.found, all.proposed, all.right), (2, 1, 2, 1));
+    assert_eq!(
+        (all.injected, all.found, all.proposed, all.right),
+        (2, 1, 2, 1)
+    );
     let table = detector_table(&rows);
-    assert!(table.contains("| rage_click | 1 | 1 | 1.00 | 1 | 1 | 1.00 | 1.00 / 1.00 |"), "{table}");
+    assert!(
+        table.contains("| rage_click | 1 | 1 | 1.00 | 1 | 1 | 1.00 | 1.00 / 1.00 |"),
+        "{table}"
+    );
 
     let (bins, ece) = calibration(&[m]);
     let bin = |c: f32| bins.iter().find(|b| c >= b.lower && c < b.upper).unwrap();
