@@ -73,6 +73,11 @@
     const QUEUE_MAX = 5000, FIRST_BURST = 8, LATER_BURST = 3, BURST_EVERY_MS = 10000;
     const SYNC_TIMEOUT_MS = 3000, BACKOFF_MIN_MS = 250, BACKOFF_MAX_MS = 5000;
     const EFFECT_WINDOW_MS = 1000, INPUT_DEBOUNCE_MS = 600, SCROLL_EVERY_MS = 250;
+    // A field marked invalid again this soon after a click or submit is that
+    // attempt's error (see the aria-invalid observer).
+    const COMMIT_WINDOW_MS = 1000;
+    let lastCommit = -Infinity;
+    const edited = new WeakSet(); // fields changed since their last recorded error
 
     const now = () => performance.timeOrigin + performance.now();
     // Current browsers give event.timeStamp relative to timeOrigin. A zero or an
@@ -602,6 +607,7 @@
         if (why) data.affordance = why;
       }
       record('click', data, t);
+      lastCommit = now();
       watchEffect(clickId, selector, t);
     }
 
@@ -654,6 +660,7 @@
       const b = bursts.get(el);
       if (!b) return;
       bursts.delete(el);
+      edited.add(el);
       clearTimeout(b.timer);
       record('input', Object.assign(fieldInfo(el), { edits: b.edits, duration_ms: Math.round(b.last - b.t) }), b.t);
     }
@@ -662,6 +669,7 @@
       const el = elementOf(ev.target);
       if (!el || !/^(input|select|textarea)$/.test(el.localName)) return;
       flushInput(el); // the typing summary goes before the change it led to
+      edited.add(el);
       const data = fieldInfo(el);
       if (el.localName === 'select') { // option labels are page text, not typed input
         data.option = clean(Array.from(el.selectedOptions || [], (o) => o.text).join(', '), 80);
@@ -677,11 +685,19 @@
         message: clean(el.validationMessage, 200), kind: 'native' }, evTime(ev));
     });
 
+    // A field already marked invalid that the page marks again is a new
+    // error only when the participant changed it since its last error and
+    // then committed (a click, a submit) just before: a page that re-sets
+    // aria-invalid="true" on every keystroke (live validation) or re-renders
+    // its form must not count one error per keystroke.
     if (typeof MutationObserver === 'function') {
       new MutationObserver((recs) => guard(() => {
         for (const r of recs) {
           const el = r.target;
-          if (el.nodeType !== 1 || attr(el, 'aria-invalid') !== 'true' || r.oldValue === 'true') continue;
+          if (el.nodeType !== 1 || attr(el, 'aria-invalid') !== 'true') continue;
+          const again = r.oldValue === 'true';
+          if (again && !(edited.has(el) && now() - lastCommit <= COMMIT_WINDOW_MS)) continue;
+          edited.delete(el);
           const ids = [attr(el, 'aria-describedby'), attr(el, 'aria-errormessage')].filter(Boolean).join(' ');
           record('validation_error', { selector: cssPath(el), field: fieldName(el),
             message: textOfIds(ids, 200), kind: 'aria' }, now());
@@ -694,6 +710,7 @@
     on(document, 'submit', (ev) => {
       const f = elementOf(ev.target);
       if (!f) return;
+      lastCommit = now();
       record('submit', { selector: cssPath(f), action: formProp(f, 'action'), method: formProp(f, 'method') }, evTime(ev));
     });
 

@@ -34,7 +34,19 @@ const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8
 <div id="region" style="cursor: pointer; display: inline-block">Выбрать регион</div>
 <button id="check" type="button">Проверить данные</button>
 <button id="send" type="button" disabled>Отправить</button>
+<label for="birth">Дата рождения</label>
+<input id="birth" aria-describedby="birth-error"><span id="birth-error"></span>
+<button id="birth-next" type="button">Далее</button>
 <script>
+  // Validation that marks the field again on every failed «Далее», and live
+  // validation that re-marks it on every keystroke: only the former counts.
+  const birth = document.getElementById('birth');
+  const mark = () => {
+    birth.setAttribute('aria-invalid', 'true');
+    document.getElementById('birth-error').textContent = 'Введите дату в формате ДД.ММ.ГГГГ';
+  };
+  document.getElementById('birth-next').addEventListener('click', mark);
+  birth.addEventListener('input', () => { if (birth.getAttribute('aria-invalid') === 'true') mark(); });
   document.getElementById('check').addEventListener('click', () => {
     const d = document.createElement('div');
     d.setAttribute('role', 'dialog');
@@ -144,6 +156,12 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "#region",
         "#check",
         "#send",
+        // An error, a retyped value and the error again (2 errors), then
+        // «Далее» again without a change (no new error).
+        "#birth-next",
+        "type:#birth=31.02.2020",
+        "#birth-next",
+        "#birth-next",
     ];
     let run = Command::new("node")
         .arg(e2e.join("clicks.mjs"))
@@ -176,7 +194,24 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
     for c in &clicks {
         println!("{}", c.data);
     }
-    assert_eq!(clicks.len(), targets.len(), "one click event per click");
+    let typed = targets.iter().filter(|t| t.starts_with("type:")).count();
+    assert_eq!(
+        clicks.len(),
+        targets.len() - typed,
+        "one click event per click"
+    );
+    // The field marked invalid on each failed «Далее» after a change: two
+    // errors; the keystrokes (live validation) and the unchanged third try
+    // add none.
+    let errors: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "validation_error")
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors.iter().all(|e| e.data["selector"] == "#birth"
+        && e.data["message"] == "Введите дату в формате ДД.ММ.ГГГГ"));
+    assert!(errors[0].t_ns >= clicks[8].t_ns && errors[0].t_ns < clicks[9].t_ns);
+    assert!(errors[1].t_ns >= clicks[9].t_ns && errors[1].t_ns < clicks[10].t_ns);
     assert_eq!(clicks[6].data["text"], "Проверить данные");
     let field = |i: usize, k: &str| clicks[i].data[k].clone();
 

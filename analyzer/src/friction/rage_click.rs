@@ -7,6 +7,7 @@ use lab_model::Event;
 use lab_model::analysis::{Candidate, Evidence, StepAnalysis};
 
 use super::candidate::{Confidence, adjust, candidate, number};
+use super::dead_click::invites_click;
 use super::notes::{clip, count_ru, duration_ru};
 use crate::timeline::{Timeline, click_effects, data_f64, data_flag, data_str, unanswered};
 
@@ -42,8 +43,14 @@ pub const MAX_CONFIDENCE: f32 = 0.95;
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis) -> Vec<Candidate> {
     let clicks: Vec<&Event> = timeline.browser("click").collect();
     let effects = click_effects(timeline);
-    // Nothing changed after the click, or it pressed a disabled control.
-    let ignored = |c: &Event| data_flag(c, "disabled") || unanswered(effects.get(&c.seq).copied());
+    // It pressed a disabled control, or it was on something that invites a
+    // click and nothing changed after it. Fields and plain text change
+    // nothing by design: clicking into a field three times to place the
+    // caret is not frustration.
+    let ignored = |c: &Event| {
+        data_flag(c, "disabled")
+            || (invites_click(c).is_some() && unanswered(effects.get(&c.seq).copied()))
+    };
     let mut out = Vec::new();
     let mut i = 0;
     while i < clicks.len() {
@@ -261,6 +268,30 @@ mod tests {
                     click(2.1, "#next-month", 10, 10),
                     effect(2.1, 3, 12, false),
                     click(3.2, "#next-month", 10, 10),
+                    effect(3.2, 5, 0, false),
+                ],
+                vec![],
+            ),
+            (
+                "three slow clicks into a field (placing the caret): nothing to answer",
+                vec![
+                    browser(
+                        1.0,
+                        "click",
+                        serde_json::json!({"selector": "#birth", "tag": "input", "x": 10, "y": 10}),
+                    ),
+                    effect(1.0, 1, 0, false),
+                    browser(
+                        2.1,
+                        "click",
+                        serde_json::json!({"selector": "#birth", "tag": "input", "x": 10, "y": 10}),
+                    ),
+                    effect(2.1, 3, 0, false),
+                    browser(
+                        3.2,
+                        "click",
+                        serde_json::json!({"selector": "#birth", "tag": "input", "x": 10, "y": 10}),
+                    ),
                     effect(3.2, 5, 0, false),
                 ],
                 vec![],
