@@ -687,16 +687,18 @@
 
     // A field already marked invalid that the page marks again is a new
     // error only when the participant changed it since its last error and
-    // then committed (a click, a submit) just before: a page that re-sets
-    // aria-invalid="true" on every keystroke (live validation) or re-renders
-    // its form must not count one error per keystroke.
+    // then left it (validation on blur) or committed (a click, a submit
+    // within the last second): a page that re-sets aria-invalid="true" on
+    // every keystroke while the field has focus (live validation) must not
+    // count one error per keystroke.
     if (typeof MutationObserver === 'function') {
       new MutationObserver((recs) => guard(() => {
         for (const r of recs) {
           const el = r.target;
           if (el.nodeType !== 1 || attr(el, 'aria-invalid') !== 'true') continue;
           const again = r.oldValue === 'true';
-          if (again && !(edited.has(el) && now() - lastCommit <= COMMIT_WINDOW_MS)) continue;
+          const left = document.activeElement !== el || now() - lastCommit <= COMMIT_WINDOW_MS;
+          if (again && !(edited.has(el) && left)) continue;
           edited.delete(el);
           const ids = [attr(el, 'aria-describedby'), attr(el, 'aria-errormessage')].filter(Boolean).join(' ');
           record('validation_error', { selector: cssPath(el), field: fieldName(el),

@@ -86,6 +86,22 @@ impl RecorderProcess {
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        // A test that fails (its thread panics and ends) must not leave a
+        // recording running: it would load the machine and disturb the tests
+        // after it (a leaked recorder once failed a word-error-rate bound).
+        // The kernel sends SIGTERM, the recorder's polite stop, when the
+        // thread that started it ends.
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         Ok(Self {
             child,

@@ -58,19 +58,6 @@ const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8
 <div id="ready"></div>
 </body></html>"##;
 
-/// Stops the recorder (SIGTERM: it closes its browser too) when the test
-/// fails before stopping it, so a failure leaves no recording running.
-struct StopOnPanic(u32);
-
-impl Drop for StopOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // SAFETY: plain kill(2) of our own child.
-            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGTERM) };
-        }
-    }
-}
-
 /// Serves `PAGE` on an ephemeral port.
 fn serve() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -144,7 +131,6 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         &out,
     )
     .unwrap();
-    let _stop = StopOnPanic(rec.child.id());
     let (dir, _) = rec.wait_started().unwrap();
     let ws = devtools(rec.child.id());
     let targets = [

@@ -398,3 +398,52 @@ fn disk_full_stops_cleanly_with_a_valid_bundle() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A test that fails while a recording runs stops that recording: the
+/// recorder gets SIGTERM when the thread that started it ends, finalizes its
+/// bundle and exits, instead of recording on and loading the machine for
+/// every test after it.
+#[test]
+fn a_failing_test_leaves_no_recording_running() {
+    let out = temp_dir("orphan");
+    let out2 = out.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let mut rec = RecorderProcess::spawn(
+            &["--test-sources", "--participant", "P31", "--consent", "C31"],
+            &[],
+            &out2,
+        )
+        .unwrap();
+        let (dir, _) = rec.wait_started().unwrap();
+        tx.send((rec.child.id(), dir)).unwrap();
+        panic!("the test fails while recording");
+    })
+    .join();
+    assert!(failed.is_err());
+    let (pid, dir) = rx.recv().unwrap();
+    // The Child was dropped unwaited: reap it here (it is still ours).
+    let t = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) on our own child, WNOHANG.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if r > 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "recorder {pid} still running 20 s after its test failed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the recorder did not stop politely: wait status {status:#x}"
+    );
+    // It stopped politely: the bundle is finalized.
+    let m = Bundle::new(&dir).read_manifest().unwrap();
+    assert_eq!(m.status, SessionStatus::Complete, "{m:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
