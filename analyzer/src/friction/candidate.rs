@@ -68,7 +68,10 @@ impl Confidence {
         if self.value > max {
             self.add(
                 max - self.value,
-                format!("не выше {max:.2} для этого правила"),
+                format!(
+                    "не выше {} для этого правила",
+                    format!("{max:.2}").replace('.', ",")
+                ),
             );
         }
     }
