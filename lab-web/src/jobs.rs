@@ -34,9 +34,36 @@ async fn publish(state: &AppState, id: i64) {
     }
 }
 
-/// Cancel switches of running jobs.
-static RUNNING: LazyLock<Mutex<HashMap<i64, watch::Sender<bool>>>> =
+/// A running job's cancel switch, or a cancel that arrived after the job was
+/// marked running in the table but before the worker set up its switch.
+enum Switch {
+    Ready(watch::Sender<bool>),
+    Requested,
+}
+
+/// Cancel switches of running jobs. Both the worker and `cancel` change an
+/// entry under this one lock, so a cancel in the window between the claim
+/// and the switch is never lost.
+static RUNNING: LazyLock<Mutex<HashMap<i64, Switch>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn running() -> std::sync::MutexGuard<'static, HashMap<i64, Switch>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The worker's side: sets up the switch of a job it has just claimed, already
+/// on if a cancel came first.
+fn arm(id: i64) -> watch::Receiver<bool> {
+    let mut map = running();
+    let requested = matches!(map.get(&id), Some(Switch::Requested));
+    let (tx, rx) = watch::channel(false);
+    if requested {
+        // Sent, not the initial value, so the runner's `changed()` fires.
+        tx.send_replace(true);
+    }
+    map.insert(id, Switch::Ready(tx));
+    rx
+}
 
 /// Queues a job and wakes the worker.
 pub async fn enqueue(
@@ -68,14 +95,20 @@ pub async fn cancel(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
         publish(state, id).await;
         return Ok(true);
     }
-    let tx = RUNNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned();
-    match tx {
-        Some(tx) => {
+    // Read before taking the lock: a job the table shows running may not
+    // have its switch yet.
+    let status = store::jobs::get(&state.db.pool, id)
+        .await?
+        .map(|j| j.status);
+    let mut map = running();
+    match map.get(&id) {
+        Some(Switch::Ready(tx)) => {
             let _ = tx.send(true);
+            Ok(true)
+        }
+        Some(Switch::Requested) => Ok(true),
+        None if status.as_deref() == Some("running") => {
+            map.insert(id, Switch::Requested);
             Ok(true)
         }
         None => Ok(false),
@@ -112,20 +145,13 @@ pub async fn worker(state: AppState) {
     loop {
         match next_job(&state).await {
             Ok(Some((id, kind, args))) => {
-                let (tx, rx) = watch::channel(false);
-                RUNNING
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, tx);
+                let rx = arm(id);
                 let result = match JobKind::parse(&kind) {
                     Some(JobKind::Analyze) => run_analysis(&state, id, &args, rx).await,
                     Some(JobKind::Clip) => crate::clips::run_clip(&state, id, &args, rx).await,
                     None => Err(anyhow::anyhow!("unknown job kind {kind:?}")),
                 };
-                RUNNING
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                running().remove(&id);
                 let session = get(&state, id)
                     .await
                     .ok()
@@ -254,7 +280,27 @@ async fn run_analysis(
 mod tests {
     use lab_model::analysis::{Progress, Stage};
 
-    use super::analysis_progress;
+    use super::{Switch, analysis_progress, arm, running};
+
+    #[tokio::test]
+    async fn a_cancel_between_claim_and_switch_is_not_lost() {
+        // Ids no real job has.
+        running().insert(-7, Switch::Requested);
+        let mut rx = arm(-7);
+        let wait = std::time::Duration::from_millis(200);
+        tokio::time::timeout(wait, rx.changed())
+            .await
+            .expect("the runner sees the early cancel")
+            .unwrap();
+        assert!(*rx.borrow());
+        let mut rx = arm(-8);
+        assert!(
+            tokio::time::timeout(wait, rx.changed()).await.is_err(),
+            "no cancel, no signal"
+        );
+        running().remove(&-7);
+        running().remove(&-8);
+    }
 
     #[test]
     fn progress_from_analyzer_lines() {
