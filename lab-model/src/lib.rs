@@ -14,6 +14,7 @@ pub mod models;
 pub mod station;
 pub mod subtitles;
 pub mod time;
+pub mod upload;
 
 pub use bundle::{
     BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, BundleError, ChannelRole, ClockMapping,

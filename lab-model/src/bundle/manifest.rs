@@ -45,7 +45,7 @@ pub enum ManifestError {
 }
 
 /// One plain path component: `[A-Za-z0-9_-]` (plus `.` where `dot`), never `.`-first.
-fn safe_component(s: &str, max: usize, dot: bool) -> bool {
+pub(crate) fn safe_component(s: &str, max: usize, dot: bool) -> bool {
     (1..=max).contains(&s.len())
         && !s.starts_with('.')
         && s.bytes()

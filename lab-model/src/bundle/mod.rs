@@ -77,7 +77,7 @@ pub enum BundleError {
 }
 
 pub mod limits;
-mod manifest;
+pub(crate) mod manifest;
 
 pub use limits::MAX_MANIFEST_BYTES;
 pub use manifest::*;
