@@ -41,10 +41,15 @@ pub enum Right {
     Admin,
     /// The findings overlay's feed (`/overlay/findings`), nothing else.
     Overlay,
+    /// Upload session bundles (`/uploads`): station tokens only.
+    Upload,
 }
 
 /// The role of an API token of scope `overlay` (the default): the overlay feed only.
 pub const OVERLAY_ROLE: &str = "overlay";
+/// The role of an API token of scope `station`: uploads its own bundles,
+/// nothing else. No person can hold it (`types::ROLES` does not list it).
+pub const STATION_ROLE: &str = "station";
 
 pub fn role_has(role: &str, right: Right) -> bool {
     match role {
@@ -59,6 +64,7 @@ pub fn role_has(role: &str, right: Right) -> bool {
         ),
         "viewer" => matches!(right, Right::Findings | Right::Overlay),
         OVERLAY_ROLE => right == Right::Overlay,
+        STATION_ROLE => right == Right::Upload,
         _ => false,
     }
 }
@@ -81,6 +87,66 @@ impl Auth {
     pub fn can(&self, right: Right) -> bool {
         role_has(&self.user.role, right)
     }
+    /// The station behind a station token: (token id, station name). Uploads
+    /// require it, so not even an admin's cookie can pose as a station.
+    pub fn station(&self) -> Result<(i64, &str), ApiError> {
+        if self.user.role == STATION_ROLE && self.user.id < 0 {
+            Ok((-self.user.id, self.user.name.as_str()))
+        } else {
+            Err(ApiError::refused(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "выгрузка только по токену станции / uploads come from station tokens",
+            ))
+        }
+    }
+}
+
+/// A station's name: what `lab-web station add` takes, and what a second
+/// station's copy of a session id is suffixed with.
+pub fn valid_station_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// Creates a station token (printed once; only its hash is kept). A name
+/// with a live station token is refused: uploads are keyed by station name.
+pub async fn create_station(
+    state: &AppState,
+    name: &str,
+    created_by: i64,
+) -> Result<(i64, String), ApiError> {
+    if !valid_station_name(name) {
+        return Err(ApiError::bad(format!(
+            "имя станции — строчные латинские буквы, цифры, _ и -, до 32 / a station name is 1–32 of a-z, 0-9, _ and -, not {name:?}"
+        )));
+    }
+    let taken = store::tokens::list(&state.db.pool)
+        .await?
+        .iter()
+        .any(|t| t.scope == "station" && t.name == name);
+    if taken {
+        return Err(ApiError::Conflict(format!(
+            "у станции {name:?} уже есть токен; отзовите его сначала / station {name:?} already has a token; revoke it first"
+        )));
+    }
+    let token = new_token();
+    let id = store::tokens::insert(
+        &state.db.pool,
+        name,
+        &token_hash(&token),
+        created_by,
+        now_ms(),
+        "station",
+    )
+    .await?;
+    Ok((id, token))
 }
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -332,10 +398,10 @@ impl FromRequestParts<AppState> for Auth {
                     id: -id,
                     login: format!("token:{name}"),
                     name,
-                    role: if scope == "viewer" {
-                        "viewer"
-                    } else {
-                        OVERLAY_ROLE
+                    role: match scope.as_str() {
+                        "viewer" => "viewer",
+                        "station" => STATION_ROLE,
+                        _ => OVERLAY_ROLE,
                     }
                     .into(),
                 },
@@ -405,6 +471,41 @@ mod tests {
         assert!(!role_has("operator", Right::Withdraw));
         assert!(role_has("admin", Right::Admin));
         assert!(!role_has("nobody", Right::Findings));
+        // A station uploads and reads nothing.
+        assert!(role_has(STATION_ROLE, Right::Upload));
+        for r in [
+            Right::Findings,
+            Right::Raw,
+            Right::Review,
+            Right::Operate,
+            Right::Withdraw,
+            Right::Admin,
+            Right::Overlay,
+        ] {
+            assert!(!role_has(STATION_ROLE, r), "{r:?}");
+        }
+        for role in ["researcher", "operator", "viewer", OVERLAY_ROLE] {
+            assert!(!role_has(role, Right::Upload), "{role}");
+        }
+    }
+
+    #[test]
+    fn station_names_are_plain() {
+        for ok in ["lab-1", "room_2", "a", "0"] {
+            assert!(valid_station_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Lab",
+            "-a",
+            "_a",
+            "a.b",
+            "a/b",
+            "станция",
+            &"a".repeat(33),
+        ] {
+            assert!(!valid_station_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

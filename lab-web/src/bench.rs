@@ -245,6 +245,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             worker: false,
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxy: None,
+            max_upload_bytes: crate::limits::DEFAULT_MAX_UPLOAD_BYTES,
         },
     );
     let _ = crate::auth::create_user(&state, "bench", "", "bench-password", "researcher").await;

@@ -172,6 +172,67 @@ pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     Ok((file, meta.len()))
 }
 
+/// Opens (creating, with its folders) `root/rel` for writing at its end, for
+/// an upload's staging folder: folders are made with `mkdirat` and entered
+/// without following links, the file is opened with `O_NOFOLLOW`, and it
+/// must be a regular file with one link, so a link planted anywhere in the
+/// staging folder is refused, never written through. `root` itself is the
+/// server's own folder. Returns the file and its length.
+pub fn open_for_append(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
+    check_relative(rel)?;
+    let shown = || format!("{}/{rel}", root.display());
+    let map_open = |e: io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
+        Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
+        _ => BundleFileError::Io {
+            path: shown(),
+            source: e,
+        },
+    };
+    let root_c = c_name(root.as_os_str().as_bytes(), rel)?;
+    let mut dir = openat_path(None, &root_c, true, true).map_err(map_open)?;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (last, folders) = parts.split_last().expect("checked non-empty");
+    for part in folders {
+        let name = c_name(part.as_bytes(), rel)?;
+        // SAFETY: `name` is NUL-terminated and `dir` is a descriptor we own.
+        let made = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) };
+        if made != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(map_open(e));
+            }
+        }
+        dir = openat_path(Some(&dir), &name, true, false).map_err(map_open)?;
+    }
+    let name = c_name(last.as_bytes(), rel)?;
+    // SAFETY: as above; the descriptor returned is checked and owned at once.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(map_open(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let meta = file.metadata().map_err(|source| BundleFileError::Io {
+        path: shown(),
+        source,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(BundleFileError::NotRegular(shown()));
+    }
+    if meta.nlink() != 1 {
+        return Err(BundleFileError::HardLinked(shown(), meta.nlink()));
+    }
+    Ok((file, meta.len()))
+}
+
 /// Reads a whole bundle file of at most `limit` bytes; `Ok(None)` if it does
 /// not exist.
 pub fn read(root: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleFileError> {
@@ -238,6 +299,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("analysis/web")).unwrap();
         d
+    }
+
+    #[test]
+    fn appending_makes_folders_and_never_follows_a_planted_link() {
+        let root = tmp("append");
+        let outside = root.with_extension("outside");
+        let _ = std::fs::remove_dir_all(&outside);
+        std::fs::create_dir_all(&outside).unwrap();
+        let (f, len) = open_for_append(&root, "media/deep/a.bin").unwrap();
+        assert_eq!(len, 0);
+        std::os::unix::fs::FileExt::write_all_at(&f, b"abc", 0).unwrap();
+        assert_eq!(open_for_append(&root, "media/deep/a.bin").unwrap().1, 3);
+        // A folder swapped for a link, a file that is a link, a hard link.
+        symlink(&outside, root.join("linked")).unwrap();
+        assert!(matches!(
+            open_for_append(&root, "linked/x"),
+            Err(BundleFileError::Symlink(_))
+        ));
+        symlink(outside.join("target"), root.join("file-link")).unwrap();
+        assert!(matches!(
+            open_for_append(&root, "file-link"),
+            Err(BundleFileError::Symlink(_))
+        ));
+        std::fs::hard_link(root.join("media/deep/a.bin"), root.join("hard")).unwrap();
+        assert!(matches!(
+            open_for_append(&root, "hard"),
+            Err(BundleFileError::HardLinked(..))
+        ));
+        assert!(matches!(
+            open_for_append(&root, "../x"),
+            Err(BundleFileError::BadPath(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing written outside"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
     }
 
     #[test]

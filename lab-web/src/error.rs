@@ -18,6 +18,14 @@ pub enum ApiError {
     TooMany(String),
     /// A bounded resource (password hashing) is saturated; try again shortly.
     Busy,
+    /// Any other refusal with its own status and machine-readable code
+    /// (the upload protocol's `offset_mismatch`, `checksum_mismatch`,
+    /// `too_large`, `no_space`, …; `docs/upload-protocol.md`).
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     Internal(anyhow::Error),
 }
 
@@ -26,6 +34,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
+    }
+    pub fn refused(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Refused {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound(what.into())
@@ -89,6 +104,11 @@ impl IntoResponse for ApiError {
                 "Сервер занят, повторите через несколько секунд / server busy, retry in a few seconds"
                     .to_string(),
             ),
+            Self::Refused {
+                status,
+                code,
+                message,
+            } => (status, code, message),
             Self::Internal(e) => {
                 tracing::error!("internal error: {e:#}");
                 (

@@ -23,6 +23,7 @@ pub mod store;
 pub mod synth;
 pub mod tagging;
 pub mod types;
+pub mod upload;
 pub mod withdrawal;
 
 use axum::Router;
@@ -69,4 +70,6 @@ pub fn start_background(state: &AppState) {
         tokio::spawn(jobs::worker(state.clone()));
     }
     tokio::spawn(import::watch(state.clone()));
+    let s = state.clone();
+    tokio::spawn(async move { upload::reconcile(&s).await });
 }

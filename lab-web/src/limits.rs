@@ -67,3 +67,16 @@ pub const IMPORT_RETRY_MAX: Duration = Duration::from_secs(3600);
 pub fn session_ms(ns: i64) -> i64 {
     (ns / 1_000_000).clamp(-MAX_SESSION_MS, MAX_SESSION_MS)
 }
+
+/// Station uploads (`docs/upload-protocol.md`): the largest bundle taken by
+/// default (`serve --max-upload-gb`); a two-hour session is 5–10 GB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 30;
+/// The body of `POST /uploads` (a two-hour session's file list is ~1 MB).
+pub const MAX_UPLOAD_LIST_BYTES: usize = 32 << 20;
+/// The body of one `PUT` chunk.
+pub const MAX_UPLOAD_CHUNK_BYTES: usize = lab_model::upload::CHUNK_BYTES as usize;
+/// Free space the staging filesystem must keep beyond what an upload still
+/// has to send; less answers 507 and the station keeps its copy.
+pub const UPLOAD_FREE_MARGIN_BYTES: u64 = 1 << 30;
+/// Uploads one station may have in progress at once.
+pub const MAX_RECEIVING_PER_STATION: i64 = 8;

@@ -2,6 +2,7 @@
 //!
 //!     lab-web serve [--data DIR] [--listen ADDR] [--database-url URL]
 //!     lab-web user add --login L --password P --role admin|researcher|operator|viewer
+//!     lab-web station add NAME
 //!     lab-web import BUNDLE…
 //!     lab-web bench [--hours N]
 
@@ -90,11 +91,19 @@ enum Cmd {
         /// from it are throttled by the last X-Forwarded-For hop.
         #[arg(long, env = "LAB_TRUSTED_PROXY")]
         trusted_proxy: Option<std::net::IpAddr>,
+        /// The largest bundle a station may upload, in GiB [default: 64].
+        #[arg(long, env = "LAB_MAX_UPLOAD_GB")]
+        max_upload_gb: Option<f64>,
     },
     /// Manage accounts.
     User {
         #[command(subcommand)]
         cmd: UserCmd,
+    },
+    /// Manage station accounts (tokens that upload bundles, nothing else).
+    Station {
+        #[command(subcommand)]
+        cmd: StationCmd,
     },
     /// Import session bundles once and exit.
     Import {
@@ -122,6 +131,17 @@ enum UserCmd {
         #[arg(long)]
         role: String,
         #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StationCmd {
+    /// Adds a station and prints its token (shown once) on standard output.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The station's name: 1–32 of a-z, 0-9, _ and - (e.g. lab-1).
         name: String,
     },
 }
@@ -174,6 +194,7 @@ fn plain_config(data: PathBuf) -> Config {
         worker: false,
         public_url: "http://127.0.0.1:8080".into(),
         trusted_proxy: None,
+        max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
     }
 }
 
@@ -192,7 +213,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_password,
             public_url,
             trusted_proxy,
+            max_upload_gb,
         } => {
+            let max_upload_bytes = match max_upload_gb {
+                Some(gb) if gb.is_finite() && gb > 0.0 => (gb * (1u64 << 30) as f64) as u64,
+                Some(gb) => anyhow::bail!("--max-upload-gb must be a positive number, not {gb}"),
+                None => lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
+            };
             let state = state(&common, |data| {
                 let j = journeys_dirs(&journeys, &data);
                 Config {
@@ -208,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .clone()
                         .unwrap_or_else(|| format!("http://{listen}")),
                     trusted_proxy,
+                    max_upload_bytes,
                 }
             })
             .await?;
@@ -259,6 +287,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
             println!("user {login} ({role}) created, id {id}");
+        }
+        Cmd::Station {
+            cmd: StationCmd::Add { common, name },
+        } => {
+            let state = state(&common, plain_config).await?;
+            let (id, token) = auth::create_station(&state, &name, 0)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            auth::audit(
+                &state,
+                None,
+                "create_station",
+                &format!("token:{id}"),
+                &format!("{name} (command line)"),
+            )
+            .await;
+            eprintln!(
+                "station {name} added (token id {id}); the token is shown once, keep it on the station"
+            );
+            println!("{token}");
         }
         Cmd::Import {
             common,

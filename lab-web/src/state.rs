@@ -31,6 +31,8 @@ pub struct Config {
     /// The reverse proxy in front of lab-web, if any: requests from it are
     /// throttled by the last `X-Forwarded-For` hop it added.
     pub trusted_proxy: Option<std::net::IpAddr>,
+    /// The largest bundle a station may upload.
+    pub max_upload_bytes: u64,
 }
 
 pub struct Inner {
@@ -64,6 +66,13 @@ impl AppState {
             job_wakeup: Notify::new(),
             hashes: Semaphore::new(crate::limits::max_concurrent_hashes()),
         }))
+    }
+
+    /// Staging of uploads in progress, inside the sessions folder so that
+    /// placing a finished bundle is one rename on one filesystem. The
+    /// watcher never reads it: it holds no `manifest.json` of its own.
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.config.sessions_dir.join(".incoming")
     }
 
     pub fn clips_dir(&self) -> PathBuf {

@@ -242,8 +242,9 @@ pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
 #[derive(Deserialize)]
 pub struct NewToken {
     name: String,
-    /// `overlay` (default: the findings overlay's feed only) or `viewer`
-    /// (viewer rights: findings, exports of findings, clips).
+    /// `overlay` (default: the findings overlay's feed only), `viewer`
+    /// (viewer rights: findings, exports of findings, clips) or `station`
+    /// (uploads its bundles, nothing else; the name is the station's).
     #[serde(default)]
     scope: Option<String>,
 }
@@ -259,21 +260,26 @@ pub async fn create_token(
         return Err(ApiError::bad("укажите название / a name is required"));
     }
     let scope = t.scope.as_deref().unwrap_or("overlay");
-    if !["overlay", "viewer"].contains(&scope) {
+    if !["overlay", "viewer", "station"].contains(&scope) {
         return Err(ApiError::bad(format!(
-            "scope must be \"overlay\" or \"viewer\", not {scope:?}"
+            "scope must be \"overlay\", \"viewer\" or \"station\", not {scope:?}"
         )));
     }
-    let token = auth::new_token();
-    let id = store::tokens::insert(
-        &state.db.pool,
-        &name,
-        &auth::token_hash(&token),
-        auth.user.id,
-        now_ms(),
-        scope,
-    )
-    .await?;
+    let (id, token) = if scope == "station" {
+        auth::create_station(&state, &name, auth.user.id).await?
+    } else {
+        let token = auth::new_token();
+        let id = store::tokens::insert(
+            &state.db.pool,
+            &name,
+            &auth::token_hash(&token),
+            auth.user.id,
+            now_ms(),
+            scope,
+        )
+        .await?;
+        (id, token)
+    };
     auth::audit(
         &state,
         Some(&auth.user),

@@ -10,8 +10,10 @@ mod responses;
 mod review;
 mod serve;
 mod sessions;
+mod uploads;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
 use crate::error::ApiError;
@@ -20,6 +22,19 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", post(account::login))
+        .route(
+            "/uploads",
+            get(uploads::list)
+                .post(uploads::create)
+                .layer(DefaultBodyLimit::max(crate::limits::MAX_UPLOAD_LIST_BYTES)),
+        )
+        .route("/uploads/{id}", get(uploads::get))
+        .route(
+            "/uploads/{id}/files/{*path}",
+            put(uploads::put_chunk)
+                .layer(DefaultBodyLimit::max(crate::limits::MAX_UPLOAD_CHUNK_BYTES)),
+        )
+        .route("/uploads/{id}/complete", post(uploads::complete))
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
         .route("/openapi.json", get(meta::openapi))

@@ -175,7 +175,13 @@ pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Out
         return Ok((id, Outcome::Unchanged));
     }
     let d = dir.clone();
-    let manifest = blocking(move || read::manifest(&d)).await?;
+    let mut manifest = blocking(move || read::manifest(&d)).await?;
+    // A station's upload placed here under another id (a second station's
+    // session with the same id): it keeps that id on every import; the
+    // bundle itself is never rewritten.
+    if let Some(assigned) = store::uploads::assigned_id_for_path(pool, &path).await? {
+        manifest.session_id = assigned;
+    }
     let id = manifest.session_id.clone();
     if let Some(known) = store::import::known(pool, &id).await? {
         if known.withdrawn {

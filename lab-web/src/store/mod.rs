@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod tags;
 pub mod timeline;
 pub mod tokens;
+pub mod uploads;
 pub mod users;
 pub mod withdrawal;
 
