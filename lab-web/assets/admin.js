@@ -87,19 +87,27 @@ runPage(async ({main, me}) => {
   const newToken = el('div', {class: 'new-token', id: 'new-token'});
   const addToken = el('form', {class: 'inline-form', id: 'add-token'},
     el('input', {name: 'name', placeholder: t('admin.token_name'), required: true, size: 28, 'aria-label': t('admin.token_name')}),
+    el('select', {name: 'scope', 'aria-label': t('admin.scope')},
+      ['overlay', 'viewer', 'station'].map((s) => el('option', {value: s}, t('admin.scope_' + s)))),
     el('button', {type: 'submit', class: 'btn btn-primary'}, t('admin.create_token')));
   sections.tokens.append(el('p', {class: 'muted small'}, t('admin.tokens_lead')), addToken, newToken, tokensBox);
   addToken.addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = addToken.elements.name.value.trim();
+    const scope = addToken.elements.scope.value;
     if (!name) return;
     try {
-      const r = await api('POST', '/tokens', {name});
+      const r = await api('POST', '/tokens', {name, scope});
       addToken.reset();
-      showToken(r.token, name);
+      if (scope === 'station') showStationToken(r.token);
+      else showToken(r.token, name);
       loadTokens();
     } catch (_) { /* toast */ }
   });
+
+  const copy = (text) => el('button', {type: 'button', class: 'btn btn-small', onclick: async (e) => {
+    try { await navigator.clipboard.writeText(text); e.target.textContent = t('admin.copied'); } catch (_) { toast(t('admin.copy_failed')); }
+  }}, t('admin.copy'));
 
   function showToken(token, name) {
     const origin = location.origin;
@@ -110,9 +118,6 @@ runPage(async ({main, me}) => {
     // Built here from our own origin and the token; never from untrusted text.
     bookmarklet.setAttribute('href', 'javascript:' + encodeURIComponent(code));
     bookmarklet.addEventListener('click', (e) => { e.preventDefault(); toast(t('admin.bookmarklet_hint'), 'info'); });
-    const copy = (text) => el('button', {type: 'button', class: 'btn btn-small', onclick: async (e) => {
-      try { await navigator.clipboard.writeText(text); e.target.textContent = t('admin.copied'); } catch (_) { toast(t('admin.copy_failed')); }
-    }}, t('admin.copy'));
     refill(newToken, el('div', {class: 'token-box'},
       el('p', null, el('strong', null, t('admin.token_once'))),
       el('div', {class: 'copy-row'}, el('code', {class: 'token-value', id: 'token-value'}, token), copy(token)),
@@ -121,14 +126,24 @@ runPage(async ({main, me}) => {
       el('p', {class: 'small'}, t('admin.bookmarklet_lead')), bookmarklet));
   }
 
+  function showStationToken(token) {
+    const command = `lab-recorder upload SESSION_FOLDER --server ${location.origin} --station-token-file station.token`;
+    refill(newToken, el('div', {class: 'token-box'},
+      el('p', null, el('strong', null, t('admin.token_once'))),
+      el('div', {class: 'copy-row'}, el('code', {class: 'token-value', id: 'token-value'}, token), copy(token)),
+      el('p', {class: 'small'}, t('admin.station_lead')),
+      el('div', {class: 'copy-row'}, el('code', {id: 'station-command'}, command), copy(command))));
+  }
+
   async function loadTokens() {
     let tokens = [];
     try { tokens = (await api('GET', '/tokens')).tokens || []; } catch (_) { return; }
     if (!tokens.length) { refill(tokensBox, el('p', {class: 'empty'}, t('admin.no_tokens'))); return; }
     refill(tokensBox, el('table', {class: 'data'},
-      el('thead', null, el('tr', null, ['admin.token_name', 'col.created', 'admin.last_used', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
-      el('tbody', null, tokens.map((tk) => el('tr', {class: 'token-row', dataset: {id: tk.id}},
-        el('td', null, tk.name || '—'), el('td', {class: 'nowrap'}, fmtDate(tk.created_at)),
+      el('thead', null, el('tr', null, ['admin.token_name', 'admin.scope', 'col.created', 'admin.last_used', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
+      el('tbody', null, tokens.map((tk) => el('tr', {class: 'token-row', dataset: {id: tk.id, scope: tk.scope}},
+        el('td', null, tk.name || '—'), el('td', null, t('admin.scope_' + (tk.scope || 'overlay'))),
+        el('td', {class: 'nowrap'}, fmtDate(tk.created_at)),
         el('td', {class: 'nowrap'}, tk.last_used_at ? fmtDate(tk.last_used_at) : '—'),
         el('td', null, el('button', {type: 'button', class: 'btn btn-small btn-danger', onclick: async () => {
           if (!confirm(t('admin.delete_token_confirm', {name: tk.name || tk.id}))) return;
