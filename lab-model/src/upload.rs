@@ -234,7 +234,6 @@ mod tests {
             "events.jsonl.torn",
             "media/main-00001.mkv",
             "analysis/web/thumbs/000010.jpg",
-            "analysis/journey.toml",
             "a/b/c/d/e/f/g/h",
         ] {
             assert!(valid_upload_path(p), "{p}");

@@ -8,15 +8,18 @@
 //! bound on client input; `clock` places client
 //! events on the session clock; `browser` launches the station's Chromium
 //! with the probe injected; `recover` repairs the manifest of a bundle whose
-//! recorder was killed.
+//! recorder was killed; `upload` sends a finished bundle to lab-web through
+//! `lab_client`, resuming where the server stands after any interruption.
 
 pub mod browser;
 pub mod clock;
 pub mod event_log;
+pub mod lab_client;
 pub mod limits;
 pub mod pipeline;
 pub mod recover;
 pub mod server;
 pub mod session;
+pub mod upload;
 
 pub use session::{RecordError, RecordOptions, record};

@@ -4,15 +4,19 @@
 //! lab-recorder record --test-sources --duration 6 --participant P01 --consent C01 --out /tmp/x
 //! lab-recorder record --station station.toml --participant P07 --consent C-2026-07 --browser https://www.gosuslugi.ru
 //! lab-recorder recover /tmp/x/20261123T101500Z-P01
+//! LAB_STATION_TOKEN=… lab-recorder upload /tmp/x/20261123T101500Z-P01 --server http://lab-server:8080
 //! ```
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lab_model::StationConfig;
 use recorder::browser::BrowserOptions;
+use recorder::lab_client::LabClient;
+use recorder::upload::{Phase, Progress, UploadOptions, mib, upload_bundle};
 use recorder::{RecordOptions, record};
 
 /// `println!` that ignores a closed stdout: the bundle is finished either
@@ -55,6 +59,41 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Send a finished bundle to the lab server (lab-web) and wait for its acknowledgement.
+    ///
+    /// Resumes where the server stands after a dropped connection, a server restart or a
+    /// killed uploader; retries with backoff while the server is unreachable.
+    /// Exit 0: acknowledged, the last line of stdout is `acknowledged: <session id on the server>`.
+    /// Exit 1: refused (the server's reason is printed) or the bundle cannot be sent as it is.
+    /// Exit 2: gave up after --give-up-after without progress; nothing is lost, run again.
+    ///
+    /// Example: LAB_STATION_TOKEN=… lab-recorder upload sessions/20261123T101500Z-P07 --server http://10.0.0.2:8080
+    Upload(UploadArgs),
+}
+
+#[derive(clap::Args)]
+struct UploadArgs {
+    /// The bundle folder (as `record` printed it).
+    bundle: PathBuf,
+    /// The lab server's LAN address, http://host:port (https is not built in).
+    #[arg(long, env = "LAB_SERVER")]
+    server: String,
+    /// The station token (`lab-web station add NAME` prints it). Visible to other users in
+    /// `ps`: prefer the LAB_STATION_TOKEN variable or --station-token-file.
+    #[arg(long, env = "LAB_STATION_TOKEN", hide_env_values = true)]
+    station_token: Option<String>,
+    /// A file holding the station token (wins over --station-token and LAB_STATION_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    station_token_file: Option<PathBuf>,
+    /// Delete the station's copy once the server's acknowledgement is recorded.
+    #[arg(long)]
+    delete_after_ack: bool,
+    /// The longest wait between tries, in seconds (waits start at 1 s and double).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    max_backoff: u64,
+    /// Stop with exit 2 after failing this many seconds in a row without progress.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    give_up_after: u64,
 }
 
 #[derive(clap::Args)]
@@ -101,7 +140,7 @@ struct RecordArgs {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -113,16 +152,17 @@ async fn main() -> std::process::ExitCode {
         .log_internal_errors(false)
         .init();
     match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             warn_!("lab-recorder: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Cmd::Upload(a) => return upload(a).await,
         Cmd::Record(a) => {
             let a = *a;
             // Consent first: nothing is read, bound or created without it.
@@ -209,7 +249,82 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {
+    let token = match (&a.station_token_file, a.station_token) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("failed to read the station token from {}", file.display()))?,
+        (None, Some(token)) => token,
+        (None, None) => anyhow::bail!(
+            "no station token: set LAB_STATION_TOKEN or pass --station-token-file FILE \
+             (`lab-web station add NAME` prints one)"
+        ),
+    };
+    if a.max_backoff == 0 {
+        anyhow::bail!("--max-backoff must be at least 1 second");
+    }
+    let mut client = LabClient::new(&a.server, &token)?;
+    let opts = UploadOptions {
+        delete_after_ack: a.delete_after_ack,
+        max_backoff: Duration::from_secs(a.max_backoff),
+        give_up_after: Duration::from_secs(a.give_up_after),
+        ..UploadOptions::default()
+    };
+    let (progress, mut seen) = tokio::sync::watch::channel(Progress::default());
+    let ticker = tokio::spawn(async move {
+        // A line every 2 s while bytes move; silence while waiting (retries say so).
+        let mut last = (Phase::Queued, u64::MAX);
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let p = seen.borrow_and_update().clone();
+            if (p.phase, p.bytes_done) == last {
+                continue;
+            }
+            last = (p.phase, p.bytes_done);
+            let pct = p.bytes_done as f64 * 100.0 / p.bytes_total.max(1) as f64;
+            match p.phase {
+                Phase::Hashing => warn_!(
+                    "hashing: {} of {} ({pct:.0} %)",
+                    mib(p.bytes_done),
+                    mib(p.bytes_total)
+                ),
+                Phase::Uploading => warn_!(
+                    "uploading: {} of {} ({pct:.0} %), {}/{} files verified",
+                    mib(p.bytes_done),
+                    mib(p.bytes_total),
+                    p.files_done,
+                    p.files_total
+                ),
+                _ => {}
+            }
+        }
+    });
+    let note = |n| warn_!("{n}");
+    let result = upload_bundle(&mut client, &a.bundle, &opts, &progress, &note).await;
+    ticker.abort();
+    match result {
+        Ok(ack) => {
+            if ack.earlier {
+                warn_!(
+                    "{}: acknowledged by {} earlier; nothing to send",
+                    a.bundle.display(),
+                    client.server()
+                );
+            }
+            say!("acknowledged: {}", ack.server_session_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.gave_up() => {
+            warn_!("lab-recorder: {}: {e:#}", a.bundle.display());
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "{} was not uploaded (it is kept)",
+            a.bundle.display()
+        ))),
+    }
 }
 
 async fn shutdown_signal() -> String {

@@ -1,7 +1,7 @@
 //! A `lab-web serve` process for the end-to-end tests, and a logged-in
 //! client of its JSON API.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,11 @@ pub struct LabWeb {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub url: String,
     log: PathBuf,
+    data: PathBuf,
+    admin_password: String,
+    args: Vec<OsString>,
+    envs: Vec<(String, OsString)>,
+    starts: u32,
 }
 
 impl Drop for LabWeb {
@@ -37,34 +42,62 @@ impl LabWeb {
     ) -> LabWeb {
         std::fs::create_dir_all(data).unwrap();
         let log = data.join("lab-web.log");
-        let mut cmd = Command::new(bin("lab-web"));
-        cmd.arg("serve")
+        let args: Vec<OsString> = args.iter().map(|a| a.to_os_string()).collect();
+        let envs: Vec<(String, OsString)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_os_string()))
+            .collect();
+        let child = Self::spawn(data, admin_password, "127.0.0.1:0", &args, &envs, &log);
+        // Owned at once, so a failed start still stops the process.
+        let mut web = LabWeb {
+            child,
+            url: String::new(),
+            log,
+            data: data.to_path_buf(),
+            admin_password: admin_password.to_string(),
+            args,
+            envs,
+            starts: 1,
+        };
+        web.wait_serving();
+        web
+    }
+
+    fn spawn(
+        data: &Path,
+        admin_password: &str,
+        listen: &str,
+        args: &[OsString],
+        envs: &[(String, OsString)],
+        log: &Path,
+    ) -> Child {
+        Command::new(bin("lab-web"))
+            .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("LAB_ADMIN_PASSWORD", admin_password)
             .env_remove("DATABASE_URL")
-            .envs(envs.iter().copied())
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        // Owned at once, so a failed start still stops the process.
-        let mut web = LabWeb {
-            child: cmd.spawn().unwrap(),
-            url: String::new(),
-            log,
-        };
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_serving(&mut self) {
         let t0 = Instant::now();
         loop {
-            let text = web.log();
+            let text = self.log();
             if let Some(rest) = text.split("serving ").nth(1) {
-                web.url = rest
+                self.url = rest
                     .split_whitespace()
                     .next()
                     .unwrap()
                     .trim_end_matches('/')
                     .to_string();
-                return web;
+                return;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
@@ -74,7 +107,27 @@ impl LabWeb {
         }
     }
 
-    /// What the server wrote to stderr.
+    /// Kills the server with SIGKILL (no chance to finish anything) and
+    /// starts it again on the same port and data, logging to
+    /// `lab-web.N.log` so the earlier logs stay.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.starts += 1;
+        self.log = self.data.join(format!("lab-web.{}.log", self.starts));
+        let listen = self.url.trim_start_matches("http://").to_string();
+        self.child = Self::spawn(
+            &self.data,
+            &self.admin_password,
+            &listen,
+            &self.args,
+            &self.envs,
+            &self.log,
+        );
+        self.wait_serving();
+    }
+
+    /// What the server wrote to stderr (since its last start).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
