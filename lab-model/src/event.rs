@@ -23,6 +23,8 @@ pub enum EventSource {
     System,
     /// Physiological or other sensors.
     Sensor,
+    /// The participant's own answers (`crate::self_report`).
+    Participant,
 }
 
 /// One line of `events.jsonl`.
@@ -90,6 +92,8 @@ pub enum EventError {
     },
     #[error("{0} may not send events of kind {1:?} (only the recorder writes system events)")]
     Forbidden(&'static str, String),
+    #[error("participant answer: {0}")]
+    Participant(String),
 }
 
 /// Replaces every lone UTF-16 surrogate escape (`\ud800` without its pair)
@@ -213,6 +217,9 @@ impl IncomingEvent {
             (EventSource::Operator | EventSource::Observer, "marker") => {
                 need("type", "a string", Value::is_string)
             }
+            (EventSource::Participant, _) => crate::self_report::SelfReport::parse(k, &self.data)
+                .map(|_| ())
+                .map_err(EventError::Participant),
             _ => Ok(()),
         }
     }
@@ -262,6 +269,18 @@ mod tests {
             (
                 r#"{"source":"browser","kind":"click","data":{"x":1}}"#,
                 Err("needs field \"y\""),
+            ),
+            (
+                r#"{"source":"participant","kind":"self_report.seq","data":{"task":"t1","score":6}}"#,
+                Ok(()),
+            ),
+            (
+                r#"{"source":"participant","kind":"self_report.seq","data":{"task":"t1","score":9}}"#,
+                Err("score is 1–7"),
+            ),
+            (
+                r#"{"source":"participant","kind":"click","data":{"x":1,"y":2,"selector":"a"}}"#,
+                Err("participant answer"),
             ),
             (
                 r#"{"source":"browser","kind":"Click!","data":{}}"#,

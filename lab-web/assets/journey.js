@@ -4,7 +4,7 @@
 
 import {el, add, refill} from './dom.js';
 import {t} from './i18n.js';
-import {fmtMs, fmtPercent, dateInputToMs, qs} from './format.js';
+import {fmtMs, fmtPercent, fmtNumber, dateInputToMs, qs} from './format.js';
 import {select, EMOTIONS, severityBadge} from './widgets.js';
 import {api} from './api.js';
 import {loadCategories, categoryLabel, detectorLabel} from './labels.js';
@@ -117,13 +117,37 @@ runPage(async ({main, id}) => {
         row('row-time', t('journey.time'), (s) => timeCell(s, maxTime)),
         row('row-completion', t('journey.completion'), completion),
         row('row-emotions', t('journey.emotions'), emotions),
+        row('row-self-emotions', t('journey.self_emotions'), (s) => emotions({emotions: s.self_emotions}, 'journey.no_answers')),
         row('row-problems', t('journey.problems'), problems),
         row('row-proposed', t('journey.proposed'), proposedCell)));
     table.style.setProperty('--steps', String(steps.length));
     const participants = map.participants || [];
     refill(mapBox, el('div', {class: 'table-scroll'}, table),
       participants.length ? el('p', {class: 'muted small participants'}, t('journey.participants'), ': ', participants.join(', ')) : null,
+      selfReported(map.self_reported || {}),
       reliability(map.detectors || []));
+  }
+
+  /** A mean with its 95 % confidence interval: «5,2 ± 0,8 (n=6)». */
+  const meanCi = (m, digits = 1) => m ? `${fmtNumber(m.mean, digits)}${m.ci95 != null ? ' ± ' + fmtNumber(m.ci95, digits) : ''} (n=${m.n})` : '—';
+
+  /** What participants answered: SEQ per task and SUS per participant. */
+  function selfReported(r) {
+    const tasks = r.tasks || [];
+    const sus = r.sus || [];
+    if (!tasks.length && !sus.length) return null;
+    return el('section', {class: 'self-reported', id: 'self-reported'},
+      el('h2', null, t('journey.self_reported')),
+      el('p', {class: 'muted small'}, t('journey.self_reported_hint')),
+      tasks.length ? el('table', {class: 'data task-table', id: 'task-table'},
+        el('thead', null, el('tr', null, el('th', {scope: 'col'}, t('journey.task')), el('th', {scope: 'col'}, t('journey.seq')))),
+        el('tbody', null, tasks.map((x) => el('tr', {dataset: {task: x.task}},
+          el('th', {scope: 'row'}, x.task), el('td', {class: 'num seq'}, meanCi(x.seq)))))) : null,
+      sus.length ? el('table', {class: 'data sus-table', id: 'sus-table'},
+        el('thead', null, el('tr', null, el('th', {scope: 'col'}, t('journey.participant')), el('th', {scope: 'col'}, 'SUS'))),
+        el('tbody', null, sus.map((x) => el('tr', {dataset: {session: x.session_id}},
+          el('th', {scope: 'row'}, x.participant || x.session_id), el('td', {class: 'num'}, fmtNumber(x.score, 1))))),
+        el('tfoot', null, el('tr', null, el('th', {scope: 'row'}, t('journey.sus_mean')), el('td', {class: 'num sus-mean'}, meanCi(r.sus_mean))))) : null);
   }
 
   /** Each detector's confidence against researchers' decisions on its candidates. */
@@ -150,8 +174,13 @@ runPage(async ({main, id}) => {
 
   function significance(s) {
     const n = Math.max(0, Math.min(5, Number(s.significance) || 0));
-    return el('span', {class: 'dots', title: t('journey.significance_n', {n}), 'aria-label': t('journey.significance_n', {n})},
+    const dots = el('span', {class: 'dots', title: t('journey.significance_n', {n}), 'aria-label': t('journey.significance_n', {n})},
       [1, 2, 3, 4, 5].map((i) => el('span', {class: ['dot', i <= n && 'on']})));
+    const p = s.self_significance;
+    if (!p) return dots;
+    return el('div', null, dots,
+      el('div', {class: 'small self-significance', title: t('journey.self_significance_title')},
+        t('journey.self_significance', {mean: fmtNumber(p.mean, 1), sd: fmtNumber(p.sd, 1), n: p.n})));
   }
 
   function timeCell(s, maxTime) {
@@ -180,10 +209,10 @@ runPage(async ({main, id}) => {
       el('div', {class: ['mini-bar', rate < 0.7 && 'low']}, el('div', {style: {width: Math.round(rate * 100) + '%'}})));
   }
 
-  function emotions(s) {
+  function emotions(s, none = 'journey.no_tags') {
     const e = s.emotions || {};
     const total = (e.positive || 0) + (e.neutral || 0) + (e.negative || 0);
-    if (!total) return el('span', {class: 'muted'}, t('journey.no_tags'));
+    if (!total) return el('span', {class: 'muted'}, t(none));
     const seg = (k) => e[k] ? el('div', {class: 'emo-' + k, style: {width: (e[k] / total * 100) + '%'}, title: `${t('emotion.' + k)}: ${e[k]}`}) : null;
     return el('div', null,
       el('div', {class: 'emo-bar', 'aria-label': EMOTIONS.map((k) => `${t('emotion.' + k)} ${e[k] || 0}`).join(', ')}, seg('positive'), seg('neutral'), seg('negative')),

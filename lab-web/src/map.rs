@@ -1,6 +1,8 @@
 //! The journey map: per step of a life situation, aggregated over its
 //! sessions — time spent (median and spread against the expected time),
-//! completion, the emotions researchers tagged, and the top problems.
+//! completion, the emotions researchers tagged, and the top problems; beside
+//! them what participants said themselves (emotion and significance per
+//! step, SEQ per task, SUS).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,9 +10,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::map::Decision;
 use crate::store::{self, Pool};
 use crate::types::{
-    CandidateRef, Completion, DetectorReliability, Emotions, JourneyMap, MapStep, Problem,
-    ProposedFriction, Quote, ReliabilityBin, SessionFilter, TimeStats,
+    CandidateRef, Completion, DetectorReliability, Emotions, JourneyMap, MapStep, MeanCi, Problem,
+    ProposedFriction, Quote, ReliabilityBin, SelfReported, SessionFilter, Spread, SusScore,
+    TaskEase, TimeStats,
 };
+use lab_model::self_report::{Emotion, SelfReport, StepRating};
 
 /// Percentile `p` (0-100) of sorted values, interpolated linearly between
 /// the two nearest ranks (numpy's and R's default, "type 7"), rounded to
@@ -141,6 +145,7 @@ pub async fn journey_map(
             }
         }
     }
+    let reports = parse_reports(store::map::self_reports(pool, journey_id, f).await?);
     let steps = journey
         .steps
         .iter()
@@ -157,6 +162,7 @@ pub async fn journey_map(
                 .unwrap_or_default();
             ps.sort_by_key(|p| std::cmp::Reverse((p.count, p.max_severity)));
             ps.truncate(5);
+            let (self_emotions, self_significance) = step_self_reports(&reports, &s.id);
             MapStep {
                 id: s.id.clone(),
                 title: s.title.clone(),
@@ -174,17 +180,160 @@ pub async fn journey_map(
                     v.sort_by_key(|p| std::cmp::Reverse(p.sessions.len()));
                     v
                 },
+                self_emotions,
+                self_significance,
             }
         })
         .collect();
     let detectors = reliability(&store::map::decisions(pool, journey_id, f).await?);
+    let self_reported = self_reported(&reports);
     Ok(JourneyMap {
         journey,
         sessions: participants.len() as i64,
         participants,
         steps,
         detectors,
+        self_reported,
     })
+}
+
+/// The participants' answers of the selected sessions, parsed; answers that
+/// do not parse (a bundle written by hand) are left out.
+fn parse_reports(rows: Vec<store::map::SelfReportRow>) -> Vec<(String, String, SelfReport)> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let data: serde_json::Value = serde_json::from_str(&r.data).ok()?;
+            let report = SelfReport::parse(&r.kind, &data).ok()?;
+            Some((r.session_id, r.participant, report))
+        })
+        .collect()
+}
+
+/// A step's self-reported emotions and significance. A participant who
+/// rated a step twice (it came up in two tasks) counts with the later one.
+fn step_self_reports(
+    reports: &[(String, String, SelfReport)],
+    step: &str,
+) -> (Emotions, Option<Spread>) {
+    let mut last: BTreeMap<&str, &StepRating> = BTreeMap::new();
+    for (session, _, r) in reports {
+        if let SelfReport::Step(s) = r
+            && s.step == step
+        {
+            last.insert(session, s);
+        }
+    }
+    let mut e = Emotions::default();
+    let mut sig = vec![];
+    for s in last.values() {
+        match s.emotion {
+            Emotion::Positive => e.positive += 1,
+            Emotion::Neutral => e.neutral += 1,
+            Emotion::Negative => e.negative += 1,
+        }
+        sig.push(f64::from(s.significance));
+    }
+    (e, spread(&sig))
+}
+
+fn spread(xs: &[f64]) -> Option<Spread> {
+    let (mean, _) = mean_ci95(xs)?;
+    let sd = if xs.len() > 1 {
+        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Some(Spread {
+        mean,
+        sd,
+        n: xs.len() as i64,
+    })
+}
+
+fn mean_ci(xs: &[f64]) -> Option<MeanCi> {
+    mean_ci95(xs).map(|(mean, ci95)| MeanCi {
+        mean,
+        ci95,
+        n: xs.len() as i64,
+    })
+}
+
+/// SEQ per task (in the order tasks first appear) and SUS per session: a
+/// later answer of the same session replaces an earlier one.
+fn self_reported(reports: &[(String, String, SelfReport)]) -> SelfReported {
+    let mut order: Vec<&str> = vec![];
+    let mut seq: HashMap<&str, BTreeMap<&str, f64>> = HashMap::new();
+    let mut sus: BTreeMap<&str, (&str, f64)> = BTreeMap::new();
+    for (session, participant, r) in reports {
+        match r {
+            SelfReport::Seq(s) => {
+                if !order.contains(&s.task.as_str()) {
+                    order.push(&s.task);
+                }
+                seq.entry(&s.task)
+                    .or_default()
+                    .insert(session, f64::from(s.score));
+            }
+            SelfReport::Sus(s) => {
+                sus.insert(session, (participant, s.score()));
+            }
+            SelfReport::Step(_) => {}
+        }
+    }
+    let tasks = order
+        .into_iter()
+        .filter_map(|t| {
+            let xs: Vec<f64> = seq.get(t)?.values().copied().collect();
+            Some(TaskEase {
+                task: t.to_string(),
+                seq: mean_ci(&xs)?,
+            })
+        })
+        .collect();
+    let scores: Vec<f64> = sus.values().map(|(_, s)| *s).collect();
+    SelfReported {
+        tasks,
+        sus: sus
+            .iter()
+            .map(|(session, (participant, score))| SusScore {
+                session_id: session.to_string(),
+                participant: participant.to_string(),
+                score: *score,
+            })
+            .collect(),
+        sus_mean: mean_ci(&scores),
+    }
+}
+
+/// Mean and the half-width of its 95 % confidence interval (Student's t),
+/// `None` for the half-width below two values.
+pub fn mean_ci95(xs: &[f64]) -> Option<(f64, Option<f64>)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return Some((mean, None));
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some((mean, Some(t95(xs.len() - 1) * (var / n).sqrt())))
+}
+
+/// Two-sided 95 % Student's t for `df` degrees of freedom.
+fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[df - 1],
+        31..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
 }
 
 /// Confidence bins of the reliability table, `[lower, upper)`; the last
@@ -248,6 +397,84 @@ pub fn reliability(decisions: &[Decision]) -> Vec<DetectorReliability> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confidence_intervals_use_students_t() {
+        assert_eq!(mean_ci95(&[]), None);
+        assert_eq!(mean_ci95(&[4.0]), Some((4.0, None)));
+        let (m, h) = mean_ci95(&[2.0, 4.0]).unwrap();
+        assert_eq!(m, 3.0);
+        // sd √2, se 1, t(1) 12.706
+        assert!((h.unwrap() - 12.706).abs() < 1e-9);
+        let (m, h) = mean_ci95(&[60.0, 70.0, 80.0, 90.0, 75.0]).unwrap();
+        assert_eq!(m, 75.0);
+        assert!((h.unwrap() - 2.776 * (125.0f64 / 5.0).sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn self_reports_count_each_session_once_and_keep_the_later_answer() {
+        use lab_model::self_report::{Seq, Sus};
+        let step = |sig, emotion| {
+            SelfReport::Step(StepRating {
+                task: None,
+                step: "form".into(),
+                emotion,
+                significance: sig,
+            })
+        };
+        let seq = |task: &str, score| {
+            SelfReport::Seq(Seq {
+                task: task.into(),
+                score,
+            })
+        };
+        let r = |s: &str, p: &str, x| (s.to_string(), p.to_string(), x);
+        let reports = vec![
+            r("S1", "P1", step(2, Emotion::Neutral)),
+            r("S1", "P1", step(4, Emotion::Negative)),
+            r("S2", "P2", step(5, Emotion::Negative)),
+            r("S3", "P3", step(3, Emotion::Positive)),
+            r("S1", "P1", seq("t2", 3)),
+            r("S1", "P1", seq("t1", 6)),
+            r("S2", "P2", seq("t2", 5)),
+            r(
+                "S2",
+                "P2",
+                SelfReport::Sus(Sus {
+                    answers: vec![3; 10],
+                }),
+            ),
+            r(
+                "S1",
+                "P1",
+                SelfReport::Sus(Sus {
+                    answers: vec![5, 1, 5, 1, 5, 1, 5, 1, 5, 1],
+                }),
+            ),
+        ];
+        let (e, sig) = step_self_reports(&reports, "form");
+        assert_eq!((e.positive, e.neutral, e.negative), (1, 0, 2));
+        let sig = sig.unwrap();
+        assert_eq!(sig.n, 3);
+        assert_eq!(sig.mean, 4.0);
+        assert_eq!(sig.sd, 1.0);
+        assert_eq!(step_self_reports(&reports, "other").1, None);
+        let s = self_reported(&reports);
+        let tasks: Vec<(&str, f64, i64)> = s
+            .tasks
+            .iter()
+            .map(|t| (t.task.as_str(), t.seq.mean, t.seq.n))
+            .collect();
+        assert_eq!(tasks, vec![("t2", 4.0, 2), ("t1", 6.0, 1)]);
+        assert_eq!(s.tasks[1].seq.ci95, None);
+        assert_eq!(
+            s.sus.iter().map(|x| x.score).collect::<Vec<_>>(),
+            vec![100.0, 50.0]
+        );
+        let m = s.sus_mean.unwrap();
+        assert_eq!((m.mean, m.n), (75.0, 2));
+        assert!((m.ci95.unwrap() - 12.706 * 25.0).abs() < 1e-9);
+    }
 
     #[test]
     fn reliability_counts_decisions_per_detector_and_bin() {

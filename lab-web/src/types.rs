@@ -341,6 +341,56 @@ pub struct MapStep {
     pub problems: Vec<Problem>,
     #[serde(default)]
     pub proposed: Vec<ProposedFriction>,
+    /// The participants' own emotion at this step (`self_report.step`),
+    /// beside `emotions`, which researchers coded in tags.
+    #[serde(default)]
+    pub self_emotions: Emotions,
+    /// The participants' own rating of how significant the step was (1–5),
+    /// against the journey definition's `significance`; `None` without answers.
+    #[serde(default)]
+    pub self_significance: Option<Spread>,
+}
+
+/// Mean, standard deviation and count of ratings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Spread {
+    pub mean: f64,
+    /// Sample standard deviation; 0 for one answer.
+    pub sd: f64,
+    pub n: i64,
+}
+
+/// A mean with its 95 % confidence interval (Student's t); `ci95` is the
+/// half-width, `None` below two values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeanCi {
+    pub mean: f64,
+    pub ci95: Option<f64>,
+    pub n: i64,
+}
+
+/// The Single Ease Question of one task over the selected sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskEase {
+    pub task: String,
+    pub seq: MeanCi,
+}
+
+/// One participant's SUS score (0–100).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SusScore {
+    pub session_id: String,
+    pub participant: String,
+    pub score: f64,
+}
+
+/// What participants said themselves: SEQ per task, SUS per participant
+/// and over the selection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SelfReported {
+    pub tasks: Vec<TaskEase>,
+    pub sus: Vec<SusScore>,
+    pub sus_mean: Option<MeanCi>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -353,6 +403,9 @@ pub struct JourneyMap {
     /// these sessions (absent in maps written before it existed).
     #[serde(default)]
     pub detectors: Vec<DetectorReliability>,
+    /// The participants' questionnaires (SEQ, SUS).
+    #[serde(default)]
+    pub self_reported: SelfReported,
 }
 
 /// One detector's candidates over a journey's sessions against what

@@ -476,6 +476,79 @@ async fn an_upload_resumes_verifies_and_imports_exactly_once() {
     .await;
 }
 
+/// Appends the participant's own answers to a bundle's events, after its
+/// last event, as the station's self-report page posts them.
+fn add_self_report(bundle: &Path, emotion: &str, significance: u8, seq: u8, sus: [u8; 10]) {
+    let path = bundle.join("events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let (mut seq_no, t) = (
+        last["seq"].as_u64().unwrap(),
+        last["t_ns"].as_i64().unwrap(),
+    );
+    let mut out = text.clone();
+    for (kind, data) in [
+        (
+            "self_report.step",
+            json!({"task": "t1", "step": "form", "emotion": emotion, "significance": significance}),
+        ),
+        ("self_report.seq", json!({"task": "t1", "score": seq})),
+        ("self_report.sus", json!({"answers": sus})),
+    ] {
+        seq_no += 1;
+        let e = json!({"seq": seq_no, "t_ns": t + seq_no as i64, "source": "participant", "kind": kind, "data": data});
+        out.push_str(&format!("{e}\n"));
+    }
+    std::fs::write(&path, out).unwrap();
+}
+
+#[tokio::test]
+async fn self_reports_travel_with_the_bundle_into_the_journey_map() {
+    each_backend("up_self", BIG, |e| async move {
+        let a = synth(&e.station_dir("a"), "S9", "P09", 0);
+        add_self_report(&a, "negative", 5, 3, [4, 2, 4, 1, 4, 2, 5, 2, 4, 3]);
+        let b = synth(&e.station_dir("b"), "S10", "P10", 0);
+        add_self_report(&b, "neutral", 3, 6, [3; 10]);
+        e.send_all(&e.a, &a, 1 << 20).await;
+        e.send_all(&e.b, &b, 1 << 20).await;
+        let r = e
+            .call(
+                Auth::Admin,
+                "GET",
+                "/api/v1/journeys/test-benefit/map",
+                None,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let map = r.json();
+        let form = map["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "form")
+            .unwrap()
+            .clone();
+        assert_eq!(form["self_emotions"]["negative"], 1, "{form}");
+        assert_eq!(form["self_emotions"]["neutral"], 1);
+        assert_eq!(form["self_significance"]["mean"], 4.0);
+        assert_eq!(form["self_significance"]["n"], 2);
+        let tasks = &map["self_reported"]["tasks"];
+        assert_eq!(tasks[0]["task"], "t1");
+        assert_eq!(tasks[0]["seq"]["mean"], 4.5);
+        assert_eq!(tasks[0]["seq"]["n"], 2);
+        let sus = &map["self_reported"];
+        assert_eq!(sus["sus"].as_array().unwrap().len(), 2);
+        assert_eq!(sus["sus_mean"]["mean"], 63.75, "(77.5 + 50) / 2: {sus}");
+        assert!(sus["sus_mean"]["ci95"].as_f64().unwrap() > 0.0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_wrong_checksum_is_discarded_and_never_imported() {
     each_backend("up_sha", BIG, |e| async move {

@@ -403,6 +403,8 @@ mod tests {
             },
             problems: vec![],
             proposed: vec![],
+            self_emotions: Emotions::default(),
+            self_significance: None,
         }
     }
 
@@ -440,6 +442,7 @@ mod tests {
                 step("done", HOSTILE, 40_000, 0),
             ],
             detectors: vec![],
+            self_reported: Default::default(),
         }
     }
 

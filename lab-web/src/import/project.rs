@@ -246,6 +246,23 @@ pub fn summarize(e: &Event) -> String {
         }
         "validation_error" | "invalid" => format!("{} {}", s("selector"), s("message")),
         "js_error" | "error" => s("message").to_string(),
+        lab_model::self_report::STEP_KIND => format!(
+            "{}: {}, {}/5",
+            s("step"),
+            s("emotion"),
+            d.get("significance").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        lab_model::self_report::SEQ_KIND => format!(
+            "SEQ {}: {}/7",
+            s("task"),
+            d.get("score").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        lab_model::self_report::SUS_KIND => {
+            match lab_model::self_report::SelfReport::parse(&e.kind, d) {
+                Ok(lab_model::self_report::SelfReport::Sus(sus)) => format!("SUS {}", sus.score()),
+                _ => "SUS".into(),
+            }
+        }
         "marker" => [s("type"), s("label"), s("text")]
             .iter()
             .filter(|x| !x.is_empty())

@@ -201,3 +201,36 @@ pub async fn decisions(
     })
     .collect()
 }
+
+/// A participant's own answer (an event of source `participant`).
+pub struct SelfReportRow {
+    pub session_id: String,
+    pub participant: String,
+    pub kind: String,
+    pub data: String,
+}
+
+/// The participants' self-report events of the selected sessions, in
+/// session and time order.
+pub async fn self_reports(
+    pool: &Pool,
+    journey_id: &str,
+    f: &SessionFilter,
+) -> Result<Vec<SelfReportRow>, sqlx::Error> {
+    filtered(journey_id, f, format!(
+        "SELECT e.session_id, s.participant, e.kind, e.data FROM events e JOIN sessions s ON s.id = e.session_id \
+         WHERE e.source = 'participant' AND {SESSIONS} ORDER BY s.started_at, e.session_id, e.t_ms, e.seq"
+    ))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(SelfReportRow {
+            session_id: r.try_get("session_id")?,
+            participant: r.try_get("participant")?,
+            kind: r.try_get("kind")?,
+            data: r.try_get("data")?,
+        })
+    })
+    .collect()
+}
