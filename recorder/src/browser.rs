@@ -56,6 +56,30 @@ pub struct Browser {
     child: Child,
     profile: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    navigator: Navigator,
+}
+
+/// Opens pages in the station browser's first tab (the station console
+/// shows the participant's self-report page this way, and returns to the
+/// prototype after it).
+#[derive(Clone)]
+pub struct Navigator {
+    cdp: Cdp,
+    page: String,
+}
+
+impl Navigator {
+    /// Opens `url` (http or https only) in the participant's tab.
+    pub async fn open(&self, url: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "only http(s) pages are opened in the station browser"
+        );
+        self.cdp
+            .call(Some(&self.page), "Page.navigate", json!({ "url": url }))
+            .await?;
+        Ok(())
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
@@ -268,7 +292,15 @@ impl Browser {
             child,
             profile,
             tasks: vec![writer, reader, attacher],
+            navigator: Navigator {
+                cdp,
+                page: first_page,
+            },
         })
+    }
+
+    pub fn navigator(&self) -> Navigator {
+        self.navigator.clone()
     }
 
     pub async fn close(mut self) {

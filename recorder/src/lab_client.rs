@@ -86,8 +86,11 @@ pub struct LabClient {
     authority: String,
     /// Path prefix of the server (`""` or `/lab`), without a trailing slash.
     prefix: String,
-    /// `Bearer <token>`, checked to be a valid header value.
-    auth: HeaderValue,
+    /// `Bearer <token>`, checked to be a valid header value; none for the
+    /// recorder's own endpoint.
+    auth: Option<HeaderValue>,
+    /// `/api/v1/` (lab-web) or `/api/` (the recorder's endpoint).
+    api_root: &'static str,
     timeouts: Timeouts,
     conn: Option<Connection>,
 }
@@ -122,7 +125,23 @@ impl LabClient {
         Ok(Self {
             authority,
             prefix,
-            auth,
+            auth: Some(auth),
+            api_root: "/api/v1/",
+            timeouts: Timeouts::default(),
+            conn: None,
+        })
+    }
+
+    /// A client of a recording's own endpoint (`http://127.0.0.1:PORT`,
+    /// paths under `/api/`, no token: it takes local tools), for the
+    /// station console.
+    pub fn local(url: &str) -> Result<Self, BadServer> {
+        let (authority, prefix) = parse_url(url)?;
+        Ok(Self {
+            authority,
+            prefix,
+            auth: None,
+            api_root: "/api/",
             timeouts: Timeouts::default(),
             conn: None,
         })
@@ -208,17 +227,23 @@ impl LabClient {
         body: Option<(&'static str, Bytes)>,
         deadline: Duration,
     ) -> Result<Bytes, ClientError> {
-        let uri = format!("{}/api/v1/{}", self.prefix, path.trim_start_matches('/'));
+        let uri = format!(
+            "{}{}{}",
+            self.prefix,
+            self.api_root,
+            path.trim_start_matches('/')
+        );
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header(header::HOST, &self.authority)
-            .header(header::AUTHORIZATION, self.auth.clone())
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("lab-recorder/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(header::HOST, &self.authority);
+        if let Some(auth) = &self.auth {
+            req = req.header(header::AUTHORIZATION, auth.clone());
+        }
+        let mut req = req.header(header::ACCEPT, "application/json").header(
+            header::USER_AGENT,
+            concat!("lab-recorder/", env!("CARGO_PKG_VERSION")),
+        );
         let body = match body {
             Some((content_type, bytes)) => {
                 req = req.header(header::CONTENT_TYPE, content_type);
@@ -299,6 +324,8 @@ impl LabClient {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ClientError> {
+    // An empty answer (204) reads as `null`.
+    let body = if body.is_empty() { &b"null"[..] } else { body };
     serde_json::from_slice(body).map_err(|e| ClientError::BadAnswer {
         what: what.split('?').next().unwrap_or(what).to_string(),
         detail: e.to_string(),

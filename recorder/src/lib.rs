@@ -13,6 +13,7 @@
 
 pub mod browser;
 pub mod clock;
+pub mod console;
 pub mod event_log;
 pub mod lab_client;
 pub mod limits;

@@ -69,6 +69,57 @@ enum Cmd {
     ///
     /// Example: LAB_STATION_TOKEN=… lab-recorder upload sessions/20261123T101500Z-P07 --server http://10.0.0.2:8080
     Upload(UploadArgs),
+    /// The station console: run whole sessions from a browser page (Russian; English available).
+    ///
+    /// Open http://127.0.0.1:7600/ on the operator's screen. The recording runs as a separate
+    /// process: closing or restarting the console does not stop it. Finished bundles are
+    /// uploaded to --server in the background. Manual: docs/station-console.md.
+    Console(Box<ConsoleArgs>),
+}
+
+#[derive(clap::Args)]
+struct ConsoleArgs {
+    /// Station config (see `lab-setup probe --write`); without it, this machine's defaults.
+    #[arg(long, env = "LAB_STATION")]
+    station: Option<PathBuf>,
+    /// The study set-up (TOML, docs/study-format.md); without it, taken from --server.
+    #[arg(long)]
+    study: Option<PathBuf>,
+    /// Which of the lab server's study set-ups, when it has several.
+    #[arg(long)]
+    study_id: Option<String>,
+    /// Folder of journey files `<life_situation>.toml` (step titles for the participant; repeatable).
+    #[arg(long)]
+    journeys: Vec<PathBuf>,
+    /// Where the console answers. Another machine (a tablet) needs --console-token-file too.
+    #[arg(long, default_value = "127.0.0.1:7600")]
+    listen: std::net::SocketAddr,
+    /// A file holding the token other machines must present (open /?token=… once).
+    #[arg(long, value_name = "FILE")]
+    console_token_file: Option<PathBuf>,
+    /// Directory that receives the session bundles.
+    #[arg(long, default_value = "sessions", env = "LAB_SESSIONS")]
+    out: PathBuf,
+    /// The lab server (lab-web), http://host:port: study set-ups and uploads.
+    #[arg(long, env = "LAB_SERVER")]
+    server: Option<String>,
+    /// A file holding this station's token (`lab-web station add NAME`); or LAB_STATION_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    station_token_file: Option<PathBuf>,
+    /// Delete a bundle from the station once the server acknowledged it.
+    #[arg(long)]
+    delete_after_ack: bool,
+    /// Record GStreamer test patterns instead of devices (dry runs, CI).
+    #[arg(long)]
+    test_sources: bool,
+    /// Open this prototype address in the station's Chromium, the probe in every page.
+    #[arg(long)]
+    browser: Option<String>,
+    #[arg(long, env = "LAB_CHROMIUM")]
+    chromium: Option<PathBuf>,
+    /// Extra Chromium flag (repeatable).
+    #[arg(long = "browser-arg", allow_hyphen_values = true)]
+    browser_args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -163,6 +214,9 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Upload(a) => return upload(a).await,
+        Cmd::Console(a) => {
+            console(*a).await?;
+        }
         Cmd::Record(a) => {
             let a = *a;
             // Consent first: nothing is read, bound or created without it.
@@ -250,6 +304,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn console(a: ConsoleArgs) -> anyhow::Result<()> {
+    let read_secret = |f: &PathBuf, what: &str| {
+        std::fs::read_to_string(f)
+            .map(|t| t.trim().to_string())
+            .with_context(|| format!("failed to read the {what} from {}", f.display()))
+    };
+    let token = match (&a.station_token_file, std::env::var("LAB_STATION_TOKEN")) {
+        (Some(f), _) => Some(read_secret(f, "station token")?),
+        (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        _ => None,
+    };
+    let server = match (a.server, token) {
+        (Some(s), Some(t)) => Some((s, t)),
+        (Some(_), None) => anyhow::bail!(
+            "--server needs the station token: --station-token-file FILE or LAB_STATION_TOKEN"
+        ),
+        (None, _) => None,
+    };
+    let console_token = match &a.console_token_file {
+        Some(f) => Some(read_secret(f, "console token")?),
+        None => None,
+    };
+    if console_token.as_ref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("the console token must have at least 16 characters");
+    }
+    let out = std::path::absolute(&a.out)?;
+    let opts = recorder::console::ConsoleOptions {
+        listen: a.listen,
+        out: out.clone(),
+        study_file: a.study,
+        study_id: a.study_id,
+        journeys: a.journeys,
+        server,
+        delete_after_ack: a.delete_after_ack,
+        console_token,
+        recorder: recorder::console::RecorderCommand {
+            exe: std::env::current_exe()?,
+            out,
+            station: a.station.map(std::path::absolute).transpose()?,
+            test_sources: a.test_sources,
+            browser: a.browser,
+            chromium: a.chromium,
+            browser_args: a.browser_args,
+        },
+    };
+    recorder::console::run(opts).await
 }
 
 async fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {

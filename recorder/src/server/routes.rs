@@ -41,6 +41,7 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/api/markers", post(post_marker))
         .route("/api/status", get(status))
         .route("/api/stop", post(stop))
+        .route("/api/browser/open", post(open_page))
         .route("/ws", get(ws_upgrade))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -189,7 +190,35 @@ async fn status(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {
         "events": { "accepted": s.accepted(), "rejected": s.rejected() },
         "clients": s.clock_estimates(),
         "stopping": s.stop.borrow().is_some(),
+        "warnings": *s.warnings.lock().unwrap_or_else(|e| e.into_inner()),
+        "browser": s.navigator.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenPage {
+    url: String,
+}
+
+/// Opens a page in the station browser: `{"url": "http://…"}` (the console
+/// shows the participant's self-report page, then the prototype again).
+async fn open_page(
+    State(s): State<Arc<EndpointState>>,
+    ClientBody(body): ClientBody,
+) -> Result<StatusCode, ApiError> {
+    let b: OpenPage = serde_json::from_slice(&body)
+        .map_err(|e| s.reject(ApiError::BadRequest(format!("bad page request: {e}"))))?;
+    let nav = s
+        .navigator
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("no station browser in this recording".into()))?;
+    nav.open(&b.url)
+        .await
+        .map_err(|e| s.reject(ApiError::BadRequest(format!("{e:#}"))))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn stop(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {

@@ -45,6 +45,11 @@ pub struct EndpointState {
     buckets: Mutex<HashMap<String, TokenBucket>>,
     pub(super) ws_open: AtomicUsize,
     pub(super) ws_untrusted: AtomicUsize,
+    /// The station browser, once it runs (`POST /api/browser/open`).
+    pub navigator: Mutex<Option<crate::browser::Navigator>>,
+    /// What went wrong during the recording (a device lost), for the
+    /// console's warning; `system.*` events, newest last.
+    pub(super) warnings: Mutex<Vec<Value>>,
 }
 
 /// An event that went through [`EndpointState::accept`].
@@ -105,6 +110,8 @@ impl EndpointState {
             buckets: Mutex::default(),
             ws_open: AtomicUsize::new(0),
             ws_untrusted: AtomicUsize::new(0),
+            navigator: Mutex::default(),
+            warnings: Mutex::default(),
         }
     }
 
@@ -315,6 +322,12 @@ impl EndpointState {
 
     /// Records a system event (segment, device, disk) from the recorder itself.
     pub async fn system_event(&self, kind: &str, data: Value) {
+        if !matches!(kind, "recording_started" | "recording_stopped") {
+            let mut w = lock(&self.warnings);
+            if w.len() < 100 {
+                w.push(serde_json::json!({ "kind": kind, "t_ns": self.clock.now_ns(), "data": data.clone() }));
+            }
+        }
         let event = Event {
             seq: 0,
             t_ns: self.clock.now_ns(),

@@ -280,7 +280,11 @@ async fn start(
             let mut stop = Stop::default();
             if let Some(b) = &opts.browser {
                 match Browser::launch(b, &state.config).await {
-                    Ok(br) => recording.teardown.browser(br),
+                    Ok(br) => {
+                        *state.navigator.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(br.navigator());
+                        recording.teardown.browser(br)
+                    }
                     Err(e) => {
                         let why = format!("browser failed to start: {e:#}");
                         stop.reason = Some(why.clone());

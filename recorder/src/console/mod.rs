@@ -1,0 +1,169 @@
+//! `lab-recorder console`: the station service a lab operator runs whole
+//! sessions from, in a browser (Russian, English available): the study's
+//! tasks and consent text, a new session (pseudonymous code, consent
+//! reference, confirmation), the pre-flight check, Start/Stop, task and
+//! note markers, elapsed time per task, live event counts and warnings; the
+//! participant's self-report page after each task and SUS at the end; the
+//! upload queue to the lab server.
+//!
+//! The recording is a separate `lab-recorder record` process (`live`), so
+//! the console can be refreshed, closed or killed without stopping it; a
+//! restarted console re-attaches. `docs/station-console.md` is the manual.
+
+mod live;
+mod routes;
+pub mod uploads;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lab_model::journey::Journey;
+use lab_model::study::Study;
+use tokio::sync::Mutex;
+
+pub use live::{CONSOLE_DIR, LiveRecord, NewSession, Pending, RecorderCommand, TaskRun};
+use uploads::UploadQueue;
+
+/// What `lab-recorder console` was started with.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    pub listen: SocketAddr,
+    /// Where bundles are written (and the console's own files, in `.console/`).
+    pub out: PathBuf,
+    /// A local study set-up (TOML); without it, pulled from the lab server.
+    pub study_file: Option<PathBuf>,
+    /// Study id to take from the server when it has several.
+    pub study_id: Option<String>,
+    /// Folders of journey files, for the step titles participants rate.
+    pub journeys: Vec<PathBuf>,
+    /// The lab server and this station's token, for set-ups and uploads.
+    pub server: Option<(String, String)>,
+    pub delete_after_ack: bool,
+    /// Required of requests not from this machine (`--listen` on the LAN).
+    pub console_token: Option<String>,
+    pub recorder: RecorderCommand,
+}
+
+/// What every request shares.
+pub struct Console {
+    pub opts: ConsoleOptions,
+    pub study: Study,
+    /// The study's journey, when found (step titles).
+    pub journey: Option<Journey>,
+    pub live: Mutex<Option<LiveRecord>>,
+    pub uploads: UploadQueue,
+    /// Where the set-up came from, for the page.
+    pub study_source: String,
+    /// The port the console listens on (the `Host` check).
+    pub port: u16,
+}
+
+/// Loads the study: the local file, else the lab server's set-ups.
+async fn load_study(opts: &ConsoleOptions) -> anyhow::Result<(Study, String)> {
+    if let Some(f) = &opts.study_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the study set-up {}", f.display()))?;
+        let s = Study::from_toml(&text).with_context(|| format!("in {}", f.display()))?;
+        return Ok((s, f.display().to_string()));
+    }
+    let Some((url, token)) = &opts.server else {
+        anyhow::bail!(
+            "no study set-up: give --study FILE (docs/study-format.md) or --server URL with a station token"
+        );
+    };
+    let mut client = crate::lab_client::LabClient::new(url, token)?;
+    #[derive(serde::Deserialize)]
+    struct Setups {
+        setups: Vec<Study>,
+    }
+    let all: Setups = client
+        .get_json("setups")
+        .await
+        .with_context(|| format!("cannot read study set-ups from {url}"))?;
+    let study = match &opts.study_id {
+        Some(id) => all.setups.into_iter().find(|s| &s.id == id),
+        None if all.setups.len() == 1 => all.setups.into_iter().next(),
+        None => anyhow::bail!(
+            "the lab server has {} study set-ups; choose one with --study-id ({})",
+            all.setups.len(),
+            all.setups
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+    .context("the lab server has no such study set-up")?;
+    study.validate()?;
+    Ok((study, format!("{url} (GET /api/v1/setups)")))
+}
+
+/// Runs the console until Ctrl-C / SIGTERM. A recording in progress goes on.
+pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(opts.out.join(CONSOLE_DIR))
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    if !opts.listen.ip().is_loopback() && opts.console_token.is_none() {
+        anyhow::bail!(
+            "--listen {} reaches beyond this machine: give --console-token-file FILE too",
+            opts.listen
+        );
+    }
+    let (study, study_source) = load_study(&opts).await?;
+    let journey = Journey::resolve(None, &opts.journeys, Some(&study.life_situation))
+        .ok()
+        .flatten()
+        .map(|r| r.journey);
+    let uploads = UploadQueue::start(&opts.out, opts.server.clone(), opts.delete_after_ack);
+    let live = reattach(&opts, &uploads).await;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let console = Arc::new(Console {
+        opts,
+        study,
+        journey,
+        live: Mutex::new(live),
+        uploads,
+        study_source,
+        port: addr.port(),
+    });
+    println!("console: http://{addr}/");
+    axum::serve(
+        listener,
+        routes::router(console).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// A recording a previous console left running is taken back; one that
+/// ended meanwhile goes to the upload queue.
+async fn reattach(opts: &ConsoleOptions, uploads: &UploadQueue) -> Option<LiveRecord> {
+    let live = LiveRecord::load(&opts.out)?;
+    if live::recorder_alive(live.pid) && live::status(&live).await.is_ok() {
+        tracing::info!(
+            "re-attached to the recording of {} (pid {})",
+            live.participant,
+            live.pid
+        );
+        return Some(live);
+    }
+    tracing::info!(
+        "the recording of {} ended while the console was away",
+        live.participant
+    );
+    LiveRecord::clear(&opts.out);
+    uploads.push(&live.bundle);
+    None
+}
