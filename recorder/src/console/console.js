@@ -104,23 +104,34 @@ function render(s) {
     : [el('tr', null, el('td', {class: 'muted'}, t('no_uploads')))]));
 }
 
+// Rows are built once per task and then only updated, so a button is never
+// replaced under the operator's pointer.
 function renderTasks(tasks, runs, nowNs) {
-  const rows = tasks.map((task) => {
+  const body = $('tasks').tBodies[0];
+  if (body.rows.length !== tasks.length) {
+    body.replaceChildren(...tasks.map((task) => el('tr', {'data-task': task.id},
+      el('td', null, el('strong', null, task.title), el('div', {class: 'muted small'}, task.instruction)),
+      el('td', {class: 'num elapsed'}, '—'),
+      el('td', {class: 'num'}, task.expected_s ? fmtS(task.expected_s) : '—'),
+      el('td', {class: 'num'},
+        el('button', {type: 'button', 'data-edge': 'start', onclick: () => taskEdge(task.id, 'start')}, t('task_start')), ' ',
+        el('button', {type: 'button', 'data-edge': 'end', onclick: () => taskEdge(task.id, 'end')}, t('task_end'))))));
+  }
+  tasks.forEach((task, i) => {
+    const row = body.rows[i];
     const run = runs.find((r) => r.id === task.id) || {};
     const started = run.start_ns != null;
     const ended = run.end_ns != null;
     const secs = started ? ((ended ? run.end_ns : nowNs) - run.start_ns) / 1e9 : 0;
-    const over = task.expected_s && secs > task.expected_s;
-    return el('tr', {'data-task': task.id, 'data-state': ended ? 'ended' : started ? 'running' : 'todo'},
-      el('td', null, el('strong', null, task.title), el('div', {class: 'muted small'}, task.instruction)),
-      el('td', {class: 'num' + (over ? ' over' : '')}, started ? fmtS(secs) : '—'),
-      el('td', {class: 'num'}, task.expected_s ? fmtS(task.expected_s) : '—'),
-      el('td', {class: 'num'},
-        el('button', {type: 'button', 'data-edge': 'start', onclick: () => taskEdge(task.id, 'start'), ...(started && !ended ? {disabled: ''} : {})}, t('task_start')),
-        ' ',
-        el('button', {type: 'button', 'data-edge': 'end', onclick: () => taskEdge(task.id, 'end'), ...(!started || ended ? {disabled: ''} : {})}, t('task_end'))));
+    row.dataset.state = ended ? 'ended' : started ? 'running' : 'todo';
+    const cell = row.querySelector('.elapsed');
+    cell.textContent = started ? fmtS(secs) : '—';
+    cell.classList.toggle('over', !!(task.expected_s && secs > task.expected_s));
+    row.querySelector('[data-edge="start"]').disabled = started && !ended;
+    row.querySelector('[data-edge="end"]').disabled = !started || ended;
+    row.querySelector('[data-edge="start"]').textContent = t('task_start');
+    row.querySelector('[data-edge="end"]').textContent = t('task_end');
   });
-  $('tasks').tBodies[0].replaceChildren(...rows);
 }
 
 function showRunError(e) { $('run-error').textContent = e.message; }

@@ -5,6 +5,7 @@
 'use strict';
 
 const $root = document.getElementById('root');
+const RETURN = new URLSearchParams(location.search).get('return') === '1';
 const el = (tag, attrs, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -43,7 +44,9 @@ function sendRow(ready, collect) {
       shownKey = '';
       if (r.left === 0) {
         $root.replaceChildren(el('p', {class: 'thanks', id: 'thanks'}, 'Спасибо! Ваши ответы записаны.'));
-        setTimeout(() => { if (history.length > 1) history.back(); else poll(); }, 1500);
+        // Shown in the station browser by the console (`?return=1`): back to
+        // the prototype where the participant was; otherwise stay here.
+        setTimeout(() => { if (RETURN && history.length > 1) history.back(); else poll(); }, 1500);
       } else poll();
     } catch (e) { err.textContent = e.message; send.disabled = false; }
   });

@@ -355,7 +355,7 @@ async fn show_participant(State(c): S) -> Response {
     let Some(l) = c.live.lock().await.clone() else {
         return err(StatusCode::CONFLICT, "запись не идёт / no recording");
     };
-    let url = format!("http://127.0.0.1:{}/participant", c.port);
+    let url = format!("http://127.0.0.1:{}/participant?return=1", c.port);
     match live::show(&l, &url).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => err(StatusCode::CONFLICT, format!("{e:#}")),
