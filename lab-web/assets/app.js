@@ -22,6 +22,7 @@ function renderHeader(me) {
     nav.append(link('/', 'nav.sessions', 'sessions'), link('/findings', 'nav.findings', 'findings'));
     // Transcript search reads raw recordings: every role but the viewer.
     if (RIGHTS.raw.includes(me.user.role)) nav.append(link('/search', 'nav.search', 'search'));
+    if (RIGHTS.edit_setups.includes(me.user.role)) nav.append(link('/setups', 'nav.setups', 'setups'));
     if (me.user.role === 'admin') nav.append(link('/admin', 'nav.admin', 'admin'));
   }
   const langSel = el('div', {class: 'lang-switch', role: 'group', 'aria-label': t('nav.language')},

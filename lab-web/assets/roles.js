@@ -6,6 +6,8 @@ export const RIGHTS = {
   jobs: ['admin', 'operator'],
   edit_segment: ['admin', 'researcher', 'operator'],
   withdraw: ['admin'],
+  // Study set-ups: operators and stations read them, these edit them.
+  edit_setups: ['admin', 'researcher'],
   admin: ['admin'],
 };
 

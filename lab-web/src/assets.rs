@@ -44,6 +44,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     js!("journey.js"),
     js!("findings.js"),
     js!("admin.js"),
+    js!("setups.js"),
     js!("session.js"),
     // The session page's parts.
     js!("session-model.js"),

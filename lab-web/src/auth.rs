@@ -43,12 +43,18 @@ pub enum Right {
     Overlay,
     /// Upload session bundles (`/uploads`): station tokens only.
     Upload,
+    /// Read study set-ups (`GET /setups`, their TOML): what a station pulls
+    /// before a session, and what operators run sessions by.
+    Setups,
+    /// Create, change and delete study set-ups (researchers and admins).
+    EditSetups,
 }
 
 /// The role of an API token of scope `overlay` (the default): the overlay feed only.
 pub const OVERLAY_ROLE: &str = "overlay";
-/// The role of an API token of scope `station`: uploads its own bundles,
-/// nothing else. No person can hold it (`types::ROLES` does not list it).
+/// The role of an API token of scope `station`: uploads its own bundles and
+/// reads study set-ups, nothing else. No person can hold it (`types::ROLES`
+/// does not list it).
 pub const STATION_ROLE: &str = "station";
 
 pub fn role_has(role: &str, right: Right) -> bool {
@@ -56,15 +62,20 @@ pub fn role_has(role: &str, right: Right) -> bool {
         "admin" => true,
         "researcher" => matches!(
             right,
-            Right::Findings | Right::Raw | Right::Review | Right::Overlay
+            Right::Findings
+                | Right::Raw
+                | Right::Review
+                | Right::Overlay
+                | Right::Setups
+                | Right::EditSetups
         ),
         "operator" => matches!(
             right,
-            Right::Findings | Right::Raw | Right::Operate | Right::Overlay
+            Right::Findings | Right::Raw | Right::Operate | Right::Overlay | Right::Setups
         ),
         "viewer" => matches!(right, Right::Findings | Right::Overlay),
         OVERLAY_ROLE => right == Right::Overlay,
-        STATION_ROLE => right == Right::Upload,
+        STATION_ROLE => matches!(right, Right::Upload | Right::Setups),
         _ => false,
     }
 }
@@ -471,8 +482,9 @@ mod tests {
         assert!(!role_has("operator", Right::Withdraw));
         assert!(role_has("admin", Right::Admin));
         assert!(!role_has("nobody", Right::Findings));
-        // A station uploads and reads nothing.
+        // A station uploads and reads study set-ups, nothing else.
         assert!(role_has(STATION_ROLE, Right::Upload));
+        assert!(role_has(STATION_ROLE, Right::Setups));
         for r in [
             Right::Findings,
             Right::Raw,
@@ -481,11 +493,25 @@ mod tests {
             Right::Withdraw,
             Right::Admin,
             Right::Overlay,
+            Right::EditSetups,
         ] {
             assert!(!role_has(STATION_ROLE, r), "{r:?}");
         }
         for role in ["researcher", "operator", "viewer", OVERLAY_ROLE] {
             assert!(!role_has(role, Right::Upload), "{role}");
+        }
+        // Set-ups: read by those who run sessions, edited by researchers.
+        for role in ["admin", "researcher", "operator", STATION_ROLE] {
+            assert!(role_has(role, Right::Setups), "{role}");
+        }
+        for role in ["viewer", OVERLAY_ROLE, "nobody"] {
+            assert!(!role_has(role, Right::Setups), "{role}");
+        }
+        for role in ["admin", "researcher"] {
+            assert!(role_has(role, Right::EditSetups), "{role}");
+        }
+        for role in ["operator", "viewer", OVERLAY_ROLE, STATION_ROLE] {
+            assert!(!role_has(role, Right::EditSetups), "{role}");
         }
     }
 

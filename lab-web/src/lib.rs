@@ -18,6 +18,7 @@ pub mod limits;
 pub mod map;
 pub mod pages;
 pub mod search;
+pub mod setups;
 pub mod state;
 pub mod store;
 pub mod synth;

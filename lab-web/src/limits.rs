@@ -68,6 +68,12 @@ pub fn session_ms(ns: i64) -> i64 {
     (ns / 1_000_000).clamp(-MAX_SESSION_MS, MAX_SESSION_MS)
 }
 
+/// The body of `PUT /setups/{id}`: a study set-up's JSON. Real ones are a
+/// few KB; the set-up's own bounds (100 tasks of at most 10,000-byte
+/// instructions, 20,000 bytes of consent text) can add up past
+/// [`MAX_BODY_BYTES`].
+pub const MAX_SETUP_BYTES: usize = 4 << 20;
+
 /// Station uploads (`docs/upload-protocol.md`): the largest bundle taken by
 /// default (`serve --max-upload-gb`); a two-hour session is 5–10 GB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 30;

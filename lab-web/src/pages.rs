@@ -34,6 +34,10 @@ pub fn router() -> Router<AppState> {
             get(|h: HeaderMap| async move { shell(&h, "search", "") }),
         )
         .route(
+            "/setups",
+            get(|h: HeaderMap| async move { shell(&h, "setups", "") }),
+        )
+        .route(
             "/sessions/{id}",
             get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "session", &id) }),
         )
@@ -122,6 +126,13 @@ fn title(page: &str, lang: &str) -> &'static str {
                 "Transcript search — Usability lab"
             }
         }
+        "setups" => {
+            if ru {
+                "Настройка исследований — Лаборатория юзабилити"
+            } else {
+                "Study set-ups — Usability lab"
+            }
+        }
         _ => {
             if ru {
                 "Сессии — Лаборатория юзабилити"
@@ -195,7 +206,7 @@ mod tests {
 
     /// The pages the router serves a shell for.
     const PAGES: &[&str] = &[
-        "sessions", "login", "findings", "admin", "search", "session", "journey",
+        "sessions", "login", "findings", "admin", "search", "setups", "session", "journey",
     ];
 
     fn embedded(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {

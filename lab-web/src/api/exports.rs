@@ -1,5 +1,6 @@
-//! Journey map, findings exports (JSON, CSV), the HTML report, ELAN/VTT/SRT
-//! exports of a session, and the findings overlay feed.
+//! Journeys (list, definition), the journey map, findings exports (JSON,
+//! CSV), the HTML report, ELAN/VTT/SRT exports of a session, and the
+//! findings overlay feed.
 
 use axum::extract::{Json, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use super::access::require_session;
 use super::filters::MapQuery;
 use super::responses::{Journeys, OverlayFinding, OverlayFindings};
+use super::serve::download;
 use crate::auth::{self, Auth, Right};
 use crate::error::{ApiError, ApiResult};
 use crate::export;
@@ -17,8 +19,8 @@ use crate::map::journey_map;
 use crate::state::AppState;
 use crate::store;
 use crate::types::{
-    FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, FindingsFilters, JourneyMap, StepInterval,
-    Tag, TimelineEvent, TranscriptView,
+    FINDINGS_SCHEMA_VERSION, Finding, FindingsExport, FindingsFilters, JourneyInfo, JourneyMap,
+    StepInterval, Tag, TimelineEvent, TranscriptView,
 };
 
 /// The lab's public address for absolute links in exports: configured
@@ -28,30 +30,24 @@ fn base_url(state: &AppState) -> String {
     state.config.public_url.trim_end_matches('/').to_string()
 }
 
-fn download(content_type: &'static str, name: &str, body: impl Into<axum::body::Body>) -> Response {
-    let mut r = (StatusCode::OK, body.into()).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
-}
-
 pub async fn journeys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Journeys>> {
     auth.require(Right::Findings)?;
     let journeys = store::journeys::list(&state.db.pool).await?;
     Ok(Json(Journeys { journeys }))
+}
+
+/// `GET /journeys/{id}`: a journey's definition (its steps), e.g. for the
+/// study set-up editor's step choices.
+pub async fn journey(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JourneyInfo>> {
+    auth.require(Right::Findings)?;
+    store::journeys::get(&state.db.pool, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("journey {id} not found")))
 }
 
 pub async fn map(

@@ -10,6 +10,7 @@ mod responses;
 mod review;
 mod serve;
 mod sessions;
+mod setups;
 mod uploads;
 
 use axum::Router;
@@ -71,6 +72,7 @@ pub fn router() -> Router<AppState> {
         .route("/tags/{tag}/clip", post(review::make_clip))
         .route("/clips/{file}", get(review::clip))
         .route("/journeys", get(exports::journeys))
+        .route("/journeys/{id}", get(exports::journey))
         .route("/journeys/{id}/map", get(exports::map))
         .route("/journeys/{id}/report.html", get(exports::report))
         .route("/findings", get(exports::findings))
@@ -81,6 +83,15 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/{id}/export.eaf", get(exports::eaf))
         .route("/sessions/{id}/export.vtt", get(exports::vtt))
         .route("/sessions/{id}/export.srt", get(exports::srt))
+        .route("/setups", get(setups::list))
+        .route(
+            "/setups/{id}",
+            get(setups::get)
+                .put(setups::put)
+                .delete(setups::delete)
+                .layer(DefaultBodyLimit::max(crate::limits::MAX_SETUP_BYTES)),
+        )
+        .route("/setups/{id}/study.toml", get(setups::toml))
         .route("/search", get(sessions::search))
         .route("/imports", post(sessions::import))
         .route("/jobs", get(admin::jobs))

@@ -134,6 +134,12 @@ pub struct Journeys {
     pub journeys: Vec<JourneySummary>,
 }
 
+/// `GET /setups`: every study set-up, as stations read them.
+#[derive(Serialize)]
+pub struct Setups {
+    pub setups: Vec<lab_model::study::Study>,
+}
+
 /// One finding as the prototype overlay shows it.
 #[derive(Serialize)]
 pub struct OverlayFinding {

@@ -1,8 +1,10 @@
-//! Serving files (bundle renditions, clips) with range requests.
+//! Serving files (bundle renditions, clips) with range requests, and
+//! generated downloads (exports, study files).
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ApiResult};
@@ -54,4 +56,30 @@ pub async fn serve_file(
         axum::http::HeaderValue::from_static("private, max-age=3600"),
     );
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// A generated file as an attachment named `name` (characters other than
+/// `[A-Za-z0-9._-]` become `_`).
+pub fn download(
+    content_type: &'static str,
+    name: &str,
+    body: impl Into<axum::body::Body>,
+) -> Response {
+    let mut r = (StatusCode::OK, body.into()).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }

@@ -5,7 +5,7 @@
 //! backends through sqlx's `Any` driver (`$N` placeholders, 64-bit integers
 //! and doubles only, see [`crate::db`]); full-text search is the one place
 //! that differs ([`search`]). Above the store sit the services (jobs, import,
-//! withdrawal, clips, map, search) and the HTTP handlers, which hold no SQL.
+//! withdrawal, clips, map, search, setups) and the HTTP handlers, which hold no SQL.
 
 pub mod audit;
 pub mod batch;
@@ -19,6 +19,7 @@ pub mod login_attempts;
 pub mod map;
 pub mod search;
 pub mod sessions;
+pub mod setups;
 pub mod tags;
 pub mod timeline;
 pub mod tokens;

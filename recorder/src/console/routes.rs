@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Console;
 use super::live::{self, LiveRecord, NewSession, Pending};
+use super::state::Console;
 
 type S = State<Arc<Console>>;
 

@@ -191,7 +191,7 @@ async fn status(State(s): State<Arc<EndpointState>>) -> impl IntoResponse {
         "clients": s.clock_estimates(),
         "stopping": s.stop.borrow().is_some(),
         "warnings": *s.warnings.lock().unwrap_or_else(|e| e.into_inner()),
-        "browser": s.navigator.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        "browser": s.pages.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
     }))
 }
 
@@ -209,15 +209,20 @@ async fn open_page(
 ) -> Result<StatusCode, ApiError> {
     let b: OpenPage = serde_json::from_slice(&body)
         .map_err(|e| s.reject(ApiError::BadRequest(format!("bad page request: {e}"))))?;
-    let nav = s
-        .navigator
+    if !(b.url.starts_with("http://") || b.url.starts_with("https://")) {
+        return Err(s.reject(ApiError::BadRequest(
+            "only http(s) pages are opened in the station browser".into(),
+        )));
+    }
+    let pages = s
+        .pages
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .ok_or_else(|| ApiError::Unavailable("no station browser in this recording".into()))?;
-    nav.open(&b.url)
-        .await
-        .map_err(|e| s.reject(ApiError::BadRequest(format!("{e:#}"))))?;
+    pages
+        .send(b.url)
+        .map_err(|_| ApiError::Unavailable("the station browser has closed".into()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -45,8 +45,9 @@ pub struct EndpointState {
     buckets: Mutex<HashMap<String, TokenBucket>>,
     pub(super) ws_open: AtomicUsize,
     pub(super) ws_untrusted: AtomicUsize,
-    /// The station browser, once it runs (`POST /api/browser/open`).
-    pub navigator: Mutex<Option<crate::browser::Navigator>>,
+    /// Pages to open in the station browser (`POST /api/browser/open`),
+    /// set by the session once the browser runs.
+    pub pages: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
     /// What went wrong during the recording (a device lost), for the
     /// console's warning; `system.*` events, newest last.
     pub(super) warnings: Mutex<Vec<Value>>,
@@ -110,7 +111,7 @@ impl EndpointState {
             buckets: Mutex::default(),
             ws_open: AtomicUsize::new(0),
             ws_untrusted: AtomicUsize::new(0),
-            navigator: Mutex::default(),
+            pages: Mutex::default(),
             warnings: Mutex::default(),
         }
     }

@@ -281,8 +281,18 @@ async fn start(
             if let Some(b) = &opts.browser {
                 match Browser::launch(b, &state.config).await {
                     Ok(br) => {
-                        *state.navigator.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(br.navigator());
+                        // Pages the console asks for (its self-report page),
+                        // opened in the participant's tab.
+                        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                        let nav = br.navigator();
+                        tokio::spawn(async move {
+                            while let Some(url) = rx.recv().await {
+                                if let Err(e) = nav.open(&url).await {
+                                    tracing::warn!("station browser: cannot open {url}: {e:#}");
+                                }
+                            }
+                        });
+                        *state.pages.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
                         recording.teardown.browser(br)
                     }
                     Err(e) => {
