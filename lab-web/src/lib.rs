@@ -70,7 +70,14 @@ pub fn start_background(state: &AppState) {
     if state.config.worker {
         tokio::spawn(jobs::worker(state.clone()));
     }
-    tokio::spawn(import::watch(state.clone()));
+    let s = state.clone();
+    tokio::spawn(async move {
+        match import::lab_journeys(&s).await {
+            Ok(n) => tracing::info!("{n} journey definition(s) read from the journeys folders"),
+            Err(e) => tracing::error!("journeys folders: {e:#}"),
+        }
+        import::watch(s).await
+    });
     let s = state.clone();
     tokio::spawn(async move { upload::reconcile(&s).await });
 }

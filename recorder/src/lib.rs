@@ -18,6 +18,7 @@ pub mod event_log;
 pub mod lab_client;
 pub mod limits;
 pub mod pipeline;
+pub mod preflight;
 pub mod recover;
 pub mod server;
 pub mod session;

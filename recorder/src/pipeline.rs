@@ -20,7 +20,9 @@ use std::path::Path;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use lab_model::station::{CameraSource, MicrophoneSource, ScreenSource};
+use lab_model::station::{
+    CameraConfig, CameraSource, MicrophoneConfig, MicrophoneSource, ScreenConfig, ScreenSource,
+};
 use lab_model::{StationConfig, Track, TrackKind};
 
 pub use lab_model::station::H264_ENCODERS;
@@ -58,29 +60,14 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Builds the pipeline description for `config`. With `test_sources` every
-/// source becomes a GStreamer test pattern of the same size and rate.
-pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> PipelinePlan {
-    let enc = &config.encoder;
-    let seg_ns = u64::from(config.recording.segment_seconds) * 1_000_000_000;
-    let mut d = String::new();
-    let mut tracks = Vec::new();
-    let mut groups = vec!["main".to_string()];
-    if config.camera.is_some() {
-        groups.push("camera".to_string());
-    }
-    let queue = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000";
-    for g in &groups {
-        let loc = media_dir.join(format!("{g}-%05d.mkv"));
-        d += &format!(
-            "splitmuxsink name=mux_{g} location={} muxer-factory=matroskamux max-size-time={seg_ns} send-keyframe-requests=true\n",
-            quote(&loc.to_string_lossy())
-        );
-    }
-
-    // Screen.
-    let s = &config.screen;
-    let (source, device, src) = match (test_sources, s.source) {
+/// The screen's source element: (factory, device it reads, launch fragment
+/// named `src_screen`). Shared with `preflight`, which must open the devices
+/// exactly as a recording will.
+pub(crate) fn screen_source(
+    s: &ScreenConfig,
+    test_sources: bool,
+) -> (&'static str, String, String) {
+    match (test_sources, s.source) {
         (true, _) | (_, ScreenSource::Test) => (
             "videotestsrc",
             String::new(),
@@ -106,7 +93,86 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
                 quote(&s.device)
             ),
         ),
+    }
+}
+
+/// The camera's source element, as `screen_source` (`src_camera`).
+pub(crate) fn camera_source(
+    c: &CameraConfig,
+    test_sources: bool,
+) -> (&'static str, String, String) {
+    match (test_sources, c.source) {
+        (true, _) | (_, CameraSource::Test) => (
+            "videotestsrc",
+            String::new(),
+            "videotestsrc name=src_camera is-live=true pattern=ball".to_string(),
+        ),
+        (false, CameraSource::V4l2) => (
+            "v4l2src",
+            c.device.clone(),
+            format!(
+                "v4l2src name=src_camera device={} ! decodebin",
+                quote(&c.device)
+            ),
+        ),
+    }
+}
+
+/// A microphone's source element (factory, launch fragment named `src_<id>`).
+pub(crate) fn microphone_source(
+    id: &str,
+    m: &MicrophoneConfig,
+    test_sources: bool,
+) -> (&'static str, String) {
+    let dev = |prop: &str| {
+        if m.device.is_empty() {
+            String::new()
+        } else {
+            format!(" {prop}={}", quote(&m.device))
+        }
     };
+    match (test_sources, m.source) {
+        (true, _) | (_, MicrophoneSource::Test) => (
+            "audiotestsrc",
+            format!("audiotestsrc name=src_{id} is-live=true wave=ticks volume=0.3"),
+        ),
+        (false, MicrophoneSource::Pulse) => (
+            "pulsesrc",
+            format!(
+                "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false slave-method=re-timestamp buffer-time=50000 latency-time=5000",
+                dev("device")
+            ),
+        ),
+        (false, MicrophoneSource::Alsa) => (
+            "alsasrc",
+            format!("alsasrc name=src_{id}{} provide-clock=false", dev("device")),
+        ),
+    }
+}
+
+/// Builds the pipeline description for `config`. With `test_sources` every
+/// source becomes a GStreamer test pattern of the same size and rate.
+pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> PipelinePlan {
+    let enc = &config.encoder;
+    let seg_ns = u64::from(config.recording.segment_seconds) * 1_000_000_000;
+    let mut d = String::new();
+    let mut tracks = Vec::new();
+    let mut groups = vec!["main".to_string()];
+    if config.camera.is_some() {
+        groups.push("camera".to_string());
+    }
+    let queue = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000";
+    for g in &groups {
+        let loc = media_dir.join(format!("{g}-%05d.mkv"));
+        d += &format!(
+            "splitmuxsink name=mux_{g} location={} muxer-factory=matroskamux max-size-time={seg_ns} send-keyframe-requests=true\n",
+            quote(&loc.to_string_lossy())
+        );
+    }
+
+    // Screen.
+    let s = &config.screen;
+    let (source, device, src) = screen_source(s, test_sources);
     d += &format!(
         "{src} ! videoconvert n-threads=2 ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_main.video\n",
         s.width,
@@ -132,21 +198,7 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
 
     // Camera.
     if let Some(c) = &config.camera {
-        let (source, device, src) = match (test_sources, c.source) {
-            (true, _) | (_, CameraSource::Test) => (
-                "videotestsrc",
-                String::new(),
-                "videotestsrc name=src_camera is-live=true pattern=ball".to_string(),
-            ),
-            (false, CameraSource::V4l2) => (
-                "v4l2src",
-                c.device.clone(),
-                format!(
-                    "v4l2src name=src_camera device={} ! decodebin",
-                    quote(&c.device)
-                ),
-            ),
-        };
+        let (source, device, src) = camera_source(c, test_sources);
         d += &format!(
             "{src} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_camera.video\n",
             c.width,
@@ -174,30 +226,7 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
     // Microphones.
     for (i, m) in config.microphones.iter().enumerate() {
         let id = format!("mic{i}");
-        let dev = |prop: &str| {
-            if m.device.is_empty() {
-                String::new()
-            } else {
-                format!(" {prop}={}", quote(&m.device))
-            }
-        };
-        let (source, src) = match (test_sources, m.source) {
-            (true, _) | (_, MicrophoneSource::Test) => (
-                "audiotestsrc",
-                format!("audiotestsrc name=src_{id} is-live=true wave=ticks volume=0.3"),
-            ),
-            (false, MicrophoneSource::Pulse) => (
-                "pulsesrc",
-                format!(
-                    "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false slave-method=re-timestamp buffer-time=50000 latency-time=5000",
-                    dev("device")
-                ),
-            ),
-            (false, MicrophoneSource::Alsa) => (
-                "alsasrc",
-                format!("alsasrc name=src_{id}{} provide-clock=false", dev("device")),
-            ),
-        };
+        let (source, src) = microphone_source(&id, m, test_sources);
         d += &format!(
             "{src} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels={} ! {queue} ! opusenc bitrate={} ! tee name=tee_{id}\n",
             m.channels,

@@ -6,7 +6,9 @@
 //
 // phase `session` (default): a session refused without consent, then started;
 // two tasks started and ended, the participant's ratings and SEQ after each,
-// SUS at the end. Phase `stop`: stops the recording from the page.
+// SUS at the end. Phase `stop`: stops the recording from the page. Phase
+// `map` (BASE is lab-web's address, LAB_ADMIN/LAB_PASSWORD set): the journey
+// map of child-benefit shows the participants' own answers.
 // Prints one `ok - …` / `not ok - …` line per check; exits non-zero on a failure.
 import {chromium} from 'playwright-core';
 import fs from 'node:fs';
@@ -123,6 +125,22 @@ if (PHASE === 'session') {
   await check('the upload queue shows the server acknowledged the bundle', async () => {
     await op.waitForSelector('#uploads tr[data-state="acknowledged"]', {timeout: 60000});
     await shot(op, 'uploaded');
+  });
+} else if (PHASE === 'map') {
+  await check('lab-web: the journey map shows the participants answers beside the researchers', async () => {
+    await op.goto(BASE + '/login');
+    await op.fill('#login-form input[name=login]', process.env.LAB_ADMIN);
+    await op.fill('#login-form input[name=password]', process.env.LAB_PASSWORD);
+    await Promise.all([op.waitForURL((u) => !u.pathname.startsWith('/login'), {timeout: 15000}), op.click('#login-form button[type=submit]')]);
+    await op.goto(BASE + '/journeys/child-benefit');
+    await op.waitForSelector('tr.row-self-emotions', {timeout: 15000});
+    const cell = await op.textContent('tr.row-self-emotions td[data-step="find"]');
+    assert(/1/.test(cell), `self-reported emotions of find: ${cell}`);
+    const sig = await op.textContent('tr.row-significance td[data-step="find"] .self-significance');
+    assert(sig.includes('5'), `self-reported significance: ${sig}`);
+    assert((await op.textContent('#task-table')).includes('find'), 'task table');
+    assert((await op.textContent('#sus-table .sus-mean')).includes('77,5'), await op.textContent('#sus-table'));
+    await shot(op, 'journey-self-report');
   });
 }
 await browser.close();

@@ -96,13 +96,14 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn browser(url: &str, phase: &str, shots: &Path) {
+fn browser(url: &str, phase: &str, shots: &Path, envs: &[(&str, &str)]) {
     let e2e = repo().join("tests/e2e");
     let out = Command::new("node")
         .arg(e2e.join("console.mjs"))
         .arg(url)
         .arg(phase)
         .env("LAB_SCREENSHOTS", shots)
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -178,11 +179,21 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
         ],
         &[],
     );
+    // A researcher puts the study set-up on the lab server; the console
+    // pulls it from there with its station token.
+    let admin = Api::login(&web.url, "admin", password);
+    let study = lab_model::study::Study::from_toml(
+        &std::fs::read_to_string(repo().join("studies/child-benefit-demo.toml")).unwrap(),
+    )
+    .unwrap();
+    let (status, v) = admin.call(
+        "PUT",
+        &format!("/api/v1/setups/{}", study.id),
+        Some(serde_json::to_value(&study).unwrap()),
+    );
+    assert_eq!(status, 200, "{v}");
     let station = root.join("station");
-    let study = repo().join("studies/child-benefit-demo.toml");
     let args: Vec<&OsStr> = vec![
-        OsStr::new("--study"),
-        study.as_os_str(),
         OsStr::new("--journeys"),
         journeys.as_os_str(),
         OsStr::new("--test-sources"),
@@ -192,7 +203,7 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
         token_file.as_os_str(),
     ];
     let mut console = Console::start(&args, &station, "127.0.0.1:0");
-    browser(&console.url, "session", &shots);
+    browser(&console.url, "session", &shots, &[]);
 
     // The console dies; the recording does not.
     let pid = console.recorder_pid().expect("a live session is recorded");
@@ -201,11 +212,10 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     assert!(alive(pid), "the recording went on without the console");
     let listen = console.url.trim_start_matches("http://").to_string();
     let console = Console::start(&args, &station, &listen);
-    browser(&console.url, "stop", &shots);
+    browser(&console.url, "stop", &shots, &[]);
     assert!(!alive(pid), "Stop ended the recording process");
 
     // On the lab server: once, byte-identical, with the participant's answers.
-    let admin = Api::login(&web.url, "admin", password);
     let t0 = Instant::now();
     let id = loop {
         let list = admin.get("/api/v1/sessions");
@@ -238,6 +248,12 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     assert_eq!(tasks[0]["seq"]["mean"], 2.0);
     assert_eq!(tasks[1]["seq"]["mean"], 6.0);
     assert_eq!(map["self_reported"]["sus"][0]["score"], 77.5);
+    browser(
+        &web.url,
+        "map",
+        &shots,
+        &[("LAB_ADMIN", "admin"), ("LAB_PASSWORD", password)],
+    );
     let events = std::fs::read_to_string(bundle.join("events.jsonl")).unwrap();
     for kind in [
         "task_start",

@@ -164,6 +164,50 @@ async fn purge(dir: PathBuf) -> anyhow::Result<()> {
     .await
 }
 
+/// Reads the lab's journey definitions (`<id>.toml` in each journeys folder,
+/// the first folder winning) into the database at start-up, so a study
+/// set-up and the journey map can name a life situation before any of its
+/// sessions is imported. A file that does not parse is logged and skipped.
+pub async fn lab_journeys(state: &AppState) -> anyhow::Result<usize> {
+    let dirs = state.config.journeys_dirs.clone();
+    let infos = blocking(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut infos = vec![];
+        for dir in &dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                let Some(stem) = f
+                    .extension()
+                    .filter(|e| *e == "toml")
+                    .and(f.file_stem())
+                    .and_then(|s| s.to_str())
+                else {
+                    continue;
+                };
+                if seen.contains(stem) {
+                    continue;
+                }
+                match lab_model::Journey::resolve(None, std::slice::from_ref(dir), Some(stem)) {
+                    Ok(Some(r)) => {
+                        seen.insert(stem.to_string());
+                        infos.push(project::journey_info(&r.journey));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("journey {}: {e}", f.display()),
+                }
+            }
+        }
+        Ok(infos)
+    })
+    .await?;
+    store::journeys::upsert_lab(&state.db.pool, &infos).await?;
+    Ok(infos.len())
+}
+
 /// Imports one bundle folder.
 pub async fn import(state: &AppState, dir: &Path) -> anyhow::Result<(String, Outcome)> {
     let pool = &state.db.pool;

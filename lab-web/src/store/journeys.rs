@@ -57,3 +57,14 @@ pub async fn upsert(conn: &mut Conn, info: &JourneyInfo, replace: bool) -> anyho
     .await?;
     Ok(())
 }
+
+/// Writes the lab's own journey definitions (its journeys folders) in one
+/// transaction, replacing what an older definition or a bundle's copy left.
+pub async fn upsert_lab(pool: &super::Pool, infos: &[JourneyInfo]) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for info in infos {
+        upsert(&mut tx, info, true).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
