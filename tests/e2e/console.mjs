@@ -54,6 +54,23 @@ if (PHASE === 'session') {
     assert((await op.textContent('#new-session h2')).includes('Новая сессия'), 'heading');
     assert((await op.textContent('#consent-text')).includes('согласен'), 'consent text');
   });
+  await check('pre-flight: screen and camera previews load and refresh, the meters move with the test tone', async () => {
+    await op.click('#preflight-start');
+    await op.waitForSelector('#previews .preview', {timeout: 10000});
+    const tracks = await op.$$eval('#previews .preview', (ts) => ts.map((t) => t.dataset.track));
+    assert(tracks.includes('screen') && tracks.includes('camera'), `previews: ${tracks}`);
+    await op.waitForFunction(() => [...document.querySelectorAll('#previews img')].every((i) => i.complete && i.naturalWidth > 0), null, {timeout: 10000});
+    const first = await op.$eval('#previews .preview[data-track="screen"] img', (i) => i.src);
+    await op.waitForFunction((f) => document.querySelector('#previews .preview[data-track="screen"] img').src !== f, first, {timeout: 5000});
+    await op.waitForFunction(() => [...document.querySelectorAll('#meters tr')].some((r) => Number(r.dataset.rms) > -30), null, {timeout: 10000});
+    assert(/\d/.test(await op.textContent('#disk-line')), 'disk space shown');
+    await shot(op, 'preflight');
+  });
+  await check('pre-flight: the sync self-test says clearly why it cannot run on test sources', async () => {
+    await op.click('#sync-test');
+    await op.waitForFunction(() => document.querySelector('#sync-result .problem'), null, {timeout: 30000});
+    assert((await op.textContent('#sync-result')).length > 10, 'an explanation');
+  });
   await check('a session without consent, or with a name for a code, is refused', async () => {
     await op.fill('#participant', 'P07');
     await op.fill('#consent-ref', 'C-2026-07');

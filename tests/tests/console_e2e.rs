@@ -203,6 +203,33 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
         token_file.as_os_str(),
     ];
     let mut console = Console::start(&args, &station, "127.0.0.1:0");
+    // Only the console's own pages may act on it.
+    let port = console.url.rsplit(':').next().unwrap().to_string();
+    let (status, _, _) = lab_tests::http_with(
+        "POST",
+        &format!("{}/api/preflight/start", console.url),
+        &[("Origin", "http://evil.example")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 403, "a foreign page cannot start anything");
+    let answer = {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(console.url.trim_start_matches("http://")).unwrap();
+        write!(
+            s,
+            "GET /api/state HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut a = String::new();
+        s.read_to_string(&mut a).unwrap();
+        a
+    };
+    assert!(
+        answer.starts_with("HTTP/1.1 403"),
+        "DNS rebinding: another host name is refused: {answer}"
+    );
     browser(&console.url, "session", &shots, &[]);
 
     // The console dies; the recording does not.

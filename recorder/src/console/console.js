@@ -15,6 +15,11 @@ const T = {
     retry: 'Повторить', lost: 'Потеряно устройство: {t}', disk_low: 'Мало места на диске: {f}', recorder_gone: 'Процесс записи не отвечает',
     state_queued: 'в очереди', state_hashing: 'подсчёт контрольных сумм', state_uploading: 'выгрузка', state_acknowledged: 'принято сервером',
     state_refused: 'не принято', stopping: 'Останавливаю…',
+    preflight: 'Проверка перед сессией', preflight_start: 'Запустить проверку', preflight_stop: 'Остановить проверку',
+    sync_test: 'Проверить синхронизацию (5 с)', sync_running: 'Идёт проверка синхронизации…', channel: 'канал',
+    disk_line: 'Свободно {f}, хватит примерно на {h} ч записи', sync_ok: 'Синхронизация в норме', sync_bad: 'Синхронизация: есть замечания',
+    event_frame: 'событие → кадр, медиана {m} мс', event_audio: 'событие → звук, медиана {m} мс', av_offset: 'смещение звука и видео {m} мс',
+    no_picture: 'нет изображения', role_participant: 'участник', role_moderator: 'модератор', role_mixed: 'общий',
   },
   en: {
     title: 'Station console', new_session: 'New session', participant: 'Participant code', consent_text: 'Consent text',
@@ -28,6 +33,11 @@ const T = {
     retry: 'Retry', lost: 'Device lost: {t}', disk_low: 'Disk space low: {f}', recorder_gone: 'The recording process does not answer',
     state_queued: 'queued', state_hashing: 'computing checksums', state_uploading: 'uploading', state_acknowledged: 'accepted by the server',
     state_refused: 'not accepted', stopping: 'Stopping…',
+    preflight: 'Pre-flight check', preflight_start: 'Start the check', preflight_stop: 'Stop the check',
+    sync_test: 'Check sync (5 s)', sync_running: 'Checking sync…', channel: 'channel',
+    disk_line: '{f} free, about {h} h of recording', sync_ok: 'Sync is fine', sync_bad: 'Sync: see the problems',
+    event_frame: 'event → frame, median {m} ms', event_audio: 'event → audio, median {m} ms', av_offset: 'audio/video offset {m} ms',
+    no_picture: 'no picture', role_participant: 'participant', role_moderator: 'moderator', role_mixed: 'mixed',
   },
 };
 let lang = localStorage.getItem('lab_console_lang') === 'en' ? 'en' : 'ru';
@@ -71,6 +81,8 @@ function render(s) {
   $('pattern-hint').textContent = t('pattern', {p: st.participant_pattern || ''});
   const live = s.session;
   $('new-session').hidden = !!live;
+  $('preflight').hidden = !!live;
+  if (live && preflightTimer) { clearInterval(preflightTimer); preflightTimer = null; }
   $('running').hidden = !live;
   const warns = [];
   if (s.disk && s.disk.low) warns.push(t('disk_low', {f: fmtBytes(s.disk.free_bytes)}));
@@ -172,7 +184,64 @@ $('ask-sus').addEventListener('click', async () => {
   try { await call('POST', '/api/sus'); await call('POST', '/api/participant/show').catch(() => {}); refresh(); } catch (e) { showRunError(e); }
 });
 
+// ---- pre-flight check ----
+let preflightTimer = null;
+let shotN = 0;
+const meterPct = (db) => Math.max(0, Math.min(100, (db + 60) / 60 * 100));
+
+function renderPreflight(p) {
+  $('preflight-start').hidden = !!p.running;
+  $('preflight-stop').hidden = !p.running;
+  if (p.disk) $('disk-line').textContent = t('disk_line', {f: fmtBytes(p.disk.free_bytes), h: (p.disk.hours_left || 0).toFixed(1)});
+  const problems = (p.problems || []).map((x) => el('div', {class: 'problem', role: 'alert', 'data-track': x.track}, lang === 'ru' ? x.message_ru : x.message_en));
+  if (p.disk && (lang === 'ru' ? p.disk.warning_ru : p.disk.warning_en)) problems.push(el('div', {class: 'problem'}, lang === 'ru' ? p.disk.warning_ru : p.disk.warning_en));
+  $('problems').replaceChildren(...problems);
+  const devices = (p.devices || []).filter((d) => d.kind === 'screen' || d.kind === 'camera');
+  const box = $('previews');
+  if (box.children.length !== devices.length) {
+    box.replaceChildren(...devices.map((d) => el('div', {class: 'preview', 'data-track': d.track},
+      el('img', {alt: d.track}), el('div', {class: 'small'}, lang === 'ru' ? d.name_ru : d.name_en))));
+  }
+  shotN++;
+  for (const tile of box.children) {
+    const has = (p.snapshots || []).some((x) => x.track === tile.dataset.track);
+    const img = tile.querySelector('img');
+    if (has) img.src = `/api/preflight/snapshot/${encodeURIComponent(tile.dataset.track)}?n=${shotN}`;
+  }
+  const levels = p.levels || [];
+  $('meters').tBodies[0].replaceChildren(...levels.map((l) => el('tr', {'data-track': l.track, 'data-channel': String(l.channel), 'data-rms': String(l.rms_db)},
+    el('td', null, `${l.track} · ${t('channel')} ${l.channel + 1}${l.role ? ' (' + t('role_' + l.role) + ')' : ''}`),
+    el('td', null, el('div', {class: 'meter'}, el('div', {style: `width:${meterPct(l.rms_db)}%`}))),
+    el('td', {class: 'num small'}, `${l.rms_db.toFixed(0)} dB`))));
+  const sync = p.sync || {};
+  const f = sync.figures;
+  $('sync-result').replaceChildren(...(f ? [el('div', {class: f.passed ? '' : 'problem'}, f.passed ? t('sync_ok') : t('sync_bad')),
+    f.event_to_frame_ms ? el('div', null, t('event_frame', {m: f.event_to_frame_ms.median.toFixed(1)})) : null,
+    f.event_to_audio_ms ? el('div', null, t('event_audio', {m: f.event_to_audio_ms.median.toFixed(1)})) : null,
+    f.audio_video_offset_ms != null ? el('div', null, t('av_offset', {m: f.audio_video_offset_ms.toFixed(1)})) : null,
+    ...(f.problems || []).map((x) => el('div', {class: 'problem'}, x))]
+    : sync.error ? [el('div', {class: 'problem'}, sync.error)] : []));
+}
+
+async function pollPreflight() {
+  try { renderPreflight(await call('GET', '/api/preflight')); } catch (e) { showRunError(e); }
+}
+$('preflight-start').addEventListener('click', async () => {
+  try { await call('POST', '/api/preflight/start'); } catch (e) { $('problems').replaceChildren(el('div', {class: 'problem'}, e.message)); }
+  clearInterval(preflightTimer); preflightTimer = setInterval(pollPreflight, 500); pollPreflight();
+});
+$('preflight-stop').addEventListener('click', async () => {
+  clearInterval(preflightTimer); await call('POST', '/api/preflight/stop').catch(() => {}); pollPreflight();
+});
+$('sync-test').addEventListener('click', async () => {
+  $('sync-test').disabled = true;
+  $('sync-result').textContent = t('sync_running');
+  try { await call('POST', '/api/preflight/sync'); } catch (e) { $('sync-result').textContent = e.message; }
+  finally { $('sync-test').disabled = false; clearInterval(preflightTimer); pollPreflight(); }
+});
+
 applyLang();
 refresh();
+pollPreflight();
 setInterval(refresh, 1000);
 setInterval(() => { $('clock').textContent = new Date().toLocaleTimeString(lang === 'ru' ? 'ru-RU' : 'en-GB'); }, 1000);

@@ -10,6 +10,7 @@
 //! the console can be refreshed, closed or killed without stopping it; a
 //! restarted console re-attaches. `docs/station-console.md` is the manual.
 
+mod checks;
 mod live;
 mod routes;
 mod state;
@@ -82,6 +83,22 @@ pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
         .ok()
         .flatten()
         .map(|r| r.journey);
+    let station = match &opts.recorder.station {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("failed to read {}", p.display()))?;
+            lab_model::StationConfig::from_toml(&text)
+                .with_context(|| format!("in {}", p.display()))?
+        }
+        None => lab_model::StationConfig::default_station(),
+    };
+    let lab_setup = opts
+        .recorder
+        .exe
+        .parent()
+        .map(|d| d.join("lab-setup"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "lab-setup".into());
     let uploads = UploadQueue::start(&opts.out, opts.server.clone(), opts.delete_after_ack);
     let live = reattach(&opts, &uploads).await;
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -96,6 +113,10 @@ pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
         uploads,
         study_source,
         port: addr.port(),
+        station,
+        lab_setup,
+        preflight: std::sync::Mutex::new(None),
+        sync_result: std::sync::Mutex::new(None),
     });
     println!("console: http://{addr}/");
     axum::serve(

@@ -45,6 +45,7 @@ pub fn router(c: Arc<Console>) -> Router {
         .route("/api/participant/answer", post(answer))
         .route("/api/participant/show", post(show_participant))
         .route("/api/uploads/{bundle}/retry", post(retry_upload))
+        .merge(super::checks::routes())
         .layer(axum::middleware::from_fn_with_state(c.clone(), guard))
         .with_state(c)
 }
@@ -233,6 +234,8 @@ async fn start(State(c): S, axum::Json(s): axum::Json<NewSession>) -> Response {
             "запись уже идёт / a recording is already running",
         );
     }
+    // The preview holds the devices the recording needs.
+    super::checks::stop_preview(&c).await;
     match live::start(&c.opts.recorder, &c.study, &s).await {
         Ok(l) => {
             let body = json!({ "record": l });

@@ -3,12 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use lab_model::StationConfig;
 use lab_model::journey::Journey;
 use lab_model::study::Study;
 use tokio::sync::Mutex;
 
 use super::live::{LiveRecord, RecorderCommand};
 use super::uploads::UploadQueue;
+use crate::preflight::Preflight;
 
 /// What `lab-recorder console` was started with.
 #[derive(Debug, Clone)]
@@ -42,4 +44,12 @@ pub struct Console {
     pub study_source: String,
     /// The port the console listens on (the `Host` check).
     pub port: u16,
+    /// The station config recordings and the pre-flight check use.
+    pub station: StationConfig,
+    /// `lab-setup` (the sync self-test), next to this binary.
+    pub lab_setup: PathBuf,
+    /// The running pre-flight preview, if any.
+    pub preflight: std::sync::Mutex<Option<Preflight>>,
+    /// The last sync self-test's figures or error.
+    pub sync_result: std::sync::Mutex<Option<serde_json::Value>>,
 }
