@@ -25,6 +25,12 @@ struct Labels {
     of: &'static str,
     percent: &'static str,
     emotions: &'static str,
+    self_emotions: &'static str,
+    self_significance: &'static str,
+    ratings: &'static str,
+    task: &'static str,
+    participant: &'static str,
+    mean: &'static str,
     problems: &'static str,
     proposed: &'static str,
     severity: &'static str,
@@ -48,7 +54,13 @@ const RU: Labels = Labels {
     completion: "Прохождение",
     of: "из",
     percent: "&nbsp;%",
-    emotions: "Эмоции (позитив / нейтр. / негатив)",
+    emotions: "Эмоции по тегам исследователей (позитив / нейтр. / негатив)",
+    self_emotions: "Эмоции участников, самоотчёт (позитив / нейтр. / негатив)",
+    self_significance: "Значимость по оценкам участников (среднее ± ст. откл.)",
+    ratings: "Оценки участников: SEQ по заданиям (1–7) и SUS (0–100), среднее ± 95&nbsp;% доверительный интервал",
+    task: "Задание",
+    participant: "Участник",
+    mean: "Среднее",
     problems: "Проблемы",
     proposed: "Предложено анализом",
     severity: "серьёзность до",
@@ -72,7 +84,13 @@ const EN: Labels = Labels {
     completion: "Completion",
     of: "of",
     percent: "%",
-    emotions: "Emotions (positive / neutral / negative)",
+    emotions: "Emotions coded by researchers (positive / neutral / negative)",
+    self_emotions: "Participants emotions, self-reported (positive / neutral / negative)",
+    self_significance: "Significance as participants rated it (mean ± sd)",
+    ratings: "Participants ratings: SEQ per task (1–7) and SUS (0–100), mean ± 95&nbsp;% confidence interval",
+    task: "Task",
+    participant: "Participant",
+    mean: "Mean",
     problems: "Problems",
     proposed: "Proposed by analysis",
     severity: "severity up to",
@@ -159,15 +177,29 @@ pub fn html(map: &JourneyMap, lang: &str, generated_at: &str, base_url: &str) ->
     row(&mut out, l.emotions, &map.steps, |s| {
         ("", emotions(&s.emotions, l))
     });
+    if map.steps.iter().any(|s| s.self_significance.is_some()) {
+        row(&mut out, l.self_emotions, &map.steps, |s| {
+            ("", emotions(&s.self_emotions, l))
+        });
+        row(&mut out, l.self_significance, &map.steps, |s| {
+            let cell = match &s.self_significance {
+                Some(p) => format!("{} ± {} (n={})", decimal(p.mean, l), decimal(p.sd, l), p.n),
+                None => l.none.to_string(),
+            };
+            ("", cell)
+        });
+    }
     row(&mut out, l.problems, &map.steps, |s| {
         ("", problems(&s.problems, l, base_url))
     });
     row(&mut out, l.proposed, &map.steps, |s| {
         ("", proposed(&s.proposed, l))
     });
+    out.push_str("</tbody>\n</table>\n");
+    ratings(&mut out, &map.self_reported, l);
     let _ = write!(
         out,
-        "</tbody>\n</table>\n<footer>lab-web · {} · {} {} · {}: {}</footer>\n</body>\n</html>\n",
+        "<footer>lab-web · {} · {} {} · {}: {}</footer>\n</body>\n</html>\n",
         esc(&map.journey.id),
         l.version,
         esc(&map.journey.version),
@@ -175,6 +207,58 @@ pub fn html(map: &JourneyMap, lang: &str, generated_at: &str, base_url: &str) ->
         esc(generated_at)
     );
     out
+}
+
+/// A number with one decimal, a decimal comma in Russian.
+fn decimal(x: f64, l: &Labels) -> String {
+    let s = format!("{x:.1}");
+    if l.lang == "ru" {
+        s.replace('.', ",")
+    } else {
+        s
+    }
+}
+
+fn mean_ci(m: &crate::types::MeanCi, l: &Labels) -> String {
+    match m.ci95 {
+        Some(h) => format!("{} ± {} (n={})", decimal(m.mean, l), decimal(h, l), m.n),
+        None => format!("{} (n={})", decimal(m.mean, l), m.n),
+    }
+}
+
+/// SEQ per task and SUS per participant, when participants answered.
+fn ratings(out: &mut String, r: &crate::types::SelfReported, l: &Labels) {
+    if r.tasks.is_empty() && r.sus.is_empty() {
+        return;
+    }
+    let _ = write!(out, "<h2>{}</h2>\n<table class=\"ratings\">\n", l.ratings);
+    for t in &r.tasks {
+        let _ = write!(
+            out,
+            "<tr><th class=\"row\">{} {}</th><td>SEQ {}</td></tr>\n",
+            l.task,
+            esc(&t.task),
+            mean_ci(&t.seq, l)
+        );
+    }
+    for s in &r.sus {
+        let _ = write!(
+            out,
+            "<tr><th class=\"row\">{} {}</th><td>SUS {}</td></tr>\n",
+            l.participant,
+            esc(&s.participant),
+            decimal(s.score, l)
+        );
+    }
+    if let Some(m) = &r.sus_mean {
+        let _ = write!(
+            out,
+            "<tr><th class=\"row\">{}</th><td>SUS {}</td></tr>\n",
+            l.mean,
+            mean_ci(m, l)
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 /// One table row: the label, then one cell per step as (class, inner HTML).
@@ -442,8 +526,48 @@ mod tests {
                 step("done", HOSTILE, 40_000, 0),
             ],
             detectors: vec![],
-            self_reported: Default::default(),
+            self_reported: crate::types::SelfReported {
+                tasks: vec![crate::types::TaskEase {
+                    task: "t<1>".into(),
+                    seq: crate::types::MeanCi {
+                        mean: 4.5,
+                        ci95: Some(1.25),
+                        n: 4,
+                    },
+                }],
+                sus: vec![crate::types::SusScore {
+                    session_id: "s1".into(),
+                    participant: "P01".into(),
+                    score: 77.5,
+                }],
+                sus_mean: None,
+            },
         }
+    }
+
+    #[test]
+    fn report_carries_what_participants_said() {
+        let mut m = map();
+        m.steps[0].self_significance = Some(crate::types::Spread {
+            mean: 4.25,
+            sd: 0.5,
+            n: 4,
+        });
+        m.steps[0].self_emotions.negative = 3;
+        let page = html(&m, "ru", "2025-03-02 12:00", "https://lab.example/");
+        assert!(page.contains("Эмоции участников"), "self-reported row");
+        assert!(
+            page.contains("4,2 ± 0,5 (n=4)") || page.contains("4,3 ± 0,5 (n=4)"),
+            "significance"
+        );
+        assert!(
+            page.contains("Задание t&lt;1&gt;") && page.contains("SEQ 4,5 ± 1,2"),
+            "SEQ, escaped"
+        );
+        assert!(page.contains("SUS 77,5"), "SUS");
+        // Without answers the rows are not drawn.
+        let page = html(&map(), "en", "2025-03-02 12:00", "https://lab.example/");
+        assert!(!page.contains("self-reported"));
     }
 
     #[test]
