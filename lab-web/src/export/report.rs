@@ -233,27 +233,27 @@ fn ratings(out: &mut String, r: &crate::types::SelfReported, l: &Labels) {
     }
     let _ = write!(out, "<h2>{}</h2>\n<table class=\"ratings\">\n", l.ratings);
     for t in &r.tasks {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><th class=\"row\">{} {}</th><td>SEQ {}</td></tr>\n",
+            "<tr><th class=\"row\">{} {}</th><td>SEQ {}</td></tr>",
             l.task,
             esc(&t.task),
             mean_ci(&t.seq, l)
         );
     }
     for s in &r.sus {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><th class=\"row\">{} {}</th><td>SUS {}</td></tr>\n",
+            "<tr><th class=\"row\">{} {}</th><td>SUS {}</td></tr>",
             l.participant,
             esc(&s.participant),
             decimal(s.score, l)
         );
     }
     if let Some(m) = &r.sus_mean {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><th class=\"row\">{}</th><td>SUS {}</td></tr>\n",
+            "<tr><th class=\"row\">{}</th><td>SUS {}</td></tr>",
             l.mean,
             mean_ci(m, l)
         );
