@@ -31,6 +31,9 @@ pub const MAX_UPLOAD_FILES: usize = 250_000;
 pub const MAX_PATH_DEPTH: usize = 8;
 /// Bytes of one path in a bundle.
 pub const MAX_PATH_BYTES: usize = 1024;
+/// The largest file an upload may list (1 TiB): with [`MAX_UPLOAD_FILES`]
+/// the sum of all sizes stays far inside `i64`, where the server keeps it.
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
 
 /// `POST /uploads`: what the station is about to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,8 @@ pub enum UploadListError {
     NoManifest,
     #[error("manifest.json is {0} bytes; at most {MAX_MANIFEST_BYTES} are read")]
     ManifestTooLarge(u64),
+    #[error("{0:?} is {1} bytes; a file of at most {MAX_FILE_BYTES} bytes is taken")]
+    FileTooLarge(String, u64),
 }
 
 impl UploadRequest {
@@ -172,6 +177,9 @@ impl UploadRequest {
             }
             if !valid_sha256(&f.sha256) {
                 return Err(UploadListError::BadSha(f.path.clone(), f.sha256.clone()));
+            }
+            if f.size > MAX_FILE_BYTES {
+                return Err(UploadListError::FileTooLarge(f.path.clone(), f.size));
             }
             if !paths.insert(f.path.as_str()) {
                 return Err(UploadListError::Duplicate(f.path.clone()));
@@ -199,8 +207,12 @@ impl UploadRequest {
         Ok(())
     }
 
+    /// The sum of the sizes (saturating: a list that passed [`Self::check`]
+    /// never reaches it).
     pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |sum, f| sum.saturating_add(f.size))
     }
 }
 
@@ -297,6 +309,14 @@ mod tests {
         let mut r = request(&["manifest.json"]);
         r.session_id = "../x".into();
         assert!(matches!(r.check(), Err(UploadListError::SessionId(_))));
+        let mut r = request(&["manifest.json", "media/a.mkv"]);
+        r.files[1].size = 1 << 62;
+        assert!(
+            matches!(r.check(), Err(UploadListError::FileTooLarge(..))),
+            "sizes cannot wrap a sum"
+        );
+        r.files[1].size = u64::MAX;
+        assert_eq!(r.total_bytes(), u64::MAX);
         let mut r = request(&["manifest.json"]);
         r.files[0].size = MAX_MANIFEST_BYTES + 1;
         assert!(matches!(

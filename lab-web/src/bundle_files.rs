@@ -172,15 +172,18 @@ pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     Ok((file, meta.len()))
 }
 
-/// Opens (creating, with its folders) `root/rel` for writing at its end, for
-/// an upload's staging folder: folders are made with `mkdirat` and entered
-/// without following links, the file is opened with `O_NOFOLLOW`, and it
-/// must be a regular file with one link, so a link planted anywhere in the
-/// staging folder is refused, never written through. `root` itself is the
-/// server's own folder. Returns the file and its length.
-pub fn open_for_append(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
+/// Opens (creating, with its folders) `base/rel` for writing, for an upload's
+/// staging folder: `base` (the server's sessions folder) is resolved the
+/// ordinary way; every component of `rel` is entered, or made with
+/// `mkdirat`, without following links, and the file itself is pinned with
+/// `O_PATH | O_NOFOLLOW` and checked to be a regular file with one link
+/// before it is opened for writing (a new one is made with `O_EXCL`). A link
+/// planted anywhere under `base` is refused, never written through, and a
+/// hard link to a server file (the database) is never opened. Returns the
+/// file and its length.
+pub fn open_for_append(base: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     check_relative(rel)?;
-    let shown = || format!("{}/{rel}", root.display());
+    let shown = || format!("{}/{rel}", base.display());
     let map_open = |e: io::Error| match e.raw_os_error() {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
         Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
@@ -189,8 +192,8 @@ pub fn open_for_append(root: &Path, rel: &str) -> Result<(File, u64), BundleFile
             source: e,
         },
     };
-    let root_c = c_name(root.as_os_str().as_bytes(), rel)?;
-    let mut dir = openat_path(None, &root_c, true, true).map_err(map_open)?;
+    let base_c = c_name(base.as_os_str().as_bytes(), rel)?;
+    let mut dir = openat_path(None, &base_c, true, true).map_err(map_open)?;
     let parts: Vec<&str> = rel.split('/').collect();
     let (last, folders) = parts.split_last().expect("checked non-empty");
     for part in folders {
@@ -206,31 +209,67 @@ pub fn open_for_append(root: &Path, rel: &str) -> Result<(File, u64), BundleFile
         dir = openat_path(Some(&dir), &name, true, false).map_err(map_open)?;
     }
     let name = c_name(last.as_bytes(), rel)?;
-    // SAFETY: as above; the descriptor returned is checked and owned at once.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(map_open(io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let meta = file.metadata().map_err(|source| BundleFileError::Io {
+    let io_err = |source| BundleFileError::Io {
         path: shown(),
         source,
-    })?;
-    if !meta.file_type().is_file() {
-        return Err(BundleFileError::NotRegular(shown()));
+    };
+    match openat_path(Some(&dir), &name, false, false) {
+        Ok(pinned) => {
+            let meta = pinned_metadata(&pinned).map_err(io_err)?;
+            if meta.file_type().is_symlink() {
+                return Err(BundleFileError::Symlink(shown()));
+            }
+            if !meta.file_type().is_file() {
+                return Err(BundleFileError::NotRegular(shown()));
+            }
+            if meta.nlink() != 1 {
+                return Err(BundleFileError::HardLinked(shown(), meta.nlink()));
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/self/fd/{}", pinned.as_raw_fd()))
+                .map_err(io_err)?;
+            Ok((file, meta.len()))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            // SAFETY: as above; the descriptor returned is owned at once.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDWR
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return Err(map_open(io::Error::last_os_error()));
+            }
+            // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+            Ok((File::from(unsafe { OwnedFd::from_raw_fd(fd) }), 0))
+        }
+        Err(e) => Err(map_open(e)),
     }
-    if meta.nlink() != 1 {
-        return Err(BundleFileError::HardLinked(shown(), meta.nlink()));
+}
+
+/// Removes `base/rel` (a plain file) if it is there, entering every folder
+/// without following links; a file dropped from an upload's list.
+pub fn remove_staged(base: &Path, rel: &str) -> Result<(), BundleFileError> {
+    match open_for_append(base, rel) {
+        Ok(_) => {}
+        Err(BundleFileError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
     }
-    Ok((file, meta.len()))
+    // Every component was just checked not to be a link; the staging folder
+    // is the server's own, so nothing swaps it in between but the server.
+    std::fs::remove_file(base.join(rel)).map_err(|source| BundleFileError::Io {
+        path: format!("{}/{rel}", base.display()),
+        source,
+    })
 }
 
 /// Reads a whole bundle file of at most `limit` bytes; `Ok(None)` if it does
@@ -308,6 +347,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&outside);
         std::fs::create_dir_all(&outside).unwrap();
         let (f, len) = open_for_append(&root, "media/deep/a.bin").unwrap();
+        assert!(
+            open_for_append(&root, ".incoming/7/x").is_ok(),
+            "dot folders are made too"
+        );
         assert_eq!(len, 0);
         std::os::unix::fs::FileExt::write_all_at(&f, b"abc", 0).unwrap();
         assert_eq!(open_for_append(&root, "media/deep/a.bin").unwrap().1, 3);

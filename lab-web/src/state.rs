@@ -44,6 +44,8 @@ pub struct Inner {
     pub job_wakeup: Notify,
     /// Bounds concurrent password hashes (`limits::max_concurrent_hashes`).
     pub hashes: Semaphore,
+    /// One lock per upload id: its requests run one at a time (`upload`).
+    pub upload_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Clone)]
@@ -65,6 +67,7 @@ impl AppState {
             job_events,
             job_wakeup: Notify::new(),
             hashes: Semaphore::new(crate::limits::max_concurrent_hashes()),
+            upload_locks: std::sync::Mutex::default(),
         }))
     }
 

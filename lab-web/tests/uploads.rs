@@ -629,6 +629,22 @@ async fn paths_links_and_sizes_that_break_the_rules_are_refused() {
         let r = e.post_list(&e.a, "S3", &big).await;
         assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(r.json()["message"].as_str().unwrap().contains("1048576"));
+        // Sizes that would wrap the sum round to nothing are refused, not added.
+        let mut wrap = files.clone();
+        for i in 0..4 {
+            wrap.push(UploadFile {
+                path: format!("media/w{i}.bin"),
+                size: 1 << 62,
+                sha256: sha(b""),
+            });
+        }
+        let r = e.post_list(&e.a, "S3", &wrap).await;
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         let r = e.post_list(&e.a, "S3", &files).await;
         assert_eq!(r.status, StatusCode::CREATED);
         let id = r.json()["upload_id"].as_i64().unwrap();
@@ -855,6 +871,51 @@ async fn a_placement_cut_by_a_restart_is_finished_on_start() {
         assert_eq!(
             e.session_ids().await,
             vec!["S7".to_string(), "S8".to_string()]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_damaged_copy_already_in_the_sessions_folder_is_not_taken_for_the_upload() {
+    each_backend("up_damaged", BIG, |e| async move {
+        let station = synth(&e.station_dir("a"), "S11", "P11", 4000);
+        // The same bundle reached the shared folder, its media damaged but
+        // of the same size, and was imported from there.
+        let shared = e.dir.join("sessions/S11");
+        let mut c = std::process::Command::new("cp");
+        c.arg("-r").arg(&station).arg(&shared);
+        assert!(c.status().unwrap().success());
+        std::fs::write(shared.join("media/pad.bin"), noise(4000, 1234)).unwrap();
+        let r = e
+            .call(
+                Auth::Admin,
+                "POST",
+                "/api/v1/imports",
+                Some(json!({"path": shared}).to_string().into_bytes()),
+            )
+            .await;
+        assert!(
+            r.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        // The station's verified copy is kept as a session of its own.
+        let done = e.send_all(&e.a, &station, 1 << 20).await;
+        assert_eq!(done["session_id"], "S11.lab-a");
+        assert_eq!(tree(&e.dir.join("sessions/S11.lab-a")), tree(&station));
+        // Two completions at once (a station that timed out and asked
+        // again) give one import and the same answer.
+        let files = list(&station);
+        let r = e.post_list(&e.a, "S11", &files).await;
+        let id = r.json()["upload_id"].as_i64().unwrap();
+        let (a, b) = tokio::join!(e.complete(&e.a, id), e.complete(&e.a, id));
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(b.status, StatusCode::OK);
+        assert_eq!(a.json()["session_id"], b.json()["session_id"]);
+        assert_eq!(
+            e.session_ids().await,
+            vec!["S11".to_string(), "S11.lab-a".to_string()]
         );
     })
     .await;

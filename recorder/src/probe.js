@@ -50,6 +50,10 @@
     const injected = !!(config && typeof config.endpoint === 'string');
     if (window.__labProbe) return;
     if (window.top !== window && window.__LAB_PROBE_ALL_FRAMES !== true) return;
+    // The station console's own self-report page (shown in the station
+    // browser between tasks): the answers are recorded as participant
+    // events; the clicks that give them are not the service's.
+    if (/^(127\.0\.0\.1|localhost|\[::1\])$/.test(location.hostname) && location.pathname === '/participant') return;
     // Included by a page that the recorder also instruments: the injected probe
     // answers this event by cancelling it, and records the page itself.
     if (!injected && !window.dispatchEvent(new Event('__lab_probe_present', { cancelable: true }))) return;

@@ -939,3 +939,51 @@ async fn unreadable_origin_or_fetch_site_headers_count_as_foreign() {
     e.finish().await;
     assert_eq!(e.client_lines(), 0);
 }
+
+/// The station console sends a participant's answer again after a failure
+/// half way: named by `?client=` and `id`, it is written once. A participant
+/// answer out of range, or any other kind under that source, is refused.
+#[tokio::test]
+async fn participant_answers_are_checked_and_written_once_when_resent() {
+    let e = Endpoint::start(&[]).await;
+    let answer =
+        br#"{"source":"participant","kind":"self_report.seq","data":{"task":"t1","score":6},"id":"S-0-0"}"#;
+    let (first, _, a) = e
+        .post("/api/events?client=station-console", &[], answer)
+        .await;
+    let (again, _, b) = e
+        .post("/api/events?client=station-console", &[], answer)
+        .await;
+    assert_eq!((first, again), (201, 201), "{a} {b}");
+    let seq = |body: &str| serde_json::from_str::<Value>(body).unwrap()["seq"].clone();
+    assert_eq!(
+        seq(&a),
+        seq(&b),
+        "the resend is acknowledged with the first seq"
+    );
+    for bad in [
+        &br#"{"source":"participant","kind":"self_report.seq","data":{"task":"t1","score":9}}"#[..],
+        br#"{"source":"participant","kind":"click","data":{"x":1,"y":2,"selector":"a"}}"#,
+    ] {
+        let (status, _, body) = e.post("/api/events", &[], bad).await;
+        assert_eq!(status, 422, "{body}");
+    }
+    // A page the station browser should open, without a browser: 503.
+    let (status, _, _) = e
+        .post(
+            "/api/browser/open",
+            &[],
+            br#"{"url":"http://127.0.0.1:7600/participant"}"#,
+        )
+        .await;
+    assert_eq!(status, 503);
+    let (status, _, _) = e
+        .post(
+            "/api/browser/open",
+            &[],
+            br#"{"url":"javascript:alert(1)"}"#,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(e.client_lines(), 1, "one answer written");
+}

@@ -7,6 +7,7 @@
 // phase `session` (default): a session refused without consent, then started;
 // two tasks started and ended, the participant's ratings and SEQ after each,
 // SUS at the end. Phase `stop`: stops the recording from the page. Phase
+// `uploaded`: the upload queue reaches «принято сервером». Phase
 // `map` (BASE is lab-web's address, LAB_ADMIN/LAB_PASSWORD set): the journey
 // map of child-benefit shows the participants' own answers.
 // Prints one `ok - …` / `not ok - …` line per check; exits non-zero on a failure.
@@ -139,7 +140,8 @@ if (PHASE === 'session') {
     await op.waitForSelector('#new-session:not([hidden])', {timeout: 60000});
     await op.waitForSelector('#uploads tr[data-bundle]', {timeout: 10000});
   });
-  await check('the upload queue shows the server acknowledged the bundle', async () => {
+} else if (PHASE === 'uploaded') {
+  await check('after the server and the console were killed mid-upload, the queue shows the server acknowledged the bundle', async () => {
     await op.waitForSelector('#uploads tr[data-state="acknowledged"]', {timeout: 60000});
     await shot(op, 'uploaded');
   });

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lab_tests::relay::Relay;
 use lab_tests::web::{Api, LabWeb};
 use lab_tests::{bin, require, temp_dir};
 use serde_json::Value;
@@ -115,6 +116,23 @@ fn browser(url: &str, phase: &str, shots: &Path, envs: &[(&str, &str)]) {
     );
 }
 
+/// Bytes of every file under `root`.
+fn sha_tree_size(root: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += m.len();
+            }
+        }
+    }
+    n
+}
+
 fn sha_tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -168,7 +186,7 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     let token_file = root.join("room-1.token");
     std::fs::write(&token_file, &added.stdout).unwrap();
     let password = "console-test-pw";
-    let web = LabWeb::serve(
+    let mut web = LabWeb::serve(
         &data,
         password,
         &[
@@ -193,12 +211,19 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     );
     assert_eq!(status, 200, "{v}");
     let station = root.join("station");
+    // The station reaches the server through a slow link, so the upload
+    // can be cut in the middle.
+    let relay = Relay::start(
+        web.url.trim_start_matches("http://").parse().unwrap(),
+        1 << 20,
+    );
+    let server = format!("http://{}", relay.addr());
     let args: Vec<&OsStr> = vec![
         OsStr::new("--journeys"),
         journeys.as_os_str(),
         OsStr::new("--test-sources"),
         OsStr::new("--server"),
-        OsStr::new(&web.url),
+        OsStr::new(&server),
         OsStr::new("--station-token-file"),
         token_file.as_os_str(),
     ];
@@ -238,9 +263,41 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(pid), "the recording went on without the console");
     let listen = console.url.trim_start_matches("http://").to_string();
-    let console = Console::start(&args, &station, &listen);
+    let mut console = Console::start(&args, &station, &listen);
+    let before = relay.up_bytes();
     browser(&console.url, "stop", &shots, &[]);
     assert!(!alive(pid), "Stop ended the recording process");
+
+    // The upload runs by itself: lab-web dies at a third, the console at
+    // two thirds, both come back, and the upload finishes.
+    let bundle_bytes: u64 = std::fs::read_dir(&station)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| sha_tree_size(&e.path()))
+        .sum();
+    let wait_sent = |share: u64| {
+        let t0 = Instant::now();
+        while relay.up_bytes() - before < bundle_bytes * share / 100 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the upload did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_sent(35);
+    web.kill_and_restart();
+    wait_sent(70);
+    console.kill9();
+    let console = Console::start(&args, &station, &listen);
+    browser(&console.url, "uploaded", &shots, &[]);
+    let sent = relay.up_bytes() - before;
+    println!("console upload: {sent} bytes through the relay for {bundle_bytes} bytes of bundle");
+    assert!(
+        sent <= bundle_bytes + 2 * lab_model::upload::CHUNK_BYTES + (2 << 20),
+        "{sent} bytes sent for {bundle_bytes}: nothing is sent twice beyond the chunks the kills cut"
+    );
 
     // On the lab server: once, byte-identical, with the participant's answers.
     let t0 = Instant::now();

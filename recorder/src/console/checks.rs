@@ -83,6 +83,13 @@ async fn start(State(c): S) -> Response {
     let test = c.opts.recorder.test_sources;
     match tokio::task::spawn_blocking(move || Preflight::start(&station, test)).await {
         Ok(Ok(p)) => {
+            // A recording that began meanwhile needs the devices: let go.
+            let live = c.live.lock().await;
+            if live.is_some() {
+                drop(live);
+                let _ = tokio::task::spawn_blocking(move || p.stop()).await;
+                return err(StatusCode::CONFLICT, "идёт запись / a recording is running");
+            }
             *c.preflight.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
             StatusCode::NO_CONTENT.into_response()
         }

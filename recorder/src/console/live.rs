@@ -21,6 +21,8 @@ use crate::lab_client::LabClient;
 /// Where the console keeps its own files, beside the bundles.
 pub const CONSOLE_DIR: &str = ".console";
 const LIVE_FILE: &str = "live.json";
+/// Written as soon as the recorder is spawned, until `live.json` replaces it.
+const STARTING_FILE: &str = "starting.json";
 
 /// A task of the running session, on the session clock.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -112,6 +114,7 @@ impl LiveRecord {
 
     pub fn clear(out: &Path) {
         let _ = std::fs::remove_file(live_path(out));
+        let _ = std::fs::remove_file(out.join(CONSOLE_DIR).join(STARTING_FILE));
     }
 
     pub fn client(&self) -> anyhow::Result<LabClient> {
@@ -212,6 +215,10 @@ pub async fn start(
         .spawn()
         .with_context(|| format!("cannot start {}", cmd.exe.display()))?;
     let pid = child.id() as i32;
+    let spawned_ms = now_unix_ms();
+    let starting =
+        json!({ "pid": pid, "participant": s.participant, "spawned_unix_ms": spawned_ms });
+    lab_model::bundle::write_atomic(&logs.join(STARTING_FILE), starting.to_string().as_bytes())?;
     // Reaped here while the console runs; after a console restart the
     // recorder is re-parented and reaped by init.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -234,7 +241,9 @@ pub async fn start(
                 .join("\n");
             bail!("запись не началась / the recording did not start ({st:?}): {tail}");
         }
-        if let Some((bundle, endpoint, session_id)) = find_bundle(&cmd.out, pid) {
+        let (out, p) = (cmd.out.clone(), pid);
+        let found = tokio::task::spawn_blocking(move || find_bundle(&out, p)).await?;
+        if let Some((bundle, endpoint, session_id)) = found {
             let tasks = study
                 .tasks
                 .iter()
@@ -257,6 +266,7 @@ pub async fn start(
                 browser: cmd.browser.is_some(),
             };
             live.save(&cmd.out)?;
+            let _ = std::fs::remove_file(logs.join(STARTING_FILE));
             return Ok(live);
         }
         if t0.elapsed() > Duration::from_secs(30) {
@@ -273,14 +283,65 @@ fn find_bundle(out: &Path, pid: i32) -> Option<(PathBuf, String, String)> {
     for e in std::fs::read_dir(out).ok()?.flatten() {
         let b = Bundle::new(e.path());
         let Ok(m) = b.read_manifest() else { continue };
-        if m.recorder.pid != pid as u32 {
+        // A reused pid of an old, finished bundle is not this recording.
+        if m.recorder.pid != pid as u32 || m.status != SessionStatus::Recording {
             continue;
         }
         // `http://ADDR`, the endpoint's root.
-        let endpoint = m.recorder.events_url?;
+        let Some(endpoint) = m.recorder.events_url else {
+            continue;
+        };
         return Some((e.path(), endpoint, m.session_id));
     }
     None
+}
+
+/// A recording whose console was killed before it wrote `live.json`: found
+/// by the pid in `starting.json`, if that recorder still runs.
+pub async fn recover_start(out: &Path, study: &Study) -> Option<LiveRecord> {
+    let path = out.join(CONSOLE_DIR).join(STARTING_FILE);
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let pid = v["pid"].as_i64()? as i32;
+    if !recorder_alive(pid) {
+        let _ = std::fs::remove_file(&path);
+        return None;
+    }
+    let (o, p) = (out.to_path_buf(), pid);
+    let mut found = None;
+    for _ in 0..100 {
+        let (o2, p2) = (o.clone(), p);
+        found = tokio::task::spawn_blocking(move || find_bundle(&o2, p2))
+            .await
+            .ok()?;
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (bundle, endpoint, session_id) = found?;
+    let live = LiveRecord {
+        pid,
+        bundle,
+        endpoint,
+        session_id,
+        participant: v["participant"].as_str().unwrap_or_default().to_string(),
+        study_id: study.id.clone(),
+        started_unix_ms: v["spawned_unix_ms"].as_i64().unwrap_or_else(now_unix_ms),
+        tasks: study
+            .tasks
+            .iter()
+            .map(|t| TaskRun {
+                id: t.id.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        pending: vec![],
+        answered: vec![],
+        browser: false,
+    };
+    live.save(out).ok()?;
+    let _ = std::fs::remove_file(&path);
+    Some(live)
 }
 
 /// The recorder's `/api/status`.
@@ -302,12 +363,19 @@ pub async fn marker(live: &LiveRecord, kind: &str, label: &str, text: &str) -> a
 }
 
 /// One of the participant's answers as an event of source `participant`.
-pub async fn participant_event(live: &LiveRecord, kind: &str, data: Value) -> anyhow::Result<()> {
+/// `id` is the same when an answer is sent again (after a failure half way),
+/// so the recorder writes each event once.
+pub async fn participant_event(
+    live: &LiveRecord,
+    id: &str,
+    kind: &str,
+    data: Value,
+) -> anyhow::Result<()> {
     let mut c = live.client()?;
     let _: Value = c
         .post_json(
             "events?client=station-console",
-            &json!({ "source": "participant", "kind": kind, "data": data }),
+            &json!({ "source": "participant", "kind": kind, "data": data, "id": id }),
         )
         .await?;
     Ok(())

@@ -100,7 +100,7 @@ pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
         .filter(|p| p.is_file())
         .unwrap_or_else(|| "lab-setup".into());
     let uploads = UploadQueue::start(&opts.out, opts.server.clone(), opts.delete_after_ack);
-    let live = reattach(&opts, &uploads).await;
+    let live = reattach(&opts, &study, &uploads).await;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -135,11 +135,21 @@ pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A recording a previous console left running is taken back; one that
-/// ended meanwhile goes to the upload queue.
-async fn reattach(opts: &ConsoleOptions, uploads: &UploadQueue) -> Option<LiveRecord> {
-    let live = LiveRecord::load(&opts.out)?;
-    if live::recorder_alive(live.pid) && live::status(&live).await.is_ok() {
+/// A recording a previous console left running is taken back (even when its
+/// endpoint is slow to answer: the page then shows the warning); one that
+/// ended meanwhile goes to the upload queue. A console killed while a
+/// recording was starting left only `starting.json`: the recorder is found
+/// by its pid.
+async fn reattach(
+    opts: &ConsoleOptions,
+    study: &Study,
+    uploads: &UploadQueue,
+) -> Option<LiveRecord> {
+    let live = match LiveRecord::load(&opts.out) {
+        Some(l) => l,
+        None => live::recover_start(&opts.out, study).await?,
+    };
+    if live::recorder_alive(live.pid) {
         tracing::info!(
             "re-attached to the recording of {} (pid {})",
             live.participant,

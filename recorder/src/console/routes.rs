@@ -252,8 +252,13 @@ async fn stop(State(c): S) -> Response {
     };
     match live::stop(&l).await {
         Ok(status) => {
-            LiveRecord::clear(&c.opts.out);
-            *c.live.lock().await = None;
+            let mut g = c.live.lock().await;
+            // Only the recording this request stopped.
+            if g.as_ref().is_some_and(|cur| cur.pid == l.pid) {
+                LiveRecord::clear(&c.opts.out);
+                *g = None;
+            }
+            drop(g);
             c.uploads.push(&l.bundle);
             axum::Json(json!({ "status": status, "bundle": l.bundle })).into_response()
         }
@@ -454,8 +459,11 @@ async fn answer(State(c): S, axum::Json(a): axum::Json<Answer>) -> Response {
                 "на это уже ответили / this was answered already",
             ));
         }
-        for (kind, data) in events {
-            live::participant_event(l, kind, data)
+        let answer_no = l.answered.len();
+        for (i, (kind, data)) in events.into_iter().enumerate() {
+            // The same ids when this answer is sent again after a failure.
+            let id = format!("{}-{answer_no}-{i}", l.session_id);
+            live::participant_event(l, &id, kind, data)
                 .await
                 .map_err(|e| err(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
         }

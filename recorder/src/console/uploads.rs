@@ -202,10 +202,11 @@ fn unacknowledged(out: &Path, url: &str) -> Vec<PathBuf> {
             let record = name
                 .and_then(|n| std::fs::read(out.join(STATE_DIR).join(format!("{n}.json"))).ok())
                 .and_then(|b| serde_json::from_slice::<UploadRecord>(&b).ok());
-            !record.is_some_and(|r| {
-                r.acknowledged.is_some()
-                    && r.server.trim_end_matches('/') == url.trim_end_matches('/')
-            })
+            // The record holds the server as the client writes it (`http://host:port`).
+            let server = LabClient::new(url, "x")
+                .map(|c| c.server())
+                .unwrap_or_default();
+            !record.is_some_and(|r| r.acknowledged.is_some() && r.server == server)
         })
         .collect();
     found.sort();

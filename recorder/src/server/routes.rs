@@ -149,7 +149,15 @@ async fn post_event(
     }
     let incoming = parse_event(&body).map_err(|e| s.reject(e))?;
     let id = incoming.id.clone();
-    let e = s.accept(incoming, q.client.as_deref(), None).await?;
+    // A client that names itself and its event may send it again safely.
+    let dedup = q.client.clone().zip(
+        incoming
+            .id
+            .as_ref()
+            .filter(|id| !id.is_null())
+            .map(|id| id.to_string()),
+    );
+    let e = s.accept(incoming, q.client.as_deref(), dedup).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(

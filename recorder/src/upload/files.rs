@@ -208,6 +208,31 @@ pub fn hash_all(
     })
 }
 
+/// Whether the bundle still holds exactly the files last hashed (same paths,
+/// sizes, modification times and inodes): what was sent is all there is, so
+/// deleting it after the acknowledgement loses nothing.
+pub fn unchanged_since_hashed(bundle: &Path, cache: &Path) -> Result<bool, FilesError> {
+    let listing = list(bundle)?;
+    let Some(known) = fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
+    else {
+        return Ok(false);
+    };
+    let now: Vec<(&str, u64, i64, u64)> = listing
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size, f.mtime_ns, f.ino))
+        .collect();
+    let mut then: Vec<(&str, u64, i64, u64)> = known
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size, f.mtime_ns, f.ino))
+        .collect();
+    then.sort();
+    Ok(now == then)
+}
+
 /// Replaces the hash cache with these files and hashes (after a file was
 /// found to differ from its cached hash).
 pub fn remember(cache: &Path, files: &[LocalFile], sha256: Vec<String>) -> Result<(), FilesError> {

@@ -658,7 +658,20 @@ impl Run<'_> {
             .clone()
             .expect("called once acknowledged");
         let mut deleted = self.record.deleted_at_ms.is_some();
-        if !deleted && (self.opts.delete_after_ack || ack.withdrawn) {
+        // A bundle that changed after it was sent (analysed on the station
+        // meanwhile) holds what the server never got: kept. A withdrawal
+        // deletes regardless.
+        let changed = !deleted
+            && self.opts.delete_after_ack
+            && !ack.withdrawn
+            && !files::unchanged_since_hashed(&self.bundle, &self.lock.files_path())
+                .unwrap_or(false);
+        if changed {
+            (self.note)(Note::NotDeleted {
+                path: self.bundle.clone(),
+                error: "it changed after it was sent; upload it again".into(),
+            });
+        } else if !deleted && (self.opts.delete_after_ack || ack.withdrawn) {
             match delete_bundle(&self.bundle) {
                 Ok(()) => {
                     self.record.deleted_at_ms = Some(now_ms());
