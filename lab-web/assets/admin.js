@@ -18,7 +18,7 @@ runPage(async ({main, me}) => {
   const ROLES = ['admin', 'researcher', 'operator', 'viewer'];
   const roleOpts = ROLES.map((r) => [r, t('role.' + r)]);
 
-  const tabs = [['users', 'admin.users'], ['tokens', 'admin.tokens'], ['jobs', 'admin.jobs'], ['audit', 'admin.audit']];
+  const tabs = [['users', 'admin.users'], ['tokens', 'admin.tokens'], ['uploads', 'admin.uploads'], ['jobs', 'admin.jobs'], ['audit', 'admin.audit']];
   const sections = {};
   const nav = el('nav', {class: 'subnav'}, tabs.map(([k, label]) => el('a', {href: '#' + k}, t(label))));
   add(main, el('div', {class: 'page-head'}, el('h1', null, t('admin.title')), nav));
@@ -228,5 +228,27 @@ runPage(async ({main, me}) => {
   }
   more.addEventListener('click', loadAudit);
 
-  await Promise.all([loadUsers(), loadTokens(), loadJobs(), loadAudit()]);
+  // ================= uploads from stations =================
+  const uploadsBox = el('div');
+  sections.uploads.append(el('p', {class: 'muted small'}, t('admin.uploads_lead')), uploadsBox);
+  const mib = (b) => `${((b || 0) / (1 << 20)).toFixed(1)} MiB`;
+  async function loadUploads() {
+    let ups = [];
+    try { ups = (await api('GET', '/uploads')).uploads || []; } catch (_) { return; }
+    if (!ups.length) { refill(uploadsBox, el('p', {class: 'empty'}, t('admin.no_uploads'))); return; }
+    refill(uploadsBox, el('table', {class: 'data uploads-table'},
+      el('thead', null, el('tr', null, ['admin.station', 'admin.session', 'admin.upload_state', 'admin.upload_bytes', 'col.created', 'admin.upload_done']
+        .map((k) => el('th', {scope: 'col'}, t(k))))),
+      el('tbody', null, ups.map((u) => el('tr', {class: 'upload-row', dataset: {id: u.id, status: u.status}},
+        el('td', null, u.station),
+        el('td', null, u.assigned_id && u.assigned_id !== u.session_id ? `${u.session_id} → ${u.assigned_id}` : u.session_id),
+        el('td', null, t('admin.upload_' + u.status) + (u.withdrawn ? ' · ' + t('admin.upload_withdrawn') : '')),
+        // bytes_written counts chunks as they were accepted (a server stop can
+        // leave one uncounted): an imported upload holds every byte.
+        el('td', {class: 'num'}, `${mib(u.status === 'imported' ? u.total_bytes : Math.min(u.bytes_written, u.total_bytes))} / ${mib(u.total_bytes)}`),
+        el('td', {class: 'nowrap'}, fmtDate(u.created_at)),
+        el('td', {class: 'nowrap'}, u.imported_at ? fmtDate(u.imported_at) : '—'))))));
+  }
+
+  await Promise.all([loadUsers(), loadTokens(), loadUploads(), loadJobs(), loadAudit()]);
 });

@@ -31,7 +31,7 @@ const browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sa
 const ctx = await browser.newContext({viewport: {width: 1280, height: 900}, locale: 'ru-RU'});
 const op = await ctx.newPage();
 op.on('dialog', (d) => d.accept());
-await op.goto(BASE + '/');
+if (PHASE !== 'map') await op.goto(BASE + '/');
 const shot = (p, name) => p.screenshot({path: path.join(SHOTS, `console-${name}.png`), fullPage: true});
 
 /** The participant answers what the page asks, as a person would: clicks. */
@@ -148,6 +148,7 @@ if (PHASE === 'session') {
 } else if (PHASE === 'map') {
   await check('lab-web: the journey map shows the participants answers beside the researchers', async () => {
     await op.goto(BASE + '/login');
+    await op.waitForSelector('#login-form input[name=login]', {timeout: 15000});
     await op.fill('#login-form input[name=login]', process.env.LAB_ADMIN);
     await op.fill('#login-form input[name=password]', process.env.LAB_PASSWORD);
     await Promise.all([op.waitForURL((u) => !u.pathname.startsWith('/login'), {timeout: 15000}), op.click('#login-form button[type=submit]')]);
@@ -160,6 +161,12 @@ if (PHASE === 'session') {
     assert((await op.textContent('#task-table')).includes('find'), 'task table');
     assert((await op.textContent('#sus-table .sus-mean')).includes('77,5'), await op.textContent('#sus-table'));
     await shot(op, 'journey-self-report');
+  });
+  await check('lab-web: the admin page lists the station upload as imported', async () => {
+    await op.goto(BASE + '/admin#uploads');
+    await op.waitForSelector('.upload-row[data-status="imported"]', {timeout: 15000});
+    assert((await op.textContent('.upload-row')).includes('room-1'), 'the station is named');
+    await shot(op, 'admin-uploads');
   });
 }
 await browser.close();
