@@ -46,10 +46,35 @@ async fn load_study(opts: &ConsoleOptions) -> anyhow::Result<(Study, String)> {
     struct Setups {
         setups: Vec<Study>,
     }
-    let all: Setups = client
-        .get_json("setups")
-        .await
-        .with_context(|| format!("cannot read study set-ups from {url}"))?;
+    // The last set-up pulled is kept, so a station that starts while the
+    // lab server is out of reach still runs its study.
+    let cache = opts.out.join(CONSOLE_DIR).join("study.toml");
+    let all: Setups = match client.get_json("setups").await {
+        Ok(all) => all,
+        Err(e) => {
+            let cached = std::fs::read_to_string(&cache)
+                .ok()
+                .and_then(|t| Study::from_toml(&t).ok())
+                .filter(|s| opts.study_id.as_ref().is_none_or(|id| *id == s.id));
+            return match cached {
+                Some(s) => {
+                    tracing::warn!(
+                        "{url} is out of reach ({e}); using the set-up pulled last time"
+                    );
+                    Ok((
+                        s,
+                        format!(
+                            "{} (копия: сервер недоступен / a copy: the server is out of reach)",
+                            cache.display()
+                        ),
+                    ))
+                }
+                None => Err(anyhow::Error::new(e).context(format!(
+                    "cannot read study set-ups from {url}, and none was pulled before"
+                ))),
+            };
+        }
+    };
     let study = match &opts.study_id {
         Some(id) => all.setups.into_iter().find(|s| &s.id == id),
         None if all.setups.len() == 1 => all.setups.into_iter().next(),
@@ -65,6 +90,12 @@ async fn load_study(opts: &ConsoleOptions) -> anyhow::Result<(Study, String)> {
     }
     .context("the lab server has no such study set-up")?;
     study.validate()?;
+    if let Err(e) = lab_model::bundle::write_atomic(&cache, study.to_toml().as_bytes()) {
+        tracing::warn!(
+            "cannot keep a copy of the set-up in {}: {e}",
+            cache.display()
+        );
+    }
     Ok((study, format!("{url} (GET /api/v1/setups)")))
 }
 
