@@ -12,7 +12,7 @@ const T = {
     ask_sus: 'Итоговая анкета (SUS)', uploads: 'Выгрузка на сервер', task_start: 'Начать', task_end: 'Завершить',
     pattern: 'вид: {p} (# — цифра, A — латинская буква)', pending: 'Ждут ответа участника: {n}', stop_confirm: 'Остановить запись?',
     offline: 'Сервер лаборатории не задан: записи остаются на станции.', server: 'Сервер: {s}', no_uploads: 'Очереди нет',
-    retry: 'Повторить', lost: 'Потеряно устройство: {t}', disk_low: 'Мало места на диске: {f}', recorder_gone: 'Процесс записи не отвечает',
+    retry: 'Повторить', lost: 'Потеряно устройство: {t}', hours: '{h} ч записи', recorder_gone: 'Процесс записи не отвечает',
     state_queued: 'в очереди', state_hashing: 'подсчёт контрольных сумм', state_uploading: 'выгрузка', state_acknowledged: 'принято сервером',
     state_refused: 'не принято', stopping: 'Останавливаю…',
     preflight: 'Проверка перед сессией', preflight_start: 'Запустить проверку', preflight_stop: 'Остановить проверку',
@@ -30,7 +30,7 @@ const T = {
     ask_sus: 'Final questionnaire (SUS)', uploads: 'Upload to the lab server', task_start: 'Start', task_end: 'End',
     pattern: 'form: {p} (# a digit, A a Latin capital)', pending: 'Waiting for the participant: {n}', stop_confirm: 'Stop the recording?',
     offline: 'No lab server set: recordings stay on the station.', server: 'Server: {s}', no_uploads: 'Nothing queued',
-    retry: 'Retry', lost: 'Device lost: {t}', disk_low: 'Disk space low: {f}', recorder_gone: 'The recording process does not answer',
+    retry: 'Retry', lost: 'Device lost: {t}', hours: '{h} h of recording', recorder_gone: 'The recording process does not answer',
     state_queued: 'queued', state_hashing: 'computing checksums', state_uploading: 'uploading', state_acknowledged: 'accepted by the server',
     state_refused: 'not accepted', stopping: 'Stopping…',
     preflight: 'Pre-flight check', preflight_start: 'Start the check', preflight_stop: 'Stop the check',
@@ -85,7 +85,7 @@ function render(s) {
   if (live && preflightTimer) { clearInterval(preflightTimer); preflightTimer = null; }
   $('running').hidden = !live;
   const warns = [];
-  if (s.disk && s.disk.low) warns.push(t('disk_low', {f: fmtBytes(s.disk.free_bytes)}));
+  if (s.disk && s.disk.warning_ru) warns.push(lang === 'ru' ? s.disk.warning_ru : s.disk.warning_en);
   if (live) {
     const rec = live.record;
     const status = live.status || {};
@@ -95,7 +95,7 @@ function render(s) {
     $('elapsed').textContent = fmtS(nowNs / 1e9);
     $('events-accepted').textContent = String((status.events || {}).accepted ?? '—');
     $('events-rejected').textContent = String((status.events || {}).rejected ?? '—');
-    $('disk-free').textContent = live.disk ? fmtBytes(live.disk.free_bytes) : '—';
+    $('disk-free').textContent = live.disk ? `${fmtBytes(live.disk.free_bytes)} (${t('hours', {h: (live.disk.hours_left || 0).toFixed(1)})})` : '—';
     if (!live.alive || !live.status) warns.push(t('recorder_gone'));
     for (const w of status.warnings || []) warns.push(t('lost', {t: (w.data && w.data.track) || w.kind}));
     renderTasks(st.tasks || [], rec.tasks || [], nowNs);

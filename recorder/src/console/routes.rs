@@ -186,7 +186,7 @@ async fn state(State(c): S) -> Response {
     let session = match &live {
         Some(l) => {
             let status = live::status(l).await.ok();
-            let disk = disk_state(&c.opts.out);
+            let disk = disk_state(&c);
             Some(
                 json!({ "record": l, "status": status, "disk": disk, "alive": live::recorder_alive(l.pid) }),
             )
@@ -201,24 +201,17 @@ async fn state(State(c): S) -> Response {
         "uploads": c.uploads.snapshot(),
         "online": c.opts.server.is_some(),
         "server": c.opts.server.as_ref().map(|(u, _)| u.clone()),
-        "disk": disk_state(&c.opts.out),
+        "disk": disk_state(&c),
     }))
     .into_response()
 }
 
-/// Free space where bundles go, and a warning below 10 GiB.
-fn disk_state(out: &std::path::Path) -> Value {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(out.as_os_str().as_bytes()) else {
-        return Value::Null;
-    };
-    // SAFETY: `c` is NUL-terminated; `st` is plain data statvfs fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Value::Null;
-    }
-    let free = st.f_bavail as u64 * st.f_frsize as u64;
-    json!({ "free_bytes": free, "low": free < (10u64 << 30) })
+/// Free space where bundles go, the hours of recording it holds, and a
+/// warning when they run short (`preflight::disk`).
+fn disk_state(c: &Console) -> Value {
+    crate::preflight::disk(&c.opts.out, &c.station)
+        .map(|d| json!(d))
+        .unwrap_or(Value::Null)
 }
 
 async fn start(State(c): S, axum::Json(s): axum::Json<NewSession>) -> Response {
