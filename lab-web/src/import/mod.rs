@@ -95,14 +95,38 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-/// Scans the sessions folder every `every` and imports what changed.
+/// The advisory lock key of the watched-folder scan (`store::leader`).
+pub const WATCH_LOCK: i64 = 0x6c61_625f_7761_7463; // "lab_watc"
+
+/// Scans the sessions folder every `every` and imports what changed; with
+/// several lab-web processes on one PostgreSQL database, only the one that
+/// holds the lead.
 pub async fn watch(state: AppState) {
     let every = state.config.watch_every;
     if every.is_zero() {
         return;
     }
     let mut book = RetryBook::default();
+    let mut leader: Option<store::leader::Leader> = None;
     loop {
+        // With several lab-web processes on one database, one of them scans.
+        if let Some(l) = leader.as_mut()
+            && !l.alive().await
+        {
+            tracing::warn!("lost the watched-folder lead; another process may take it");
+            leader = None;
+        }
+        if leader.is_none() {
+            match store::leader::try_lead(&state.db.pool, state.db.backend, WATCH_LOCK).await {
+                Ok(Some(l)) => leader = Some(l),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("watched folder: cannot ask for the lead: {e}"),
+            }
+        }
+        if leader.is_none() {
+            tokio::time::sleep(every.max(Duration::from_millis(200))).await;
+            continue;
+        }
         let dir = state.config.sessions_dir.clone();
         let found = blocking(move || {
             Ok(bundle_dirs(&dir)

@@ -15,6 +15,7 @@ pub mod findings;
 pub mod import;
 pub mod jobs;
 pub mod journeys;
+pub mod leader;
 pub mod login_attempts;
 pub mod map;
 pub mod search;
