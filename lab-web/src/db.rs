@@ -24,6 +24,9 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The URL it was opened with (PostgreSQL's `LISTEN` needs a connection
+    /// of its own; see `jobs::forward_notifications`).
+    pub url: String,
 }
 
 impl Db {
@@ -37,6 +40,7 @@ impl Db {
         } else {
             anyhow::bail!("unsupported database URL {url:?}: use sqlite://FILE or postgres://…");
         };
+        let given = url.to_string();
         let mut url = url.to_string();
         if backend == Backend::Sqlite && !url.contains('?') {
             // Create the file on first start; WAL lets readers run while the
@@ -74,7 +78,11 @@ impl Db {
             .run(&pool)
             .await
             .context("database migrations failed")?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: given,
+        })
     }
 }
 

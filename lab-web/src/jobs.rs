@@ -26,12 +26,62 @@ pub async fn get(state: &AppState, id: i64) -> Result<Option<Job>, sqlx::Error> 
     store::jobs::get(&state.db.pool, id).await
 }
 
+/// Tells every open event stream that job `id` changed. On PostgreSQL the
+/// change goes through `NOTIFY`, so every lab-web process on the database
+/// hears it ([`forward_notifications`]); on SQLite (one process) directly.
 async fn publish(state: &AppState, id: i64) {
+    if state.db.backend == crate::db::Backend::Postgres {
+        match store::jobs::notify(&state.db.pool, id).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("job {id}: NOTIFY failed ({e}); telling this process only"),
+        }
+    }
+    broadcast_local(state, id).await;
+}
+
+async fn broadcast_local(state: &AppState, id: i64) {
     if let Ok(Some(job)) = get(state, id).await
         && let Ok(text) = serde_json::to_string(&job)
     {
         let _ = state.job_events.send(text);
     }
+}
+
+/// PostgreSQL: listens for job changes announced by any lab-web process and
+/// forwards them to this process's event streams, listening again after a
+/// lost connection. Returns once the first `LISTEN` is in place, so nothing
+/// announced after it is missed. Nothing to do on SQLite.
+pub async fn start_forwarding(state: &AppState) -> Result<(), sqlx::Error> {
+    if state.db.backend != crate::db::Backend::Postgres {
+        return Ok(());
+    }
+    let mut listener = store::jobs::listener(&state.db.url).await?;
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(n) => {
+                    if let Ok(id) = n.payload().parse::<i64>() {
+                        broadcast_local(&state, id).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("job notifications: {e}; listening again");
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        match store::jobs::listener(&state.db.url).await {
+                            Ok(l) => {
+                                listener = l;
+                                break;
+                            }
+                            Err(e) => tracing::warn!("job notifications: cannot listen ({e})"),
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// A running job's cancel switch, or a cancel that arrived after the job was

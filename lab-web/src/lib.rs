@@ -67,6 +67,12 @@ fn default_header(
 
 /// Starts the background tasks: the job worker and the folder watcher.
 pub fn start_background(state: &AppState) {
+    let s = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = jobs::start_forwarding(&s).await {
+            tracing::error!("job notifications: cannot listen: {e}");
+        }
+    });
     if state.config.worker {
         tokio::spawn(jobs::worker(state.clone()));
     }

@@ -634,6 +634,8 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
     each_backend("jobs", |e| async move {
         imported(&e, "S1", "P01").await;
         let op = e.login("op").await;
+        // On PostgreSQL job changes reach the streams through LISTEN/NOTIFY.
+        lab_web::jobs::start_forwarding(&e.state).await.unwrap();
         let mut rx = e.state.job_events.subscribe();
         let r = e
             .call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({})))

@@ -244,3 +244,24 @@ pub async fn claim_next(pool: &Pool, now: i64) -> Result<Option<Claimed>, sqlx::
         args: row.try_get("args")?,
     }))
 }
+
+/// The channel job changes are announced on (PostgreSQL), so the server-sent
+/// events of every lab-web process on the database carry every job.
+pub const JOBS_CHANNEL: &str = "lab_jobs";
+
+/// Announces that job `id` changed (`NOTIFY`; delivered at commit).
+pub async fn notify(pool: &Pool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(JOBS_CHANNEL)
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A connection listening for job changes (PostgreSQL only).
+pub async fn listener(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut l = sqlx::postgres::PgListener::connect(url).await?;
+    l.listen(JOBS_CHANNEL).await?;
+    Ok(l)
+}
