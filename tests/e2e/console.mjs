@@ -44,8 +44,18 @@ async function answerParticipant(page, pick) {
   }
   const seq = await page.$('.seq');
   if (seq) await (await seq.$(`button[data-value="${pick.seq}"]`)).click();
+  await send(page);
+}
+
+/** Sends the answers and waits until the console took them (or says why not). */
+async function send(page) {
+  const before = Number(await page.evaluate(() => document.body.dataset.sent || 0));
   await page.click('#send');
-  await page.waitForSelector('#thanks, h1', {timeout: 10000});
+  try {
+    await page.waitForFunction((n) => Number(document.body.dataset.sent || 0) > n, before, {timeout: 15000});
+  } catch (e) {
+    throw new Error(`the answers were not taken: ${(await page.textContent('body')).slice(0, 300)}`);
+  }
 }
 
 if (PHASE === 'session') {
@@ -115,14 +125,18 @@ if (PHASE === 'session') {
   });
   await check('SUS at the end, answered on the participant page', async () => {
     await op.click('#ask-sus');
-    await participant.waitForSelector('.sus-item', {timeout: 10000});
+    try {
+      await participant.waitForSelector('.sus-item', {timeout: 15000});
+    } catch (e) {
+      const state = await (await fetch(BASE + '/api/participant')).text();
+      throw new Error(`no SUS page; the page shows: ${(await participant.textContent('body')).slice(0, 200)}; the console says: ${state.slice(0, 300)}`);
+    }
     const picks = [4, 2, 4, 1, 4, 2, 5, 2, 4, 3];
     const items = await participant.$$('.sus-item');
     assert(items.length === 10, `${items.length} items`);
     for (let i = 0; i < 10; i++) await (await items[i].$(`button[data-value="${picks[i]}"]`)).click();
     await shot(participant, 'participant-sus');
-    await participant.click('#send');
-    await participant.waitForSelector('#thanks', {timeout: 10000});
+    await send(participant);
   });
   await check('elapsed time and event counts are live', async () => {
     await op.waitForFunction(() => Number(document.querySelector('#events-accepted').textContent) >= 10, null, {timeout: 5000});

@@ -17,6 +17,8 @@ const el = (tag, attrs, ...kids) => {
 const EMOTIONS = [['positive', 'Хорошо'], ['neutral', 'Нейтрально'], ['negative', 'Плохо']];
 const AGREE = ['Совершенно не согласен', 'Не согласен', 'Затрудняюсь ответить', 'Согласен', 'Полностью согласен'];
 let shownKey = '';
+// Bumped at every render: an answer's late reply must not cover a newer page.
+let generation = 0;
 
 /** A row of buttons of which one can be chosen; `onpick(value)`. */
 function choice(name, options, onpick) {
@@ -39,8 +41,12 @@ function sendRow(ready, collect) {
   const send = el('button', {type: 'button', id: 'send', disabled: ''}, 'Отправить');
   send.addEventListener('click', async () => {
     send.disabled = true;
+    const mine = generation;
     try {
       const r = await call('POST', '/api/participant/answer', collect());
+      // For tests and tools: how many answers this page has sent.
+      document.body.dataset.sent = String(Number(document.body.dataset.sent || 0) + 1);
+      if (generation !== mine) return;
       shownKey = '';
       if (r.left === 0) {
         $root.replaceChildren(el('p', {class: 'thanks', id: 'thanks'}, 'Спасибо! Ваши ответы записаны.'));
@@ -95,6 +101,7 @@ async function poll() {
   const key = p ? JSON.stringify(p.kind === 'task' ? ['task', p.task.id] : ['sus']) : (s.task ? 'task-' + s.task.id : 'wait');
   if (key === shownKey) return;
   shownKey = key;
+  generation++;
   if (p && p.kind === 'task') $root.replaceChildren(...taskForm(p, s.seq_question_ru));
   else if (p && p.kind === 'sus') $root.replaceChildren(...susForm(p));
   else if (s.task) $root.replaceChildren(el('h1', null, s.task.title), el('div', {class: 'card instruction', id: 'instruction'}, s.task.instruction));
