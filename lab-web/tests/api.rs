@@ -10,8 +10,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use lab_model::analysis::AnalysisFile;
+use lab_web::AppState;
 use lab_web::db::Db;
-use lab_web::{AppState, Config};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -27,20 +27,7 @@ struct Env {
 
 async fn env(backend: &'static str, url: &str, dir: PathBuf) -> Env {
     let db = Db::connect(url).await.unwrap();
-    let config = Config {
-        sessions_dir: dir.join("sessions"),
-        journeys_dirs: vec![dir.join("journeys")],
-        data_dir: dir.clone(),
-        // Missing unless a test writes a stand-in analyzer there.
-        analyzer: dir.join("fake-lab-analyze"),
-        ffmpeg: PathBuf::from("ffmpeg"),
-        secure_cookies: false,
-        watch_every: Duration::ZERO,
-        worker: false,
-        public_url: "http://lab.test".into(),
-        trusted_proxy: None,
-        max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
-    };
+    let config = common::config(&dir);
     std::fs::create_dir_all(&config.sessions_dir).unwrap();
     let state = AppState::new(db, config);
     for (login, role) in [

@@ -2,13 +2,12 @@
 //! by one of them at a time (`store::leader`), and the lead passes on when
 //! its holder goes away.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lab_web::AppState;
 use lab_web::db::{Backend, Db};
 use lab_web::import::WATCH_LOCK;
 use lab_web::store::leader::try_lead;
-use lab_web::{AppState, Config};
 
 mod common;
 use common::backends;
@@ -52,29 +51,13 @@ async fn one_process_leads_the_watched_folder_and_hands_over_when_it_goes() {
     }
 }
 
-fn config(dir: &Path) -> Config {
-    Config {
-        sessions_dir: dir.join("sessions"),
-        journeys_dirs: vec![],
-        data_dir: dir.to_path_buf(),
-        analyzer: dir.join("no-analyzer"),
-        ffmpeg: PathBuf::from("ffmpeg"),
-        secure_cookies: false,
-        watch_every: Duration::ZERO,
-        worker: false,
-        public_url: "http://lab.test".into(),
-        trusted_proxy: None,
-        max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
-    }
-}
-
 /// A job queued through one process shows on the event stream of another
 /// (PostgreSQL `LISTEN/NOTIFY`); on SQLite, on the process's own stream.
 #[tokio::test]
 async fn job_changes_reach_the_event_streams_of_every_process() {
     for (backend, url, dir) in backends("cluster_jobs").await {
-        let a = AppState::new(Db::connect(&url).await.unwrap(), config(&dir));
-        let b = AppState::new(Db::connect(&url).await.unwrap(), config(&dir));
+        let a = AppState::new(Db::connect(&url).await.unwrap(), common::config(&dir));
+        let b = AppState::new(Db::connect(&url).await.unwrap(), common::config(&dir));
         for s in [&a, &b] {
             lab_web::jobs::start_forwarding(s).await.unwrap();
         }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,17 +39,8 @@ enum Auth<'a> {
 async fn env(backend: &'static str, url: &str, dir: PathBuf, max_upload: u64) -> Env {
     let db = Db::connect(url).await.unwrap();
     let config = Config {
-        sessions_dir: dir.join("sessions"),
-        journeys_dirs: vec![dir.join("journeys")],
-        data_dir: dir.clone(),
-        analyzer: dir.join("no-analyzer"),
-        ffmpeg: PathBuf::from("ffmpeg"),
-        secure_cookies: false,
-        watch_every: Duration::ZERO,
-        worker: false,
-        public_url: "http://lab.test".into(),
-        trusted_proxy: None,
         max_upload_bytes: max_upload,
+        ..common::config(&dir)
     };
     std::fs::create_dir_all(&config.sessions_dir).unwrap();
     let state = AppState::new(db, config);

@@ -3,7 +3,29 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lab_web::Config;
+
+/// The server configuration the in-process tests use: folders under `dir`,
+/// no watcher, no worker, an analyzer that does not exist unless a test
+/// writes one at `dir/fake-lab-analyze`.
+pub fn config(dir: &Path) -> Config {
+    Config {
+        sessions_dir: dir.join("sessions"),
+        journeys_dirs: vec![dir.join("journeys")],
+        data_dir: dir.to_path_buf(),
+        analyzer: dir.join("fake-lab-analyze"),
+        ffmpeg: PathBuf::from("ffmpeg"),
+        secure_cookies: false,
+        watch_every: Duration::ZERO,
+        worker: false,
+        public_url: "http://lab.test".into(),
+        trusted_proxy: None,
+        max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
+    }
+}
 
 pub fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
