@@ -99,6 +99,18 @@ fn openat_path(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// What a failed no-follow `openat` means for the bundle file `shown`.
+fn open_error(e: io::Error, shown: String) -> BundleFileError {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown),
+        Some(libc::ENOENT) => BundleFileError::NotFound(shown),
+        _ => BundleFileError::Io {
+            path: shown,
+            source: e,
+        },
+    }
+}
+
 fn pinned_metadata(fd: &OwnedFd) -> io::Result<std::fs::Metadata> {
     // std's metadata on an O_PATH descriptor is an fstat, which O_PATH allows.
     std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -125,14 +137,7 @@ pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     } else {
         parent
     };
-    let map_open = |e: io::Error| match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
-        Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
-        _ => BundleFileError::Io {
-            path: shown(),
-            source: e,
-        },
-    };
+    let map_open = |e: io::Error| open_error(e, shown());
     let parent_c = c_name(parent.as_os_str().as_bytes(), rel)?;
     let parent_fd = openat_path(None, &parent_c, true, true).map_err(map_open)?;
     let mut dir = openat_path(
@@ -184,14 +189,7 @@ pub fn open(root: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
 pub fn open_for_append(base: &Path, rel: &str) -> Result<(File, u64), BundleFileError> {
     check_relative(rel)?;
     let shown = || format!("{}/{rel}", base.display());
-    let map_open = |e: io::Error| match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => BundleFileError::Symlink(shown()),
-        Some(libc::ENOENT) => BundleFileError::NotFound(shown()),
-        _ => BundleFileError::Io {
-            path: shown(),
-            source: e,
-        },
-    };
+    let map_open = |e: io::Error| open_error(e, shown());
     let base_c = c_name(base.as_os_str().as_bytes(), rel)?;
     let mut dir = openat_path(None, &base_c, true, true).map_err(map_open)?;
     let parts: Vec<&str> = rel.split('/').collect();

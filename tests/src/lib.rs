@@ -259,3 +259,34 @@ pub fn summary(xs: &[f64]) -> (f64, f64, f64) {
     let max = v.last().copied().unwrap_or(f64::NAN);
     (min, median, max)
 }
+
+/// Every file under `root` (relative path → size and SHA-256 in hex), for
+/// checking that a bundle arrived byte-identical. Links are refused.
+pub fn sha_tree(root: &Path) -> std::collections::BTreeMap<String, (u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            assert!(!t.is_symlink(), "{}", e.path().display());
+            if t.is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let sha: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            out.insert(rel, (bytes.len() as u64, sha));
+        }
+    }
+    out
+}

@@ -6,7 +6,6 @@
 //! bundle is uploaded to a real lab-web by itself: byte-identical, listed
 //! once, its self-report in the journey map and the task table.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use lab_tests::relay::Relay;
 use lab_tests::web::{Api, LabWeb};
-use lab_tests::{bin, require, temp_dir};
+use lab_tests::{bin, require, sha_tree, temp_dir};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,48 +112,6 @@ fn browser(url: &str, phase: &str, shots: &Path, envs: &[(&str, &str)]) {
         "console browser test ({phase}) failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Bytes of every file under `root`.
-fn sha_tree_size(root: &Path) -> u64 {
-    let mut n = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                n += m.len();
-            }
-        }
-    }
-    n
-}
-
-fn sha_tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                let sha: String = Sha256::digest(std::fs::read(e.path()).unwrap())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                out.insert(rel, sha);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -274,7 +230,7 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
         .unwrap()
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| sha_tree_size(&e.path()))
+        .map(|e| sha_tree(&e.path()).values().map(|(n, _)| n).sum::<u64>())
         .sum();
     let wait_sent = |share: u64| {
         let t0 = Instant::now();

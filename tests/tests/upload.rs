@@ -16,42 +16,12 @@ use std::time::{Duration, Instant};
 use lab_model::upload::CHUNK_BYTES;
 use lab_tests::relay::Relay;
 use lab_tests::web::{Api, LabWeb};
-use lab_tests::{RecorderProcess, bin, temp_dir};
-use sha2::{Digest, Sha256};
+use lab_tests::{RecorderProcess, bin, sha_tree, temp_dir};
 
 const PADDING: &str = "media/padding-00000.bin";
 const PADDING_BYTES: usize = 96 << 20;
 /// Client→server pace through the relay.
 const RATE: u64 = 24 << 20;
-
-fn sha_tree(root: &Path) -> BTreeMap<String, (u64, String)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            assert!(!t.is_symlink(), "{}", e.path().display());
-            if t.is_dir() {
-                stack.push(e.path());
-                continue;
-            }
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let bytes = std::fs::read(e.path()).unwrap();
-            let sha: String = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            out.insert(rel, (bytes.len() as u64, sha));
-        }
-    }
-    out
-}
 
 fn noise(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

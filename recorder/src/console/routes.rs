@@ -61,23 +61,14 @@ fn err(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": msg.into() }))).into_response()
 }
 
-fn host_is_ours(host: &str, port: u16) -> bool {
-    let (name, p) = match host.rsplit_once(':') {
-        Some((n, p)) if !p.contains(']') => (n, p.parse::<u16>().ok()),
-        _ => (host, Some(80)),
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    p == Some(port)
-        && (name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok())
-}
-
 async fn guard(State(c): S, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mut resp = if !host_is_ours(host, c.port) {
+    // The recorder endpoint's rule: an IP literal or localhost, our port.
+    let mut resp = if !crate::server::host_is_ours(host, c.port) {
         err(
             StatusCode::FORBIDDEN,
             format!("Host {host:?} is not this console; open it by its IP address or localhost"),

@@ -19,7 +19,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inli
 
 /// The `Host` check: an IP literal or `localhost`, with our port. A page that
 /// reached us through DNS rebinding names its own domain here.
-fn host_is_ours(host: &str, port: u16) -> bool {
+pub fn host_is_ours(host: &str, port: u16) -> bool {
     let (name, p) = match host.rsplit_once(':') {
         Some((n, p)) if !p.contains(']') => (n, p.parse::<u16>().ok()),
         _ => (host, Some(80)),

@@ -45,6 +45,7 @@ mod ws;
 
 pub use config::EndpointConfig;
 pub use error::ApiError;
+pub use guard::host_is_ours;
 pub use routes::{PROBE_JS, router};
 pub use shutdown::Server;
 pub use state::{Accepted, EndpointState};
