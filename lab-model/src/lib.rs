@@ -17,6 +17,7 @@ pub mod study;
 pub mod subtitles;
 pub mod time;
 pub mod upload;
+pub mod worker;
 
 pub use bundle::{
     BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, BundleError, ChannelRole, ClockMapping,

@@ -48,6 +48,9 @@ pub enum Right {
     Setups,
     /// Create, change and delete study set-ups (researchers and admins).
     EditSetups,
+    /// Lease analysis jobs, read their bundles, send their results
+    /// (`/api/v1/worker`): worker tokens only.
+    Work,
 }
 
 /// The role of an API token of scope `overlay` (the default): the overlay feed only.
@@ -56,6 +59,9 @@ pub const OVERLAY_ROLE: &str = "overlay";
 /// reads study set-ups, nothing else. No person can hold it (`types::ROLES`
 /// does not list it).
 pub const STATION_ROLE: &str = "station";
+/// The role of an API token of scope `worker`: leases analysis jobs, reads
+/// the bundles of the jobs it holds and writes their results, nothing else.
+pub const WORKER_ROLE: &str = "worker";
 
 pub fn role_has(role: &str, right: Right) -> bool {
     match role {
@@ -76,6 +82,7 @@ pub fn role_has(role: &str, right: Right) -> bool {
         "viewer" => matches!(right, Right::Findings | Right::Overlay),
         OVERLAY_ROLE => right == Right::Overlay,
         STATION_ROLE => matches!(right, Right::Upload | Right::Setups),
+        WORKER_ROLE => right == Right::Work,
         _ => false,
     }
 }
@@ -113,6 +120,22 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The worker behind a worker token: its name. The worker routes
+    /// require it, so no cookie, not even an admin's, can pose as a worker.
+    pub fn worker(&self) -> Result<&str, ApiError> {
+        if self.user.role == WORKER_ROLE && self.user.id < 0 {
+            Ok(self.user.name.as_str())
+        } else {
+            Err(ApiError::refused(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "только по токену обработчика / worker routes take worker tokens",
+            ))
+        }
+    }
+}
+
 /// A station's name: what `lab-web station add` takes, and what a second
 /// station's copy of a session id is suffixed with.
 pub fn valid_station_name(name: &str) -> bool {
@@ -133,18 +156,38 @@ pub async fn create_station(
     name: &str,
     created_by: i64,
 ) -> Result<(i64, String), ApiError> {
+    create_machine_token(state, "station", name, created_by).await
+}
+
+/// Creates a worker token (printed once). The name is the worker's in the
+/// job list; a name with a live worker token is refused.
+pub async fn create_worker(
+    state: &AppState,
+    name: &str,
+    created_by: i64,
+) -> Result<(i64, String), ApiError> {
+    create_machine_token(state, "worker", name, created_by).await
+}
+
+/// A token of a machine (`station`, `worker`) named by a station name.
+async fn create_machine_token(
+    state: &AppState,
+    scope: &str,
+    name: &str,
+    created_by: i64,
+) -> Result<(i64, String), ApiError> {
     if !valid_station_name(name) {
         return Err(ApiError::bad(format!(
-            "имя станции — строчные латинские буквы, цифры, _ и -, до 32 / a station name is 1–32 of a-z, 0-9, _ and -, not {name:?}"
+            "имя — строчные латинские буквы, цифры, _ и -, до 32 / a {scope} name is 1–32 of a-z, 0-9, _ and -, not {name:?}"
         )));
     }
     let taken = store::tokens::list(&state.db.pool)
         .await?
         .iter()
-        .any(|t| t.scope == "station" && t.name == name);
+        .any(|t| t.scope == scope && t.name == name);
     if taken {
         return Err(ApiError::Conflict(format!(
-            "у станции {name:?} уже есть токен; отзовите его сначала / station {name:?} already has a token; revoke it first"
+            "у {name:?} уже есть токен; отзовите его сначала / {scope} {name:?} already has a token; revoke it first"
         )));
     }
     let token = new_token();
@@ -154,7 +197,7 @@ pub async fn create_station(
         &token_hash(&token),
         created_by,
         now_ms(),
-        "station",
+        scope,
     )
     .await?;
     Ok((id, token))
@@ -412,6 +455,7 @@ impl FromRequestParts<AppState> for Auth {
                     role: match scope.as_str() {
                         "viewer" => "viewer",
                         "station" => STATION_ROLE,
+                        "worker" => WORKER_ROLE,
                         _ => OVERLAY_ROLE,
                     }
                     .into(),

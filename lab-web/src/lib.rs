@@ -17,6 +17,8 @@ pub mod lang;
 pub mod limits;
 pub mod map;
 pub mod pages;
+pub mod remote;
+pub mod runner;
 pub mod search;
 pub mod setups;
 pub mod state;
@@ -73,8 +75,11 @@ pub fn start_background(state: &AppState) {
             tracing::error!("job notifications: cannot listen: {e}");
         }
     });
-    if state.config.worker {
-        tokio::spawn(jobs::worker(state.clone()));
+    for n in 0..state.config.workers {
+        tokio::spawn(runner::run(state.clone(), n, runner::Runs::Everything));
+    }
+    if state.config.workers == 0 && state.config.clip_worker {
+        tokio::spawn(runner::run(state.clone(), 0, runner::Runs::ClipsOnly));
     }
     let s = state.clone();
     tokio::spawn(async move {

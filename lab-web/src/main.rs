@@ -74,7 +74,11 @@ enum Cmd {
         /// Seconds between scans of the sessions folder (0: no watching).
         #[arg(long, default_value_t = 5)]
         watch_seconds: u64,
-        /// Do not run analysis and clip jobs in this process.
+        /// In-process workers for analysis jobs (0: analysis is left to
+        /// `lab-analyze worker` on other machines; clips still run here).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Run no job at all in this process (neither analysis nor clips).
         #[arg(long)]
         no_worker: bool,
         /// Mark cookies Secure (when served behind https).
@@ -104,6 +108,11 @@ enum Cmd {
     Station {
         #[command(subcommand)]
         cmd: StationCmd,
+    },
+    /// Manage analysis workers (tokens for `lab-analyze worker`).
+    Worker {
+        #[command(subcommand)]
+        cmd: WorkerCmd,
     },
     /// Import session bundles once and exit.
     Import {
@@ -142,6 +151,17 @@ enum StationCmd {
         #[command(flatten)]
         common: Common,
         /// The station's name: 1–32 of a-z, 0-9, _ and - (e.g. lab-1).
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Adds a worker and prints its token (shown once) on standard output.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The worker's name: 1–32 of a-z, 0-9, _ and - (e.g. gpu-1).
         name: String,
     },
 }
@@ -191,7 +211,8 @@ fn plain_config(data: PathBuf) -> Config {
         ffmpeg: PathBuf::from("ffmpeg"),
         secure_cookies: false,
         watch_every: Duration::ZERO,
-        worker: false,
+        workers: 0,
+        clip_worker: false,
         public_url: "http://127.0.0.1:8080".into(),
         trusted_proxy: None,
         max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
@@ -209,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ffmpeg,
             watch_seconds,
             no_worker,
+            workers,
             secure_cookies,
             admin_password,
             public_url,
@@ -230,7 +252,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ffmpeg,
                     secure_cookies,
                     watch_every: Duration::from_secs(watch_seconds),
-                    worker: !no_worker,
+                    workers: if no_worker { 0 } else { workers },
+                    clip_worker: !no_worker,
                     public_url: public_url
                         .clone()
                         .unwrap_or_else(|| format!("http://{listen}")),
@@ -305,6 +328,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await;
             eprintln!(
                 "station {name} added (token id {id}); the token is shown once, keep it on the station"
+            );
+            println!("{token}");
+        }
+        Cmd::Worker {
+            cmd: WorkerCmd::Add { common, name },
+        } => {
+            let state = state(&common, plain_config).await?;
+            let (id, token) = auth::create_worker(&state, &name, 0)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            auth::audit(
+                &state,
+                None,
+                "create_worker",
+                &format!("token:{id}"),
+                &format!("{name} (command line)"),
+            )
+            .await;
+            eprintln!(
+                "worker {name} added (token id {id}); the token is shown once: give it to `lab-analyze worker --worker-token`"
             );
             println!("{token}");
         }

@@ -23,8 +23,12 @@ pub struct Config {
     pub secure_cookies: bool,
     /// How often the sessions folder is scanned; 0 disables watching.
     pub watch_every: std::time::Duration,
-    /// Run the in-process job worker.
-    pub worker: bool,
+    /// In-process workers for analysis and clips (`serve --workers N`);
+    /// with 0, analysis is left to external workers.
+    pub workers: usize,
+    /// With `workers` 0: still run clip jobs in this process (one worker).
+    /// False only with `serve --no-worker`, which runs no job at all here.
+    pub clip_worker: bool,
     /// The address clients use (`https://lab.example`), for absolute links in
     /// exports; never taken from a request's Host header.
     pub public_url: String,

@@ -640,6 +640,10 @@ pub struct JobArgs {
     pub force: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_id: Option<i64>,
+    /// A capability the worker must have (`gpu`, `large-model`): only a
+    /// worker listing it leases the job (docs/worker-protocol.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
 }
 
 #[cfg(test)]

@@ -645,7 +645,7 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
             .json()["job_id"]
             .as_i64()
             .unwrap();
-        tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        tokio::spawn(lab_web::runner::worker(e.state.clone()));
         let mut status = String::new();
         for _ in 0..100 {
             let j = lab_web::jobs::get(&e.state, again).await.unwrap().unwrap();
@@ -707,7 +707,7 @@ async fn a_failed_analysis_shows_the_analyzers_words_not_its_progress_lines() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let job = r.json()["job_id"].as_i64().unwrap();
-        let worker = tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        let worker = tokio::spawn(lab_web::runner::worker(e.state.clone()));
         let mut j = None;
         for _ in 0..100 {
             j = lab_web::jobs::get(&e.state, job).await.unwrap();
@@ -822,7 +822,7 @@ async fn renditions_that_are_links_or_foreign_files_are_never_served() {
         let tag = e.call(&res, "POST", "/api/v1/sessions/S1/tags", Some(json!({"start_ms": 0, "end_ms": 1000, "category": "other", "severity": 1, "emotion": "neutral"}))).await;
         let tag_id = tag.json()["id"].as_i64().unwrap();
         let job = e.call(&res, "POST", &format!("/api/v1/tags/{tag_id}/clip"), None).await.json()["job_id"].as_i64().unwrap();
-        let worker = tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        let worker = tokio::spawn(lab_web::runner::worker(e.state.clone()));
         let mut j = None;
         for _ in 0..100 {
             j = lab_web::jobs::get(&e.state, job).await.unwrap();
@@ -964,7 +964,7 @@ async fn withdrawn_sessions_are_read_only_and_late_job_output_is_deleted() {
         let op = e.login("op").await;
         let job = e.call(&op, "POST", "/api/v1/sessions/S1/analyze", Some(json!({}))).await.json()["job_id"].as_i64().unwrap();
         let clip_job = e.call(&res, "POST", &format!("/api/v1/tags/{tag_id}/clip"), None).await.json()["job_id"].as_i64().unwrap();
-        tokio::spawn(lab_web::jobs::worker(e.state.clone()));
+        tokio::spawn(lab_web::runner::worker(e.state.clone()));
         for _ in 0..100 {
             if e.dir.join("sessions/S1/analysis/late.json").exists() { break; }
             tokio::time::sleep(Duration::from_millis(50)).await;

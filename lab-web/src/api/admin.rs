@@ -260,13 +260,15 @@ pub async fn create_token(
         return Err(ApiError::bad("укажите название / a name is required"));
     }
     let scope = t.scope.as_deref().unwrap_or("overlay");
-    if !["overlay", "viewer", "station"].contains(&scope) {
+    if !["overlay", "viewer", "station", "worker"].contains(&scope) {
         return Err(ApiError::bad(format!(
-            "scope must be \"overlay\", \"viewer\" or \"station\", not {scope:?}"
+            "scope must be \"overlay\", \"viewer\", \"station\" or \"worker\", not {scope:?}"
         )));
     }
     let (id, token) = if scope == "station" {
         auth::create_station(&state, &name, auth.user.id).await?
+    } else if scope == "worker" {
+        auth::create_worker(&state, &name, auth.user.id).await?
     } else {
         let token = auth::new_token();
         let id = store::tokens::insert(

@@ -12,6 +12,7 @@ mod serve;
 mod sessions;
 mod setups;
 mod uploads;
+mod worker;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +37,14 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(crate::limits::MAX_UPLOAD_CHUNK_BYTES)),
         )
         .route("/uploads/{id}/complete", post(uploads::complete))
+        .route("/worker/lease", post(worker::lease))
+        .route("/worker/jobs/{id}/files/{*path}", get(worker::file))
+        .route("/worker/jobs/{id}/heartbeat", post(worker::heartbeat))
+        .route("/worker/jobs/{id}/fail", post(worker::fail))
+        .route(
+            "/worker/jobs/{id}/result",
+            put(worker::result).layer(DefaultBodyLimit::disable()),
+        )
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
         .route("/openapi.json", get(meta::openapi))

@@ -321,6 +321,8 @@ pub async fn media(
 #[derive(Deserialize)]
 pub struct AnalyzeBody {
     force: Option<String>,
+    /// A capability the worker must have (`gpu`): docs/worker-protocol.md.
+    requires: Option<String>,
 }
 
 pub async fn analyze(
@@ -330,7 +332,14 @@ pub async fn analyze(
     body: Option<Json<AnalyzeBody>>,
 ) -> ApiResult<Json<JobQueued>> {
     require_session(&state, &auth, &id, Right::Operate).await?;
-    let force = body.and_then(|b| b.0.force);
+    let (force, requires) = body.map(|b| (b.0.force, b.0.requires)).unwrap_or_default();
+    if let Some(r) = &requires
+        && !lab_model::worker::valid_capability(r)
+    {
+        return Err(ApiError::bad(format!(
+            "требование к обработчику — имя из a-z, 0-9, -, _, . / a worker requirement is a name of a-z 0-9 - _ ., not {r:?}"
+        )));
+    }
     if let Some(f) = &force {
         // `lab-analyze run --force` takes the same names.
         lab_model::analysis::Stage::forced_from(f).map_err(|e| ApiError::bad(e.to_string()))?;
@@ -350,6 +359,7 @@ pub async fn analyze(
             session_id: Some(id.clone()),
             force: force.clone(),
             tag_id: None,
+            requires,
         },
         Some(auth.user.id),
     )

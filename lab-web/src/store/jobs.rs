@@ -110,13 +110,15 @@ pub async fn insert(
     kind: JobKind,
     session_id: Option<&str>,
     tag_id: Option<i64>,
-    args: &str,
+    args: &JobArgs,
     user: Option<i64>,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
+    let requires = args.requires.as_deref().unwrap_or("");
+    let args = serde_json::to_string(args).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query(
-        "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at) \
-         VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+        "INSERT INTO jobs (kind, session_id, tag_id, status, args, created_by, created_at, requires) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) RETURNING id",
     )
     .bind(kind.as_str())
     .bind(session_id)
@@ -124,6 +126,7 @@ pub async fn insert(
     .bind(args)
     .bind(user)
     .bind(now)
+    .bind(requires)
     .fetch_one(pool)
     .await?
     .try_get("id")
@@ -197,52 +200,6 @@ pub async fn finish(
     .execute(pool)
     .await?;
     Ok(())
-}
-
-/// Jobs that were running when the server stopped did not finish.
-pub async fn fail_interrupted(pool: &Pool, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE jobs SET status = 'failed', message = 'прервано перезапуском сервера / interrupted by a server restart', \
-         finished_at = $1 WHERE status = 'running'",
-    )
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// A claimed job: id, kind and arguments (JSON).
-pub struct Claimed {
-    pub id: i64,
-    pub kind: String,
-    pub args: String,
-}
-
-/// Claims the oldest queued job for this worker.
-pub async fn claim_next(pool: &Pool, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
-    let Some(row) =
-        sqlx::query("SELECT id, kind, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
-            .fetch_optional(pool)
-            .await?
-    else {
-        return Ok(None);
-    };
-    let id: i64 = row.try_get("id")?;
-    let claimed = sqlx::query(
-        "UPDATE jobs SET status = 'running', started_at = $2, progress = 0 WHERE id = $1 AND status = 'queued'",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        return Ok(None);
-    }
-    Ok(Some(Claimed {
-        id,
-        kind: row.try_get("kind")?,
-        args: row.try_get("args")?,
-    }))
 }
 
 /// The channel job changes are announced on (PostgreSQL), so the server-sent

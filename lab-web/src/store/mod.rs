@@ -16,6 +16,7 @@ pub mod import;
 pub mod jobs;
 pub mod journeys;
 pub mod leader;
+pub mod leases;
 pub mod login_attempts;
 pub mod map;
 pub mod search;
