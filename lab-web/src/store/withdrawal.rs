@@ -32,6 +32,7 @@ pub async fn scrub_rows(conn: &mut Conn, session: &str, now: i64) -> Result<(), 
         format!("UPDATE tag_history SET before = NULL, after = NULL WHERE tag_id IN {TAGS} AND $2 = $2"),
         "UPDATE jobs SET message = '' WHERE session_id = $1 AND status NOT IN ('queued', 'running') AND $2 = $2"
             .to_string(),
+        "DELETE FROM bundle_sums WHERE session_id = $1 AND $2 = $2".to_string(),
     ];
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(sql))
