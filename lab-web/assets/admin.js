@@ -88,7 +88,7 @@ runPage(async ({main, me}) => {
   const addToken = el('form', {class: 'inline-form', id: 'add-token'},
     el('input', {name: 'name', placeholder: t('admin.token_name'), required: true, size: 28, 'aria-label': t('admin.token_name')}),
     el('select', {name: 'scope', 'aria-label': t('admin.scope')},
-      ['overlay', 'viewer', 'station'].map((s) => el('option', {value: s}, t('admin.scope_' + s)))),
+      ['overlay', 'viewer', 'station', 'worker'].map((s) => el('option', {value: s}, t('admin.scope_' + s)))),
     el('button', {type: 'submit', class: 'btn btn-primary'}, t('admin.create_token')));
   sections.tokens.append(el('p', {class: 'muted small'}, t('admin.tokens_lead')), addToken, newToken, tokensBox);
   addToken.addEventListener('submit', async (e) => {
@@ -100,6 +100,7 @@ runPage(async ({main, me}) => {
       const r = await api('POST', '/tokens', {name, scope});
       addToken.reset();
       if (scope === 'station') showStationToken(r.token);
+      else if (scope === 'worker') showWorkerToken(r.token);
       else showToken(r.token, name);
       loadTokens();
     } catch (_) { /* toast */ }
@@ -135,6 +136,15 @@ runPage(async ({main, me}) => {
       el('div', {class: 'copy-row'}, el('code', {id: 'station-command'}, command), copy(command))));
   }
 
+  function showWorkerToken(token) {
+    const command = `lab-analyze worker --server ${location.origin} --worker-token ${token}`;
+    refill(newToken, el('div', {class: 'token-box'},
+      el('p', null, el('strong', null, t('admin.token_once'))),
+      el('div', {class: 'copy-row'}, el('code', {class: 'token-value', id: 'token-value'}, token), copy(token)),
+      el('p', {class: 'small'}, t('admin.worker_lead')),
+      el('div', {class: 'copy-row'}, el('code', {id: 'worker-command'}, command), copy(command))));
+  }
+
   async function loadTokens() {
     let tokens = [];
     try { tokens = (await api('GET', '/tokens')).tokens || []; } catch (_) { return; }
@@ -153,8 +163,23 @@ runPage(async ({main, me}) => {
 
   // ================= jobs =================
   const jobsBox = el('div');
+  const workersBox = el('div', {class: 'workers-box'});
   const activeOnly = el('input', {type: 'checkbox', name: 'active', checked: true});
-  sections.jobs.append(el('label', {class: 'check'}, activeOnly, ' ', t('admin.active_only')), jobsBox);
+  sections.jobs.append(workersBox, el('label', {class: 'check'}, activeOnly, ' ', t('admin.active_only')), jobsBox);
+
+  async function loadWorkers() {
+    let list = [];
+    try { list = (await api('GET', '/workers')).workers || []; } catch (_) { return; }
+    refill(workersBox, el('h3', null, t('admin.workers')), el('p', {class: 'small muted'}, t('admin.workers_lead')),
+      list.length ? el('div', {class: 'table-scroll'}, el('table', {class: 'data workers-table'},
+        el('thead', null, el('tr', null, ['admin.worker', 'admin.capabilities', 'admin.running', 'admin.last_seen'].map((k) => el('th', {scope: 'col'}, t(k))))),
+        el('tbody', null, list.map((w) => el('tr', {class: 'worker-row'},
+          el('td', null, el('code', null, w.name)),
+          el('td', null, w.capabilities || '—'),
+          el('td', null, String(w.running)),
+          el('td', {class: 'nowrap'}, fmtDate(w.last_seen_at)))))))
+        : el('p', {class: 'empty'}, t('admin.no_workers')));
+  }
   activeOnly.addEventListener('change', loadJobs);
   const jobs = new Map();
 
@@ -165,6 +190,7 @@ runPage(async ({main, me}) => {
       for (const j of r.jobs || []) jobs.set(String(j.id), j);
     } catch (_) { /* toast */ }
     renderJobs();
+    loadWorkers();
   }
 
   function renderJobs() {
@@ -172,7 +198,7 @@ runPage(async ({main, me}) => {
       .sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
     if (!list.length) { refill(jobsBox, el('p', {class: 'empty'}, t('admin.no_jobs'))); return; }
     refill(jobsBox, el('div', {class: 'table-scroll'}, el('table', {class: 'data jobs-table'},
-      el('thead', null, el('tr', null, ['admin.job', 'admin.kind', 'col.session', 'admin.status', 'admin.progress', 'col.created', 'admin.finished', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
+      el('thead', null, el('tr', null, ['admin.job', 'admin.kind', 'col.session', 'admin.status', 'admin.progress', 'admin.worker', 'col.created', 'admin.finished', 'col.actions'].map((k) => el('th', {scope: 'col'}, t(k))))),
       el('tbody', null, list.map((j) => el('tr', {class: 'job-row', dataset: {id: j.id}},
         el('td', null, el('code', null, String(j.id))),
         el('td', null, t('job.' + j.kind)),
@@ -181,11 +207,14 @@ runPage(async ({main, me}) => {
         el('td', null, el('span', {class: ['badge', 'badge-analysis-' + j.status]}, t('analysis.' + j.status)),
           j.message ? el('div', {class: 'small muted job-message', title: j.message}, j.message) : null),
         el('td', {class: 'progress-cell'}, progressBar(j), el('span', {class: 'small muted'}, [j.stage, fmtPercent(j.progress || 0)].filter(Boolean).join(' · '))),
+        el('td', {class: 'small'}, j.worker ? el('code', null, j.worker) : '—',
+          j.attempts > 1 ? el('div', {class: 'small muted'}, t('admin.attempt_n', {n: j.attempts})) : null,
+          j.requires ? el('div', {class: 'small muted'}, t('admin.requires', {cap: j.requires})) : null),
         el('td', {class: 'nowrap'}, fmtDate(j.created_at)),
         el('td', {class: 'nowrap'}, j.finished_at ? fmtDate(j.finished_at) : '—'),
         el('td', {class: 'actions'},
           ACTIVE_JOB.has(j.status) ? el('button', {type: 'button', class: 'btn btn-small', onclick: () => jobAction(j, 'cancel')}, t('jobs.cancel')) : null,
-          j.status === 'failed' || j.status === 'cancelled' ? el('button', {type: 'button', class: 'btn btn-small btn-ghost', onclick: () => jobAction(j, 'retry')}, t('jobs.retry')) : null)))))));
+          j.status === 'failed' || j.status === 'cancelled' || j.status === 'dead' ? el('button', {type: 'button', class: 'btn btn-small btn-ghost', onclick: () => jobAction(j, 'retry')}, t('jobs.retry')) : null)))))));
   }
 
   async function jobAction(j, kind) {

@@ -244,6 +244,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             watch_every: Duration::ZERO,
             workers: 0,
             clip_worker: false,
+            analyze_new: false,
+            lease_seconds: lab_model::worker::LEASE_SECONDS,
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxy: None,
             max_upload_bytes: crate::limits::DEFAULT_MAX_UPLOAD_BYTES,

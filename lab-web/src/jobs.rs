@@ -137,6 +137,32 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Queues an analysis of a session whose bundle is not fully analysed
+/// (`serve --analyze-new`, `import --analyze`), unless one is queued or
+/// running. Returns the job queued, if any.
+pub async fn analyze_if_needed(
+    state: &AppState,
+    session: &str,
+    bundle: &std::path::Path,
+) -> anyhow::Result<Option<i64>> {
+    let dir = bundle.to_path_buf();
+    let complete = tokio::task::spawn_blocking(move || {
+        use lab_model::analysis::{AnalysisDoc, Stage, State};
+        State::read_optional(&dir).map(|s| s.is_some_and(|s| Stage::ALL.iter().all(|&st| s.is_done(st))))
+    })
+    .await??;
+    if complete || store::jobs::active_analysis(&state.db.pool, session).await?.is_some() {
+        return Ok(None);
+    }
+    let args = JobArgs {
+        session_id: Some(session.to_string()),
+        ..Default::default()
+    };
+    Ok(Some(
+        enqueue(state, JobKind::Analyze, Some(session), None, args, None).await?,
+    ))
+}
+
 /// Cancels a queued or running job. Returns false if it had already ended.
 /// A running job's worker is told: at once when it runs in this process,
 /// at its next heartbeat when it runs elsewhere (`store::leases`).

@@ -78,6 +78,14 @@ enum Cmd {
         /// `lab-analyze worker` on other machines; clips still run here).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Queue an analysis of every bundle imported (watched folder,
+        /// station upload) that is not fully analysed yet.
+        #[arg(long)]
+        analyze_new: bool,
+        /// Seconds a job's lease lasts after its worker's last heartbeat:
+        /// a worker silent this long (dead, cut off) loses its job to another.
+        #[arg(long, default_value_t = lab_model::worker::LEASE_SECONDS)]
+        lease_seconds: u64,
         /// Run no job at all in this process (neither analysis nor clips).
         #[arg(long)]
         no_worker: bool,
@@ -122,6 +130,10 @@ enum Cmd {
         /// [default: DATA/journeys].
         #[arg(long)]
         journeys: Vec<PathBuf>,
+        /// Also queue an analysis of each bundle not fully analysed yet (run
+        /// by `serve`'s workers or `lab-analyze worker`).
+        #[arg(long)]
+        analyze: bool,
         bundles: Vec<PathBuf>,
     },
     /// Timeline/transcript latency and search benchmark on synthetic data.
@@ -213,6 +225,8 @@ fn plain_config(data: PathBuf) -> Config {
         watch_every: Duration::ZERO,
         workers: 0,
         clip_worker: false,
+            analyze_new: false,
+            lease_seconds: lab_model::worker::LEASE_SECONDS,
         public_url: "http://127.0.0.1:8080".into(),
         trusted_proxy: None,
         max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
@@ -231,6 +245,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             watch_seconds,
             no_worker,
             workers,
+            analyze_new,
+            lease_seconds,
             secure_cookies,
             admin_password,
             public_url,
@@ -254,6 +270,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     watch_every: Duration::from_secs(watch_seconds),
                     workers: if no_worker { 0 } else { workers },
                     clip_worker: !no_worker,
+                    analyze_new,
+                    lease_seconds,
                     public_url: public_url
                         .clone()
                         .unwrap_or_else(|| format!("http://{listen}")),
@@ -354,6 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Import {
             common,
             journeys,
+            analyze,
             bundles,
         } => {
             let state = state(&common, |data| Config {
@@ -364,7 +383,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut failed = 0;
             for b in bundles {
                 match lab_web::import::import(&state, &b).await {
-                    Ok((id, outcome)) => println!("{}: {id} {outcome:?}", b.display()),
+                    Ok((id, outcome)) => {
+                        let mut queued = String::new();
+                        if analyze && outcome != lab_web::import::Outcome::Withdrawn {
+                            let b = std::path::absolute(&b)?;
+                            if let Some(job) = lab_web::jobs::analyze_if_needed(&state, &id, &b).await? {
+                                queued = format!(" (analysis queued: job {job})");
+                            }
+                        }
+                        println!("{}: {id} {outcome:?}{queued}", b.display())
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("lab-web: import of {} failed: {e:#}", b.display());

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use lab_model::worker::LEASE_SECONDS;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
@@ -24,10 +23,11 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::leases::{self, Ask, Leased};
 
-/// How often lab-web's own workers heartbeat (they are cheap: one UPDATE).
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const LEASE_MS: i64 = (LEASE_SECONDS * 1000) as i64;
-
+/// How often lab-web's own workers heartbeat (cheap: one UPDATE): every
+/// 5 s, or a quarter of a shorter lease.
+fn heartbeat_every(state: &AppState) -> Duration {
+    Duration::from_millis((state.lease_ms() as u64 / 4).clamp(250, 5000))
+}
 /// What a worker of this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
@@ -88,7 +88,7 @@ async fn next(state: &AppState, me: &str, runs: Runs) -> Result<Option<Held>, sq
         kinds: runs.kinds(),
         capabilities: &["local".to_string()],
         lease: &lease,
-        lease_ms: LEASE_MS,
+        lease_ms: state.lease_ms(),
         now,
     };
     let Some(job) = leases::lease(&state.db, &ask).await? else {
@@ -122,7 +122,7 @@ impl Held {
             return false;
         }
         let id = self.job.id;
-        match leases::heartbeat(&state.db, id, &self.lease, progress, LEASE_MS, now_ms()).await {
+        match leases::heartbeat(&state.db, id, &self.lease, progress, state.lease_ms(), now_ms()).await {
             Ok(Some(cancel)) => {
                 if cancel {
                     jobs::stop_here(id);
@@ -139,7 +139,7 @@ impl Held {
                 false
             }
             // The database is out of reach: keep running; the lease holds
-            // for LEASE_SECONDS, and the end is recorded only under it.
+            // for the lease's length, and the end is recorded only under it.
             Err(e) => {
                 tracing::warn!("job {id}: heartbeat failed: {e}");
                 true
@@ -160,7 +160,7 @@ async fn run_one(state: &AppState, held: Held) {
                 if !held.beat(&state, None).await {
                     break;
                 }
-                tokio::time::sleep(HEARTBEAT).await;
+                tokio::time::sleep(heartbeat_every(&state)).await;
             }
         })
     };

@@ -26,6 +26,12 @@ pub struct Config {
     /// In-process workers for analysis and clips (`serve --workers N`);
     /// with 0, analysis is left to external workers.
     pub workers: usize,
+    /// Queue an analysis of every bundle imported (watched folder, station
+    /// upload) whose analysis is not complete (`serve --analyze-new`).
+    pub analyze_new: bool,
+    /// How long a job's lease lasts after its worker's last heartbeat
+    /// (`serve --lease-seconds`, default `lab_model::worker::LEASE_SECONDS`).
+    pub lease_seconds: u64,
     /// With `workers` 0: still run clip jobs in this process (one worker).
     /// False only with `serve --no-worker`, which runs no job at all here.
     pub clip_worker: bool,
@@ -80,6 +86,11 @@ impl AppState {
     /// watcher never reads it: it holds no `manifest.json` of its own.
     pub fn incoming_dir(&self) -> PathBuf {
         self.config.sessions_dir.join(".incoming")
+    }
+
+    /// A lease's length in ms.
+    pub fn lease_ms(&self) -> i64 {
+        (self.config.lease_seconds.max(1) * 1000) as i64
     }
 
     pub fn clips_dir(&self) -> PathBuf {

@@ -498,6 +498,12 @@ pub struct Job {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The worker holding (or that last held) it (docs/worker-protocol.md).
+    pub worker: Option<String>,
+    /// Leases given so far; `dead` after `MAX_ATTEMPTS`.
+    pub attempts: i64,
+    /// A capability its worker must have, or "".
+    pub requires: String,
 }
 
 /// One study × life situation with its session count (`GET /studies`).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod postgres;
 pub mod relay;
 pub mod sandbox;
 pub mod scripted;

@@ -233,6 +233,18 @@ pub async fn patch_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(serde::Serialize)]
+pub struct Workers {
+    workers: Vec<store::leases::WorkerRow>,
+}
+
+/// `GET /workers`: the workers seen, newest call first (admin page).
+pub async fn workers(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Workers>> {
+    auth.require(Right::Admin)?;
+    let workers = store::leases::workers(&state.db).await?;
+    Ok(Json(Workers { workers }))
+}
+
 pub async fn tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Tokens>> {
     auth.require(Right::Admin)?;
     let tokens = store::tokens::list(&state.db.pool).await?;

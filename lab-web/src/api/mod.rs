@@ -110,6 +110,7 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(admin::users).post(admin::create_user))
         .route("/users/{id}", axum::routing::patch(admin::patch_user))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/workers", get(admin::workers))
         .route("/tokens/{id}", delete(admin::delete_token))
         .route("/audit", get(admin::audit_log))
         .fallback(|| async { ApiError::not_found("no such API route") })

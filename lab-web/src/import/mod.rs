@@ -147,7 +147,12 @@ pub async fn watch(state: AppState) {
                 continue;
             }
             match import_from_sessions_folder(&state, &bundle).await {
-                Ok(_) => book.succeeded(&bundle),
+                Ok((id, outcome)) => {
+                    book.succeeded(&bundle);
+                    if outcome == Outcome::Imported && state.config.analyze_new {
+                        analyze_new(&state, &id, &bundle).await;
+                    }
+                }
                 Err(e) => {
                     let (n, delay) = book.failed(&bundle, &fp, now);
                     tracing::warn!(
@@ -159,6 +164,15 @@ pub async fn watch(state: AppState) {
             }
         }
         tokio::time::sleep(every.max(Duration::from_millis(200))).await;
+    }
+}
+
+/// `serve --analyze-new`: queues the analysis of a bundle just imported.
+pub async fn analyze_new(state: &AppState, session: &str, bundle: &Path) {
+    match crate::jobs::analyze_if_needed(state, session, bundle).await {
+        Ok(Some(job)) => tracing::info!("session {session}: analysis queued (job {job})"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("session {session}: cannot queue its analysis: {e:#}"),
     }
 }
 

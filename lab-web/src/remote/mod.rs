@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use futures_util::StreamExt;
 use lab_model::worker::{
     FailRequest, Heartbeat, HeartbeatAnswer, JobStateAnswer, JourneyFile, KIND_ANALYZE,
-    LEASE_SECONDS, Lease, LeaseRequest, HEARTBEAT_SECONDS, MAX_WAIT_SECONDS,
+    Lease, LeaseRequest, HEARTBEAT_SECONDS, MAX_WAIT_SECONDS,
     WORKER_PROTOCOL_VERSION, valid_capability,
 };
 use sha2::{Digest, Sha256};
@@ -27,8 +27,6 @@ use crate::jobs::{self, JobArgs};
 use crate::state::AppState;
 use crate::store;
 use crate::store::leases::{self, Ask};
-
-const LEASE_MS: i64 = (LEASE_SECONDS * 1000) as i64;
 
 fn lease_lost(id: i64) -> ApiError {
     ApiError::refused(
@@ -97,7 +95,7 @@ async fn try_lease(
             kinds: &[KIND_ANALYZE],
             capabilities,
             lease: &lease,
-            lease_ms: LEASE_MS,
+            lease_ms: state.lease_ms(),
             now,
         };
         let Some(job) = leases::lease(&state.db, &ask).await? else {
@@ -157,8 +155,9 @@ async fn describe(
         kind: job.kind.clone(),
         session_id: session,
         attempt: job.attempt,
-        lease_seconds: LEASE_SECONDS,
-        heartbeat_seconds: HEARTBEAT_SECONDS,
+        lease_seconds: state.config.lease_seconds,
+        // A quarter of the lease: three heartbeats may be lost.
+        heartbeat_seconds: (state.config.lease_seconds / 4).clamp(1, HEARTBEAT_SECONDS),
         force: args.force.into_iter().collect(),
         journey,
         files: listed,
@@ -203,14 +202,14 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
         .take(32)
         .collect();
     let Some(cancel) =
-        leases::heartbeat(&state.db, id, &hb.lease, Some((p, &stage)), LEASE_MS, now_ms()).await?
+        leases::heartbeat(&state.db, id, &hb.lease, Some((p, &stage)), state.lease_ms(), now_ms()).await?
     else {
         return Err(lease_lost(id));
     };
     jobs::publish(state, id).await;
     Ok(HeartbeatAnswer {
         cancel,
-        lease_seconds: LEASE_SECONDS,
+        lease_seconds: state.config.lease_seconds,
     })
 }
 
@@ -327,7 +326,7 @@ async fn receive(
     // Under the job's row lock, with the lease checked once more: nothing
     // can lease the job again between the check and `done`.
     let mut tx = state.db.pool.begin().await?;
-    if !leases::hold(&mut tx, id, lease, now_ms() + LEASE_MS).await? {
+    if !leases::hold(&mut tx, id, lease, now_ms() + state.lease_ms()).await? {
         return Err(lease_lost(id));
     }
     let target = bundle.join(lab_model::analysis::ANALYSIS_DIR);

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::types::{Job, JobArgs, JobKind};
 use sqlx::AnyPool as Pool;
 
-const COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at";
+const COLUMNS: &str = "id, kind, session_id, tag_id, status, progress, stage, message, created_at, started_at, finished_at, worker, attempts, requires";
 
 /// The `kind` column as a [`JobKind`]; an unknown kind is a decode error.
 fn kind(r: &AnyRow) -> Result<JobKind, sqlx::Error> {
@@ -30,6 +30,9 @@ fn job(r: &AnyRow) -> Result<Job, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
+        worker: r.try_get("worker")?,
+        attempts: r.try_get("attempts")?,
+        requires: r.try_get("requires")?,
     })
 }
 

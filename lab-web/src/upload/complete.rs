@@ -224,9 +224,12 @@ async fn place_and_import(state: &AppState, row: &UploadRow) -> ApiResult<Comple
     blocking(move || place(&from, &to).map_err(ApiError::Internal)).await?;
     // The bundle is placed; an import that fails (the database, a disk) is
     // tried again by the station's next call or the start-up reconcile.
-    let (_, outcome) = crate::import::import(state, &target)
+    let (imported_id, outcome) = crate::import::import(state, &target)
         .await
         .map_err(|e| ApiError::Internal(e.context(format!("import of upload {}", row.id))))?;
+    if outcome == Outcome::Imported && state.config.analyze_new {
+        crate::import::analyze_new(state, &imported_id, &target).await;
+    }
     let withdrawn = outcome == Outcome::Withdrawn;
     let assigned = row
         .assigned_id

@@ -22,6 +22,8 @@ pub fn config(dir: &Path) -> Config {
         watch_every: Duration::ZERO,
         workers: 0,
             clip_worker: false,
+            analyze_new: false,
+            lease_seconds: lab_model::worker::LEASE_SECONDS,
         public_url: "http://lab.test".into(),
         trusted_proxy: None,
         max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
