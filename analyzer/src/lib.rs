@@ -23,3 +23,4 @@ pub mod timeline;
 pub mod transcribe;
 pub mod vad;
 pub mod word_times;
+pub mod worker;

@@ -3,6 +3,7 @@
 //! ```text
 //! lab-analyze transcribe interview.wav --language ru --format txt
 //! lab-analyze run sessions/20261123T101500Z-P07
+//! lab-analyze worker --server http://lab:8080 --worker-token-file worker.token
 //! ```
 
 use std::path::PathBuf;
@@ -98,6 +99,50 @@ enum Cmd {
         #[arg(long)]
         vocabulary_prompt: bool,
     },
+    /// Run analysis jobs leased from lab-web over HTTP: download each bundle,
+    /// `lab-analyze run` it, send `analysis/` back (docs/worker-protocol.md).
+    /// Stops on SIGTERM/SIGINT, giving running jobs back.
+    Worker {
+        /// lab-web's address, e.g. http://lab:8080 (plain HTTP).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The worker token (`lab-web worker add NAME` prints it). A command
+        /// line is visible to every user of the machine: prefer the
+        /// environment variable or --worker-token-file.
+        #[arg(
+            long,
+            value_name = "T",
+            env = "LAB_WORKER_TOKEN",
+            hide_env_values = true
+        )]
+        worker_token: Option<String>,
+        /// A file holding the worker token (used instead of --worker-token).
+        #[arg(long, value_name = "FILE")]
+        worker_token_file: Option<PathBuf>,
+        /// Jobs at once, each its own `lab-analyze run` (without --threads,
+        /// the cores are shared among them).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Folder for the bundles' copies (kept between jobs, so a bundle
+        /// leased again is not downloaded again) and the results.
+        #[arg(long, value_name = "DIR", default_value = "lab-worker")]
+        work: PathBuf,
+        /// A capability this worker has (repeatable), e.g. gpu: jobs that
+        /// require one go only to workers listing it.
+        #[arg(long = "capability", value_name = "NAME")]
+        capabilities: Vec<String>,
+        /// A GGML Whisper model file for every run (default as for `run`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Decoder threads of each run.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Lease once per slot, run what came, then exit (status 1 if a job
+        /// was not done). Each job's line on stdout says how long it took
+        /// and the time from its lease to the start of its run.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -123,6 +168,41 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let models = Models::locate(cli.models.as_deref());
     match cli.command {
+        Cmd::Worker {
+            server,
+            worker_token,
+            worker_token_file,
+            concurrency,
+            work,
+            capabilities,
+            model,
+            threads,
+            once,
+        } => {
+            let token = match (worker_token_file, worker_token) {
+                (Some(file), _) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .trim()
+                    .to_string(),
+                (None, Some(t)) => t,
+                (None, None) => {
+                    anyhow::bail!(
+                        "give the worker token: --worker-token-file FILE, LAB_WORKER_TOKEN or --worker-token"
+                    )
+                }
+            };
+            analyzer::worker::run(analyzer::worker::Config {
+                server,
+                token,
+                concurrency,
+                work,
+                capabilities,
+                model,
+                threads,
+                models: cli.models,
+                once,
+            })?;
+        }
         Cmd::Transcribe {
             file,
             model,

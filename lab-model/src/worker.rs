@@ -115,6 +115,10 @@ pub struct FailRequest {
     /// The error may pass (a broken download, a full disk): queue the job
     /// again after a backoff. False: the bundle cannot be analysed.
     pub retry: bool,
+    /// The worker is stopping (a deploy, a shutdown), not the job failing:
+    /// the job is queued again at once and the attempt is not counted.
+    #[serde(default)]
+    pub release: bool,
 }
 
 /// The job's state after a `/fail` or a `/result`.
@@ -157,6 +161,8 @@ mod tests {
         let ok: LeaseRequest =
             serde_json::from_str(r#"{"protocol":1,"kinds":["analyze"]}"#).unwrap();
         assert_eq!(ok.wait_s, 0);
-        assert!(serde_json::from_str::<LeaseRequest>(r#"{"protocol":1,"kinds":[],"x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<LeaseRequest>(r#"{"protocol":1,"kinds":[],"x":1}"#).is_err()
+        );
     }
 }

@@ -148,10 +148,15 @@ pub async fn analyze_if_needed(
     let dir = bundle.to_path_buf();
     let complete = tokio::task::spawn_blocking(move || {
         use lab_model::analysis::{AnalysisDoc, Stage, State};
-        State::read_optional(&dir).map(|s| s.is_some_and(|s| Stage::ALL.iter().all(|&st| s.is_done(st))))
+        State::read_optional(&dir)
+            .map(|s| s.is_some_and(|s| Stage::ALL.iter().all(|&st| s.is_done(st))))
     })
     .await??;
-    if complete || store::jobs::active_analysis(&state.db.pool, session).await?.is_some() {
+    if complete
+        || store::jobs::active_analysis(&state.db.pool, session)
+            .await?
+            .is_some()
+    {
         return Ok(None);
     }
     let args = JobArgs {

@@ -225,8 +225,8 @@ fn plain_config(data: PathBuf) -> Config {
         watch_every: Duration::ZERO,
         workers: 0,
         clip_worker: false,
-            analyze_new: false,
-            lease_seconds: lab_model::worker::LEASE_SECONDS,
+        analyze_new: false,
+        lease_seconds: lab_model::worker::LEASE_SECONDS,
         public_url: "http://127.0.0.1:8080".into(),
         trusted_proxy: None,
         max_upload_bytes: lab_web::limits::DEFAULT_MAX_UPLOAD_BYTES,
@@ -387,7 +387,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         let mut queued = String::new();
                         if analyze && outcome != lab_web::import::Outcome::Withdrawn {
                             let b = std::path::absolute(&b)?;
-                            if let Some(job) = lab_web::jobs::analyze_if_needed(&state, &id, &b).await? {
+                            if let Some(job) =
+                                lab_web::jobs::analyze_if_needed(&state, &id, &b).await?
+                            {
                                 queued = format!(" (analysis queued: job {job})");
                             }
                         }

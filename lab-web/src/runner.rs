@@ -66,8 +66,8 @@ pub async fn run(state: AppState, n: usize, runs: Runs) {
         match next(&state, &me, runs).await {
             Ok(Some(job)) => run_one(&state, job).await,
             Ok(None) => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), state.job_wakeup.notified())
-                    .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), state.job_wakeup.notified()).await;
             }
             Err(e) => {
                 tracing::error!("job queue: {e}");
@@ -122,7 +122,16 @@ impl Held {
             return false;
         }
         let id = self.job.id;
-        match leases::heartbeat(&state.db, id, &self.lease, progress, state.lease_ms(), now_ms()).await {
+        match leases::heartbeat(
+            &state.db,
+            id,
+            &self.lease,
+            progress,
+            state.lease_ms(),
+            now_ms(),
+        )
+        .await
+        {
             Ok(Some(cancel)) => {
                 if cancel {
                     jobs::stop_here(id);

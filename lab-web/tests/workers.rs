@@ -83,8 +83,14 @@ impl Env {
 
     async fn lease(&self, token: &str, caps: &[&str]) -> Answer {
         let body = json!({"protocol": 1, "kinds": ["analyze"], "capabilities": caps, "wait_s": 0});
-        self.call(token, "POST", "/api/v1/worker/lease", &[], body.to_string().into_bytes())
-            .await
+        self.call(
+            token,
+            "POST",
+            "/api/v1/worker/lease",
+            &[],
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 
     async fn beat(&self, token: &str, job: i64, lease: &str) -> Answer {
@@ -191,6 +197,10 @@ async fn session(e: &Env, id: &str) -> PathBuf {
     b
 }
 
+fn state_path() -> &'static str {
+    lab_model::analysis::AnalysisFile::State.relative_path()
+}
+
 fn sha(b: &[u8]) -> String {
     format!("{:x}", Sha256::digest(b))
 }
@@ -224,18 +234,37 @@ async fn worker_protocol_on_both_databases() {
 }
 
 async fn rights(e: &Env) {
-    let body = json!({"protocol": 1, "kinds": ["analyze"]}).to_string().into_bytes();
-    let r = e.call("wrong", "POST", "/api/v1/worker/lease", &[], body.clone()).await;
+    let body = json!({"protocol": 1, "kinds": ["analyze"]})
+        .to_string()
+        .into_bytes();
+    let r = e
+        .call("wrong", "POST", "/api/v1/worker/lease", &[], body.clone())
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
-    let r = e.call(&e.station, "POST", "/api/v1/worker/lease", &[], body.clone()).await;
+    let r = e
+        .call(
+            &e.station,
+            "POST",
+            "/api/v1/worker/lease",
+            &[],
+            body.clone(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "a station is no worker");
     // Nothing queued: 204.
     assert_eq!(e.lease(&e.w1, &[]).await.status, StatusCode::NO_CONTENT);
     // Clip jobs are not for external workers; bad capabilities refused.
-    let clip = json!({"protocol": 1, "kinds": ["clip"]}).to_string().into_bytes();
-    let r = e.call(&e.w1, "POST", "/api/v1/worker/lease", &[], clip).await;
+    let clip = json!({"protocol": 1, "kinds": ["clip"]})
+        .to_string()
+        .into_bytes();
+    let r = e
+        .call(&e.w1, "POST", "/api/v1/worker/lease", &[], clip)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(e.lease(&e.w1, &["GPU,x"]).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        e.lease(&e.w1, &["GPU,x"]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // A worker token reads no session list.
     let r = e.call(&e.w1, "GET", "/api/v1/sessions", &[], vec![]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -258,33 +287,48 @@ async fn whole_exchange(e: &Env) {
     let on_disk = std::fs::read(bundle.join("manifest.json")).unwrap();
     assert_eq!(manifest["sha256"], sha(&on_disk));
     assert_eq!(manifest["size"], on_disk.len());
-    assert!(files.iter().any(|f| f["path"] == "analysis/state.json"));
+    assert!(files.iter().any(|f| f["path"] == state_path()));
     // The file, whole and resumed from byte 10.
     let path = format!("/api/v1/worker/jobs/{job}/files/manifest.json");
-    let r = e.call(&e.w1, "GET", &path, &[(LEASE_HEADER, &lease)], vec![]).await;
+    let r = e
+        .call(&e.w1, "GET", &path, &[(LEASE_HEADER, &lease)], vec![])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, on_disk);
     let r = e
-        .call(&e.w1, "GET", &path, &[(LEASE_HEADER, &lease), ("range", "bytes=10-")], vec![])
+        .call(
+            &e.w1,
+            "GET",
+            &path,
+            &[(LEASE_HEADER, &lease), ("range", "bytes=10-")],
+            vec![],
+        )
         .await;
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.body, on_disk[10..]);
     // Another worker's lease id, no lease, a path outside the bundle.
-    let r = e.call(&e.w1, "GET", &path, &[(LEASE_HEADER, "nope")], vec![]).await;
+    let r = e
+        .call(&e.w1, "GET", &path, &[(LEASE_HEADER, "nope")], vec![])
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["error"], "lease_lost");
     let r = e.call(&e.w1, "GET", &path, &[], vec![]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let bad = format!("/api/v1/worker/jobs/{job}/files/..%2Fx");
-    let r = e.call(&e.w1, "GET", &bad, &[(LEASE_HEADER, &lease)], vec![]).await;
+    let r = e
+        .call(&e.w1, "GET", &bad, &[(LEASE_HEADER, &lease)], vec![])
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Heartbeat: progress shows in the job list.
     let r = e.beat(&e.w1, job, &lease).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["cancel"], false);
     let j = lab_web::jobs::get(&e.state, job).await.unwrap().unwrap();
-    assert_eq!((j.status.as_str(), j.progress, j.stage.as_str()), ("running", 0.5, "speech"));
-    // Hostile results: wrong checksum, a link, no state.json.
+    assert_eq!(
+        (j.status.as_str(), j.progress, j.stage.as_str()),
+        ("running", 0.5, "speech")
+    );
+    // Hostile results: wrong checksum, a link.
     let good = result_tar(&bundle, &[("worker-note.json", b"{\"by\": \"w1\"}")]);
     let r = e.result(&e.w1, job, &lease, &good, &sha(b"other")).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -293,7 +337,12 @@ async fn whole_exchange(e: &Env) {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_size(0);
-    b.append_link(&mut h, "state.json", "/etc/passwd").unwrap();
+    b.append_link(
+        &mut h,
+        state_path().strip_prefix("analysis/").unwrap(),
+        "/etc/passwd",
+    )
+    .unwrap();
     let link = b.into_inner().unwrap();
     let r = e.result(&e.w1, job, &lease, &link, &sha(&link)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
@@ -304,13 +353,16 @@ async fn whole_exchange(e: &Env) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["status"], "done");
     assert!(bundle.join("analysis/worker-note.json").is_file());
-    assert!(bundle.join("analysis/state.json").is_file());
+    assert!(bundle.join(state_path()).is_file());
     assert_eq!(e.status(job).await.0, "done");
     // Sent again after a lost answer: the same answer, nothing changed.
     let r = e.result(&e.w1, job, &lease, &good, &sha(&good)).await;
     assert_eq!(r.json()["status"], "done");
     // The job is over: heartbeats and files are refused.
-    assert_eq!(e.beat(&e.w1, job, &lease).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        e.beat(&e.w1, job, &lease).await.status,
+        StatusCode::CONFLICT
+    );
     let left: Vec<_> = std::fs::read_dir(e.dir.join("sessions/.results"))
         .unwrap()
         .collect();
@@ -334,12 +386,17 @@ async fn lapsed_lease(e: &Env) {
     let late = result_tar(&bundle, &[("late.json", b"{}")]);
     let r = e.result(&e.w1, job, &old, &late, &sha(&late)).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
-    assert_eq!(e.fail(&e.w1, job, &old, true).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        e.fail(&e.w1, job, &old, true).await.status,
+        StatusCode::CONFLICT
+    );
     assert!(!bundle.join("analysis/late.json").exists());
     let good = result_tar(&bundle, &[]);
     let r = e.result(&e.w2, job, &new, &good, &sha(&good)).await;
     assert_eq!(r.json()["status"], "done", "{}", r.text());
-    let held = lab_web::store::leases::held_count(&e.state.db).await.unwrap();
+    let held = lab_web::store::leases::held_count(&e.state.db)
+        .await
+        .unwrap();
     assert_eq!(held, 0, "nothing left leased");
 }
 
@@ -350,9 +407,34 @@ async fn retries_and_dead_letter(e: &Env) {
     let l = e.lease(&e.w1, &[]).await.json();
     let r = e.fail(&e.w1, job, l["lease"].as_str().unwrap(), true).await;
     assert_eq!(r.json()["status"], "queued");
-    assert_eq!(e.lease(&e.w1, &[]).await.status, StatusCode::NO_CONTENT, "backoff");
+    assert_eq!(
+        e.lease(&e.w1, &[]).await.status,
+        StatusCode::NO_CONTENT,
+        "backoff"
+    );
+    // A worker that stops gives its job back without using an attempt.
+    e.lapse().await;
+    let l = e.lease(&e.w1, &[]).await.json();
+    assert_eq!(l["attempt"], 2);
+    let body =
+        json!({"lease": l["lease"], "error": "worker stopped", "retry": true, "release": true});
+    let r = e
+        .call(
+            &e.w1,
+            "POST",
+            &format!("/api/v1/worker/jobs/{job}/fail"),
+            &[],
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "queued");
+    let l = e.lease(&e.w2, &[]).await.json();
+    assert_eq!(
+        l["attempt"], 2,
+        "the released attempt did not count; no backoff either"
+    );
     // Three lapsed leases: dead, with the reason.
-    for attempt in 2..=3 {
+    for attempt in 3..=3 {
         e.lapse().await;
         let l = e.lease(&e.w1, &[]).await.json();
         assert_eq!(l["attempt"], attempt);
@@ -365,9 +447,14 @@ async fn retries_and_dead_letter(e: &Env) {
     // A failure that will not pass: failed at once.
     let job = e.analyse("S3", None).await;
     let l = e.lease(&e.w2, &[]).await.json();
-    let r = e.fail(&e.w2, job, l["lease"].as_str().unwrap(), false).await;
+    let r = e
+        .fail(&e.w2, job, l["lease"].as_str().unwrap(), false)
+        .await;
     assert_eq!(r.json()["status"], "failed");
-    assert_eq!(e.status(job).await, ("failed".into(), "the disk filled".into()));
+    assert_eq!(
+        e.status(job).await,
+        ("failed".into(), "the disk filled".into())
+    );
 }
 
 async fn cancel_and_withdrawal(e: &Env) {
@@ -378,18 +465,29 @@ async fn cancel_and_withdrawal(e: &Env) {
     assert!(lab_web::jobs::cancel(&e.state, job).await.unwrap());
     let r = e.beat(&e.w1, job, &lease).await;
     assert_eq!(r.json()["cancel"], true);
-    assert_eq!(e.fail(&e.w1, job, &lease, false).await.json()["status"], "cancelled");
+    assert_eq!(
+        e.fail(&e.w1, job, &lease, false).await.json()["status"],
+        "cancelled"
+    );
     // A withdrawn participant: the job is not handed out, its files are gone.
     let bundle = session(e, "S5").await;
     let job = e.analyse("S5", None).await;
     let l = e.lease(&e.w1, &[]).await.json();
     let lease = l["lease"].as_str().unwrap().to_string();
     // As `POST /sessions/{id}/withdraw` does.
-    lab_web::withdrawal::scrub_rows(&e.state, "S5").await.unwrap();
-    lab_web::jobs::cancel_for_session(&e.state, "S5").await.unwrap();
-    lab_web::withdrawal::purge_files(&e.state, "S5").await.unwrap();
+    lab_web::withdrawal::scrub_rows(&e.state, "S5")
+        .await
+        .unwrap();
+    lab_web::jobs::cancel_for_session(&e.state, "S5")
+        .await
+        .unwrap();
+    lab_web::withdrawal::purge_files(&e.state, "S5")
+        .await
+        .unwrap();
     let path = format!("/api/v1/worker/jobs/{job}/files/manifest.json");
-    let r = e.call(&e.w1, "GET", &path, &[(LEASE_HEADER, &lease)], vec![]).await;
+    let r = e
+        .call(&e.w1, "GET", &path, &[(LEASE_HEADER, &lease)], vec![])
+        .await;
     assert!(
         [StatusCode::GONE, StatusCode::CONFLICT].contains(&r.status),
         "{}: {}",
@@ -408,6 +506,9 @@ async fn cancel_and_withdrawal(e: &Env) {
             .unwrap(),
         "n",
     );
-    assert_eq!(sums, 0, "a withdrawal leaves no trace of the bundle's files");
+    assert_eq!(
+        sums, 0,
+        "a withdrawal leaves no trace of the bundle's files"
+    );
     assert!(!bundle.join("manifest.json").exists() || !bundle.exists());
 }

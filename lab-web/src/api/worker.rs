@@ -52,7 +52,9 @@ pub async fn file(
     let lease = header(req.headers(), LEASE_HEADER)?.to_string();
     let (_, bundle) = remote::held_bundle(&state, id, &lease).await?;
     if !lab_model::upload::valid_upload_path(&path) {
-        return Err(ApiError::not_found(format!("{path:?} is not a bundle file")));
+        return Err(ApiError::not_found(format!(
+            "{path:?} is not a bundle file"
+        )));
     }
     super::serve::serve_file(&bundle, &path, "application/octet-stream", req).await
 }

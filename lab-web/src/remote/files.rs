@@ -8,12 +8,11 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::db::Db;
+use crate::store;
 use lab_model::upload::{MAX_PATH_DEPTH, MAX_UPLOAD_FILES, valid_upload_path};
 use lab_model::worker::LeaseFile;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-
-use crate::db::Db;
 
 /// A file found in the bundle: path, size, modification time (ns).
 #[derive(Debug)]
@@ -88,19 +87,7 @@ fn hash(root: &Path, rel: &str) -> anyhow::Result<String> {
 pub async fn listing(db: &Db, session: &str, bundle: &Path) -> anyhow::Result<Vec<LeaseFile>> {
     let root = bundle.to_path_buf();
     let found = tokio::task::spawn_blocking(move || walk(&root)).await??;
-    let known: std::collections::HashMap<String, (i64, i64, String)> =
-        sqlx::query("SELECT path, size, mtime_ns, sha256 FROM bundle_sums WHERE session_id = $1")
-            .bind(session)
-            .fetch_all(&db.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>("path")?,
-                    (r.try_get("size")?, r.try_get("mtime_ns")?, r.try_get("sha256")?),
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+    let known = store::bundle_sums::known(db, session).await?;
     let mut out = Vec::with_capacity(found.len());
     for f in &found {
         let sha = match known.get(&f.path) {
@@ -110,18 +97,7 @@ pub async fn listing(db: &Db, session: &str, bundle: &Path) -> anyhow::Result<Ve
             _ => {
                 let (root, rel) = (bundle.to_path_buf(), f.path.clone());
                 let sha = tokio::task::spawn_blocking(move || hash(&root, &rel)).await??;
-                sqlx::query(
-                    "INSERT INTO bundle_sums (session_id, path, size, mtime_ns, sha256) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (session_id, path) DO UPDATE SET size = excluded.size, \
-                     mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
-                )
-                .bind(session)
-                .bind(&f.path)
-                .bind(f.size as i64)
-                .bind(f.mtime_ns)
-                .bind(&sha)
-                .execute(&db.pool)
-                .await?;
+                store::bundle_sums::record(db, session, &f.path, f.size, f.mtime_ns, &sha).await?;
                 sha
             }
         };
@@ -134,11 +110,7 @@ pub async fn listing(db: &Db, session: &str, bundle: &Path) -> anyhow::Result<Ve
     // Files gone from the bundle leave the cache.
     for path in known.keys() {
         if !found.iter().any(|f| &f.path == path) {
-            sqlx::query("DELETE FROM bundle_sums WHERE session_id = $1 AND path = $2")
-                .bind(session)
-                .bind(path)
-                .execute(&db.pool)
-                .await?;
+            store::bundle_sums::forget(db, session, path).await?;
         }
     }
     Ok(out)
@@ -154,13 +126,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("analysis")).unwrap();
         std::fs::write(dir.join("manifest.json"), b"{}").unwrap();
-        std::fs::write(dir.join("analysis/state.json"), b"{}").unwrap();
+        std::fs::write(dir.join("analysis/a.json"), b"{}").unwrap();
         let found = walk(&dir).unwrap();
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["analysis/state.json", "manifest.json"]);
+        assert_eq!(paths, ["analysis/a.json", "manifest.json"]);
         std::os::unix::fs::symlink("/etc/passwd", dir.join("events.jsonl")).unwrap();
         let e = walk(&dir).unwrap_err().to_string();
-        assert!(e.contains("events.jsonl") && e.contains("not a plain file"), "{e}");
+        assert!(
+            e.contains("events.jsonl") && e.contains("not a plain file"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
 use lab_model::worker::{
-    FailRequest, Heartbeat, HeartbeatAnswer, JobStateAnswer, JourneyFile, KIND_ANALYZE,
-    Lease, LeaseRequest, HEARTBEAT_SECONDS, MAX_WAIT_SECONDS,
-    WORKER_PROTOCOL_VERSION, valid_capability,
+    FailRequest, HEARTBEAT_SECONDS, Heartbeat, HeartbeatAnswer, JobStateAnswer, JourneyFile,
+    KIND_ANALYZE, Lease, LeaseRequest, MAX_WAIT_SECONDS, WORKER_PROTOCOL_VERSION, valid_capability,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -56,7 +55,10 @@ pub async fn lease(state: &AppState, worker: &str, req: LeaseRequest) -> ApiResu
     if req.kinds.is_empty() || req.kinds.iter().any(|k| k != KIND_ANALYZE) {
         return Err(unprocessable(
             "bad_request",
-            format!("workers lease kind {KIND_ANALYZE:?} only, not {:?}", req.kinds),
+            format!(
+                "workers lease kind {KIND_ANALYZE:?} only, not {:?}",
+                req.kinds
+            ),
         ));
     }
     if req.capabilities.len() > 16 || !req.capabilities.iter().all(|c| valid_capability(c)) {
@@ -139,15 +141,19 @@ async fn describe(
     let journey = if files.life_situation.is_empty() {
         None
     } else {
-        lab_model::Journey::resolve(None, &state.config.journeys_dirs, Some(&files.life_situation))?
-            .map(|r| JourneyFile {
-                file: r
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                toml: r.text,
-            })
+        lab_model::Journey::resolve(
+            None,
+            &state.config.journeys_dirs,
+            Some(&files.life_situation),
+        )?
+        .map(|r| JourneyFile {
+            file: r
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            toml: r.text,
+        })
     };
     Ok(Lease {
         job_id: job.id,
@@ -201,8 +207,15 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(32)
         .collect();
-    let Some(cancel) =
-        leases::heartbeat(&state.db, id, &hb.lease, Some((p, &stage)), state.lease_ms(), now_ms()).await?
+    let Some(cancel) = leases::heartbeat(
+        &state.db,
+        id,
+        &hb.lease,
+        Some((p, &stage)),
+        state.lease_ms(),
+        now_ms(),
+    )
+    .await?
     else {
         return Err(lease_lost(id));
     };
@@ -216,9 +229,12 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
 /// `POST /worker/jobs/{id}/fail`.
 pub async fn fail(state: &AppState, id: i64, req: FailRequest) -> ApiResult<JobStateAnswer> {
     let error: String = req.error.chars().take(2000).collect();
-    let Some(status) =
+    let given = if req.release {
+        leases::release(&state.db, id, &req.lease, now_ms()).await?
+    } else {
         leases::give_back(&state.db, id, &req.lease, &error, req.retry, now_ms()).await?
-    else {
+    };
+    let Some(status) = given else {
         return Err(lease_lost(id));
     };
     jobs::publish(state, id).await;
@@ -264,7 +280,10 @@ pub async fn accept_result(
     let tar = dir.join(format!("{tag}.tar"));
     let staging = dir.join(&tag);
     remove(&staging).await;
-    let r = receive(state, id, lease, sha256, body, &tar, &staging, &session, &bundle).await;
+    let r = receive(
+        state, id, lease, sha256, body, &tar, &staging, &session, &bundle,
+    )
+    .await;
     remove(&tar).await;
     remove(&staging).await;
     r
@@ -355,7 +374,9 @@ async fn receive(
         });
     }
     if let Err(e) = crate::import::import(state, bundle).await {
-        let msg = format!("результат получен, но не импортирован / the result arrived but did not import: {e:#}");
+        let msg = format!(
+            "результат получен, но не импортирован / the result arrived but did not import: {e:#}"
+        );
         tracing::warn!("job {id}: {msg}");
         store::jobs::finish(&state.db.pool, id, "failed", &msg, now_ms()).await?;
         jobs::publish(state, id).await;

@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 
 use lab_model::upload::{MAX_UPLOAD_FILES, valid_upload_path};
 
-/// `analysis/state.json`, relative to `analysis/`.
-const STATE_FILE: &str = "state.json";
+/// The analysis state file, relative to `analysis/` (the one file every
+/// result must hold).
+fn state_file() -> &'static str {
+    let p = lab_model::analysis::AnalysisFile::State.relative_path();
+    p.strip_prefix("analysis/").unwrap_or(p)
+}
 
 /// Why a result was refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +35,7 @@ fn bad(msg: impl Into<String>) -> ResultError {
 }
 
 /// Unpacks the tar at `tar` into `staging` (made here, must not exist).
-/// Returns the number of files. The result must hold `state.json`.
+/// Returns the number of files. The result must hold the state file.
 pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, ResultError> {
     std::fs::create_dir(staging)?;
     let mut archive = tar::Archive::new(std::fs::File::open(tar)?);
@@ -100,10 +104,10 @@ pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, Resul
             out.write_all(&buf[..n])?;
         }
         out.sync_all()?;
-        has_state |= path == STATE_FILE;
+        has_state |= path == state_file();
     }
     if !has_state {
-        return Err(bad(format!("the result holds no {STATE_FILE}")));
+        return Err(bad(format!("the result holds no {}", state_file())));
     }
     sync_tree(staging)?;
     Ok(files)
@@ -199,7 +203,7 @@ mod tests {
         let t = d.join("r.tar");
         tar_of(
             &[
-                ("state.json", tar::EntryType::Regular, b"{}"),
+                (state_file(), tar::EntryType::Regular, b"{}"),
                 ("renditions/", tar::EntryType::Directory, b""),
                 ("renditions/screen.mp4", tar::EntryType::Regular, b"mp4"),
             ],
@@ -211,9 +215,15 @@ mod tests {
         std::fs::create_dir_all(&target).unwrap();
         std::fs::write(target.join("old.json"), b"old").unwrap();
         assert!(exchange(&staging, &target).unwrap());
-        assert_eq!(std::fs::read(target.join("renditions/screen.mp4")).unwrap(), b"mp4");
+        assert_eq!(
+            std::fs::read(target.join("renditions/screen.mp4")).unwrap(),
+            b"mp4"
+        );
         assert!(!target.join("old.json").exists());
-        assert!(staging.join("old.json").exists(), "the old folder is left at staging");
+        assert!(
+            staging.join("old.json").exists(),
+            "the old folder is left at staging"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -229,16 +239,26 @@ mod tests {
         ];
         for (i, (name, kind, want)) in cases.into_iter().enumerate() {
             let t = d.join(format!("{i}.tar"));
-            tar_of(&[("state.json", tar::EntryType::Regular, b"{}"), (name, kind, b"")], &t);
-            let e = unpack(&t, &d.join(format!("s{i}")), 1 << 20).unwrap_err().to_string();
+            tar_of(
+                &[
+                    (state_file(), tar::EntryType::Regular, b"{}"),
+                    (name, kind, b""),
+                ],
+                &t,
+            );
+            let e = unpack(&t, &d.join(format!("s{i}")), 1 << 20)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{name}: {e}");
         }
         let t = d.join("nostate.tar");
-        tar_of(&[("transcript.json", tar::EntryType::Regular, b"{}")], &t);
-        let e = unpack(&t, &d.join("s-nostate"), 1 << 20).unwrap_err().to_string();
-        assert!(e.contains("state.json"), "{e}");
+        tar_of(&[("other.json", tar::EntryType::Regular, b"{}")], &t);
+        let e = unpack(&t, &d.join("s-nostate"), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(state_file()), "{e}");
         let t = d.join("big.tar");
-        tar_of(&[("state.json", tar::EntryType::Regular, &[0u8; 4096])], &t);
+        tar_of(&[(state_file(), tar::EntryType::Regular, &[0u8; 4096])], &t);
         let e = unpack(&t, &d.join("s-big"), 100).unwrap_err().to_string();
         assert!(e.contains("larger"), "{e}");
         std::fs::write(d.join("junk.tar"), b"not a tar at all").unwrap();

@@ -59,7 +59,10 @@ pub async fn bury_lapsed(db: &Db, now: i64) -> Result<Vec<i64>, sqlx::Error> {
 /// or a running one whose lease lapsed (another attempt).
 pub async fn lease(db: &Db, ask: &Ask<'_>) -> Result<Option<Leased>, sqlx::Error> {
     let (contains, lock) = match db.backend {
-        Backend::Postgres => ("strpos($8, ',' || requires || ',') > 0", "FOR UPDATE SKIP LOCKED"),
+        Backend::Postgres => (
+            "strpos($8, ',' || requires || ',') > 0",
+            "FOR UPDATE SKIP LOCKED",
+        ),
         Backend::Sqlite => ("instr($8, ',' || requires || ',') > 0", ""),
     };
     let sql = format!(
@@ -130,10 +133,11 @@ pub async fn heartbeat(
 /// Asks the worker holding a running job to stop (it hears it at its next
 /// heartbeat). False if the job is not running.
 pub async fn request_cancel(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+    let r =
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .execute(&db.pool)
+            .await?;
     Ok(r.rows_affected() > 0)
 }
 
@@ -204,6 +208,28 @@ pub async fn give_back(
     retry: bool,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
+    give_back_as(db, id, lease, error, (retry, false), now).await
+}
+
+/// A stopping worker hands its job back: queued again at once, the attempt
+/// not counted (a deploy must not push jobs to the dead-letter state).
+pub async fn release(
+    db: &Db,
+    id: i64,
+    lease: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    give_back_as(db, id, lease, "", (true, true), now).await
+}
+
+async fn give_back_as(
+    db: &Db,
+    id: i64,
+    lease: &str,
+    error: &str,
+    (retry, released): (bool, bool),
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT attempts, cancel_requested FROM jobs WHERE id = $1 AND lease = $2 AND status = 'running'",
     )
@@ -218,6 +244,8 @@ pub async fn give_back(
     let cancelled = row.try_get::<i64, _>("cancel_requested")? != 0;
     let (status, message) = if cancelled {
         ("cancelled", "отменено / cancelled".to_string())
+    } else if released {
+        ("queued", "обработчик остановлен; задание вернулось в очередь / the worker stopped; the job is queued again".to_string())
     } else if !retry {
         ("failed", error.to_string())
     } else if attempts >= MAX_ATTEMPTS {
@@ -228,12 +256,17 @@ pub async fn give_back(
     } else {
         ("queued", error.to_string())
     };
-    let not_before = now + 1000 * retry_backoff_seconds(attempts) as i64;
+    let not_before = if released {
+        now
+    } else {
+        now + 1000 * retry_backoff_seconds(attempts) as i64
+    };
     let ended = status != "queued";
     let r = sqlx::query(
         "UPDATE jobs SET status = $3, message = $4, not_before = $5, \
            finished_at = CASE WHEN $6 = 1 THEN $7 ELSE NULL END, \
-           lease_expires_at = CASE WHEN $6 = 1 THEN lease_expires_at ELSE NULL END \
+           lease_expires_at = CASE WHEN $6 = 1 THEN lease_expires_at ELSE NULL END, \
+           attempts = attempts - $8 \
          WHERE id = $1 AND lease = $2 AND status = 'running'",
     )
     .bind(id)
@@ -243,6 +276,7 @@ pub async fn give_back(
     .bind(not_before)
     .bind(i64::from(ended))
     .bind(now)
+    .bind(i64::from(released && status == "queued"))
     .execute(&db.pool)
     .await?;
     Ok((r.rows_affected() > 0).then(|| status.to_string()))

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod bundle_sums;
 pub mod candidates;
 pub mod clips;
 pub mod findings;
