@@ -296,14 +296,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lab_web::db::redact(&common.url().await?),
                 state.config.sessions_dir.display()
             );
-            axum::serve(
+            // SIGTERM (systemd, a supervisor) or SIGINT stops taking new
+            // connections; requests in flight get a few seconds, then the
+            // process ends (open event streams never end by themselves).
+            // Leases held by this process's workers lapse and other workers
+            // take the jobs.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let server = axum::serve(
                 listener,
                 lab_web::app(state).into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            .with_graceful_shutdown({
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.changed().await;
+                }
+            });
+            let signalled = async move {
+                stop_signal().await;
+                eprintln!("lab-web: stopping");
+                let _ = stop_tx.send(true);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            };
+            tokio::select! {
+                r = server => r?,
+                () = signalled => {}
+            }
         }
         Cmd::User {
             cmd:
@@ -408,6 +426,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM or SIGINT, whichever comes first.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 /// A fresh database gets one admin, so the app can be entered at all.
 async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Result<()> {
     let n = lab_web::store::users::count(&state.db.pool).await?;
@@ -418,9 +451,13 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
         Some(p) => (p, false),
         None => (auth::new_token()[..20].to_string(), true),
     };
-    auth::create_user(state, "admin", "Администратор", &password, "admin")
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e:?}"))?;
+    if let Err(e) = auth::create_user(state, "admin", "Администратор", &password, "admin").await {
+        // Another process on the same database created it a moment before.
+        if lab_web::store::users::count(&state.db.pool).await? > 0 {
+            return Ok(());
+        }
+        anyhow::bail!("cannot create the first admin: {e:?}");
+    }
     if generated {
         let file = state
             .config

@@ -2,9 +2,10 @@
 //! `stems`: its words lower-cased, `ё` folded to `е`, and reduced to their
 //! Snowball stems (Russian for Cyrillic words, English for Latin ones), so
 //! «понимаю», «понимаете» and «понимать» all meet at «понима». The same
-//! function stems the query. SQLite indexes `stems` with fts5, PostgreSQL with
-//! a GIN index on a stored `tsv = to_tsvector('simple', stems)` column; both answer "all query stems
-//! present".
+//! function stems the query. SQLite indexes `stems` with fts5, PostgreSQL
+//! with `search_postings`, one B-tree row per (stem, segment) kept by
+//! triggers; both answer "all query stems present", newest segment first,
+//! and stop reading once they have the page.
 
 use std::sync::LazyLock;
 

@@ -17,6 +17,8 @@ pub struct LabWeb {
     pub url: String,
     log: PathBuf,
     data: PathBuf,
+    /// Its logs are `NAME.log`, `NAME.2.log`, … in the data folder.
+    name: String,
     admin_password: String,
     args: Vec<OsString>,
     envs: Vec<(String, OsString)>,
@@ -40,8 +42,20 @@ impl LabWeb {
         args: &[&OsStr],
         envs: &[(&str, &OsStr)],
     ) -> LabWeb {
+        Self::serve_as("lab-web", data, admin_password, args, envs)
+    }
+
+    /// Like [`LabWeb::serve`], logging to `NAME.log`: several processes
+    /// may serve one data folder (and one PostgreSQL database).
+    pub fn serve_as(
+        name: &str,
+        data: &Path,
+        admin_password: &str,
+        args: &[&OsStr],
+        envs: &[(&str, &OsStr)],
+    ) -> LabWeb {
         std::fs::create_dir_all(data).unwrap();
-        let log = data.join("lab-web.log");
+        let log = data.join(format!("{name}.log"));
         let args: Vec<OsString> = args.iter().map(|a| a.to_os_string()).collect();
         let envs: Vec<(String, OsString)> = envs
             .iter()
@@ -54,6 +68,7 @@ impl LabWeb {
             url: String::new(),
             log,
             data: data.to_path_buf(),
+            name: name.to_string(),
             admin_password: admin_password.to_string(),
             args,
             envs,
@@ -114,7 +129,7 @@ impl LabWeb {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.starts += 1;
-        self.log = self.data.join(format!("lab-web.{}.log", self.starts));
+        self.log = self.data.join(format!("{}.{}.log", self.name, self.starts));
         let listen = self.url.trim_start_matches("http://").to_string();
         self.child = Self::spawn(
             &self.data,
@@ -125,6 +140,23 @@ impl LabWeb {
             &self.log,
         );
         self.wait_serving();
+    }
+
+    /// Stops the server politely (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// What the server wrote to stderr (since its last start).

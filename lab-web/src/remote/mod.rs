@@ -350,41 +350,61 @@ async fn receive(
     }
     let target = bundle.join(lab_model::analysis::ANALYSIS_DIR);
     let (s, t) = (staging.to_path_buf(), target.clone());
+    // The tar is no longer needed once unpacked.
+    remove(tar).await;
     tokio::task::spawn_blocking(move || result::exchange(&s, &t))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot put the result in place: {e}")))?;
-    let message = format!("{files} файл(ов) от обработчика / {files} file(s) from the worker");
-    let ended = leases::finish(&mut tx, id, lease, "done", &message, now_ms()).await;
-    let committed = match ended {
-        Ok(true) => tx.commit().await.map_err(ApiError::from),
-        Ok(false) => Err(lease_lost(id)),
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = committed {
+    if let Err(e) = tx.commit().await {
         // Not recorded: the old folder goes back.
         let (s, t) = (staging.to_path_buf(), target);
         let _ = tokio::task::spawn_blocking(move || result::exchange(&s, &t)).await;
-        return Err(e);
+        return Err(e.into());
+    }
+    // The old folder (now at `staging`) goes; then the session is imported
+    // and only then is the job done, so `done` means "in the database".
+    // lab-web keeps the lease alive meanwhile, whatever the worker does.
+    remove(staging).await;
+    remove(tar).await;
+    let keep = {
+        let (state, lease) = (state.clone(), lease.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis((state.lease_ms() / 4).max(250) as u64)).await;
+                let _ = leases::heartbeat(&state.db, id, &lease, None, state.lease_ms(), now_ms()).await;
+            }
+        })
+    };
+    let (status, message) = if crate::withdrawal::after_job(state, Some(session)).await {
+        (
+            "cancelled",
+            "участник отозвал согласие; результат удалён / the participant withdrew; output deleted"
+                .to_string(),
+        )
+    } else {
+        match crate::import::import(state, bundle).await {
+            Ok(_) => (
+                "done",
+                format!("{files} файл(ов) от обработчика / {files} file(s) from the worker"),
+            ),
+            Err(e) => {
+                let msg = format!(
+                    "результат получен, но не импортирован / the result arrived but did not import: {e:#}"
+                );
+                tracing::warn!("job {id}: {msg}");
+                ("failed", msg)
+            }
+        }
+    };
+    keep.abort();
+    let mut conn = state.db.pool.acquire().await?;
+    let msg: String = message.chars().take(2000).collect();
+    if !leases::finish(&mut conn, id, lease, status, &msg, now_ms()).await? {
+        return Err(lease_lost(id));
     }
     jobs::publish(state, id).await;
-    if crate::withdrawal::after_job(state, Some(session)).await {
-        return Ok(JobStateAnswer {
-            status: "done".into(),
-        });
-    }
-    if let Err(e) = crate::import::import(state, bundle).await {
-        let msg = format!(
-            "результат получен, но не импортирован / the result arrived but did not import: {e:#}"
-        );
-        tracing::warn!("job {id}: {msg}");
-        store::jobs::finish(&state.db.pool, id, "failed", &msg, now_ms()).await?;
-        jobs::publish(state, id).await;
-        return Ok(JobStateAnswer {
-            status: "failed".into(),
-        });
-    }
     Ok(JobStateAnswer {
-        status: "done".into(),
+        status: status.into(),
     })
 }

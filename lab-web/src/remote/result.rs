@@ -149,7 +149,22 @@ pub fn exchange(staging: &Path, target: &Path) -> std::io::Result<bool> {
         )
     };
     if r != 0 {
-        return Err(std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        // NFS and some other filesystems take no renameat2 flags: two
+        // renames instead, with a moment in which `analysis/` is absent
+        // (never a mix of old and new).
+        if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) {
+            let old = staging.with_extension("old");
+            std::fs::rename(target, &old)?;
+            if let Err(e) = std::fs::rename(staging, target) {
+                let _ = std::fs::rename(&old, target);
+                return Err(e);
+            }
+            std::fs::rename(&old, staging)?;
+            sync_parent(target)?;
+            return Ok(true);
+        }
+        return Err(e);
     }
     sync_parent(target)?;
     Ok(true)

@@ -22,6 +22,11 @@ pub async fn segments_with_stems(
     let mut stems: Vec<&str> = stems.iter().map(String::as_str).collect();
     stems.sort_unstable();
     stems.dedup();
+    if stems.is_empty() {
+        return Ok(vec![]);
+    }
+    // An empty journey is no filter, as the API's empty parameter is.
+    let journey = journey.filter(|j| !j.is_empty());
     let (sql, binds) = match db.backend {
         Backend::Sqlite => (sqlite_sql(journey.is_some()), vec![fts5_match(&stems)]),
         Backend::Postgres => (
