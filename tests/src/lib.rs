@@ -24,8 +24,14 @@ pub use sandbox::{Pulse, Station, Xvfb};
 /// A binary of this workspace (`lab-recorder`, `lab-setup`), built next to the tests.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary of
+    // this crate (lab-fleet-bench) sits in target/<profile> itself.
+    let parent = exe.parent().expect("target dir");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target dir")
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

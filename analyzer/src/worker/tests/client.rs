@@ -209,7 +209,9 @@ fn a_result_is_streamed_with_its_sha_and_a_failure_posted() {
     assert!(seen[0].contains("content-length: 3000\r\n"));
     assert!(seen[0].ends_with(&"x".repeat(3000)));
     assert!(seen[2].starts_with("post /api/v1/worker/jobs/8/fail "));
-    assert!(seen[2].ends_with(r#"{"lease":"L8","error":"worker stopped","retry":true,"release":true}"#));
+    assert!(
+        seen[2].ends_with(r#"{"lease":"L8","error":"worker stopped","retry":true,"release":true}"#)
+    );
 }
 
 #[test]
