@@ -451,7 +451,8 @@ async fn first_admin(state: &AppState, password: Option<String>) -> anyhow::Resu
         Some(p) => (p, false),
         None => (auth::new_token()[..20].to_string(), true),
     };
-    if let Err(e) = auth::create_user(state, "admin", "Администратор", &password, "admin").await {
+    if let Err(e) = auth::create_user(state, "admin", "Администратор", &password, "admin").await
+    {
         // Another process on the same database created it a moment before.
         if lab_web::store::users::count(&state.db.pool).await? > 0 {
             return Ok(());

@@ -455,6 +455,31 @@ async fn retries_and_dead_letter(e: &Env) {
         e.status(job).await,
         ("failed".into(), "the disk filled".into())
     );
+    // A worker found a file unlike its listed hash: refused for good, and
+    // the bundle is hashed afresh at the next lease.
+    let job = e.analyse("S3", None).await;
+    let l = e.lease(&e.w2, &[]).await.json();
+    let msg = "checksum mismatch: manifest.json: lab-web listed 9f, received 1c";
+    let body = json!({"lease": l["lease"], "error": msg, "retry": false});
+    let r = e
+        .call(
+            &e.w2,
+            "POST",
+            &format!("/api/v1/worker/jobs/{job}/fail"),
+            &[],
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "failed");
+    assert_eq!(e.status(job).await, ("failed".into(), msg.into()));
+    let sums: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM bundle_sums WHERE session_id = 'S3'")
+            .fetch_one(&e.state.db.pool)
+            .await
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(sums, 0, "the stale hashes are forgotten");
 }
 
 async fn cancel_and_withdrawal(e: &Env) {

@@ -229,6 +229,14 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
 /// `POST /worker/jobs/{id}/fail`.
 pub async fn fail(state: &AppState, id: i64, req: FailRequest) -> ApiResult<JobStateAnswer> {
     let error: String = req.error.chars().take(2000).collect();
+    // A file that did not match the hash lab-web listed (it changed on
+    // disk since it was hashed, or rotted): hash the bundle afresh next time.
+    if error.contains("checksum mismatch")
+        && let Some(job) = store::jobs::get(&state.db.pool, id).await?
+        && let Some(session) = job.session_id
+    {
+        store::bundle_sums::forget_session(&state.db, &session).await?;
+    }
     let given = if req.release {
         leases::release(&state.db, id, &req.lease, now_ms()).await?
     } else {
@@ -371,8 +379,10 @@ async fn receive(
         let (state, lease) = (state.clone(), lease.to_string());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis((state.lease_ms() / 4).max(250) as u64)).await;
-                let _ = leases::heartbeat(&state.db, id, &lease, None, state.lease_ms(), now_ms()).await;
+                tokio::time::sleep(Duration::from_millis((state.lease_ms() / 4).max(250) as u64))
+                    .await;
+                let _ = leases::heartbeat(&state.db, id, &lease, None, state.lease_ms(), now_ms())
+                    .await;
             }
         })
     };

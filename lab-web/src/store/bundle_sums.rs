@@ -62,3 +62,13 @@ pub async fn forget(db: &Db, session: &str, path: &str) -> Result<(), sqlx::Erro
         .await?;
     Ok(())
 }
+
+/// Forgets every hash of a session's files: the next lease hashes them
+/// again (a worker found a file that did not match its listed hash).
+pub async fn forget_session(db: &Db, session: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM bundle_sums WHERE session_id = $1")
+        .bind(session)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
