@@ -2,7 +2,8 @@
 //! `Any` driver so every query is written once. Queries use `$1`-style
 //! placeholders, which both drivers accept; integers are 64-bit and floats
 //! are doubles in both schemas so `Any` decodes them the same way. Full-text
-//! search is the one place the SQL differs (`fts5` vs a GIN `tsvector` index),
+//! search is the one place the SQL differs (`fts5` vs the `search_postings`
+//! B-tree),
 //! see `search`.
 
 use std::str::FromStr;

@@ -254,6 +254,19 @@ async fn run_analysis(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // The child dies with lab-web, even a SIGKILLed one: its job's lease
+    // lapses and another worker redoes it; a run left behind would write
+    // into the bundle meanwhile.
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork
+    // and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", state.config.analyzer.display()))?;

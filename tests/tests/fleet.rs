@@ -315,7 +315,7 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
                 .iter()
                 .filter(|j| j["kind"] == "analyze")
                 .all(|j| !matches!(j["status"].as_str(), Some("queued" | "running"))))
-        .then(|| Value::Array(js))
+        .then_some(Value::Array(js))
     });
     let fleet_time = t_fleet.elapsed();
     let done = done.as_array().unwrap();

@@ -11,7 +11,14 @@ ALTER TABLE transcript_segments DROP COLUMN tsv;
 
 -- A number per session, so a posting can name its session in 8 bytes and
 -- the journey filter is a test on the index tuple, not a heap visit.
-ALTER TABLE sessions ADD COLUMN search_key BIGSERIAL;
+-- Numbered by UPDATE, not a volatile column default, which would rewrite
+-- the table with every session's transcript and speech JSON.
+CREATE SEQUENCE sessions_search_key_seq;
+ALTER TABLE sessions ADD COLUMN search_key BIGINT;
+UPDATE sessions SET search_key = nextval('sessions_search_key_seq');
+ALTER TABLE sessions ALTER COLUMN search_key SET DEFAULT nextval('sessions_search_key_seq');
+ALTER TABLE sessions ALTER COLUMN search_key SET NOT NULL;
+ALTER SEQUENCE sessions_search_key_seq OWNED BY sessions.search_key;
 
 CREATE TABLE search_postings (
     stem TEXT NOT NULL,
@@ -29,6 +36,8 @@ ALTER TABLE search_postings ADD PRIMARY KEY (stem, segment_id) INCLUDE (session_
 -- A walk of a few hundred index tuples gains nothing from workers, and a
 -- parallel merge join re-reads the other stems' lists once per worker.
 ALTER TABLE search_postings SET (parallel_workers = 0);
+-- Statistics now, so the first searches after the upgrade plan well.
+ANALYZE search_postings;
 
 -- Kept in step with transcript_segments by statement triggers, so every
 -- writer (import, withdrawal, bench) stays plain SQL on both backends, as
