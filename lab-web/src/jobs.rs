@@ -101,9 +101,17 @@ pub fn arm(id: i64) -> watch::Receiver<bool> {
     rx
 }
 
-/// The worker's side: the job ended here; its switch goes.
-pub fn disarm(id: i64) {
-    running().remove(&id);
+/// The worker's side: the job ended here; its switch goes, unless another
+/// worker of this process holds the job now (a lapsed lease re-leased here)
+/// and the switch is that worker's.
+pub fn disarm(id: i64, mine: &watch::Receiver<bool>) {
+    let mut map = running();
+    if map
+        .get(&id)
+        .is_some_and(|tx| tx.subscribe().same_channel(mine))
+    {
+        map.remove(&id);
+    }
 }
 
 /// Fires the switch of a job running in this process (its lease was lost).

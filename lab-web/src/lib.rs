@@ -91,4 +91,13 @@ pub fn start_background(state: &AppState) {
     });
     let s = state.clone();
     tokio::spawn(async move { upload::reconcile(&s).await });
+    // Result staging a crashed lab-web left beside the bundles (a day old:
+    // another process may be receiving one right now).
+    let sessions = state.config.sessions_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = remote::result::sweep(&sessions, std::time::Duration::from_secs(24 * 3600));
+        if n > 0 {
+            tracing::info!("removed {n} stale result staging entr(ies) from the sessions folder");
+        }
+    });
 }

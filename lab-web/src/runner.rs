@@ -160,18 +160,19 @@ impl Held {
 async fn run_one(state: &AppState, held: Held) {
     let id = held.job.id;
     let cancel = jobs::arm(id);
+    let mine = cancel.clone();
     // The first beat at once: a cancel that came before the switch existed
     // is a flag on the row.
     let beats = {
         let (state, held) = (state.clone(), held.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 if !held.beat(&state, None).await {
                     break;
                 }
                 tokio::time::sleep(heartbeat_every(&state)).await;
             }
-        })
+        }))
     };
     let args: JobArgs = serde_json::from_str(&held.job.args).unwrap_or_default();
     let result = match JobKind::parse(&held.job.kind) {
@@ -179,8 +180,8 @@ async fn run_one(state: &AppState, held: Held) {
         Some(JobKind::Clip) => crate::clips::run_clip(state, id, &args, cancel).await,
         None => Err(anyhow::anyhow!("unknown job kind {:?}", held.job.kind)),
     };
-    beats.abort();
-    jobs::disarm(id);
+    drop(beats);
+    jobs::disarm(id, &mine);
     if held.lost.load(Ordering::Relaxed) {
         return;
     }
@@ -202,6 +203,16 @@ async fn run_one(state: &AppState, held: Held) {
         }
     };
     finish(state, &held, status, &message).await;
+}
+
+/// Aborts a task when dropped: the heartbeat of a job never outlives the
+/// job, even one that panicked.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Records a job's end under its lease.

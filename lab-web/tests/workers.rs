@@ -363,8 +363,10 @@ async fn whole_exchange(e: &Env) {
         e.beat(&e.w1, job, &lease).await.status,
         StatusCode::CONFLICT
     );
-    let left: Vec<_> = std::fs::read_dir(e.dir.join("sessions/.results"))
+    let left: Vec<_> = std::fs::read_dir(e.dir.join("sessions"))
         .unwrap()
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(lab_web::remote::result::STAGING_PREFIX))
         .collect();
     assert!(left.is_empty(), "staging cleaned: {left:?}");
 }

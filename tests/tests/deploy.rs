@@ -297,7 +297,7 @@ fn a_backup_restores_into_a_new_database_and_serves_the_same_session() {
     // result being unpacked, a clip being written.
     let staging = [
         sessions.join(".incoming/7/media/main-00001.mkv"),
-        sessions.join(".results/3/unpacking"),
+        sessions.join(".lab-result-3-0123456789abcdef/unpacking"),
         data.join("clips/99.mp4.part"),
     ];
     for f in &staging {

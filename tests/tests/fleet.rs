@@ -365,9 +365,13 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
             .iter()
             .all(|j| j["status"] != "running" && j["status"] != "queued")
     );
-    let staged = std::fs::read_dir(data.join("sessions/.results"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let staged = std::fs::read_dir(data.join("sessions"))
+        .unwrap()
+        .filter(|d| {
+            d.as_ref()
+                .is_ok_and(|d| d.file_name().to_string_lossy().starts_with(".lab-result-"))
+        })
+        .count();
     assert_eq!(staged, 0, "result staging cleaned up");
     // The browser on web A saw jobs leased through web B (told by B's
     // NOTIFY), progress, and every job's end, across the database restart.

@@ -27,6 +27,9 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 /// lab-web checks, unpacks and imports a result before it answers.
 const RESULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long lab-web may take to answer a lease once it has a job (it may
+/// hash the bundle first).
+const LEASE_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct HttpServer {
     agent: ureq::Agent,
@@ -153,7 +156,9 @@ pub fn check_status(status: u16, body: &[u8]) -> Result<(), CallError> {
 impl Server for HttpServer {
     fn lease(&self, req: &LeaseRequest) -> Result<Option<Lease>, CallError> {
         // The long poll holds the answer for up to `wait_s`.
-        let timeout = Duration::from_secs(req.wait_s) + STALL_TIMEOUT;
+        // lab-web hashes a bundle it has not hashed yet before answering
+        // (minutes for a long session on a slow disk).
+        let timeout = Duration::from_secs(req.wait_s) + LEASE_ANSWER_TIMEOUT;
         self.post_json(
             &format!("{}/lease", self.base),
             req,

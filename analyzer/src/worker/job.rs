@@ -286,13 +286,12 @@ fn work(
     let _lock = match lock_session(settings, &lease.session_id) {
         Ok(Some(l)) => l,
         Ok(None) => {
-            return fail(
-                format!(
-                    "session {} is being analysed by another job on this worker",
-                    lease.session_id
-                ),
-                true,
+            // Not the job's fault: released (the attempt does not count).
+            say(
+                lease,
+                "the session is being analysed by another job on this worker; giving it back",
             );
+            return End::Early(Early::Stopped);
         }
         Err(e) => return fail(format!("cannot lock the session's copy: {e}"), true),
     };
@@ -512,6 +511,7 @@ fn upload(
 ) -> End {
     let mut backoff = settings.backoff.clone();
     let mut resent = 0;
+    let mut unanswered = 0;
     loop {
         if let Some(e) = ctl.early() {
             return End::Early(e);
@@ -526,7 +526,13 @@ fn upload(
             }
             Err(CallError::LeaseLost) => return End::Early(Early::LeaseLost),
             Err(CallError::Refused(code)) => return End::Early(Early::Refused(code)),
+            Err(e @ CallError::Transport(_)) if unanswered >= RESULT_TRANSPORT_TRIES => {
+                // lab-web keeps failing (a 5xx every time): give the job
+                // back rather than resend forever; it is retried elsewhere.
+                return fail(format!("lab-web could not take the result: {e}"), true);
+            }
             Err(e @ CallError::Transport(_)) => {
+                unanswered += 1;
                 say(lease, &format!("{e}; sending the result again"));
                 // Woken early by the job's end: the loop's top says how.
                 sleep_unless(backoff.next_delay(), &|| ctl.early().is_some());
@@ -543,6 +549,10 @@ fn upload(
         }
     }
 }
+
+/// Sends of a result that got no answer (or a 5xx) in a row before the job
+/// is given back.
+const RESULT_TRANSPORT_TRIES: u32 = 8;
 
 /// What a stopping worker says when it gives its jobs back (released, not
 /// failed: the attempt does not count).

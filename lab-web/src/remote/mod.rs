@@ -229,14 +229,7 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
 /// `POST /worker/jobs/{id}/fail`.
 pub async fn fail(state: &AppState, id: i64, req: FailRequest) -> ApiResult<JobStateAnswer> {
     let error: String = req.error.chars().take(2000).collect();
-    // A file that did not match the hash lab-web listed (it changed on
-    // disk since it was hashed, or rotted): hash the bundle afresh next time.
-    if error.contains("checksum mismatch")
-        && let Some(job) = store::jobs::get(&state.db.pool, id).await?
-        && let Some(session) = job.session_id
-    {
-        store::bundle_sums::forget_session(&state.db, &session).await?;
-    }
+
     let given = if req.release {
         leases::release(&state.db, id, &req.lease, now_ms()).await?
     } else {
@@ -245,6 +238,14 @@ pub async fn fail(state: &AppState, id: i64, req: FailRequest) -> ApiResult<JobS
     let Some(status) = given else {
         return Err(lease_lost(id));
     };
+    // A file that did not match the hash lab-web listed (it changed on
+    // disk since it was hashed, or rotted): hash the bundle afresh next time.
+    if error.contains("checksum mismatch")
+        && let Some(job) = store::jobs::get(&state.db.pool, id).await?
+        && let Some(session) = job.session_id
+    {
+        store::bundle_sums::forget_session(&state.db, &session).await?;
+    }
     jobs::publish(state, id).await;
     if status == "queued" {
         state.job_wakeup.notify_one();
@@ -280,21 +281,43 @@ pub async fn accept_result(
         });
     }
     let (session, bundle) = held_bundle(state, id, lease).await?;
-    let dir = result::results_dir(&state.config.sessions_dir);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let tag = format!("{id}-{}", &lease[..lease.len().min(16)]);
-    let tar = dir.join(format!("{tag}.tar"));
-    let staging = dir.join(&tag);
-    remove(&staging).await;
-    let r = receive(
-        state, id, lease, sha256, body, &tar, &staging, &session, &bundle,
-    )
-    .await;
-    remove(&tar).await;
-    remove(&staging).await;
-    r
+    // Beside the bundle, on its filesystem: the exchange is a rename. A
+    // name of its own per request, so a resend never meets an earlier
+    // attempt's files.
+    let parent = bundle.parent().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("bundle {} has no parent", bundle.display()))
+    })?;
+    let tag = format!(
+        "{}{id}-{}",
+        result::STAGING_PREFIX,
+        &crate::auth::new_token()[..16]
+    );
+    let tar = parent.join(format!("{tag}.tar"));
+    let staging = parent.join(&tag);
+    // The receipt runs as a task of its own: a worker that hangs up (or
+    // times out) mid-way does not leave a half-done exchange, staging
+    // files or a lease kept alive behind.
+    let (state, lease, sha256) = (state.clone(), lease.to_string(), sha256.to_string());
+    tokio::spawn(async move {
+        let r = receive(
+            &state, id, &lease, &sha256, body, &tar, &staging, &session, &bundle,
+        )
+        .await;
+        remove(&tar).await;
+        remove(&staging).await;
+        r
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+}
+
+/// Aborts a task when dropped (a keep-alive that must not outlive its job).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -375,16 +398,16 @@ async fn receive(
     // lab-web keeps the lease alive meanwhile, whatever the worker does.
     remove(staging).await;
     remove(tar).await;
-    let keep = {
+    let _keep = {
         let (state, lease) = (state.clone(), lease.to_string());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis((state.lease_ms() / 4).max(250) as u64))
                     .await;
                 let _ = leases::heartbeat(&state.db, id, &lease, None, state.lease_ms(), now_ms())
                     .await;
             }
-        })
+        }))
     };
     let (status, message) = if crate::withdrawal::after_job(state, Some(session)).await {
         (
@@ -407,7 +430,6 @@ async fn receive(
             }
         }
     };
-    keep.abort();
     let mut conn = state.db.pool.acquire().await?;
     let msg: String = message.chars().take(2000).collect();
     if !leases::finish(&mut conn, id, lease, status, &msg, now_ms()).await? {

@@ -1,5 +1,5 @@
 //! A worker's result: the contents of a bundle's `analysis/` folder as a tar.
-//! It is received into a file beside the sessions (`SESSIONS/.results/`),
+//! It is received into a file beside the bundle (`.lab-result-<job>-<random>`),
 //! checked against the SHA-256 the worker declared, unpacked into a staging
 //! folder entry by entry (plain files and folders under names a bundle may
 //! hold; a link, a device, `..` or an absolute path refuses the whole
@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lab_model::upload::{MAX_UPLOAD_FILES, valid_upload_path};
 
@@ -34,12 +34,25 @@ fn bad(msg: impl Into<String>) -> ResultError {
     ResultError::Bad(msg.into())
 }
 
+/// A name the tar uses twice, or as both a file and a folder, is the
+/// sender's error (422), not the server's.
+fn clash(e: std::io::Error, path: &str) -> ResultError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        AlreadyExists | NotADirectory | IsADirectory => {
+            bad(format!("{path} appears twice, or as a file and a folder"))
+        }
+        _ => ResultError::Io(e),
+    }
+}
+
 /// Unpacks the tar at `tar` into `staging` (made here, must not exist).
 /// Returns the number of files. The result must hold the state file.
 pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, ResultError> {
     std::fs::create_dir(staging)?;
     let mut archive = tar::Archive::new(std::fs::File::open(tar)?);
     let mut files = 0usize;
+    let mut entries = 0usize;
     let mut total = 0u64;
     let mut has_state = false;
     for entry in archive
@@ -65,8 +78,14 @@ pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, Resul
         }
         let kind = entry.header().entry_type();
         let target = staging.join(&path);
+        // Folders count like files: a tar of nothing but folder headers
+        // must not exhaust the inodes.
+        entries += 1;
+        if entries > MAX_UPLOAD_FILES {
+            return Err(bad(format!("more than {MAX_UPLOAD_FILES} entries")));
+        }
         if kind.is_dir() {
-            std::fs::create_dir_all(&target)?;
+            std::fs::create_dir_all(&target).map_err(|e| clash(e, &path))?;
             continue;
         }
         if !kind.is_file() {
@@ -75,15 +94,12 @@ pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, Resul
             )));
         }
         files += 1;
-        if files > MAX_UPLOAD_FILES {
-            return Err(bad(format!("more than {MAX_UPLOAD_FILES} files")));
-        }
         total = total.saturating_add(entry.size());
         if total > max_bytes {
             return Err(bad(format!("the result is larger than {max_bytes} bytes")));
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).map_err(|e| clash(e, &path))?;
         }
         // The staging folder is ours and holds no link: only folders and
         // files made just now.
@@ -91,10 +107,7 @@ pub fn unpack(tar: &Path, staging: &Path, max_bytes: u64) -> Result<usize, Resul
             .write(true)
             .create_new(true)
             .open(&target)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => bad(format!("{path} appears twice")),
-                _ => ResultError::Io(e),
-            })?;
+            .map_err(|e| clash(e, &path))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = entry.read(&mut buf)?;
@@ -177,13 +190,39 @@ fn sync_parent(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Where results are received: beside the sessions, on their filesystem.
-pub fn results_dir(sessions: &Path) -> PathBuf {
-    sessions.join(".results")
+/// What a result's tar and staging folder beside the bundle are called
+/// (`.lab-result-<job>-<random>`): hidden, and never a bundle (no manifest).
+pub const STAGING_PREFIX: &str = ".lab-result-";
+
+/// Removes staging left by a lab-web that died mid-receipt: entries of the
+/// sessions folder named [`STAGING_PREFIX`]… and older than `age` (several
+/// processes may receive at once; a live receipt is younger).
+pub fn sweep(sessions: &Path, age: std::time::Duration) -> usize {
+    let Ok(dir) = std::fs::read_dir(sessions) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if name.to_string_lossy().starts_with(STAGING_PREFIX) && old {
+            let p = e.path();
+            let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+            n += 1;
+        }
+    }
+    n
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
@@ -210,6 +249,23 @@ mod tests {
             b.append(&h, *data).unwrap();
         }
         b.finish().unwrap();
+    }
+
+    #[test]
+    fn stale_staging_is_swept_and_fresh_staging_kept() {
+        let d = tmp("sweep");
+        std::fs::create_dir_all(d.join(format!("{STAGING_PREFIX}1-abc"))).unwrap();
+        std::fs::write(d.join(format!("{STAGING_PREFIX}1-abc.tar")), b"x").unwrap();
+        std::fs::create_dir_all(d.join("S1")).unwrap();
+        assert_eq!(
+            sweep(&d, std::time::Duration::from_secs(3600)),
+            0,
+            "fresh: kept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sweep(&d, std::time::Duration::from_millis(1)), 2);
+        assert!(d.join("S1").is_dir(), "bundles are never touched");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -276,6 +332,18 @@ mod tests {
         tar_of(&[(state_file(), tar::EntryType::Regular, &[0u8; 4096])], &t);
         let e = unpack(&t, &d.join("s-big"), 100).unwrap_err().to_string();
         assert!(e.contains("larger"), "{e}");
+        // A name used as a file and then as a folder: the sender's error.
+        let t = d.join("clash.tar");
+        tar_of(
+            &[
+                (state_file(), tar::EntryType::Regular, b"{}"),
+                ("web", tar::EntryType::Regular, b"x"),
+                ("web/x.json", tar::EntryType::Regular, b"{}"),
+            ],
+            &t,
+        );
+        let e = unpack(&t, &d.join("s-clash"), 1 << 20).unwrap_err();
+        assert!(matches!(e, ResultError::Bad(_)), "{e}");
         std::fs::write(d.join("junk.tar"), b"not a tar at all").unwrap();
         assert!(unpack(&d.join("junk.tar"), &d.join("s-junk"), 100).is_err());
         std::fs::remove_dir_all(&d).unwrap();

@@ -262,12 +262,16 @@ async fn give_back_as(
         now + 1000 * retry_backoff_seconds(attempts) as i64
     };
     let ended = status != "queued";
-    let r = sqlx::query(
-        "UPDATE jobs SET status = $3, message = $4, not_before = $5, \
-           finished_at = CASE WHEN $6 = 1 THEN $7 ELSE NULL END, \
-           lease_expires_at = CASE WHEN $6 = 1 THEN lease_expires_at ELSE NULL END, \
-           attempts = attempts - $8 \
-         WHERE id = $1 AND lease = $2 AND status = 'running'",
+    // A cancel that lands between the read above and this write wins.
+    sqlx::query(
+        "UPDATE jobs SET \
+           status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE $3 END, \
+           message = CASE WHEN cancel_requested = 1 THEN 'отменено / cancelled' ELSE $4 END, \
+           not_before = $5, \
+           finished_at = CASE WHEN cancel_requested = 1 OR $6 = 1 THEN $7 ELSE NULL END, \
+           lease_expires_at = CASE WHEN cancel_requested = 1 OR $6 = 1 THEN lease_expires_at ELSE NULL END, \
+           attempts = attempts - CASE WHEN cancel_requested = 1 THEN 0 ELSE $8 END \
+         WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING status",
     )
     .bind(id)
     .bind(lease)
@@ -277,9 +281,10 @@ async fn give_back_as(
     .bind(i64::from(ended))
     .bind(now)
     .bind(i64::from(released && status == "queued"))
-    .execute(&db.pool)
-    .await?;
-    Ok((r.rows_affected() > 0).then(|| status.to_string()))
+    .fetch_optional(&db.pool)
+    .await?
+    .map(|r| r.try_get("status"))
+    .transpose()
 }
 
 /// Queues an ended job again (an admin's «Повторить» of a dead or failed
