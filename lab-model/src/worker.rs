@@ -121,6 +121,26 @@ pub struct FailRequest {
     pub release: bool,
 }
 
+/// `POST /worker/forget`: the sessions a worker keeps copies of. lab-web
+/// answers which of them it must delete ([`ForgetAnswer`]): withdrawn
+/// participants (a withdrawal purges everywhere) and sessions it no
+/// longer knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRequest {
+    pub sessions: Vec<String>,
+}
+
+/// The most session ids one [`ForgetRequest`] may carry.
+pub const MAX_FORGET: usize = 10_000;
+/// How often a worker asks ([`ForgetRequest`]), besides at start.
+pub const FORGET_EVERY_SECONDS: u64 = 600;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetAnswer {
+    pub forget: Vec<String>,
+}
+
 /// The job's state after a `/fail` or a `/result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStateAnswer {

@@ -538,4 +538,18 @@ async fn cancel_and_withdrawal(e: &Env) {
         "a withdrawal leaves no trace of the bundle's files"
     );
     assert!(!bundle.join("manifest.json").exists() || !bundle.exists());
+    // Workers ask which of their copies to delete: the withdrawn one and
+    // one lab-web does not know; a station may not ask.
+    let body = json!({"sessions": ["S4", "S5", "NOPE"]})
+        .to_string()
+        .into_bytes();
+    let r = e
+        .call(&e.w1, "POST", "/api/v1/worker/forget", &[], body.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["forget"], json!(["S5", "NOPE"]));
+    let r = e
+        .call(&e.station, "POST", "/api/v1/worker/forget", &[], body)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }

@@ -37,6 +37,9 @@ pub trait Server: Send + Sync {
     ) -> Result<JobStateAnswer, CallError>;
     /// `POST /jobs/{job}/fail`.
     fn fail(&self, job: i64, req: &FailRequest) -> Result<JobStateAnswer, CallError>;
+    /// `POST /forget`: which of these kept sessions must go (withdrawn,
+    /// or unknown to lab-web).
+    fn forget(&self, sessions: &[String]) -> Result<Vec<String>, CallError>;
 }
 
 /// A file download under way.

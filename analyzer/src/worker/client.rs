@@ -257,6 +257,19 @@ impl Server for HttpServer {
             .ok_or_else(|| CallError::Transport("lab-web answered a result with no body".into()))
     }
 
+    fn forget(&self, sessions: &[String]) -> Result<Vec<String>, CallError> {
+        let req = lab_model::worker::ForgetRequest {
+            sessions: sessions.to_vec(),
+        };
+        let a: Option<lab_model::worker::ForgetAnswer> = self.post_json(
+            &format!("{}/forget", self.base),
+            &req,
+            STALL_TIMEOUT * 3,
+            MAX_LEASE_BYTES,
+        )?;
+        Ok(a.map(|a| a.forget).unwrap_or_default())
+    }
+
     fn fail(&self, job: i64, req: &FailRequest) -> Result<JobStateAnswer, CallError> {
         self.post_json(
             &self.job_url(job, "fail"),

@@ -48,7 +48,7 @@ impl JobSettings {
         self.work.join("bundles").join(session)
     }
 
-    fn sums_file(&self, session: &str) -> PathBuf {
+    pub(crate) fn sums_file(&self, session: &str) -> PathBuf {
         self.work.join("sums").join(format!("{session}.json"))
     }
 }
@@ -253,7 +253,7 @@ pub fn check_lease(lease: &Lease) -> Result<Vec<Stage>, String> {
 
 /// Holds `locks/<session>.lock`: one job per bundle copy, across slots and
 /// across worker processes sharing a work folder.
-fn lock_session(settings: &JobSettings, session: &str) -> io::Result<Option<File>> {
+pub(crate) fn lock_session(settings: &JobSettings, session: &str) -> io::Result<Option<File>> {
     let dir = settings.work.join("locks");
     fs::create_dir_all(&dir)?;
     let file = File::create(dir.join(format!("{session}.lock")))?;

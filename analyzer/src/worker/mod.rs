@@ -19,6 +19,7 @@ pub mod child;
 pub mod client;
 pub mod job;
 pub mod mirror;
+pub(crate) mod purge;
 pub mod result;
 
 use std::path::PathBuf;
@@ -115,6 +116,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         once: config.once,
         stop: &stop,
         backoff: Backoff::standard(),
+        purged: Mutex::new(None),
     };
     say(&format!(
         "serving {} with {} slot(s){}, work folder {}",
@@ -161,6 +163,30 @@ pub struct Worker<'a> {
     pub stop: &'a AtomicBool,
     /// The wait after a failed lease request (doubling).
     pub backoff: Backoff,
+    /// When the copies of withdrawn sessions were last purged (`purge`).
+    pub purged: Mutex<Option<Instant>>,
+}
+
+impl Worker<'_> {
+    /// Deletes the copies of withdrawn sessions, at most every
+    /// `FORGET_EVERY_SECONDS` (and at the first call).
+    fn purge_if_due(&self) {
+        let every = Duration::from_secs(lab_model::worker::FORGET_EVERY_SECONDS);
+        {
+            let mut last = self.purged.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match purge::forget_withdrawn(&self.settings, self.server) {
+            Ok(0) => {}
+            Ok(n) => say(&format!(
+                "deleted {n} local cop(ies) of withdrawn or removed sessions"
+            )),
+            Err(e) => say(&format!("cannot ask which copies to delete: {e}")),
+        }
+    }
 }
 
 /// Jobs the slots ran.
@@ -218,6 +244,7 @@ fn slot(worker: &Worker<'_>, served: &Mutex<Served>) -> Result<(), CallError> {
     let mut failing_since: Option<Instant> = None;
     let stopped = || worker.stop.load(Ordering::SeqCst);
     while !stopped() {
+        worker.purge_if_due();
         match worker.server.lease(&worker.request) {
             Ok(got) => {
                 if let Some(since) = failing_since.take() {

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/uploads/{id}/complete", post(uploads::complete))
         .route("/worker/lease", post(worker::lease))
+        .route("/worker/forget", post(worker::forget))
         .route("/worker/jobs/{id}/files/{*path}", get(worker::file))
         .route("/worker/jobs/{id}/heartbeat", post(worker::heartbeat))
         .route("/worker/jobs/{id}/fail", post(worker::fail))

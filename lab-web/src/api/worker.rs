@@ -59,6 +59,15 @@ pub async fn file(
     super::serve::serve_file(&bundle, &path, "application/octet-stream", req).await
 }
 
+pub async fn forget(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<lab_model::worker::ForgetRequest>,
+) -> ApiResult<Json<lab_model::worker::ForgetAnswer>> {
+    worker(&auth)?;
+    Ok(Json(remote::forget(&state, req).await?))
+}
+
 pub async fn heartbeat(
     State(state): State<AppState>,
     auth: Auth,

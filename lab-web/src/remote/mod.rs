@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
 use lab_model::worker::{
-    FailRequest, HEARTBEAT_SECONDS, Heartbeat, HeartbeatAnswer, JobStateAnswer, JourneyFile,
-    KIND_ANALYZE, Lease, LeaseRequest, MAX_WAIT_SECONDS, WORKER_PROTOCOL_VERSION, valid_capability,
+    FailRequest, ForgetAnswer, ForgetRequest, HEARTBEAT_SECONDS, Heartbeat, HeartbeatAnswer,
+    JobStateAnswer, JourneyFile, KIND_ANALYZE, Lease, LeaseRequest, MAX_FORGET, MAX_WAIT_SECONDS,
+    WORKER_PROTOCOL_VERSION, valid_capability,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -224,6 +225,18 @@ pub async fn heartbeat(state: &AppState, id: i64, hb: Heartbeat) -> ApiResult<He
         cancel,
         lease_seconds: state.config.lease_seconds,
     })
+}
+
+/// `POST /worker/forget`: which of the worker's copies it must delete.
+pub async fn forget(state: &AppState, req: ForgetRequest) -> ApiResult<ForgetAnswer> {
+    if req.sessions.len() > MAX_FORGET {
+        return Err(unprocessable(
+            "bad_request",
+            format!("at most {MAX_FORGET} session ids at once"),
+        ));
+    }
+    let forget = store::bundle_sums::gone_or_withdrawn(&state.db, &req.sessions).await?;
+    Ok(ForgetAnswer { forget })
 }
 
 /// `POST /worker/jobs/{id}/fail`.

@@ -63,6 +63,25 @@ pub async fn forget(db: &Db, session: &str, path: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// Of `ids`, those no session has or whose participant withdrew.
+pub async fn gone_or_withdrawn(db: &Db, ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    let mut out = vec![];
+    for id in ids {
+        let row = sqlx::query("SELECT withdrawn FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?;
+        let keep = match row {
+            Some(r) => r.try_get::<i64, _>("withdrawn")? == 0,
+            None => false,
+        };
+        if !keep {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Forgets every hash of a session's files: the next lease hashes them
 /// again (a worker found a file that did not match its listed hash).
 pub async fn forget_session(db: &Db, session: &str) -> Result<(), sqlx::Error> {

@@ -259,6 +259,16 @@ impl Server for Fake {
         })
     }
 
+    fn forget(&self, sessions: &[String]) -> Result<Vec<String>, CallError> {
+        self.note(format!("forget {}", sessions.join(",")));
+        // The fake's withdrawn participant is every session it is asked about.
+        Ok(if self.withdrawn.load(Ordering::SeqCst) {
+            sessions.to_vec()
+        } else {
+            vec![]
+        })
+    }
+
     fn fail(&self, _job: i64, req: &FailRequest) -> Result<JobStateAnswer, CallError> {
         self.note(format!("fail retry={}: {}", req.retry, req.error));
         Ok(JobStateAnswer {

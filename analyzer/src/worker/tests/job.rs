@@ -239,6 +239,40 @@ fn a_withdrawn_session_is_dropped_and_its_copy_deleted() {
 }
 
 #[test]
+fn copies_of_withdrawn_sessions_are_purged_when_lab_web_says_so() {
+    let s = settings("purge", &[]);
+    let (fake, lease) = setup();
+    assert_eq!(run_job(&s, &fake, &lease).outcome, Outcome::Done);
+    assert!(s.bundle_dir("S1").exists());
+    // Nothing withdrawn: the copy stays.
+    assert_eq!(
+        crate::worker::purge::forget_withdrawn(&s, &fake).unwrap(),
+        0
+    );
+    assert!(s.bundle_dir("S1").exists());
+    // A copy a running job holds is left to that job.
+    fake.withdrawn.store(true, Ordering::SeqCst);
+    {
+        let _held = lock_session(&s, "S1").unwrap().expect("free");
+        assert_eq!(
+            crate::worker::purge::forget_withdrawn(&s, &fake).unwrap(),
+            0
+        );
+    }
+    assert_eq!(
+        crate::worker::purge::forget_withdrawn(&s, &fake).unwrap(),
+        1
+    );
+    assert!(!s.bundle_dir("S1").exists());
+    assert!(!s.sums_file("S1").exists());
+    assert!(
+        fake.calls_starting("forget")
+            .iter()
+            .all(|c| c == "forget S1")
+    );
+}
+
+#[test]
 fn a_result_that_does_not_get_through_is_sent_again() {
     let s = settings("resend", &[]);
     let (fake, lease) = setup();

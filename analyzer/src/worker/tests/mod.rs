@@ -3,6 +3,7 @@
 
 pub mod fake;
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use super::*;
@@ -30,6 +31,7 @@ fn worker<'a>(fake: &'a Fake, stop: &'a AtomicBool, once: bool) -> Worker<'a> {
         once,
         stop,
         backoff: quick_backoff(),
+        purged: Mutex::new(None),
     }
 }
 
