@@ -301,13 +301,15 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
     });
     pg.restart().unwrap();
     // Fault 3: web B stops once a third of the jobs are done; w1 is cut off.
-    wait("a third of the jobs done", Duration::from_secs(300), || {
+    // Bounds from the one-worker run: after web B stops, one worker is left.
+    let all_alone = one_job * n as u32 + Duration::from_secs(120);
+    wait("a third of the jobs done", all_alone, || {
         api.call("GET", "/api/v1/jobs", None).1["jobs"]
             .as_array()
             .is_some_and(|js| js.iter().filter(|j| j["status"] == "done").count() * 3 >= n)
     });
     web_b.stop();
-    let done = api.wait_for("every job ended", Duration::from_secs(600), |api| {
+    let done = api.wait_for("every job ended", all_alone * 2, |api| {
         let (status, v) = api.call("GET", "/api/v1/jobs", None);
         let js = v["jobs"].as_array()?.clone();
         (status == 200
