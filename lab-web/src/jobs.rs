@@ -153,6 +153,14 @@ pub async fn analyze_if_needed(
     session: &str,
     bundle: &std::path::Path,
 ) -> anyhow::Result<Option<i64>> {
+    // A bundle still being recorded is analysed once it is finished (its
+    // next import, when the recorder finalizes the manifest).
+    let recording = store::sessions::files(&state.db.pool, session)
+        .await?
+        .is_none_or(|f| f.status == "recording" || f.withdrawn);
+    if recording {
+        return Ok(None);
+    }
     let dir = bundle.to_path_buf();
     let complete = tokio::task::spawn_blocking(move || {
         use lab_model::analysis::{AnalysisDoc, Stage, State};

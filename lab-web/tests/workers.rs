@@ -228,6 +228,7 @@ async fn worker_protocol_on_both_databases() {
         whole_exchange(&e).await;
         lapsed_lease(&e).await;
         retries_and_dead_letter(&e).await;
+        a_recording_is_not_analysed_yet(&e).await;
         cancel_and_withdrawal(&e).await;
         eprintln!("{}: worker protocol ok", e.backend);
     }
@@ -482,6 +483,55 @@ async fn retries_and_dead_letter(e: &Env) {
         "n",
     );
     assert_eq!(sums, 0, "the stale hashes are forgotten");
+}
+
+async fn a_recording_is_not_analysed_yet(e: &Env) {
+    // A bundle the recorder is still writing (its manifest says so, and
+    // it holds the recorder's disk reserve).
+    let b = lab_web::synth::write_bundle(
+        &e.dir.join("sessions"),
+        &lab_web::synth::Spec::small("S6", "P06"),
+    )
+    .unwrap();
+    let m = b.join("manifest.json");
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("\"status\": \"complete\"", "\"status\": \"recording\"");
+    std::fs::write(&m, text).unwrap();
+    std::fs::write(b.join(lab_model::bundle::RESERVE_FILE), b"reserve").unwrap();
+    lab_web::import::import(&e.state, &b).await.unwrap();
+    let queued = lab_web::jobs::analyze_if_needed(&e.state, "S6", &b)
+        .await
+        .unwrap();
+    assert_eq!(queued, None, "--analyze-new waits for the recording to end");
+    // Asked for anyway: refused with the reason, not a worker's puzzle.
+    let job = e.analyse("S6", None).await;
+    assert_eq!(e.lease(&e.w1, &[]).await.status, StatusCode::NO_CONTENT);
+    let (status, message) = e.status(job).await;
+    assert_eq!(status, "failed");
+    assert!(message.contains("still being recorded"), "{message}");
+    // Finished: queued once, and the reserve is never listed.
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("\"status\": \"recording\"", "\"status\": \"complete\"");
+    std::fs::write(&m, text).unwrap();
+    lab_web::import::import(&e.state, &b).await.unwrap();
+    let job = lab_web::jobs::analyze_if_needed(&e.state, "S6", &b)
+        .await
+        .unwrap()
+        .expect("queued once complete");
+    let l = e.lease(&e.w1, &[]).await.json();
+    assert_eq!(l["job_id"], job);
+    let files = l["files"].as_array().unwrap();
+    assert!(
+        files
+            .iter()
+            .all(|f| f["path"] != lab_model::bundle::RESERVE_FILE)
+    );
+    let r = e
+        .fail(&e.w1, job, l["lease"].as_str().unwrap(), false)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 async fn cancel_and_withdrawal(e: &Env) {

@@ -37,6 +37,13 @@ fn walk(root: &Path) -> anyhow::Result<Vec<Found>> {
             let name = name
                 .to_str()
                 .ok_or_else(|| anyhow::anyhow!("a file name in {prefix:?} is not UTF-8"))?;
+            // The recorder's disk reserve and its temporary files are not
+            // part of a bundle (the station's uploader leaves them out too).
+            if prefix.is_empty() && name == lab_model::bundle::RESERVE_FILE
+                || name.ends_with(".tmp")
+            {
+                continue;
+            }
             let rel = format!("{prefix}{name}");
             let meta = entry.metadata()?; // does not follow links
             let kind = meta.file_type();

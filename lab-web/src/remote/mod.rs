@@ -137,6 +137,10 @@ async fn describe(
         !files.withdrawn,
         "участник отозвал согласие; анализ не выполняется / the participant withdrew; nothing is analysed"
     );
+    anyhow::ensure!(
+        files.status != "recording",
+        "сессия ещё записывается; анализируйте после остановки / the session is still being recorded; analyse it once the recording has stopped"
+    );
     let bundle = PathBuf::from(&files.bundle_path);
     let listed = files::listing(&state.db, &session, &bundle).await?;
     let journey = if files.life_situation.is_empty() {

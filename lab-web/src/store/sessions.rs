@@ -210,22 +210,28 @@ pub struct SessionFiles {
     pub life_situation: String,
     pub media: MediaIndex,
     pub withdrawn: bool,
+    /// The manifest's status at the last import: `recording`, `complete`,
+    /// `interrupted`.
+    pub status: String,
 }
 
 pub async fn files(pool: &Pool, id: &str) -> Result<Option<SessionFiles>, sqlx::Error> {
-    sqlx::query("SELECT bundle_path, life_situation, media, withdrawn FROM sessions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| {
-            Ok(SessionFiles {
-                bundle_path: r.try_get("bundle_path")?,
-                life_situation: r.try_get("life_situation")?,
-                media: media_index(&r.try_get::<String, _>("media")?)?,
-                withdrawn: r.try_get::<i64, _>("withdrawn")? != 0,
-            })
+    sqlx::query(
+        "SELECT bundle_path, life_situation, media, withdrawn, status FROM sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(|r| {
+        Ok(SessionFiles {
+            bundle_path: r.try_get("bundle_path")?,
+            life_situation: r.try_get("life_situation")?,
+            media: media_index(&r.try_get::<String, _>("media")?)?,
+            withdrawn: r.try_get::<i64, _>("withdrawn")? != 0,
+            status: r.try_get("status")?,
         })
-        .transpose()
+    })
+    .transpose()
 }
 
 /// The participant code and start (Unix ms), for export headers.
