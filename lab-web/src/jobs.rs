@@ -121,6 +121,45 @@ pub fn stop_here(id: i64) {
     }
 }
 
+/// One lease for a worker (lab-web's own or remote): jobs whose lease
+/// lapsed for the last time are buried first, then the oldest job this
+/// worker may run is leased under a fresh lease id. Both are announced.
+pub async fn take(
+    state: &AppState,
+    worker: &str,
+    kinds: &[&str],
+    capabilities: &[String],
+) -> Result<Option<(store::leases::Leased, String)>, sqlx::Error> {
+    let now = now_ms();
+    for id in store::leases::bury_lapsed(&state.db, now).await? {
+        publish(state, id).await;
+    }
+    let lease = crate::auth::new_token();
+    let ask = store::leases::Ask {
+        worker,
+        kinds,
+        capabilities,
+        lease: &lease,
+        lease_ms: state.lease_ms(),
+        now,
+    };
+    let Some(job) = store::leases::lease(&state.db, &ask).await? else {
+        return Ok(None);
+    };
+    publish(state, job.id).await;
+    Ok(Some((job, lease)))
+}
+
+/// Aborts a task when dropped: a job's keep-alive never outlives the job,
+/// even one that panicked or whose request was dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Queues a job and wakes the worker.
 pub async fn enqueue(
     state: &AppState,

@@ -18,10 +18,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::db::now_ms;
-use crate::jobs::{self, JobArgs, JobKind, Outcome, analysis_progress};
+use crate::jobs::{self, AbortOnDrop, JobArgs, JobKind, Outcome, analysis_progress};
 use crate::state::AppState;
 use crate::store;
-use crate::store::leases::{self, Ask, Leased};
+use crate::store::leases::{self, Leased};
 
 /// How often lab-web's own workers heartbeat (cheap: one UPDATE): every
 /// 5 s, or a quarter of a shorter lease.
@@ -78,28 +78,14 @@ pub async fn run(state: AppState, n: usize, runs: Runs) {
 }
 
 async fn next(state: &AppState, me: &str, runs: Runs) -> Result<Option<Held>, sqlx::Error> {
-    let now = now_ms();
-    for id in leases::bury_lapsed(&state.db, now).await? {
-        jobs::publish(state, id).await;
-    }
-    let lease = crate::auth::new_token();
-    let ask = Ask {
-        worker: me,
-        kinds: runs.kinds(),
-        capabilities: &["local".to_string()],
-        lease: &lease,
-        lease_ms: state.lease_ms(),
-        now,
-    };
-    let Some(job) = leases::lease(&state.db, &ask).await? else {
-        return Ok(None);
-    };
-    jobs::publish(state, job.id).await;
-    Ok(Some(Held {
-        job,
-        lease,
-        lost: Arc::new(AtomicBool::new(false)),
-    }))
+    let local = ["local".to_string()];
+    Ok(jobs::take(state, me, runs.kinds(), &local)
+        .await?
+        .map(|(job, lease)| Held {
+            job,
+            lease,
+            lost: Arc::new(AtomicBool::new(false)),
+        }))
 }
 
 /// A job this worker holds.
@@ -203,16 +189,6 @@ async fn run_one(state: &AppState, held: Held) {
         }
     };
     finish(state, &held, status, &message).await;
-}
-
-/// Aborts a task when dropped: the heartbeat of a job never outlives the
-/// job, even one that panicked.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Records a job's end under its lease.

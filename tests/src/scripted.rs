@@ -145,3 +145,47 @@ pub fn record_session(dir: &Path, speech_wav: &Path) -> PathBuf {
     assert!(ok, "{err}");
     bundle
 }
+
+/// Records `secs` seconds from the test sources into `out` and returns the
+/// bundle (the fleet test and bench analyse copies of it).
+pub fn record_test_sources(out: &Path, secs: u32) -> PathBuf {
+    std::fs::create_dir_all(out).unwrap();
+    let secs = secs.to_string();
+    let rec = RecorderProcess::spawn(
+        &[
+            "--test-sources",
+            "--duration",
+            &secs,
+            "--participant",
+            "P41",
+            "--consent",
+            "C41",
+        ],
+        &[],
+        out,
+    )
+    .unwrap();
+    let (ok, _, err) = rec.wait().unwrap();
+    assert!(ok, "recording failed: {err}");
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join("manifest.json").is_file())
+        .expect("a bundle")
+}
+
+/// A copy of `bundle` at `to` as session `id` (the manifest's id rewritten).
+pub fn copy_bundle_as(bundle: &Path, to: &Path, id: &str) {
+    let old = bundle.file_name().unwrap().to_str().unwrap().to_string();
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(bundle)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -r {} {}", bundle.display(), to.display());
+    let m = to.join("manifest.json");
+    let text = std::fs::read_to_string(&m).unwrap().replace(&old, id);
+    std::fs::write(&m, text).unwrap();
+}

@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lab_tests::postgres::PrivatePostgres;
-use lab_tests::scripted::{models, record_session, speech};
+use lab_tests::scripted::{copy_bundle_as, models, record_session, record_test_sources, speech};
 use lab_tests::web::{Api, LabWeb};
-use lab_tests::{RecorderProcess, bin, temp_dir};
+use lab_tests::{bin, temp_dir};
 use serde_json::Value;
 
 const PASSWORD: &str = "fleet-admin-password";
@@ -74,22 +74,6 @@ fn lab_web_cli(args: &[&OsStr]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A copy of `bundle` as session `id` (the manifest's id rewritten).
-fn copy_as(bundle: &Path, to: &Path, id: &str) {
-    let old = bundle.file_name().unwrap().to_str().unwrap().to_string();
-    let ok = Command::new("cp")
-        .arg("-r")
-        .arg(bundle)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let m = to.join("manifest.json");
-    let text = std::fs::read_to_string(&m).unwrap().replace(&old, id);
-    std::fs::write(&m, text).unwrap();
 }
 
 /// The job events a logged-in browser receives from `/api/v1/jobs/events`.
@@ -167,29 +151,7 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
         );
         record_session(&root, &wav)
     } else {
-        let out = root.join("station");
-        std::fs::create_dir_all(&out).unwrap();
-        let rec = RecorderProcess::spawn(
-            &[
-                "--test-sources",
-                "--duration",
-                "8",
-                "--participant",
-                "P41",
-                "--consent",
-                "C41",
-            ],
-            &[],
-            &out,
-        )
-        .unwrap();
-        let (ok, _, err) = rec.wait().unwrap();
-        assert!(ok, "recording failed: {err}");
-        std::fs::read_dir(&out)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.join("manifest.json").is_file())
-            .expect("a bundle")
+        record_test_sources(&root.join("station"), 8)
     };
     // The lab's journeys folder; the reference run and the fleet find the
     // session's journey there by the same rule.
@@ -203,7 +165,7 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
     .unwrap();
     // The one-worker reference.
     let reference = root.join("reference");
-    copy_as(&recorded, &reference, "REF");
+    copy_bundle_as(&recorded, &reference, "REF");
     let t0 = Instant::now();
     let o = Command::new(bin("lab-analyze"))
         .arg("--models")
@@ -263,7 +225,7 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
     let events = event_stream(&web_a.url, &api.cookie);
     let ids: Vec<String> = (1..=n).map(|i| format!("FLEET-{i:02}")).collect();
     for id in &ids {
-        copy_as(&recorded, &data.join("sessions").join(id), id);
+        copy_bundle_as(&recorded, &data.join("sessions").join(id), id);
     }
     wait(
         "every bundle imported and queued",

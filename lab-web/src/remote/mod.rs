@@ -23,10 +23,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{self, JobArgs};
+use crate::jobs::{self, AbortOnDrop, JobArgs};
 use crate::state::AppState;
 use crate::store;
-use crate::store::leases::{self, Ask};
+use crate::store::leases;
 
 fn lease_lost(id: i64) -> ApiError {
     ApiError::refused(
@@ -88,23 +88,10 @@ async fn try_lease(
     capabilities: &[String],
 ) -> ApiResult<Option<Lease>> {
     loop {
-        let now = now_ms();
-        for id in leases::bury_lapsed(&state.db, now).await? {
-            jobs::publish(state, id).await;
-        }
-        let lease = crate::auth::new_token();
-        let ask = Ask {
-            worker,
-            kinds: &[KIND_ANALYZE],
-            capabilities,
-            lease: &lease,
-            lease_ms: state.lease_ms(),
-            now,
-        };
-        let Some(job) = leases::lease(&state.db, &ask).await? else {
+        let Some((job, lease)) = jobs::take(state, worker, &[KIND_ANALYZE], capabilities).await?
+        else {
             return Ok(None);
         };
-        jobs::publish(state, job.id).await;
         match describe(state, &job, &lease).await {
             Ok(l) => return Ok(Some(l)),
             // A job that cannot be handed out ends here with its reason,
@@ -326,15 +313,6 @@ pub async fn accept_result(
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-/// Aborts a task when dropped (a keep-alive that must not outlive its job).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lab_tests::postgres::PrivatePostgres;
-use lab_tests::scripted::{models, record_session, speech};
+use lab_tests::scripted::{copy_bundle_as, models, record_session, record_test_sources, speech};
 use lab_tests::web::{Api, LabWeb};
-use lab_tests::{RecorderProcess, bin, temp_dir};
+use lab_tests::{bin, temp_dir};
 
 #[derive(Parser)]
 struct Args {
@@ -55,46 +55,7 @@ fn record(root: &Path, args: &Args) -> PathBuf {
         );
         return record_session(root, &wav);
     }
-    let out = root.join("station");
-    std::fs::create_dir_all(&out).unwrap();
-    let d = args.duration.to_string();
-    let rec = RecorderProcess::spawn(
-        &[
-            "--test-sources",
-            "--duration",
-            &d,
-            "--participant",
-            "P51",
-            "--consent",
-            "C51",
-        ],
-        &[],
-        &out,
-    )
-    .unwrap();
-    let (ok, _, err) = rec.wait().unwrap();
-    assert!(ok, "recording failed: {err}");
-    std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.join("manifest.json").is_file())
-        .expect("a bundle")
-}
-
-fn copy_as(bundle: &Path, to: &Path, id: &str) {
-    let old = bundle.file_name().unwrap().to_str().unwrap().to_string();
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(bundle)
-            .arg(to)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let m = to.join("manifest.json");
-    let text = std::fs::read_to_string(&m).unwrap().replace(&old, id);
-    std::fs::write(&m, text).unwrap();
+    record_test_sources(&root.join("station"), args.duration)
 }
 
 fn lab_web(args: &[&OsStr]) -> String {
@@ -129,7 +90,7 @@ fn run(root: &Path, recorded: &Path, n: usize, k: usize) -> Run {
     for i in 1..=n {
         let id = format!("BENCH-{i:02}");
         let b = data.join("sessions").join(&id);
-        copy_as(recorded, &b, &id);
+        copy_bundle_as(recorded, &b, &id);
         bundles.push(b);
     }
     let serve = [
