@@ -165,6 +165,18 @@ impl LabWeb {
     }
 }
 
+/// Runs a one-shot `lab-web` command (`worker add`, `import`) that must
+/// succeed; returns its standard output, trimmed.
+pub fn lab_web_command(args: &[&OsStr]) -> String {
+    let o = Command::new(bin("lab-web")).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "lab-web {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// A logged-in API client (cookie and CSRF token).
 pub struct Api {
     pub base: String,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use lab_tests::postgres::PrivatePostgres;
 use lab_tests::scripted::{copy_bundle_as, models, record_session, record_test_sources, speech};
-use lab_tests::web::{Api, LabWeb};
+use lab_tests::web::{Api, LabWeb, lab_web_command};
 use lab_tests::{bin, temp_dir};
 use serde_json::Value;
 
@@ -64,16 +64,6 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn lab_web_cli(args: &[&OsStr]) -> String {
-    let o = Command::new(bin("lab-web")).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "lab-web {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// The job events a logged-in browser receives from `/api/v1/jobs/events`.
@@ -198,7 +188,7 @@ fn a_fleet_analyses_every_bundle_once_through_a_killed_worker_a_database_restart
     let web_a = LabWeb::serve_as("web-a", &data, PASSWORD, &serve_args, &[]);
     let mut web_b = LabWeb::serve_as("web-b", &data, PASSWORD, &serve_args, &[]);
     let token = |name: &str| {
-        lab_web_cli(&[
+        lab_web_command(&[
             "worker".as_ref(),
             "add".as_ref(),
             name.as_ref(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use lab_tests::postgres::PrivatePostgres;
 use lab_tests::scripted::{copy_bundle_as, models, record_session, record_test_sources, speech};
-use lab_tests::web::{Api, LabWeb};
+use lab_tests::web::{Api, LabWeb, lab_web_command};
 use lab_tests::{bin, temp_dir};
 
 #[derive(Parser)]
@@ -56,16 +56,6 @@ fn record(root: &Path, args: &Args) -> PathBuf {
         return record_session(root, &wav);
     }
     record_test_sources(&root.join("station"), args.duration)
-}
-
-fn lab_web(args: &[&OsStr]) -> String {
-    let o = Command::new(bin("lab-web")).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "lab-web {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// `job 42 session X: done in 12.3 s (lease→start 0.05 s, download 0.04 s)`
@@ -113,14 +103,14 @@ fn run(root: &Path, recorded: &Path, n: usize, k: usize) -> Run {
     let mut import: Vec<&OsStr> = head.iter().map(OsStr::new).collect();
     import.push(data.as_os_str());
     import.extend(bundles.iter().map(|b| b.as_os_str()));
-    lab_web(&import);
+    lab_web_command(&import);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / k).max(1).to_string();
     let t0 = Instant::now();
     let mut children: Vec<(Child, PathBuf)> = (1..=k)
         .map(|w| {
             let name = format!("w{w}");
-            let token = lab_web(&[
+            let token = lab_web_command(&[
                 "worker".as_ref(),
                 "add".as_ref(),
                 name.as_ref(),
