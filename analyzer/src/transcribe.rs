@@ -4,6 +4,7 @@
 //! Words are assembled and placed by `word_times`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use lab_model::analysis::{Speaker, SuspectReason, TranscriptSegment, Word};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
@@ -13,6 +14,7 @@ use crate::chunks::Window;
 use crate::word_times::{self, Token, WindowWord};
 
 pub mod guards;
+pub mod loop_watch;
 
 /// Whisper's prompt holds at most 223 tokens (half its 448-token text
 /// context, less the "previous text" marker); a little room is left.
@@ -32,6 +34,10 @@ pub enum TranscribeError {
 /// command line. On scripts/bench-transcribe (six clips, 2 threads) it cuts
 /// WER from 0.80 to 0.76 for ~45 % more time.
 pub const DEFAULT_BEAM: usize = 5;
+
+/// Samples drawn per attempt at T > 0 in greedy mode, the most probable
+/// kept (faster-whisper's `best_of`).
+pub const BEST_OF: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -62,9 +68,22 @@ pub struct Transcriber {
     pub model_name: String,
 }
 
+/// Whether whisper.cpp was built with `analyzer/whisper-patch/beam-top-k.cmake`
+/// (its beam search takes the top-k tokens at T = 0 instead of sampling
+/// them). A build made before that script was set up lacks it: `cargo clean
+/// -p whisper-rs-sys` rebuilds whisper.cpp with it.
+pub fn beam_fix_in() -> bool {
+    whisper_rs::print_system_info().contains("LAB_BEAM_TOP_K = 1")
+}
+
 impl Transcriber {
     pub fn new(model: &Path) -> Result<Self, TranscribeError> {
         whisper_rs::install_logging_hooks();
+        if !beam_fix_in() {
+            tracing::warn!(
+                "whisper.cpp was built without analyzer/whisper-patch/beam-top-k.cmake: its beam search samples at T = 0 (run `cargo clean -p whisper-rs-sys` and build again)"
+            );
+        }
         let ctx = WhisperContext::new_with_params(model, WhisperContextParameters::default())
             .map_err(|e| TranscribeError::Model {
                 path: model.display().to_string(),
@@ -117,7 +136,6 @@ impl Transcriber {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<TranscriptSegment>, TranscribeError> {
         let run = |e: whisper_rs::WhisperError| TranscribeError::Run(e.to_string());
-        let mut state = self.ctx.create_state().map_err(run)?;
         let eot = self.ctx.token_eot();
         let prompt = match &opts.prompt {
             Some(p) => self.prompt_tokens(p)?,
@@ -132,18 +150,29 @@ impl Transcriber {
         let mut out = Vec::new();
         for (wi, w) in windows.iter().enumerate() {
             let samples = w.samples(audio);
+            // A fresh state per window: whisper.cpp seeds its first decoder's
+            // random generator once per state, and its beam search draws its
+            // candidates from it even at T = 0, so a shared state would make a
+            // window's words depend on the windows before it.
+            let mut state = self.ctx.create_state().map_err(run)?;
             let mut attempts: Vec<(Vec<RawSegment>, guards::Quality)> = Vec::new();
             // Dropped for the rest of the window once a decoding echoes it.
             let mut with_prompt = !prompt.is_empty();
             let mut ti = 0;
             while let Some(&temperature) = guards::TEMPERATURES.get(ti) {
+                // Under the beam strategy whisper.cpp runs a single sampling
+                // decoder at T > 0 (its best-of count is unset there), where
+                // faster-whisper draws best_of 5. Five samples were measured:
+                // no better on the bench's TUNE clips, 45 % slower (docs/transcription.md).
                 let strategy = if opts.beam > 1 {
                     SamplingStrategy::BeamSearch {
                         beam_size: opts.beam as i32,
                         patience: -1.0,
                     }
                 } else {
-                    SamplingStrategy::Greedy { best_of: 5 }
+                    SamplingStrategy::Greedy {
+                        best_of: BEST_OF as i32,
+                    }
                 };
                 let mut params = FullParams::new(strategy);
                 params.set_language(Some(if opts.language == "auto" {
@@ -171,7 +200,41 @@ impl Transcriber {
                 params.set_print_realtime(false);
                 params.set_print_special(false);
                 params.set_print_timestamps(false);
-                state.full(params, &samples).map_err(run)?;
+                // Every attempt but the last may end early, once all its
+                // decoders loop (`loop_watch`): the guards would reject it.
+                let decoders = match (opts.beam > 1, temperature > 0.0) {
+                    (true, false) => opts.beam,
+                    (false, true) => BEST_OF,
+                    _ => 1,
+                };
+                let watch = Arc::new(loop_watch::LoopWatch::new(decoders, eot));
+                if ti + 1 < guards::TEMPERATURES.len() {
+                    let user_data = Arc::as_ptr(&watch) as *mut std::ffi::c_void;
+                    // SAFETY: `watch` lives until after `full` returns (it is
+                    // held here); the callbacks only read through it. (Not
+                    // whisper-rs's `set_abort_callback_safe`: its trampoline
+                    // reads the boxed closure as the wrong type.)
+                    unsafe {
+                        params.set_filter_logits_callback(Some(loop_watch::observe));
+                        params.set_filter_logits_callback_user_data(user_data);
+                        params.set_abort_callback(Some(loop_watch::abort));
+                        params.set_abort_callback_user_data(user_data);
+                    }
+                }
+                match state.full(params, &samples) {
+                    Ok(_) => {}
+                    Err(_) if watch.aborted() => {
+                        tracing::debug!(
+                            "window {wi} T={temperature}: every decoder looped; attempt ended early"
+                        );
+                        ti += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!("window {wi} T={temperature}: whisper failed: {e}");
+                        return Err(run(e));
+                    }
+                }
                 let segs = raw_segments(&state, eot);
                 if with_prompt && guards::echoes_prompt(&window_text(&segs, eot), &prompt_terms) {
                     tracing::debug!(
@@ -205,6 +268,7 @@ impl Transcriber {
                 continue;
             }
             let cut = cut_loops(&mut segs, eot, &th);
+
             if !cut.is_empty() {
                 tracing::warn!("window {wi}: a repetition loop survived every temperature; cut");
             }
@@ -411,4 +475,19 @@ fn cut_loops(segs: &mut [RawSegment], eot: i32, th: &guards::Thresholds) -> Vec<
         from += si + 1;
     }
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn whisper_cpp_is_built_with_the_beam_fix() {
+        // .cargo/config.toml runs analyzer/whisper-patch/beam-top-k.cmake
+        // when whisper-rs-sys builds whisper.cpp; without it beam search
+        // samples its candidates at T = 0.
+        assert!(
+            super::beam_fix_in(),
+            "whisper.cpp lacks the beam fix: {}",
+            whisper_rs::print_system_info()
+        );
+    }
 }

@@ -1,0 +1,49 @@
+# Build-time fix to whisper.cpp 1.8 (whisper-rs-sys 0.15), included by CMake
+# at whisper.cpp's project() through CMAKE_PROJECT_INCLUDE, which
+# .cargo/config.toml sets and whisper-rs-sys's build script passes on. It
+# edits the copy of whisper.cpp that the build script makes in its OUT_DIR,
+# never the registry's.
+#
+# The fix: whisper.cpp's beam search takes each beam's candidates by
+# *sampling* them from the model's distribution (whisper_sample_token_topk:
+# std::discrete_distribution over all tokens), also at temperature 0, so
+# "beam search at T = 0" was a random search: its words depended on the
+# random generator's history and it fell into repetition loops that a true
+# beam search (faster-whisper's CTranslate2, OpenAI's reference) does not.
+# Patched, at T = 0 each beam's candidates are its k most probable tokens
+# (ties by token id), as in those; at T > 0 it still samples.
+# See docs/transcription.md, "whisper.cpp's beam search samples".
+set(_file "${CMAKE_SOURCE_DIR}/src/whisper.cpp")
+if(NOT EXISTS "${_file}")
+  return()
+endif()
+file(READ "${_file}" _src)
+string(FIND "${_src}" "LAB_BEAM_TOP_K" _done)
+if(NOT _done EQUAL -1)
+  return()
+endif()
+function(lab_edit old new)
+  string(FIND "${_src}" "${old}" _at)
+  if(_at EQUAL -1)
+    message(FATAL_ERROR "analyzer/whisper-patch/beam-top-k.cmake: whisper.cpp changed, text not found:\n${old}")
+  endif()
+  string(REPLACE "${old}" "${new}" _out "${_src}")
+  set(_src "${_out}" PARENT_SCOPE)
+endfunction()
+lab_edit([=[whisper_decoder & decoder,
+                        int   k) {]=] [=[whisper_decoder & decoder,
+                        int   k,
+                       bool   best /* LAB_BEAM_TOP_K */) {]=])
+lab_edit([=[        const auto id = dist(decoder.rng);
+        //printf("XXX]=] [=[        // LAB_BEAM_TOP_K: the i-th most probable token at T = 0.
+        if (best && !(logits_id[i].first > -INFINITY)) {
+            break;
+        }
+        const auto id = best ? logits_id[i].second : dist(decoder.rng);
+        //printf("XXX]=])
+lab_edit([=[whisper_sample_token_topk(*ctx, decoder, params.beam_search.beam_size);]=]
+         [=[whisper_sample_token_topk(*ctx, decoder, params.beam_search.beam_size, t_cur < 1e-6f);]=])
+# A mark lab-analyze reads (whisper_print_system_info) to know the fix is in.
+lab_edit([=[    s += "WHISPER : ";]=] [=[    s += "WHISPER : LAB_BEAM_TOP_K = 1 | ";]=])
+file(WRITE "${_file}" "${_src}")
+message(STATUS "analyzer/whisper-patch/beam-top-k.cmake: beam search takes the top-k tokens at T = 0")
