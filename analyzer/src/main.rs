@@ -248,7 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 })?;
             eprintln!("lab-analyze: {}", describe(&info));
-            let whisper = Transcriber::new(&model)?;
+            // Plain text carries no word times: no alignment pass for it.
+            let whisper = Transcriber::with_word_alignment(&model, format != Format::Txt)?;
             let mut opts = Options {
                 language: language.clone(),
                 beam,

@@ -13,6 +13,7 @@ use crate::audio::sample_to_ns;
 use crate::chunks::Window;
 use crate::word_times::{self, Token, WindowWord};
 
+pub mod alignment;
 pub mod guards;
 pub mod loop_watch;
 
@@ -68,24 +69,41 @@ pub struct Transcriber {
     pub model_name: String,
 }
 
-/// Whether whisper.cpp was built with `analyzer/whisper-patch/beam-top-k.cmake`
+/// Whether whisper.cpp was built with `analyzer/whisper-patch/fixes.cmake`
 /// (its beam search takes the top-k tokens at T = 0 instead of sampling
 /// them). A build made before that script was set up lacks it: `cargo clean
 /// -p whisper-rs-sys` rebuilds whisper.cpp with it.
 pub fn beam_fix_in() -> bool {
-    whisper_rs::print_system_info().contains("LAB_BEAM_TOP_K = 1")
+    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 2")
 }
 
 impl Transcriber {
+    /// The model at `model`, with word times by alignment.
     pub fn new(model: &Path) -> Result<Self, TranscribeError> {
+        Self::with_word_alignment(model, true)
+    }
+
+    /// `align`: time words by DTW over the model's alignment heads (what
+    /// word times are read for; 5-30 % more time, measured in
+    /// docs/transcription.md), else by whisper.cpp's token-time heuristic,
+    /// enough where only segment text is wanted (`--format txt`).
+    pub fn with_word_alignment(model: &Path, align: bool) -> Result<Self, TranscribeError> {
         whisper_rs::install_logging_hooks();
         if !beam_fix_in() {
             tracing::warn!(
-                "whisper.cpp was built without analyzer/whisper-patch/beam-top-k.cmake: its beam search samples at T = 0 (run `cargo clean -p whisper-rs-sys` and build again)"
+                "whisper.cpp was built without analyzer/whisper-patch/fixes.cmake: its beam search samples at T = 0 (run `cargo clean -p whisper-rs-sys` and build again)"
             );
         }
-        let ctx = WhisperContext::new_with_params(model, WhisperContextParameters::default())
-            .map_err(|e| TranscribeError::Model {
+        // Word times by alignment (DTW over the model's alignment heads).
+        let mut cp = WhisperContextParameters::default();
+        if let Some(shape) = read_shape(model).filter(|_| align) {
+            cp.dtw_parameters(whisper_rs::DtwParameters {
+                mode: alignment::heads(&shape),
+                ..Default::default()
+            });
+        }
+        let ctx =
+            WhisperContext::new_with_params(model, cp).map_err(|e| TranscribeError::Model {
                 path: model.display().to_string(),
                 message: e.to_string(),
             })?;
@@ -285,21 +303,30 @@ impl Transcriber {
             // (`word_times::place_words`), by the speech the window holds.
             let mut kept: Vec<(String, usize, usize)> = Vec::new();
             let mut words: Vec<WindowWord> = Vec::new();
+            // Token times from the alignment, in window order.
+            let text = || segs.iter().flat_map(|s| &s.tokens).filter(|t| t.id < eot);
+            let dtw: Vec<i64> = text().map(|t| t.t_dtw).collect();
+            let heuristic: Vec<(i64, i64)> = text().map(|t| (t.t0, t.t1)).collect();
+            let mut times = alignment::token_times(&dtw, &heuristic).into_iter();
             for (si, seg) in segs.iter().enumerate() {
                 let tokens: Vec<Token> = seg
                     .tokens
                     .iter()
                     .filter(|tok| tok.id < eot) // special and timestamp tokens
-                    .map(|tok| Token {
-                        bytes: tok.bytes.clone(),
-                        t0: tok.t0,
-                        t1: tok.t1,
-                        p: tok.p,
+                    .map(|tok| {
+                        let (t0, t1) = times.next().unwrap_or((tok.t0, tok.t1));
+                        Token {
+                            bytes: tok.bytes.clone(),
+                            t0,
+                            t1,
+                            p: tok.p,
+                        }
                     })
                     .collect();
                 let text = seg.text(eot);
                 let seg_words = word_times::assemble(&tokens);
-                if seg_words.is_empty() || text.is_empty() {
+                // (A cut can leave a segment of punctuation alone.)
+                if seg_words.is_empty() || !text.chars().any(char::is_alphanumeric) {
                     continue;
                 }
                 kept.push((text, seg_words.len(), si));
@@ -338,6 +365,15 @@ impl Transcriber {
     }
 }
 
+/// The shape of the GGML Whisper model at `path`, from its header; `None`
+/// if it cannot be read (the model load then reports the problem).
+fn read_shape(path: &Path) -> Option<alignment::Shape> {
+    use std::io::Read;
+    let mut head = [0u8; 48];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    alignment::Shape::from_header(&head)
+}
+
 /// One token of a decoding, copied out of whisper.cpp's state (the next
 /// attempt overwrites it).
 #[derive(Debug, Clone)]
@@ -348,6 +384,7 @@ struct RawToken {
     t1: i64,
     p: f32,
     plog: f32,
+    t_dtw: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +427,7 @@ fn raw_segments(state: &whisper_rs::WhisperState, eot: i32) -> Vec<RawSegment> {
                         t1: d.t1,
                         p: d.p,
                         plog: d.plog,
+                        t_dtw: d.t_dtw,
                     }
                 })
                 .collect(),
@@ -418,30 +456,16 @@ fn text_tokens(segs: &[RawSegment], eot: i32) -> Vec<(usize, usize, i32)> {
         .collect()
 }
 
-/// Where the first loop of the window begins, as (segment, token index of
-/// the first token to drop): a repeated token n-gram, a character run, or a
-/// repeated word n-gram.
-fn loop_start(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> Option<(usize, usize)> {
+/// The window's first loop, as a range of its text tokens in window order
+/// ([`guards::loop_span`]).
+fn loop_span(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> Option<(usize, usize)> {
     let toks = text_tokens(segs, eot);
     let ids: Vec<i32> = toks.iter().map(|t| t.2).collect();
-    let by_ngram = guards::repeated_run(&ids, th).map(|r| r.cut());
-    // The character run, mapped to the token holding its cut byte.
-    let mut text = Vec::new();
-    let mut ends = Vec::new();
-    for &(si, ti, _) in &toks {
-        text.extend_from_slice(&segs[si].tokens[ti].bytes);
-        ends.push(text.len());
-    }
-    let text = String::from_utf8_lossy(&text);
-    let to_token = |b: usize| ends.iter().position(|&e| e > b).unwrap_or(toks.len());
-    let by_char = guards::char_run(&text, th).map(to_token);
-    // Word n-grams too: copies with other separators are other tokens.
-    let by_word = guards::word_run(&text, th).map(to_token);
-    let first = [by_ngram, by_char, by_word].into_iter().flatten().min()?;
-    Some(toks.get(first).map_or_else(
-        || (segs.len().saturating_sub(1), usize::MAX),
-        |&(si, ti, _)| (si, ti),
-    ))
+    let bytes: Vec<&[u8]> = toks
+        .iter()
+        .map(|&(si, ti, _)| segs[si].tokens[ti].bytes.as_slice())
+        .collect();
+    guards::loop_span(&ids, &bytes, th)
 }
 
 fn quality(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> guards::Quality {
@@ -455,25 +479,35 @@ fn quality(segs: &[RawSegment], eot: i32, th: &guards::Thresholds) -> guards::Qu
         // faster-whisper divides by the token count plus one (the end token).
         avg_logprob: (sum / (n + 1) as f64) as f32,
         no_speech: segs.iter().map(|s| s.no_speech).fold(0.0, f32::max),
-        loops: loop_start(segs, eot, th).is_some(),
+        loops: loop_span(segs, eot, th).is_some(),
         empty: text.is_empty(),
     }
 }
 
-/// Cuts every loop of the window: the segment where one begins loses the
-/// loop and everything after it in that segment; later segments stay (the
-/// decoder found its way out). Returns the indices of the cut segments.
+/// Cuts every loop of the window: its extra copies go, wherever they are
+/// (whisper.cpp often writes a loop one segment per copy); the words before
+/// it, one copy, and what the decoder wrote once out of it stay. Returns the
+/// indices of the segments that lost tokens.
 fn cut_loops(segs: &mut [RawSegment], eot: i32, th: &guards::Thresholds) -> Vec<usize> {
     let mut cut = Vec::new();
-    let mut from = 0;
-    while from < segs.len() {
-        let Some((si, ti)) = loop_start(&segs[from..], eot, th) else {
+    // Each pass removes at least one token; the bound only guards the loop.
+    for _ in 0..segs.iter().map(|s| s.tokens.len()).sum::<usize>() {
+        let Some((a, b)) = loop_span(segs, eot, th) else {
             break;
         };
-        segs[from + si].tokens.truncate(ti);
-        cut.push(from + si);
-        from += si + 1;
+        let drop: Vec<(usize, usize)> = text_tokens(segs, eot)[a..b]
+            .iter()
+            .map(|&(si, ti, _)| (si, ti))
+            .collect();
+        // Later tokens first, so the indices of the others hold.
+        for &(si, ti) in drop.iter().rev() {
+            segs[si].tokens.remove(ti);
+            if !cut.contains(&si) {
+                cut.push(si);
+            }
+        }
     }
+    cut.sort_unstable();
     cut
 }
 
@@ -481,7 +515,7 @@ fn cut_loops(segs: &mut [RawSegment], eot: i32, th: &guards::Thresholds) -> Vec<
 mod tests {
     #[test]
     fn whisper_cpp_is_built_with_the_beam_fix() {
-        // .cargo/config.toml runs analyzer/whisper-patch/beam-top-k.cmake
+        // .cargo/config.toml runs analyzer/whisper-patch/fixes.cmake
         // when whisper-rs-sys builds whisper.cpp; without it beam search
         // samples its candidates at T = 0.
         assert!(

@@ -113,50 +113,85 @@ pub fn repeated_run<T: PartialEq>(tokens: &[T], th: &Thresholds) -> Option<Run> 
     None
 }
 
-/// Byte offset where the second copy of the first repeated word n-gram
-/// begins: words (letters and digits, lower case, ё as е; punctuation and
+/// Byte range of the first repeated word n-gram's extra copies, from where
+/// its second copy begins to where its last copy ends: words (letters and digits, lower case, ё as е; punctuation and
 /// hyphens between them ignored) repeated `min_repeats` times in a row, the
 /// bench's own loop rule (`scripts/bench_transcribe.py` `loops`). This
 /// catches what the token rule misses when the separators differ between
 /// copies («ста, ста ста», «ну-ну, ну»): BPE gives such copies other tokens.
-pub fn word_run(text: &str, th: &Thresholds) -> Option<usize> {
-    let mut words: Vec<(usize, String)> = Vec::new();
-    let mut cur: Option<(usize, String)> = None;
+pub fn word_run(text: &str, th: &Thresholds) -> Option<(usize, usize)> {
+    // (start byte, end byte, folded word)
+    let mut words: Vec<(usize, usize, String)> = Vec::new();
+    let mut cur: Option<(usize, usize, String)> = None;
     for (i, c) in text.char_indices() {
         if c.is_alphanumeric() {
-            cur.get_or_insert_with(|| (i, String::new()))
-                .1
-                .extend(fold(c));
+            let w = cur.get_or_insert_with(|| (i, i, String::new()));
+            w.1 = i + c.len_utf8();
+            w.2.extend(fold(c));
         } else if let Some(w) = cur.take() {
             words.push(w);
         }
     }
     words.extend(cur);
-    let norm: Vec<&str> = words.iter().map(|w| w.1.as_str()).collect();
+    let norm: Vec<&str> = words.iter().map(|w| w.2.as_str()).collect();
     let run = repeated_run(&norm, th)?;
-    words.get(run.cut()).map(|w| w.0)
+    let first = words.get(run.cut())?.0;
+    let last = words.get(run.start + run.unit * run.repeats - 1)?.1;
+    Some((first, last))
 }
 
-/// Byte offset where the first run of one non-space character repeated at
-/// least `th.char_run` times begins, plus the length of the first 3 characters
-/// kept («ааа» may be said; «аааааааа» is a loop).
-pub fn char_run(text: &str, th: &Thresholds) -> Option<usize> {
+/// The first loop in a window's text tokens (ids, and the bytes of each),
+/// as the range of tokens to drop: from the end of the loop's first copy to
+/// the end of its last, so the words before it, one copy, and whatever the
+/// decoder wrote after finding its way out stay. Token n-grams, character
+/// runs and word n-grams are all looked for; the earliest loop wins.
+pub fn loop_span(ids: &[i32], bytes: &[&[u8]], th: &Thresholds) -> Option<(usize, usize)> {
+    let by_ngram = repeated_run(ids, th).map(|r| (r.cut(), r.start + r.unit * r.repeats));
+    let mut text = Vec::new();
+    let mut ends = Vec::new();
+    for b in bytes {
+        text.extend_from_slice(b);
+        ends.push(text.len());
+    }
+    let text = String::from_utf8_lossy(&text);
+    // The token holding byte `b`, and the tokens that hold bytes a..b.
+    let holder = |b: usize| ends.iter().position(|&e| e > b).unwrap_or(ends.len());
+    let tokens =
+        |(a, b): (usize, usize)| (holder(a), (holder(b.saturating_sub(1)) + 1).min(ends.len()));
+    let by_char = char_run(&text, th).map(tokens);
+    // Word n-grams too: copies with other separators are other tokens.
+    let by_word = word_run(&text, th).map(tokens);
+    [by_ngram, by_char, by_word]
+        .into_iter()
+        .flatten()
+        .filter(|(a, b)| a < b)
+        .min_by_key(|s| s.0)
+}
+
+/// Byte range to drop of the first run of one non-space character repeated
+/// at least `th.char_run` times: from after its first 3 characters («ааа»
+/// may be said; «аааааааа» is a loop) to its end.
+pub fn char_run(text: &str, th: &Thresholds) -> Option<(usize, usize)> {
     let mut run_start = 0;
     let mut run_char = None;
     let mut n = 0;
+    let mut found: Option<usize> = None;
     for (i, c) in text.char_indices() {
         if Some(c) == run_char {
             n += 1;
         } else {
+            if let Some(cut) = found {
+                return Some((cut, i));
+            }
             run_char = Some(c);
             run_start = i;
             n = 1;
         }
-        if n >= th.char_run && !c.is_whitespace() {
-            return Some(run_start + c.len_utf8() * 3);
+        if n >= th.char_run && !c.is_whitespace() && found.is_none() {
+            found = Some(run_start + c.len_utf8() * 3);
         }
     }
-    None
+    found.map(|cut| (cut, text.len()))
 }
 
 /// What one decoding attempt of a window scored.
@@ -342,8 +377,12 @@ mod tests {
     fn a_long_run_of_one_character_is_cut_after_three() {
         let th = Thresholds::default();
         let text = "я нажал ааааааааааааа";
-        let cut = char_run(text, &th).unwrap();
+        let (cut, end) = char_run(text, &th).unwrap();
         assert_eq!(&text[..cut], "я нажал ааа");
+        assert_eq!(end, text.len());
+        let text = "ммммммммм, дальше";
+        let (cut, end) = char_run(text, &th).unwrap();
+        assert_eq!((&text[..cut], &text[end..]), ("ммм", ", дальше"));
         assert_eq!(char_run("ааа, ну ммм", &th), None);
         assert_eq!(char_run("номер 1000000", &th), None);
         assert_eq!(char_run(&" ".repeat(20), &th), None);
@@ -430,12 +469,52 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_is_dropped_whole_also_across_segments_and_what_follows_stays() {
+        let th = Thresholds::default();
+        // «мы подъявим паспорта,» said once, then five copies of a unit of
+        // four tokens (as whisper.cpp writes a loop one segment per copy),
+        // then the way out.
+        let unit: [(i32, &str); 4] = [(7, " подъявим"), (8, " на"), (9, " паспорта"), (10, ",")];
+        let mut toks: Vec<(i32, &str)> = vec![(1, " Итак"), (2, ",")];
+        for _ in 0..6 {
+            toks.extend(unit);
+        }
+        toks.extend([(3, " Взлетели"), (4, ".")]);
+        let ids: Vec<i32> = toks.iter().map(|t| t.0).collect();
+        let bytes: Vec<&[u8]> = toks.iter().map(|t| t.1.as_bytes()).collect();
+        let (a, b) = loop_span(&ids, &bytes, &th).unwrap();
+        let kept: String = toks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < a || *i >= b)
+            .map(|(_, t)| t.1)
+            .collect();
+        assert_eq!(kept, " Итак, подъявим на паспорта, Взлетели.");
+        // A word loop whose copies differ in tokens («паспорта,» / «паспорта.»).
+        let toks = [
+            (1, " раз"),
+            (2, " два,"),
+            (1, " раз"),
+            (3, " два."),
+            (1, " раз"),
+            (2, " два,"),
+            (4, " конец"),
+        ];
+        let ids: Vec<i32> = toks.iter().map(|t| t.0).collect();
+        let bytes: Vec<&[u8]> = toks.iter().map(|t| t.1.as_bytes()).collect();
+        assert_eq!(loop_span(&ids, &bytes, &th), Some((2, 6)));
+        assert_eq!(loop_span(&[1, 2, 3], &[b" a", b" b", b" c"], &th), None);
+    }
+
+    #[test]
     fn a_word_loop_is_found_whatever_the_separators() {
         let th = Thresholds::default();
         let text = "Ну, А ста, ста ста-Ста. Дальше";
-        let at = word_run(text, &th).unwrap();
-        // Cut after the first «ста»: «Ну, А ста, » is kept.
+        let (at, end) = word_run(text, &th).unwrap();
+        // Cut after the first «ста»: «Ну, А ста, » is kept, and what
+        // follows the last copy.
         assert_eq!(&text[..at], "Ну, А ста, ");
+        assert_eq!(&text[end..], ". Дальше");
         assert_eq!(word_run("Да, да. Хорошо, да.", &th), None);
         assert_eq!(word_run("", &th), None);
         // «Но я не надалив» three times (the pink-noise clip).

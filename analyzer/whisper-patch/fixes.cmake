@@ -4,7 +4,7 @@
 # edits the copy of whisper.cpp that the build script makes in its OUT_DIR,
 # never the registry's.
 #
-# The fix: whisper.cpp's beam search takes each beam's candidates by
+# Fix 1: whisper.cpp's beam search takes each beam's candidates by
 # *sampling* them from the model's distribution (whisper_sample_token_topk:
 # std::discrete_distribution over all tokens), also at temperature 0, so
 # "beam search at T = 0" was a random search: its words depended on the
@@ -12,20 +12,27 @@
 # beam search (faster-whisper's CTranslate2, OpenAI's reference) does not.
 # Patched, at T = 0 each beam's candidates are its k most probable tokens
 # (ties by token id), as in those; at T > 0 it still samples.
+#
+# Fix 2: the alignment pass behind DTW word times (one decoder run over a
+# window's whole token sequence) computed the vocabulary logits for every
+# token, though nothing reads them: with 200 tokens that is 200 x 51,865 x
+# 512 multiply-adds, most of the pass's time. Patched, it computes the last
+# row only (all whisper_decode_internal copies out in that pass).
+#
 # See docs/transcription.md, "whisper.cpp's beam search samples".
 set(_file "${CMAKE_SOURCE_DIR}/src/whisper.cpp")
 if(NOT EXISTS "${_file}")
   return()
 endif()
 file(READ "${_file}" _src)
-string(FIND "${_src}" "LAB_BEAM_TOP_K" _done)
+string(FIND "${_src}" "LAB_WHISPER_FIXES" _done)
 if(NOT _done EQUAL -1)
   return()
 endif()
 function(lab_edit old new)
   string(FIND "${_src}" "${old}" _at)
   if(_at EQUAL -1)
-    message(FATAL_ERROR "analyzer/whisper-patch/beam-top-k.cmake: whisper.cpp changed, text not found:\n${old}")
+    message(FATAL_ERROR "analyzer/whisper-patch/fixes.cmake: whisper.cpp changed, text not found:\n${old}")
   endif()
   string(REPLACE "${old}" "${new}" _out "${_src}")
   set(_src "${_out}" PARENT_SCOPE)
@@ -43,7 +50,27 @@ lab_edit([=[        const auto id = dist(decoder.rng);
         //printf("XXX]=])
 lab_edit([=[whisper_sample_token_topk(*ctx, decoder, params.beam_search.beam_size);]=]
          [=[whisper_sample_token_topk(*ctx, decoder, params.beam_search.beam_size, t_cur < 1e-6f);]=])
-# A mark lab-analyze reads (whisper_print_system_info) to know the fix is in.
-lab_edit([=[    s += "WHISPER : ";]=] [=[    s += "WHISPER : LAB_BEAM_TOP_K = 1 | ";]=])
+lab_edit([=[    struct ggml_tensor * logits = ggml_mul_mat(ctx0, model.d_te, cur);
+]=] [=[    // LAB_DTW_LAST_LOGITS: the alignment pass reads no logits.
+    if (save_alignment_heads_QKs) {
+        cur = ggml_view_2d(ctx0, cur, cur->ne[0], 1, cur->nb[1], (cur->ne[1] - 1)*cur->nb[1]);
+    }
+    struct ggml_tensor * logits = ggml_mul_mat(ctx0, model.d_te, cur);
+]=])
+lab_edit([=[    logits_out.resize(n_tokens*n_vocab);
+    for (int i = 0; i < n_tokens; i++) {
+        if (batch.logits[i] == 0) {
+            continue;
+        }]=] [=[    logits_out.resize(n_tokens*n_vocab);
+    if (save_alignment_heads_QKs) {
+        // LAB_DTW_LAST_LOGITS: one row was computed, the last token's.
+        ggml_backend_tensor_get(logits, logits_out.data() + n_vocab*(n_tokens - 1), 0, sizeof(float)*n_vocab);
+    }
+    for (int i = 0; i < n_tokens && !save_alignment_heads_QKs; i++) {
+        if (batch.logits[i] == 0) {
+            continue;
+        }]=])
+# A mark lab-analyze reads (whisper_print_system_info) to know the fixes are in.
+lab_edit([=[    s += "WHISPER : ";]=] [=[    s += "WHISPER : LAB_WHISPER_FIXES = 2 | ";]=])
 file(WRITE "${_file}" "${_src}")
-message(STATUS "analyzer/whisper-patch/beam-top-k.cmake: beam search takes the top-k tokens at T = 0")
+message(STATUS "analyzer/whisper-patch/fixes.cmake: beam search takes the top k at T = 0; the alignment pass computes no logits it does not read")
