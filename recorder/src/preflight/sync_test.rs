@@ -154,7 +154,18 @@ pub(super) async fn run_check(
     station: &Path,
     timeout: Duration,
 ) -> Result<SyncFigures, PreflightError> {
-    let mut child = Command::new(lab_setup)
+    let mut command = Command::new(lab_setup);
+    // SAFETY: signal(2) is async-signal-safe. A process started with SIGINT
+    // ignored (a background job of a shell, some service managers) passes
+    // that on to its children, and `interrupt` could then only stop the
+    // check after its grace period; the check gets SIGINT's default back.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .arg("check")
         .arg("--station")
         .arg(station)
