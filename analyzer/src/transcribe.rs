@@ -71,9 +71,10 @@ pub struct Transcriber {
 
 /// Whether whisper.cpp was built with `analyzer/whisper-patch/fixes.cmake`
 /// (its beam search takes the top-k tokens at T = 0 instead of sampling
-/// them). A build made before that script was set up lacks it: `cargo clean
-/// -p whisper-rs-sys` rebuilds whisper.cpp with it.
-pub fn beam_fix_in() -> bool {
+/// them; its alignment pass computes no logits it does not read). A build
+/// made before the script (or an earlier version of it) lacks them: `cargo
+/// clean -p whisper-rs-sys` rebuilds whisper.cpp with them.
+pub fn whisper_fixes_in() -> bool {
     whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 2")
 }
 
@@ -84,14 +85,14 @@ impl Transcriber {
     }
 
     /// `align`: time words by DTW over the model's alignment heads (what
-    /// word times are read for; 5-30 % more time, measured in
+    /// word times are read for; 7-18 % more time on two bench clips,
     /// docs/transcription.md), else by whisper.cpp's token-time heuristic,
     /// enough where only segment text is wanted (`--format txt`).
     pub fn with_word_alignment(model: &Path, align: bool) -> Result<Self, TranscribeError> {
         whisper_rs::install_logging_hooks();
-        if !beam_fix_in() {
+        if !whisper_fixes_in() {
             tracing::warn!(
-                "whisper.cpp was built without analyzer/whisper-patch/fixes.cmake: its beam search samples at T = 0 (run `cargo clean -p whisper-rs-sys` and build again)"
+                "whisper.cpp was built without analyzer/whisper-patch/fixes.cmake: its beam search samples at T = 0 and DTW word times are slow (run `cargo clean -p whisper-rs-sys` and build again)"
             );
         }
         // Word times by alignment (DTW over the model's alignment heads).
@@ -514,12 +515,12 @@ fn cut_loops(segs: &mut [RawSegment], eot: i32, th: &guards::Thresholds) -> Vec<
 #[cfg(test)]
 mod tests {
     #[test]
-    fn whisper_cpp_is_built_with_the_beam_fix() {
+    fn whisper_cpp_is_built_with_our_fixes() {
         // .cargo/config.toml runs analyzer/whisper-patch/fixes.cmake
         // when whisper-rs-sys builds whisper.cpp; without it beam search
         // samples its candidates at T = 0.
         assert!(
-            super::beam_fix_in(),
+            super::whisper_fixes_in(),
             "whisper.cpp lacks the beam fix: {}",
             whisper_rs::print_system_info()
         );
