@@ -87,6 +87,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
+/// The first four bytes of a GGML Whisper file ("ggml" as a little-endian u32).
+pub const GGML_MAGIC: u32 = 0x6767_6d6c;
+
 /// Name, size, weight type (from the GGML header's `ftype`) and SHA-256 of
 /// the Whisper model file at `path`. The checksum is `record`'s when the
 /// record is of this file and its size and modification time still match
@@ -107,7 +110,7 @@ pub fn describe_whisper(
     let mut head = [0u8; 48];
     f.read_exact(&mut head)?;
     let ftype = i32::from_le_bytes([head[44], head[45], head[46], head[47]]);
-    let weights = if head[..4] == 0x6767_6d6cu32.to_le_bytes() {
+    let weights = if head[..4] == GGML_MAGIC.to_le_bytes() {
         ggml_ftype_name(ftype)
     } else {
         "unknown"
@@ -148,7 +151,7 @@ mod tests {
 
     /// A file with a GGML Whisper header (ftype `ftype`) and some bytes.
     fn fake_model(dir: &Path, name: &str, ftype: i32) -> PathBuf {
-        let mut b = 0x6767_6d6cu32.to_le_bytes().to_vec();
+        let mut b = GGML_MAGIC.to_le_bytes().to_vec();
         for v in [51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, ftype] {
             b.extend_from_slice(&i32::to_le_bytes(v));
         }

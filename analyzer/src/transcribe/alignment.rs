@@ -11,6 +11,8 @@
 
 use whisper_rs::{DtwMode, DtwModelPreset};
 
+use crate::models::GGML_MAGIC;
+
 /// The fields of a GGML Whisper header that tell models apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -25,7 +27,7 @@ impl Shape {
     /// little-endian i32: vocab, audio ctx/state/head/layer, text
     /// ctx/state/head/layer, mels, ftype). `None` if it is not one.
     pub fn from_header(head: &[u8; 48]) -> Option<Self> {
-        if head[..4] != 0x6767_6d6cu32.to_le_bytes() {
+        if head[..4] != GGML_MAGIC.to_le_bytes() {
             return None;
         }
         let field = |i: usize| {
@@ -101,7 +103,7 @@ mod tests {
 
     fn header(fields: [i32; 11]) -> [u8; 48] {
         let mut h = [0u8; 48];
-        h[..4].copy_from_slice(&0x6767_6d6cu32.to_le_bytes());
+        h[..4].copy_from_slice(&GGML_MAGIC.to_le_bytes());
         for (i, f) in fields.iter().enumerate() {
             h[4 + 4 * i..8 + 4 * i].copy_from_slice(&f.to_le_bytes());
         }
