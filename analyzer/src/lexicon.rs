@@ -29,62 +29,125 @@ pub enum Term {
     Stem(String),
 }
 
-/// Words (and stems) at least this long also match a recognised word one
-/// edit away («понемаю» for «понимаю», «непонятен» for «непонятн*»): the
-/// recogniser's near misses. Shorter ones must match exactly: one edit
-/// turns «странн*» into «страна» and «где» into «все».
-pub const TOLERANT_MIN_CHARS: usize = 7;
+/// A stem whose sound key is shorter than this matches only as written:
+/// «зна*» sounds like the start of «сначала», «поня*» like that of
+/// «понимаю» («как я понимаю» is no confusion).
+pub const SOUND_MIN_CHARS: usize = 5;
 
-impl Term {
-    pub fn matches(&self, token: &str) -> bool {
-        let chars = |t: &str| t.chars().collect::<Vec<char>>();
-        match self {
-            Term::Word(w) => {
-                token == w
-                    || (w.chars().count() >= TOLERANT_MIN_CHARS
-                        && within_one_edit(&chars(token), &chars(w)))
-            }
-            Term::Stem(s) => {
-                if token.starts_with(s.as_str()) {
-                    return true;
-                }
-                let stem = chars(s);
-                let n = stem.len();
-                if n < TOLERANT_MIN_CHARS {
-                    return false;
-                }
-                // The token's beginning, one letter shorter, as long or one
-                // longer than the stem, one edit from it.
-                let token = chars(token);
-                (n - 1..=n + 1)
-                    .filter(|&k| k <= token.len())
-                    .any(|k| within_one_edit(&token[..k], &stem))
-            }
-        }
+/// A term whose sound key is shorter than this takes no edits (it may still
+/// sound the same): among the commonest words, one edit turns «куда» into
+/// «туда», «поня*» into «они», «пойму» into «почему».
+pub const EDIT_MIN_CHARS: usize = 6;
+/// A term takes two edits only from this long («ничего» is two from «чего»).
+pub const EDIT_TWO_CHARS: usize = 10;
+
+/// Edits a phrase may take from its written form, by the length of its
+/// sound keys together: none under [`TOLERANCE_ONE`] letters (a sound-alike
+/// still matches), one from it, two from [`TOLERANCE_TWO`]. The longer the
+/// phrase, the less likely a near miss is another phrase of the language
+/// (`scripts/lexicon-coverage` measures what each tolerance lets through
+/// among the 50,000 commonest Russian words).
+pub const TOLERANCE_ONE: usize = 7;
+pub const TOLERANCE_TWO: usize = 13;
+
+fn tolerance(key_chars: usize) -> usize {
+    match key_chars {
+        n if n >= TOLERANCE_TWO => 2,
+        n if n >= TOLERANCE_ONE => 1,
+        _ => 0,
     }
 }
 
-/// Whether `a` becomes `b` by at most one insertion, deletion or
-/// substitution of a letter.
-fn within_one_edit(a: &[char], b: &[char]) -> bool {
-    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    if long.len() - short.len() > 1 {
-        return false;
+/// How a word sounds, roughly, for matching what the recogniser misheard:
+/// unstressed vowels merge (о/а, е/и/я/ы/э, у/ю), voiced consonants become
+/// their voiceless pairs (б/п, в/ф, г/к, д/т, ж/ш, з/с, щ/ш), soft and hard
+/// signs go. «понемаю» and «понимаю» sound alike; «уверя» is one sound from
+/// «уверен». Other scripts are kept as they are.
+pub fn sound_key(word: &str) -> Vec<char> {
+    word.chars()
+        .filter_map(|c| {
+            Some(match c {
+                'а' | 'о' => 'а',
+                'е' | 'ё' | 'э' | 'и' | 'ы' | 'я' | 'й' => 'и',
+                'у' | 'ю' => 'у',
+                'б' => 'п',
+                'в' => 'ф',
+                'г' => 'к',
+                'д' => 'т',
+                'ж' | 'щ' => 'ш',
+                'з' => 'с',
+                'ь' | 'ъ' => return None,
+                c => c,
+            })
+        })
+        .collect()
+}
+
+impl Term {
+    /// The term as written (without its `*`).
+    pub fn text(&self) -> &str {
+        match self {
+            Term::Word(w) | Term::Stem(w) => w,
+        }
     }
-    let head = short
-        .iter()
-        .zip(long.iter())
-        .take_while(|(x, y)| x == y)
-        .count();
-    if head == short.len() {
-        // Equal, or the longer has one letter more at its end.
-        return true;
+
+    /// Edits between this term (whose sound key is `key`) and a token: 0
+    /// when the token is written as the term asks or sounds the same, else
+    /// the edit distance of the sound keys (a stem against the token's
+    /// beginning), `None` beyond two or for a term too short to take edits
+    /// ([`EDIT_MIN_CHARS`]).
+    pub fn distance(&self, key: &[char], token: &str, token_key: &[char]) -> Option<usize> {
+        let exact = match self {
+            Term::Word(w) => token == w,
+            Term::Stem(s) => token.starts_with(s.as_str()),
+        };
+        if exact {
+            return Some(0);
+        }
+        let sounds_alike = match self {
+            Term::Word(_) => token_key == key,
+            Term::Stem(_) => key.len() >= SOUND_MIN_CHARS && token_key.starts_with(key),
+        };
+        if sounds_alike {
+            return Some(0);
+        }
+        if key.len() < EDIT_MIN_CHARS {
+            return None;
+        }
+        let d = match self {
+            Term::Word(_) => edit_distance(token_key, key),
+            // The token's beginning as long as the stem or one longer, ending
+            // in the stem's last sound (that sound tells the word's forms
+            // apart: «работа*» is not «работу», «получа*» not «получил»), or
+            // the whole token when it is one shorter (the recogniser cut the
+            // word: «уверя» for «уверен…»).
+            Term::Stem(_) => [key.len(), key.len() + 1]
+                .into_iter()
+                .filter(|&k| k <= token_key.len() && token_key[k - 1] == key[key.len() - 1])
+                .chain((token_key.len() + 1 == key.len()).then_some(token_key.len()))
+                .map(|k| edit_distance(&token_key[..k], key))
+                .min()?,
+        };
+        let cap = if key.len() >= EDIT_TWO_CHARS { 2 } else { 1 };
+        (d <= cap).then_some(d)
     }
-    if short.len() == long.len() {
-        short[head + 1..] == long[head + 1..]
-    } else {
-        short[head..] == long[head + 1..]
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of letters.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(x != y))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
     }
+    row[b.len()]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +155,10 @@ pub struct Phrase {
     /// As written in the lexicon, for notes.
     pub text: String,
     pub terms: Vec<Term>,
+    /// Each term's [`sound_key`].
+    pub keys: Vec<Vec<char>>,
+    /// Edits the whole phrase may take ([`tolerance`] of its keys' length).
+    pub tolerance: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,6 +189,9 @@ pub struct Hit {
     pub phrase: usize,
     pub first: usize,
     pub last: usize,
+    /// Sound edits from the written phrase: 0 when the words are as written
+    /// or sound the same, more when the recogniser's words were near misses.
+    pub edits: usize,
 }
 
 impl Lexicon {
@@ -166,9 +236,13 @@ impl Lexicon {
                     Term::Word(normal)
                 });
             }
+            let keys: Vec<Vec<char>> = terms.iter().map(|t| sound_key(t.text())).collect();
+            let tolerance = tolerance(keys.iter().map(Vec::len).sum());
             phrases.push(Phrase {
                 text: line.split_whitespace().collect::<Vec<_>>().join(" "),
                 terms,
+                keys,
+                tolerance,
             });
         }
         Ok(Lexicon { phrases })
@@ -188,24 +262,28 @@ impl Lexicon {
     }
 
     /// The phrase that matches starting at `tokens[start]`: the one with the
-    /// most words, then the shortest span, then the first in the lexicon.
+    /// most words, then the fewest edits, then the shortest span, then the
+    /// first in the lexicon.
     pub fn match_at(&self, tokens: &[String], start: usize) -> Option<Hit> {
+        let keys: Vec<Vec<char>> = tokens.iter().map(|t| sound_key(t)).collect();
+        self.match_keyed(tokens, &keys, start)
+    }
+
+    fn match_keyed(&self, tokens: &[String], keys: &[Vec<char>], start: usize) -> Option<Hit> {
         let mut best: Option<(usize, Hit)> = None;
         for (phrase, p) in self.phrases.iter().enumerate() {
-            let Some(last) = match_terms(&p.terms, tokens, start) else {
+            let Some((last, edits)) = match_terms(p, 0, tokens, keys, start, p.tolerance) else {
                 continue;
             };
-            let better = best
-                .is_none_or(|(n, b)| p.terms.len() > n || (p.terms.len() == n && last < b.last));
-            if better {
-                best = Some((
-                    p.terms.len(),
-                    Hit {
-                        phrase,
-                        first: start,
-                        last,
-                    },
-                ));
+            let rank = |n: usize, h: &Hit| (std::cmp::Reverse(n), h.edits, h.last);
+            let hit = Hit {
+                phrase,
+                first: start,
+                last,
+                edits,
+            };
+            if best.is_none_or(|(n, b)| rank(p.terms.len(), &hit) < rank(n, &b)) {
+                best = Some((p.terms.len(), hit));
             }
         }
         best.map(|(_, hit)| hit)
@@ -213,10 +291,11 @@ impl Lexicon {
 
     /// All phrases in the token sequence, left to right, not overlapping.
     pub fn find(&self, tokens: &[String]) -> Vec<Hit> {
+        let keys: Vec<Vec<char>> = tokens.iter().map(|t| sound_key(t)).collect();
         let mut hits = Vec::new();
         let mut i = 0;
         while i < tokens.len() {
-            match self.match_at(tokens, i) {
+            match self.match_keyed(tokens, &keys, i) {
                 Some(hit) => {
                     hits.push(hit);
                     i = hit.last + 1;
@@ -228,17 +307,27 @@ impl Lexicon {
     }
 }
 
-/// Index of the last token if `terms` match from `tokens[pos]` on, with at
-/// most [`MAX_FILLER`] other tokens between consecutive terms.
-fn match_terms(terms: &[Term], tokens: &[String], pos: usize) -> Option<usize> {
-    let (first, rest) = terms.split_first()?;
-    if !first.matches(tokens.get(pos)?) {
-        return None;
+/// The last token and the edits spent if the phrase's terms from `term` on
+/// match from `tokens[pos]` on within `budget` edits, with at most
+/// [`MAX_FILLER`] other tokens between consecutive terms.
+fn match_terms(
+    phrase: &Phrase,
+    term: usize,
+    tokens: &[String],
+    keys: &[Vec<char>],
+    pos: usize,
+    budget: usize,
+) -> Option<(usize, usize)> {
+    let spent = phrase.terms[term]
+        .distance(&phrase.keys[term], tokens.get(pos)?, &keys[pos])
+        .filter(|&d| d <= budget)?;
+    if term + 1 == phrase.terms.len() {
+        return Some((pos, spent));
     }
-    if rest.is_empty() {
-        return Some(pos);
-    }
-    (pos + 1..=pos + 1 + MAX_FILLER).find_map(|next| match_terms(rest, tokens, next))
+    (pos + 1..=pos + 1 + MAX_FILLER)
+        .filter_map(|next| match_terms(phrase, term + 1, tokens, keys, next, budget - spent))
+        .min_by_key(|&(last, edits)| (edits, last))
+        .map(|(last, edits)| (last, edits + spent))
 }
 
 /// Normalised words of a text: lower case, ё → е; apostrophes and hyphens
@@ -292,42 +381,52 @@ mod tests {
             .collect()
     }
 
+    /// Edits a one-phrase lexicon takes to find its phrase in `text`.
+    fn edits(phrase: &str, text: &str) -> Option<usize> {
+        let lexicon = Lexicon::parse(phrase, "t").unwrap();
+        lexicon.find(&toks(text)).first().map(|h| h.edits)
+    }
+
     #[test]
-    fn near_misses_of_long_words_match() {
-        let cases = [
-            ("понимаю", "понимаю", true),
-            ("понимаю", "понемаю", true),
-            ("понимаю", "понимаюх", true),
-            ("понимаю", "понмаю", true),
-            ("понимаю", "поминаю", false),
-            ("где", "все", false),
+    fn near_misses_match_within_the_phrase_tolerance() {
+        let cases: &[(&str, &str, Option<usize>)] = &[
+            ("понимаю", "понимаю", Some(0)),
+            // Sounds alike: unstressed vowels, voicing.
+            ("понимаю", "понемаю", Some(0)),
+            ("не понима*", "не понемаю", Some(0)),
+            ("не зна*", "ни знаю", Some(0)),
+            // One edit within a 7-letter key.
+            ("понимаю", "понмаю", Some(1)),
+            ("понимаю", "понимаюх", Some(1)),
+            ("непонятн*", "непанятно", Some(0)),
+            ("непонятн*", "непонятен", Some(1)),
+            ("не уверен*", "не уверя", Some(1)),
+            ("понимаю", "поминаю", None),
+            ("непонятн*", "неприятно", None),
+            ("не работа*", "не работу", None),
+            ("не получа*", "не получил", None),
+            ("ничего не происход*", "чего не происходит", None),
+            // Short keys match only as written or sounding the same.
+            ("где", "все", None),
+            ("не зна*", "не сначала", None),
+            ("странн*", "страна", None),
+            ("странн*", "странную", Some(0)),
+            // Two edits only in long phrases.
+            ("ничего не происход*", "ничего не праисходит", Some(0)),
+            ("ничего не происход*", "ничево не праисходит", Some(1)),
+            ("не пойму", "не знаю почему", None),
+            ("как поня*", "как они", None),
+            ("как поня*", "как я понимаю", None),
+            ("что име* в виду", "что имеют в веду", Some(0)),
         ];
-        for (term, token, want) in cases {
-            assert_eq!(
-                Term::Word(term.into()).matches(token),
-                want,
-                "{term} ~ {token}"
-            );
+        for &(phrase, text, want) in cases {
+            assert_eq!(edits(phrase, text), want, "{phrase} ~ {text}");
         }
-        let stems = [
-            ("непонятн", "непонятен", true),
-            ("непонятн", "непонятно", true),
-            ("непонятн", "непанятно", true),
-            ("непонятн", "неприятно", false),
-            ("странн", "страна", false),
-            ("понима", "понемаю", false),
-        ];
-        for (stem, token, want) in stems {
-            assert_eq!(
-                Term::Stem(stem.into()).matches(token),
-                want,
-                "{stem}* ~ {token}"
-            );
-        }
+        assert_eq!(sound_key("здоровье"), "старафи".chars().collect::<Vec<_>>());
         let c = |t: &str| t.chars().collect::<Vec<char>>();
-        assert!(within_one_edit(&c(""), &c("а")));
-        assert!(!within_one_edit(&c(""), &c("аб")));
-        assert!(within_one_edit(&c("аб"), &c("аб")));
+        assert_eq!(edit_distance(&c(""), &c("аб")), 2);
+        assert_eq!(edit_distance(&c("уфири"), &c("уфирин")), 1);
+        assert_eq!(edit_distance(&c("кот"), &c("ток")), 2);
     }
 
     /// Uncertainty and not-knowing in the forms people use, written apart
@@ -480,6 +579,8 @@ mod tests {
         assert_eq!(lex.phrases.len(), 2);
         assert_eq!(lex.phrases[0].text, "где это");
         assert_eq!(lex.phrases[1].terms, vec![Term::Stem("понима".into())]);
+        assert_eq!(lex.phrases[1].tolerance, 0);
+        assert_eq!(lex.phrases[0].tolerance, 0); // «кти» + «ита»: 6 sounds
         for (text, want) in [
             ("a\nпо*ним", "line 2: \"по*ним\": '*' may only end a word"),
             ("*", "\"*\" is not one word"),

@@ -143,6 +143,15 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Find confusion cues in text, one utterance a line on stdin; prints one
+    /// JSON line per input line: the phrases found, the words they cover and
+    /// the sound edits each took (for measuring a lexicon's coverage,
+    /// `scripts/lexicon-coverage`).
+    Cues {
+        /// A lexicon file (repeatable) instead of the built-in ones.
+        #[arg(long)]
+        lexicon: Vec<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -168,6 +177,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let models = Models::locate(cli.models.as_deref());
     match cli.command {
+        Cmd::Cues { lexicon } => cues(&lexicon)?,
         Cmd::Worker {
             server,
             worker_token,
@@ -331,6 +341,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+    }
+    Ok(())
+}
+
+fn cues(files: &[PathBuf]) -> anyhow::Result<()> {
+    use analyzer::lexicon::{Lexicon, tokens};
+    use std::io::{BufRead, Write};
+    let lexicon = if files.is_empty() {
+        Lexicon::builtin()
+    } else {
+        let mut all = Lexicon::default();
+        for f in files {
+            all.extend(Lexicon::load(f)?);
+        }
+        all
+    };
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let toks = tokens(&line.context("reading stdin")?);
+        let hits: Vec<serde_json::Value> = lexicon
+            .find(&toks)
+            .into_iter()
+            .map(|h| {
+                serde_json::json!({
+                    "phrase": lexicon.phrases[h.phrase].text,
+                    "words": toks[h.first..=h.last].join(" "),
+                    "first": h.first,
+                    "last": h.last,
+                    "edits": h.edits,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;
     }
     Ok(())
 }

@@ -32,10 +32,16 @@ pub const MAX_CONFIDENCE: f32 = 0.9;
 /// Factor when a word came from a mixed channel (it may be the moderator's).
 pub const MIXED_FACTOR: f32 = 0.8;
 
-/// A phrase found: the words it covers and the lexicon phrase.
+/// Factor for each sound edit a cue took from its lexicon phrase («не
+/// уверя» for «не уверен*»): a near miss may be another word.
+pub const NEAR_MISS_FACTOR: f32 = 0.85;
+
+/// A phrase found: the words it covers, the lexicon phrase, and the sound
+/// edits the words took from it.
 struct Cue {
     words: std::ops::Range<usize>,
     phrase: String,
+    edits: usize,
 }
 
 pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> Vec<Candidate> {
@@ -55,6 +61,7 @@ pub fn detect(timeline: &Timeline, steps: &StepAnalysis, lexicon: &Lexicon) -> V
             cues.push(Cue {
                 words: word_of[hit.first]..word_of[hit.last] + 1,
                 phrase: lexicon.phrases[hit.phrase].text.clone(),
+                edits: hit.edits,
             });
         }
     }
@@ -132,6 +139,24 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
         );
     }
     confidence.cap(MAX_CONFIDENCE);
+    // The episode is as strong as its best-heard cue.
+    let edits = episode.iter().map(|c| c.edits).min().unwrap_or(0);
+    if edits > 0 {
+        let near: Vec<String> = episode
+            .iter()
+            .filter(|c| c.edits > 0)
+            .map(|c| format!("«{}» как «{}»", quote(&words[c.words.clone()], 12), c.phrase))
+            .collect();
+        confidence.scale(
+            NEAR_MISS_FACTOR.powi(edits as i32),
+            format!(
+                "слова не совпали со словарём дословно ({}: {}), возможно, это другие слова",
+                count_ru(edits, "звук", "звука", "звуков"),
+                near.join(", ")
+            ),
+        );
+        note += &format!("; распознано неточно: {}", near.join(", "));
+    }
     // An unsure transcription halves the confidence at worst.
     confidence.scale(
         0.5 + 0.5 * heard,
@@ -261,6 +286,17 @@ mod tests {
                 ]
                 .concat(),
                 vec![],
+            ),
+            (
+                "a near miss of the recogniser counts, less surely",
+                words(5.0, "я не уверя, что это так"),
+                vec![(
+                    5.4,
+                    6.1,
+                    vec!["не", "уверя,"],
+                    0.44, // 0.55 × 0.85 for the edit × 0.95 for the words' probability
+                    "участник: «не уверя,» (не уверен*); распознано неточно: «не уверя,» как «не уверен*»",
+                )],
             ),
             (
                 "a long pause splits a phrase",
