@@ -145,7 +145,13 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
         let near: Vec<String> = episode
             .iter()
             .filter(|c| c.edits > 0)
-            .map(|c| format!("«{}» как «{}»", quote(&words[c.words.clone()], 12), c.phrase))
+            .map(|c| {
+                format!(
+                    "«{}» как «{}»",
+                    quote(&words[c.words.clone()], 12),
+                    c.phrase
+                )
+            })
             .collect();
         confidence.scale(
             NEAR_MISS_FACTOR.powi(edits as i32),
