@@ -179,7 +179,12 @@ fn unreadable_input_names_the_file() {
 fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
     require("paplay");
     let dir = temp_dir("analyze-run");
-    let text = "Кнопка не работает. Я не понимаю, что делать дальше.";
+    // Three sentences: over the first two alone (9 words) the recorded
+    // transcript's WER ranged 0.22-0.89 in five runs on an idle machine (the
+    // recording's offset changes what Whisper base hears of espeak-ng), too
+    // few words for one run to judge the path.
+    let text = "Кнопка не работает. Я не понимаю, что делать дальше. \
+                Так, попробую ещё раз нажать на эту кнопку и подождать.";
     let wav = speech(&dir, "think", text, 0.5);
     let bundle_dir = record_session(&dir, &wav);
     let journey = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/journey-test.toml");
@@ -196,8 +201,9 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
         .join(" ");
     let w = wer(text, &hyp);
     println!("bundle transcript: WER {w:.2}: {hyp:?}");
-    // Loose: the recording path (PulseAudio, Opus) and espeak-ng make single runs vary a lot
-    // (0.3-0.8 seen); what must hold is that the cue words arrive (checked via the candidate below).
+    // Loose: the recording path (PulseAudio, Opus) and espeak-ng make single runs vary
+    // (0.32-0.42 in five runs of these three sentences); what must hold is that the cue words
+    // arrive (checked via the candidate below).
     assert!(w <= 0.85, "WER {w:.2}: {hyp:?}");
     assert!(
         transcript
