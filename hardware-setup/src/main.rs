@@ -40,6 +40,10 @@ enum Cmd {
         /// Where sessions will be stored (for the free-space estimate).
         #[arg(long, default_value = "sessions", env = "LAB_SESSIONS")]
         sessions: PathBuf,
+        /// The models folder (`lab-setup models`), where liblsl is for
+        /// listing Lab Streaming Layer streams.
+        #[arg(long, default_value = "models", env = "LAB_MODELS")]
+        models: PathBuf,
     },
     /// Make a short real recording with the station's devices and report dropped
     /// frames, the event-to-frame offset and the audio/video offset.
@@ -133,8 +137,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             write,
             name,
             sessions,
+            models,
         } => {
-            let p = probe::probe(&sessions)?;
+            let mut p = probe::probe(&sessions)?;
+            p.lsl = hardware_setup::lsl_scan::scan(&models, std::time::Duration::from_secs(2));
             let config = p.station_config(&name);
             print!("{}", p.report(&config));
             if let Some(path) = write {

@@ -46,6 +46,8 @@ pub struct Probe {
     /// Encoders whose plugin exists but whose test encode failed, with why.
     pub broken_encoders: Vec<(String, String)>,
     pub disk_free_bytes: u64,
+    /// Lab Streaming Layer streams on the network.
+    pub lsl: crate::lsl_scan::LslScan,
 }
 
 /// Bytes one hour of recording takes with this encoder config (screen +
@@ -192,6 +194,9 @@ pub fn probe(out_dir: &Path) -> anyhow::Result<Probe> {
         encoders,
         broken_encoders: broken,
         disk_free_bytes: disk_free(existing).unwrap_or(0),
+        // Listing LSL streams waits on the network: `lab-setup probe` asks
+        // for it (`lsl_scan::scan`), the station check does not.
+        lsl: crate::lsl_scan::LslScan::Unavailable("not looked for".into()),
     })
 }
 
@@ -300,6 +305,7 @@ impl Probe {
                 );
             }
         }
+        r += &crate::lsl_scan::report(&self.lsl);
         r += "H.264 encoders (preferred first):\n";
         for e in &self.encoders {
             let kind = if e == "x264enc" {
@@ -377,6 +383,7 @@ mod tests {
             encoders: vec!["vaapih264enc".into(), "x264enc".into()],
             broken_encoders: vec![],
             disk_free_bytes: 1 << 40,
+            lsl: crate::lsl_scan::LslScan::Streams(vec![]),
         };
         let c = p.station_config("lab-1");
         c.validate().unwrap();

@@ -22,6 +22,9 @@ pub const VAD_MODEL: &str = "silero_vad.onnx";
 pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.32.0";
 /// The unversioned link to [`ORT_LIBRARY`] in the same folder.
 pub const ORT_LIBRARY_LINK: &str = "libonnxruntime.so";
+/// liblsl (Lab Streaming Layer), as the pylsl wheel ships it: its SONAME,
+/// the same for liblsl 1.16-1.18.
+pub const LSL_LIBRARY: &str = "liblsl.so.2";
 /// The record of the Whisper model `lab-analyze` uses when given no
 /// `--model`: a [`WhisperModelInfo`] as JSON, written by `lab-setup models`.
 pub const WHISPER_DEFAULT: &str = "whisper-default.json";

