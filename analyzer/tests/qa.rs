@@ -92,6 +92,7 @@ fn manifest() -> Manifest {
             pid: 1,
             events_url: None,
         },
+        sensors: vec![],
     }
 }
 

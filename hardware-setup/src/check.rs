@@ -154,6 +154,8 @@ pub async fn check(
         out_dir: opts.out_dir.clone(),
         events_listen: None,
         browser,
+        lsl: vec![],
+        lsl_library: PathBuf::new(),
     };
     let dir = record(ropts, shutdown)
         .await

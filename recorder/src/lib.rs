@@ -20,6 +20,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod preflight;
 pub mod recover;
+pub mod sensors;
 pub mod server;
 pub mod session;
 pub mod upload;

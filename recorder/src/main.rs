@@ -177,6 +177,14 @@ struct RecordArgs {
     /// Event endpoint address (overrides the station config; port 0 picks a free one).
     #[arg(long, env = "LAB_EVENTS_LISTEN")]
     listen: Option<String>,
+    /// Also record this Lab Streaming Layer stream (by its name; repeatable):
+    /// its samples go to sensors/<name>.jsonl on the session clock, a marker
+    /// stream's samples become events too. `lab-setup probe` lists them.
+    #[arg(long = "lsl", value_name = "NAME")]
+    lsl: Vec<String>,
+    /// The models folder (`lab-setup models`), where liblsl is.
+    #[arg(long, default_value = "models", env = "LAB_MODELS")]
+    models: PathBuf,
     /// Open this URL in the station's Chromium with the probe injected into every page.
     #[arg(long)]
     browser: Option<String>,
@@ -257,6 +265,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out_dir: a.out,
                 events_listen: a.listen,
                 browser,
+                lsl: a.lsl,
+                lsl_library: a.models.join(lab_lsl::LIBRARY),
             };
             let dir = record(opts, shutdown_signal()).await?;
             let m = lab_model::Bundle::new(&dir).read_manifest()?;

@@ -29,6 +29,8 @@ pub enum ManifestError {
         "segment file {0:?} must be media/<name> with a plain file name (no '..', no absolute path)"
     )]
     SegmentFile(String),
+    #[error("sensor file {0:?} is not sensors/<name>.jsonl")]
+    SensorFile(String),
     #[error("{what}: {found}, more than the limit of {limit}")]
     TooMany {
         what: &'static str,
@@ -234,6 +236,10 @@ pub struct Manifest {
     pub events: EventStats,
     /// Recorder version and process, for recovery (`pid` of a dead process => interrupted).
     pub recorder: RecorderInfo,
+    /// Lab Streaming Layer streams recorded beside the media (`sensors/`),
+    /// listed when the recording ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensors: Vec<super::sensors::SensorTrack>,
 }
 
 impl Manifest {
@@ -267,6 +273,18 @@ impl Manifest {
         count("tracks", self.tracks.len(), MAX_TRACKS)?;
         count("clock clients", self.clock.clients.len(), MAX_CLIENTS)?;
         count("gaps", self.gaps.len(), MAX_GAPS)?;
+        count("sensors", self.sensors.len(), super::sensors::MAX_SENSORS)?;
+        for t in &self.sensors {
+            if !super::sensors::valid_sensor_file(&t.stream.file) {
+                return Err(E::SensorFile(t.stream.file.clone()));
+            }
+            count("sensor gaps", t.gaps.len(), MAX_GAPS)?;
+            count(
+                "sensor channels",
+                t.stream.channels.len(),
+                super::sensors::MAX_SENSOR_CHANNELS,
+            )?;
+        }
         let name = |what, name: &str| {
             if safe_component(name, MAX_NAME_LEN, false) {
                 Ok(())

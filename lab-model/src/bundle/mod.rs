@@ -78,9 +78,11 @@ pub enum BundleError {
 
 pub mod limits;
 pub(crate) mod manifest;
+pub mod sensors;
 
 pub use limits::MAX_MANIFEST_BYTES;
 pub use manifest::*;
+pub use sensors::{SENSORS_DIR, SensorTrack};
 
 /// A bundle directory on disk.
 #[derive(Debug, Clone)]

@@ -31,6 +31,7 @@ pub(crate) fn sample_manifest() -> Manifest {
             pid: 1,
             events_url: None,
         },
+        sensors: vec![],
     }
 }
 

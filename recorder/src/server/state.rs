@@ -344,6 +344,28 @@ impl EndpointState {
         }
     }
 
+    /// Records an event a sensor stream stamped itself (an LSL marker), at
+    /// its own session time.
+    pub async fn sensor_event(&self, t_ns: i64, kind: &str, data: Value) {
+        let event = Event {
+            seq: 0,
+            t_ns,
+            source: EventSource::Sensor,
+            kind: kind.to_string(),
+            data,
+            client: None,
+            client_time_ms: None,
+            uncertainty_ns: None,
+        };
+        if let Err(e) = self.check_storable(&event) {
+            tracing::warn!("sensor event {kind} not stored: {e:?}");
+            return;
+        }
+        if let Err(e) = self.log.append(event).await {
+            tracing::warn!("could not log sensor event {kind}: {e}");
+        }
+    }
+
     pub(super) fn reject(&self, e: ApiError) -> ApiError {
         self.rejected.fetch_add(1, Ordering::SeqCst);
         tracing::debug!("rejected client input: {e:?}");

@@ -38,4 +38,6 @@ pub enum RecordError {
     Bundle(#[from] lab_model::BundleError),
     #[error("failed to launch the station browser")]
     Browser(#[source] anyhow::Error),
+    #[error("sensor streams were asked for (--lsl) but cannot be recorded: {0}")]
+    Sensors(#[source] lab_lsl::LslError),
 }

@@ -63,6 +63,10 @@ pub struct RecordOptions {
     /// Overrides `recording.events_listen` of the station.
     pub events_listen: Option<String>,
     pub browser: Option<BrowserOptions>,
+    /// Lab Streaming Layer streams to record, by name.
+    pub lsl: Vec<String>,
+    /// liblsl, loaded only when `lsl` names a stream.
+    pub lsl_library: PathBuf,
 }
 
 /// Checks what must hold before anything is created.
@@ -145,6 +149,7 @@ struct Prepared {
     listener: tokio::net::TcpListener,
     events_addr: SocketAddr,
     reserve: PathBuf,
+    lsl: Option<std::sync::Arc<lab_lsl::Lsl>>,
 }
 
 /// Checks identity, builds the pipeline, binds the endpoint and only then
@@ -153,6 +158,11 @@ async fn prepare(opts: &RecordOptions) -> Result<Prepared, RecordError> {
     check_identity(&opts.participant, &opts.consent)?;
     check_life_situation(opts.life_situation.as_deref())?;
     gst::init().map_err(RecordError::Pipeline)?;
+    // Sensors were asked for: without liblsl nothing is created.
+    let lsl = match opts.lsl.is_empty() {
+        true => None,
+        false => Some(lab_lsl::Lsl::open(&opts.lsl_library, None).map_err(RecordError::Sensors)?),
+    };
 
     let id = session_id(SystemTime::now(), &opts.participant, &opts.out_dir);
     let bundle = Bundle::new(opts.out_dir.join(&id));
@@ -192,6 +202,7 @@ async fn prepare(opts: &RecordOptions) -> Result<Prepared, RecordError> {
         listener,
         events_addr,
         reserve,
+        lsl,
     })
 }
 
@@ -248,6 +259,7 @@ async fn start(
             pid: std::process::id(),
             events_url: Some(format!("http://{}", p.events_addr)),
         },
+        sensors: vec![],
     };
     let mut recording = Recording {
         teardown,
@@ -255,6 +267,7 @@ async fn start(
         manifest,
         clock,
         reserve: p.reserve,
+        sensors: None,
     };
     after_playing(recording.teardown.pipeline(), &recording.bundle);
     match recording
@@ -277,6 +290,9 @@ async fn start(
                     json!({ "participant": opts.participant, "station": recording.manifest.station }),
                 )
                 .await;
+            if let Some(lsl) = p.lsl {
+                recording.start_sensors(lsl, &opts.lsl, &state);
+            }
             let mut stop = Stop::default();
             if let Some(b) = &opts.browser {
                 match Browser::launch(b, &state.config).await {

@@ -21,6 +21,7 @@ use super::error::RecordError;
 use super::teardown::Teardown;
 use crate::clock::SessionClock;
 use crate::event_log::EventLog;
+use crate::sensors::{SensorEvent, Sensors};
 use crate::server::{EndpointConfig, EndpointState, Server};
 
 /// How long finalizing (EOS through encoders and muxers) may take before we give up on it.
@@ -33,6 +34,9 @@ pub(super) struct Recording {
     pub(super) manifest: Manifest,
     pub(super) clock: SessionClock,
     pub(super) reserve: PathBuf,
+    /// Lab Streaming Layer streams being recorded, and the task writing
+    /// their events.
+    pub(super) sensors: Option<(Sensors, tokio::task::JoinHandle<()>)>,
 }
 
 /// What only the bus loop needs.
@@ -54,6 +58,64 @@ pub(super) struct Stop {
 }
 
 impl Recording {
+    /// Starts recording the named LSL streams; their markers and system
+    /// events go through `state`. A stream that cannot start is a system
+    /// event, never the recording's end.
+    pub(super) fn start_sensors(
+        &mut self,
+        lsl: Arc<lab_lsl::Lsl>,
+        names: &[String],
+        state: &Arc<EndpointState>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock = self.clock.clone();
+        let zero = i64::try_from(self.clock.base_ns()).unwrap_or(i64::MAX);
+        let started = Sensors::start(
+            lsl,
+            names,
+            &self.bundle.dir,
+            zero,
+            Arc::new(move || clock.now_ns()),
+            tx,
+        );
+        let state = state.clone();
+        match started {
+            Ok(sensors) => {
+                let writer = tokio::spawn(async move {
+                    while let Some(e) = rx.recv().await {
+                        match e {
+                            SensorEvent::Marker { t_ns, data } => {
+                                state.sensor_event(t_ns, "lsl_marker", data).await
+                            }
+                            SensorEvent::System { kind, data } => {
+                                state.system_event(kind, data).await
+                            }
+                        }
+                    }
+                });
+                self.sensors = Some((sensors, writer));
+            }
+            Err(e) => {
+                tokio::spawn(async move {
+                    state
+                        .system_event("sensor_failed", json!({ "error": e.to_string() }))
+                        .await
+                });
+            }
+        }
+    }
+
+    /// Stops the sensor threads and waits until their events are written.
+    async fn stop_sensors(&mut self) {
+        if let Some((sensors, writer)) = self.sensors.take() {
+            match tokio::task::spawn_blocking(move || sensors.stop()).await {
+                Ok(tracks) => self.manifest.sensors = tracks,
+                Err(e) => tracing::error!("sensor threads: {e}"),
+            }
+            let _ = writer.await;
+        }
+    }
+
     /// Writes the first manifest, opens the event log and starts the endpoint
     /// on `listener`, handing it to the guard.
     pub(super) async fn attach_endpoint(
@@ -199,13 +261,16 @@ impl Recording {
     /// Tears down in order ([`Teardown::close`]), then writes the final
     /// manifest: gaps and open segments closed at the end, the final counts,
     /// `complete` or `interrupted`.
-    pub(super) async fn finish(self, stop: Stop) -> Result<PathBuf, RecordError> {
+    pub(super) async fn finish(mut self, stop: Stop) -> Result<PathBuf, RecordError> {
+        // Before the endpoint closes: markers still in flight are events.
+        self.stop_sensors().await;
         let Self {
             teardown,
             bundle,
             mut manifest,
             clock,
             reserve,
+            sensors: _,
         } = self;
         let end_ns = clock.now_ns();
         // What goes into the bundle names its files relative to it: a

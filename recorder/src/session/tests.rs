@@ -59,6 +59,8 @@ fn options(name: &str) -> RecordOptions {
         out_dir,
         events_listen: Some("127.0.0.1:0".into()),
         browser: None,
+        lsl: vec![],
+        lsl_library: PathBuf::new(),
     }
 }
 
