@@ -21,8 +21,9 @@ pub mod worker;
 
 pub use bundle::{
     BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, Bundle, BundleError, ChannelRole, ClockMapping,
-    ClockOffsetEstimate, EventLineError, EventStats, Gap, Manifest, ManifestError, Segment,
-    SegmentState, SessionStatus, Track, TrackKind, parse_events, parse_manifest,
+    ClockOffsetEstimate, EventLineError, EventStats, Gap, Manifest, ManifestError, SENSORS_DIR,
+    Segment, SegmentState, SensorTrack, SessionStatus, Track, TrackKind, parse_events,
+    parse_manifest,
 };
 pub use event::{Event, EventError, EventSource, IncomingEvent};
 pub use journey::{Journey, JourneyError};

@@ -52,6 +52,40 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The sensor streams a killed recorder wrote but did not list: every plain
+/// `sensors/<name>.jsonl` whose header reads (a torn last line is left out;
+/// a file that does not read is left unlisted, and logged).
+fn recover_sensors(bundle: &Bundle) -> Vec<lab_model::SensorTrack> {
+    use lab_model::bundle::sensors::{MAX_SENSORS, read_sensor_file, summarize, valid_sensor_file};
+    let dir = bundle.dir.join(lab_model::SENSORS_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| valid_sensor_file(&format!("{}/{n}", lab_model::SENSORS_DIR)))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .take(MAX_SENSORS)
+        .filter_map(|n| match read_sensor_file(&dir.join(&n)) {
+            Ok((header, lines)) => {
+                let mut track = summarize(&header, &lines);
+                // Where the file is, not what its header claims.
+                track.stream.file = format!("{}/{n}", lab_model::SENSORS_DIR);
+                Some(track)
+            }
+            Err(e) => {
+                tracing::warn!("{}/{n} not listed: {e}", lab_model::SENSORS_DIR);
+                None
+            }
+        })
+        .collect()
+}
+
 /// Repairs the manifest of a bundle left in `recording` by a dead recorder.
 pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
     let bundle = Bundle::new(dir);
@@ -126,6 +160,9 @@ pub fn recover(dir: &Path, force: bool) -> Result<RecoverReport, RecoverError> {
                 state: SegmentState::Open,
             });
         }
+    }
+    if m.sensors.is_empty() {
+        m.sensors = recover_sensors(&bundle);
     }
     for s in &mut m.segments {
         if s.state == SegmentState::Open {

@@ -230,3 +230,66 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
         assert!(events.iter().any(|e| e.kind == kind), "no {kind} event");
     }
 }
+
+#[test]
+fn a_killed_recorder_keeps_the_samples_it_pulled_and_recover_lists_them() {
+    let models = models();
+    let lsl = Lsl::open(&models.join(lab_lsl::LIBRARY), None).unwrap();
+    let dir = temp_dir("sensors-kill");
+    let name = format!("lab-e2e-kill-{}", std::process::id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let eda = stream_eda(
+        lsl.clone(),
+        name.clone(),
+        (f64::MAX, f64::MAX),
+        stop.clone(),
+    );
+    let mut rec = RecorderProcess::spawn(
+        &[
+            "--test-sources",
+            "--participant",
+            "P17",
+            "--consent",
+            "C17",
+            "--lsl",
+            &name,
+            "--models",
+            models.to_str().unwrap(),
+        ],
+        &[],
+        &dir.join("sessions"),
+    )
+    .unwrap();
+    let (bundle_dir, _) = rec.wait_started().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    rec.signal(libc::SIGKILL);
+    let killed_at = lsl.local_clock();
+    let _ = rec.wait();
+    stop.store(true, Ordering::SeqCst);
+    eda.join().unwrap();
+
+    let out = std::process::Command::new(lab_tests::bin("lab-recorder"))
+        .arg("recover")
+        .arg(&bundle_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = Bundle::new(&bundle_dir).read_manifest().unwrap();
+    assert_eq!(manifest.status, SessionStatus::Interrupted);
+    assert_eq!(manifest.sensors.len(), 1, "{:?}", manifest.sensors);
+    let track = &manifest.sensors[0];
+    let zero_ns = manifest.clock.session_zero_monotonic_ns as i64;
+    let kill_ns = (killed_at * 1e9).round() as i64 - zero_ns;
+    let last = track.last_ns.expect("samples were written");
+    let lost_s = (kill_ns - last) as f64 / 1e9;
+    println!(
+        "sensors: kill -9 lost {lost_s:.2} s of samples ({} kept)",
+        track.samples
+    );
+    assert!(lost_s <= 2.0, "lost {lost_s} s");
+    assert!(track.samples > 128 * 2, "{} samples", track.samples);
+}

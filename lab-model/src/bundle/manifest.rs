@@ -279,6 +279,26 @@ impl Manifest {
                 return Err(E::SensorFile(t.stream.file.clone()));
             }
             count("sensor gaps", t.gaps.len(), MAX_GAPS)?;
+            let texts = [
+                &t.stream.name,
+                &t.stream.kind,
+                &t.stream.source_id,
+                &t.stream.hostname,
+            ]
+            .into_iter()
+            .chain(
+                t.stream
+                    .channels
+                    .iter()
+                    .flat_map(|c| [&c.label, &c.unit, &c.kind]),
+            );
+            for text in texts {
+                count(
+                    "characters in a sensor's text",
+                    text.chars().count(),
+                    super::sensors::MAX_SENSOR_TEXT,
+                )?;
+            }
             count(
                 "sensor channels",
                 t.stream.channels.len(),

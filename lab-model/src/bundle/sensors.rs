@@ -176,6 +176,68 @@ pub enum SensorLine {
     Gap(SensorGap),
 }
 
+/// What the manifest lists for a sensor file, from the file alone (what
+/// `lab-recorder recover` uses when the recorder died before listing it).
+/// A gap still open at the end stays out: the file cannot say when it ended.
+pub fn summarize(header: &SensorHeader, lines: &[SensorLine]) -> SensorTrack {
+    // The manifest's bounds hold whatever the file says.
+    let clip = |s: &str| s.chars().take(MAX_SENSOR_TEXT).collect::<String>();
+    let s = &header.stream;
+    let stream = SensorStream {
+        name: clip(&s.name),
+        kind: clip(&s.kind),
+        file: s.file.clone(),
+        channel_format: clip(&s.channel_format),
+        nominal_srate: s.nominal_srate,
+        channels: s
+            .channels
+            .iter()
+            .take(MAX_SENSOR_CHANNELS)
+            .map(|c| SensorChannel {
+                label: clip(&c.label),
+                unit: clip(&c.unit),
+                kind: clip(&c.kind),
+            })
+            .collect(),
+        source_id: clip(&s.source_id),
+        hostname: clip(&s.hostname),
+    };
+    let mut track = SensorTrack {
+        stream,
+        samples: 0,
+        first_ns: None,
+        last_ns: None,
+        clock_offset_s: None,
+        clock_uncertainty_s: None,
+        gaps: Vec::new(),
+    };
+    for line in lines {
+        match line {
+            SensorLine::Samples { t_ns, .. } => {
+                track.samples += t_ns.len() as u64;
+                if let Some(&t) = t_ns.first() {
+                    track.first_ns.get_or_insert(t);
+                }
+                if let Some(&t) = t_ns.last() {
+                    track.last_ns = Some(t);
+                }
+            }
+            SensorLine::Clock {
+                offset_s,
+                uncertainty_s,
+                ..
+            } => {
+                track.clock_offset_s = Some(*offset_s);
+                track.clock_uncertainty_s = Some(*uncertainty_s);
+            }
+            SensorLine::Gap(g) => track.gaps.push(*g),
+            SensorLine::Header(_) => {}
+        }
+    }
+    track.gaps.truncate(super::limits::MAX_GAPS);
+    track
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SensorFileError {
     #[error("cannot read {path}: {source}")]
@@ -313,6 +375,11 @@ mod tests {
         let (h, lines) = read_sensor_file(&path).unwrap();
         assert_eq!(h.session_zero_monotonic_ns, 5);
         assert_eq!(lines, vec![samples]);
+        let track = summarize(&h, &lines);
+        assert_eq!(
+            (track.samples, track.first_ns, track.last_ns),
+            (2, Some(1), Some(2))
+        );
         std::fs::write(&path, format!("{text}garbage\n")).unwrap();
         let err = read_sensor_file(&path).unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
