@@ -142,6 +142,11 @@ pub struct RecordingConfig {
     /// token the recorder gives the probe it injects.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probe_origins: Vec<String>,
+    /// Lab Streaming Layer streams (by name) every recording on this
+    /// station records, besides those given with `lab-recorder record --lsl`
+    /// (`lab-setup probe` lists the streams it sees).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lsl_streams: Vec<String>,
 }
 
 impl Default for RecordingConfig {
@@ -150,6 +155,7 @@ impl Default for RecordingConfig {
             segment_seconds: 2,
             events_listen: "127.0.0.1:7700".into(),
             probe_origins: Vec::new(),
+            lsl_streams: Vec::new(),
         }
     }
 }
@@ -225,6 +231,17 @@ impl StationConfig {
                 self.recording.events_listen
             ));
         }
+        let lsl = &self.recording.lsl_streams;
+        if lsl.len() > crate::bundle::sensors::MAX_SENSORS
+            || lsl
+                .iter()
+                .any(|n| n.trim().is_empty() || n.chars().count() > 256 || n.contains('\0'))
+        {
+            return bad(format!(
+                "recording.lsl_streams must be at most {} stream names of 1-256 characters",
+                crate::bundle::sensors::MAX_SENSORS
+            ));
+        }
         if !(1..=60).contains(&self.recording.segment_seconds) {
             return bad("recording.segment_seconds must be 1-60".into());
         }
@@ -282,6 +299,24 @@ mod tests {
     fn default_round_trips_through_toml() {
         let c = StationConfig::default_station();
         assert_eq!(StationConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn lsl_streams_round_trip_and_are_bounded() {
+        let mut c = StationConfig::default_station();
+        c.recording.lsl_streams = vec!["Shimmer EDA".into(), "Маркеры".into()];
+        assert_eq!(StationConfig::from_toml(&c.to_toml()).unwrap(), c);
+        for bad in [
+            vec![" ".to_string()],
+            vec!["x".repeat(257)],
+            vec!["a".into(); 33],
+        ] {
+            c.recording.lsl_streams = bad;
+            let err = StationConfig::from_toml(&c.to_toml())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("recording.lsl_streams"), "{err}");
+        }
     }
 
     #[test]

@@ -69,6 +69,18 @@ pub struct RecordOptions {
     pub lsl_library: PathBuf,
 }
 
+/// The LSL streams to record: the station's, then those given for this
+/// recording, each name once.
+fn lsl_streams(opts: &RecordOptions) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for n in opts.station.recording.lsl_streams.iter().chain(&opts.lsl) {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
 /// Checks what must hold before anything is created.
 pub fn check_identity(participant: &str, consent: &str) -> Result<(), RecordError> {
     if consent.trim().is_empty() {
@@ -159,7 +171,7 @@ async fn prepare(opts: &RecordOptions) -> Result<Prepared, RecordError> {
     check_life_situation(opts.life_situation.as_deref())?;
     gst::init().map_err(RecordError::Pipeline)?;
     // Sensors were asked for: without liblsl nothing is created.
-    let lsl = match opts.lsl.is_empty() {
+    let lsl = match lsl_streams(opts).is_empty() {
         true => None,
         false => Some(lab_lsl::Lsl::open(&opts.lsl_library, None).map_err(RecordError::Sensors)?),
     };
@@ -291,7 +303,7 @@ async fn start(
                 )
                 .await;
             if let Some(lsl) = p.lsl {
-                recording.start_sensors(lsl, &opts.lsl, &state);
+                recording.start_sensors(lsl, &lsl_streams(opts), &state);
             }
             let mut stop = Stop::default();
             if let Some(b) = &opts.browser {
