@@ -57,7 +57,9 @@ pub fn scan(models: &Path, wait: Duration) -> LslScan {
 
 /// The report's lines.
 pub fn report(scan: &LslScan) -> String {
-    let mut r = "Lab Streaming Layer streams:\n".to_string();
+    let mut r =
+        "Lab Streaming Layer streams (record with `--lsl NAME` or `recording.lsl_streams`):\n"
+            .to_string();
     match scan {
         LslScan::Unavailable(why) => r += &format!("  not looked for: {why}\n"),
         LslScan::Streams(s) if s.is_empty() => r += "  none answered\n",
