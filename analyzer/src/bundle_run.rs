@@ -221,11 +221,66 @@ fn journey(manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<Option<Reso
 fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timeline::Timeline> {
     let (events, _) = bundle.read_events()?;
     let transcript = Transcript::read(&bundle.dir)?;
-    Ok(crate::timeline::Timeline::new(
+    let mut timeline = crate::timeline::Timeline::new(
         events,
         crate::timeline::detector_words(&transcript),
         manifest.duration_ns.unwrap_or(0),
-    ))
+    );
+    timeline.signals = signals(bundle, manifest);
+    Ok(timeline)
+}
+
+/// The sensor channels the detectors read (skin conductance, heart rate),
+/// from the streams the manifest lists. A file that does not read is left
+/// out with a warning: sensors add evidence, they never stop an analysis.
+fn signals(bundle: &Bundle, manifest: &Manifest) -> Vec<crate::timeline::Signal> {
+    use lab_model::bundle::sensors::{SampleValues, SensorLine, read_sensor_file};
+    let mut out = Vec::new();
+    for track in &manifest.sensors {
+        let s = &track.stream;
+        let wanted: Vec<(usize, crate::timeline::SignalKind)> = s
+            .channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                crate::timeline::signal_kind(&s.kind, &c.kind, &c.unit).map(|k| (i, k))
+            })
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let lines = match read_sensor_file(&bundle.dir.join(&s.file)) {
+            Ok((_, lines)) => lines,
+            Err(e) => {
+                tracing::warn!("sensor stream {:?} left out: {e}", s.name);
+                continue;
+            }
+        };
+        for (channel, kind) in wanted {
+            let mut signal = crate::timeline::Signal {
+                kind,
+                t_ns: Vec::new(),
+                v: Vec::new(),
+            };
+            for line in &lines {
+                if let SensorLine::Samples {
+                    t_ns,
+                    v: SampleValues::Numbers(rows),
+                    ..
+                } = line
+                {
+                    for (t, row) in t_ns.iter().zip(rows) {
+                        if let Some(Some(x)) = row.get(channel) {
+                            signal.t_ns.push(*t);
+                            signal.v.push(*x);
+                        }
+                    }
+                }
+            }
+            out.push(signal);
+        }
+    }
+    out
 }
 
 fn empty_steps() -> StepAnalysis {

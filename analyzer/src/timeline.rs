@@ -22,6 +22,55 @@ pub struct Timeline {
     pub words: Vec<Word>,
     /// Length of the recording (session end), ns.
     pub duration_ns: i64,
+    /// Physiological signals recorded beside the media (sensor streams),
+    /// each sorted by time; empty without sensors.
+    pub signals: Vec<Signal>,
+}
+
+/// What a physiological signal measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    /// Skin conductance (EDA, GSR), µS.
+    Eda,
+    /// Heart rate, beats per minute.
+    HeartRate,
+}
+
+/// One channel of a sensor stream on the session clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub kind: SignalKind,
+    pub t_ns: Vec<i64>,
+    pub v: Vec<f64>,
+}
+
+/// Which channel of a sensor stream is a signal the detectors read: skin
+/// conductance by its type (`EDA`, `GSR`) or unit (µS), heart rate by its
+/// type (`HR`, `HeartRate`, `PPG` rate) or unit (bpm). The stream's own type
+/// counts when the channel says nothing.
+pub fn signal_kind(stream_type: &str, channel_type: &str, unit: &str) -> Option<SignalKind> {
+    let norm = |s: &str| s.to_lowercase().replace([' ', '_', '-'], "");
+    let (st, ct, u) = (norm(stream_type), norm(channel_type), norm(unit));
+    let eda = |s: &str| {
+        matches!(
+            s,
+            "eda" | "gsr" | "scl" | "skinconductance" | "electrodermalactivity"
+        )
+    };
+    let hr = |s: &str| matches!(s, "hr" | "heartrate" | "pulse" | "pulserate");
+    if eda(&ct)
+        || matches!(u.as_str(), "us" | "µs" | "μs" | "microsiemens")
+        || (ct.is_empty() && eda(&st))
+    {
+        Some(SignalKind::Eda)
+    } else if hr(&ct)
+        || matches!(u.as_str(), "bpm" | "beatsperminute")
+        || (ct.is_empty() && hr(&st))
+    {
+        Some(SignalKind::HeartRate)
+    } else {
+        None
+    }
 }
 
 impl Timeline {
@@ -33,6 +82,7 @@ impl Timeline {
             events,
             words,
             duration_ns,
+            signals: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::MANIFEST_FILE;
 use crate::bundle::limits::MAX_MANIFEST_BYTES;
-use crate::bundle::manifest::safe_component;
+use crate::bundle::limits::safe_component;
 
 pub const UPLOAD_PROTOCOL_VERSION: u32 = 1;
 /// The most bytes one `PUT` carries (the server refuses more).

@@ -232,6 +232,7 @@ export default {
   'detector.js_error': 'JavaScript error',
   'detector.verbal_confusion': 'Verbal confusion',
   'detector.question_to_moderator': 'Question to moderator',
+  'detector.arousal': 'Arousal (sensors)',
 
   'tags.title': 'Tags',
   'tags.new': 'New tag',

@@ -233,6 +233,7 @@ export default {
   'detector.js_error': 'Ошибка JavaScript',
   'detector.verbal_confusion': 'Вербальное замешательство',
   'detector.question_to_moderator': 'Вопрос модератору',
+  'detector.arousal': 'Физиологическая реакция',
 
   'tags.title': 'Теги',
   'tags.new': 'Новый тег',

@@ -6,7 +6,8 @@
 //! journey steps) with its thresholds as documented constants:
 //! [`rage_click`], [`dead_click`], [`backtrack`], [`hesitation`],
 //! [`step_overtime`], [`field_struggle`], [`js_error`], [`verbal_confusion`],
-//! [`question_to_moderator`]. [`detect_all`] runs them all.
+//! [`question_to_moderator`], and [`arousal`] from the sensor signals, which
+//! strengthens the others. [`detect_all`] runs them all.
 
 use lab_model::Journey;
 use lab_model::analysis::{Candidate, StepAnalysis};
@@ -14,6 +15,7 @@ use lab_model::analysis::{Candidate, StepAnalysis};
 pub use crate::lexicon::Lexicon;
 use crate::timeline::Timeline;
 
+pub mod arousal;
 pub mod backtrack;
 pub(crate) mod candidate;
 pub mod dead_click;
@@ -48,6 +50,11 @@ pub fn detect_all(
     all.extend(js_error::detect(timeline, steps));
     all.extend(verbal_confusion::detect(timeline, steps, lexicon));
     all.extend(question_to_moderator::detect(timeline, steps));
+    // Arousal strengthens what it follows, and stands alone only with a
+    // stimulus beside it.
+    let responses = arousal::responses(&timeline.signals);
+    let unused = arousal::enrich(&mut all, &responses);
+    all.extend(arousal::detect(timeline, steps, &responses, &unused));
     candidate::number(&mut all);
     all
 }

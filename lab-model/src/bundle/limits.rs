@@ -39,3 +39,11 @@ pub const MAX_SESSION_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
 /// accepts (transcript, steps, candidates, QA, renditions, peaks; a two-hour
 /// transcript is a few MB).
 pub const MAX_ANALYSIS_JSON_BYTES: u64 = 64 << 20;
+
+/// One plain path component: `[A-Za-z0-9_-]` (plus `.` where `dot`), never `.`-first.
+pub(crate) fn safe_component(s: &str, max: usize, dot: bool) -> bool {
+    (1..=max).contains(&s.len())
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || (dot && c == b'.'))
+}

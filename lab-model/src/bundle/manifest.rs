@@ -46,14 +46,6 @@ pub enum ManifestError {
     },
 }
 
-/// One plain path component: `[A-Za-z0-9_-]` (plus `.` where `dot`), never `.`-first.
-pub(crate) fn safe_component(s: &str, max: usize, dot: bool) -> bool {
-    (1..=max).contains(&s.len())
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || (dot && c == b'.'))
-}
-
 /// The recorder's participant rule (`lab-recorder record --participant`).
 pub fn valid_participant(code: &str) -> bool {
     safe_component(code, MAX_PARTICIPANT_LEN, false)

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::safe_component;
+use super::limits::safe_component;
 
 /// The folder of sensor files in a bundle.
 pub const SENSORS_DIR: &str = "sensors";
