@@ -7,10 +7,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lab_lsl::{Channel, Format, Lsl};
+use lab_model::analysis::{AnalysisDoc, CandidateList};
 use lab_model::bundle::sensors::{SampleValues, SensorLine, read_sensor_file};
 use lab_model::{Bundle, EventSource, SessionStatus};
 use lab_tests::{RecorderProcess, temp_dir};
@@ -24,13 +25,16 @@ fn models() -> std::path::PathBuf {
 /// What the test sent: (stamp in LSL's clock, value).
 type Sent = Vec<(f64, f64)>;
 
-/// Streams `value(i)` at 128 Hz in chunks of 8 until `stop`; between
-/// `pause.0` and `pause.1` seconds after its start the outlet is gone (a
-/// sensor switched off), then a new one with the same source id comes back.
+/// Streams skin conductance at 128 Hz until `stop`: a tonic level near
+/// 2 µS, and a 0.2 µS response rising over 1 s from the LSL time `scr`
+/// holds once set (f64 bits; 0 is none). Between `pause.0` and `pause.1`
+/// seconds after its start the outlet is gone (a sensor switched off), then
+/// a new one with the same source id comes back.
 fn stream_eda(
     lsl: Arc<Lsl>,
     name: String,
     pause: (f64, f64),
+    scr: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Sent> {
     std::thread::spawn(move || {
@@ -59,7 +63,14 @@ fn stream_eda(
                 std::thread::sleep(Duration::from_secs_f64((due - lsl.local_clock()).max(0.0)));
             }
             if let Some(o) = outlet.as_mut() {
-                let v = 2.0 + (i as f64 * 0.05).sin();
+                let onset = f64::from_bits(scr.load(Ordering::SeqCst));
+                let d = due - onset;
+                let response = if onset > 0.0 && d > 0.0 {
+                    0.2 * if d < 1.0 { d } else { (-(d - 1.0) / 4.0).exp() }
+                } else {
+                    0.0
+                };
+                let v = 2.0 + 0.002 * (due - t0) + 0.003 * (i as f64 * 0.05).sin() + response;
                 o.push(&[v], due).unwrap();
                 sent.push((due, v));
             }
@@ -88,13 +99,20 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
         )
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let eda = stream_eda(lsl.clone(), eda_name.clone(), (4.0, 7.0), stop.clone());
+    let scr = Arc::new(AtomicU64::new(0));
+    let eda = stream_eda(
+        lsl.clone(),
+        eda_name.clone(),
+        (7.0, 10.0),
+        scr.clone(),
+        stop.clone(),
+    );
 
     let mut rec = RecorderProcess::spawn(
         &[
             "--test-sources",
             "--duration",
-            "11",
+            "14",
             "--participant",
             "P16",
             "--consent",
@@ -110,7 +128,7 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
         &dir.join("sessions"),
     )
     .unwrap();
-    let (bundle_dir, _) = rec.wait_started().unwrap();
+    let (bundle_dir, url) = rec.wait_started().unwrap();
     assert!(
         markers.wait_for_consumers(Duration::from_secs(10)),
         "the recorder did not connect to the marker stream"
@@ -122,6 +140,16 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
         markers.push_strings(&[text], t).unwrap();
         marker_times.push((text, t));
     }
+    // A validation error, and 1.5 s later the skin answers.
+    let (status, body) = lab_tests::http(
+        "POST",
+        &format!("{url}/api/events"),
+        r##"{"source":"browser","kind":"validation_error","data":{"selector":"#snils","message":"Неверный СНИЛС"}}"##.as_bytes(),
+    )
+    .unwrap();
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let error_at = lsl.local_clock();
+    scr.store((error_at + 1.5).to_bits(), Ordering::SeqCst);
     let (ok, _, err) = rec.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
     let sent = eda.join().unwrap();
@@ -229,6 +257,48 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
     ] {
         assert!(events.iter().any(|e| e.kind == kind), "no {kind} event");
     }
+
+    // The analysis reads the skin's answer as arousal after the error.
+    let out = std::process::Command::new(lab_tests::bin("lab-analyze"))
+        .arg("--models")
+        .arg(&models)
+        .arg("run")
+        .arg(&bundle_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let candidates = CandidateList::read(&bundle_dir).unwrap();
+    let arousal: Vec<_> = candidates
+        .candidates
+        .iter()
+        .filter(|c| c.detector == "arousal")
+        .collect();
+    let error_ns = (error_at * 1e9).round() as i64 - zero_ns;
+    println!(
+        "sensors: arousal candidates {:?}",
+        arousal
+            .iter()
+            .map(|c| (c.start_ns, &c.evidence.note))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(arousal.len(), 1, "{:?}", candidates.candidates);
+    assert!(
+        (arousal[0].start_ns - error_ns).abs() < 50_000_000,
+        "{} vs {error_ns}",
+        arousal[0].start_ns
+    );
+    assert!(
+        arousal[0]
+            .evidence
+            .note
+            .contains("кожно-гальваническая реакция"),
+        "{}",
+        arousal[0].evidence.note
+    );
 }
 
 #[test]
@@ -242,6 +312,7 @@ fn a_killed_recorder_keeps_the_samples_it_pulled_and_recover_lists_them() {
         lsl.clone(),
         name.clone(),
         (f64::MAX, f64::MAX),
+        Arc::new(AtomicU64::new(0)),
         stop.clone(),
     );
     let mut rec = RecorderProcess::spawn(

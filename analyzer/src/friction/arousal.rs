@@ -29,6 +29,11 @@ pub const NAME: &str = "arousal";
 pub const MIN_SCR_US: f64 = 0.05;
 /// Moving-average window applied before looking for responses.
 pub const SMOOTH_NS: i64 = 500_000_000;
+/// A response begins where the smoothed signal starts climbing at least
+/// this fast (µS/s, over [`SLOPE_NS`]) and keeps climbing to its peak; a
+/// slower rise before it is the tonic level drifting.
+pub const ONSET_SLOPE: f64 = 0.02;
+pub const SLOPE_NS: i64 = 250_000_000;
 /// An SCR rises in 0.5–5 s.
 pub const MIN_RISE_NS: i64 = 500_000_000;
 pub const MAX_RISE_NS: i64 = 5_000_000_000;
@@ -96,6 +101,40 @@ fn smoothed(s: &Signal) -> Vec<f64> {
     out
 }
 
+/// The response from a trough to a peak, if it is one: its onset moved up
+/// to where the steady climb to the peak begins ([`ONSET_SLOPE`]), its
+/// amplitude measured from there.
+fn response(t: &[i64], v: &[f64], trough: usize, peak: usize) -> Option<Response> {
+    let slope = |i: usize| {
+        let j = (0..i).rev().find(|&j| t[i] - t[j] >= SLOPE_NS)?;
+        Some((v[i] - v[j]) / ((t[i] - t[j]) as f64 / 1e9))
+    };
+    // From the steepest point of the rise (the top flattens), back to where
+    // the climb began.
+    let mut onset = (trough..=peak)
+        .max_by(|&a, &b| {
+            let (x, y) = (slope(a).unwrap_or(f64::MIN), slope(b).unwrap_or(f64::MIN));
+            x.total_cmp(&y)
+        })
+        .unwrap_or(peak);
+    while onset > trough && slope(onset).is_some_and(|s| s >= ONSET_SLOPE) {
+        onset -= 1;
+    }
+    // The slope at `onset` looks back SLOPE_NS: the climb began there.
+    let onset = (trough..=onset)
+        .rev()
+        .find(|&j| t[onset] - t[j] >= SLOPE_NS)
+        .unwrap_or(trough);
+    let rise = t[peak] - t[onset];
+    let amplitude = v[peak] - v[onset];
+    ((MIN_RISE_NS..=MAX_RISE_NS).contains(&rise) && amplitude >= MIN_SCR_US).then_some(Response {
+        kind: SignalKind::Eda,
+        onset_ns: t[onset],
+        peak_ns: t[peak],
+        amplitude,
+    })
+}
+
 /// Skin-conductance responses, trough to peak.
 pub fn scrs(s: &Signal) -> Vec<Response> {
     let v = smoothed(s);
@@ -118,18 +157,10 @@ pub fn scrs(s: &Signal) -> Vec<Response> {
                 }
             }
             Some(p) => {
-                if v[i] > v[p] && t[i] - t[trough] <= MAX_RISE_NS {
+                if v[i] > v[p] {
                     peak = Some(i);
                 } else if v[p] - v[i] >= MIN_SCR_US / 2.0 || t[i] - t[p] > MAX_RISE_NS {
-                    let rise = t[p] - t[trough];
-                    if (MIN_RISE_NS..=MAX_RISE_NS).contains(&rise) {
-                        out.push(Response {
-                            kind: SignalKind::Eda,
-                            onset_ns: t[trough],
-                            peak_ns: t[p],
-                            amplitude: v[p] - v[trough],
-                        });
-                    }
+                    out.extend(response(t, &v, trough, p));
                     peak = None;
                     trough = i;
                 }
@@ -137,15 +168,7 @@ pub fn scrs(s: &Signal) -> Vec<Response> {
         }
     }
     if let Some(p) = peak {
-        let rise = t[p] - t[trough];
-        if (MIN_RISE_NS..=MAX_RISE_NS).contains(&rise) {
-            out.push(Response {
-                kind: SignalKind::Eda,
-                onset_ns: t[trough],
-                peak_ns: t[p],
-                amplitude: v[p] - v[trough],
-            });
-        }
+        out.extend(response(t, &v, trough, p));
     }
     out
 }
@@ -224,12 +247,13 @@ pub fn enrich(candidates: &mut [Candidate], responses: &[Response]) -> Vec<bool>
 
 /// Candidates of arousal together with a stimulus nothing else proposed: a
 /// response 1–3 s after a validation or script error, or after the
-/// operator's help marker. `unused` says which responses no candidate took.
+/// operator's help marker. `used` says which responses a candidate took
+/// already ([`enrich`]).
 pub fn detect(
     timeline: &Timeline,
     steps: &StepAnalysis,
     responses: &[Response],
-    unused: &[bool],
+    used: &[bool],
 ) -> Vec<Candidate> {
     let stimuli: Vec<_> = timeline
         .events
@@ -241,7 +265,7 @@ pub fn detect(
         })
         .collect();
     let mut out = Vec::new();
-    for (r, _) in responses.iter().zip(unused).filter(|(_, u)| **u) {
+    for (r, _) in responses.iter().zip(used).filter(|(_, u)| !**u) {
         let Some(e) = stimuli
             .iter()
             .rev()
@@ -311,7 +335,9 @@ mod tests {
 
     #[test]
     fn scrs_are_found_at_their_onsets_and_drift_is_not() {
-        let cases: &[(&str, Signal, &[(f64, f64)])] = &[
+        // (case, signal, the (onset s, amplitude µS) to find)
+        type Case<'a> = (&'a str, Signal, &'a [(f64, f64)]);
+        let cases: &[Case] = &[
             (
                 "two responses",
                 eda(60.0, &[(10.0, 0.2), (30.0, 0.08)]),
@@ -392,8 +418,7 @@ mod tests {
         let found = responses(&[signal]);
         assert_eq!(found.len(), 2, "{found:?}");
         // No candidate: the response after the error is one, the other is not.
-        let unused = vec![true; found.len()];
-        let own = detect(&t, &steps, &found, &unused);
+        let own = detect(&t, &steps, &found, &vec![false; found.len()]);
         assert_eq!(own.len(), 1, "{own:?}");
         assert_eq!(own[0].detector, NAME);
         assert_eq!(own[0].start_ns, 20 * S);
@@ -419,6 +444,7 @@ mod tests {
                 .why
                 .contains("тело подтверждает")
         );
-        assert!(detect(&t, &steps, &found, &used).is_empty());
+        let left = detect(&t, &steps, &found, &used);
+        assert!(left.is_empty(), "{found:?} {left:?}");
     }
 }

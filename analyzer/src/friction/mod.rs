@@ -53,8 +53,8 @@ pub fn detect_all(
     // Arousal strengthens what it follows, and stands alone only with a
     // stimulus beside it.
     let responses = arousal::responses(&timeline.signals);
-    let unused = arousal::enrich(&mut all, &responses);
-    all.extend(arousal::detect(timeline, steps, &responses, &unused));
+    let used = arousal::enrich(&mut all, &responses);
+    all.extend(arousal::detect(timeline, steps, &responses, &used));
     candidate::number(&mut all);
     all
 }
