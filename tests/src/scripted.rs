@@ -128,6 +128,13 @@ pub fn record_session(dir: &Path, speech_wav: &Path) -> PathBuf {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // ...which answers with a script error: a friction that does not
+    // depend on what the recogniser heard.
+    post(
+        &url,
+        "/api/events",
+        r#"{"source":"browser","kind":"js_error","data":{"message":"TypeError: form.submit is not a function"}}"#,
+    );
     let _ = player.wait_with_output();
     post(
         &url,

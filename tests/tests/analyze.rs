@@ -223,6 +223,7 @@ fn a_recorded_bundle_goes_through_every_stage_and_a_rerun_is_a_no_op() {
         .collect();
     println!("candidates: {found:?}");
     assert!(found.contains(&("rage_click", Some("form"))), "{found:?}");
+    assert!(found.contains(&("js_error", Some("form"))), "{found:?}");
     assert!(
         found
             .iter()
