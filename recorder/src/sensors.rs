@@ -231,9 +231,11 @@ impl StreamThread {
         let mut silent_since: Option<i64> = None;
         let markers = info.format == Format::String;
         loop {
-            // Measure after stopping too, so the last offset is in the file.
+            // Not when stopping: a sender that is gone would hold the stop
+            // for the probe's timeout; the last offset is at most
+            // CLOCK_EVERY old.
             let stopping = self.stopped();
-            if last_clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) || stopping {
+            if !stopping && last_clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) {
                 if let Ok(c) = inlet.time_correction(Duration::from_secs(2)) {
                     offset = c.offset;
                     track.clock_offset_s = Some(c.offset);
