@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use lab_lsl::{Format, Inlet, Lsl};
 use lab_model::bundle::SENSORS_DIR;
 use lab_model::bundle::sensors::{
-    MAX_SENSOR_TEXT, SENSOR_FORMAT, SENSOR_FORMAT_VERSION, SampleValues, SensorChannel, SensorGap,
-    SensorHeader, SensorLine, SensorStream, SensorTrack, sensor_file_for,
+    SENSOR_FORMAT, SENSOR_FORMAT_VERSION, SampleValues, SensorChannel, SensorGap, SensorHeader,
+    SensorLine, SensorStream, SensorTrack, sensor_file_for,
 };
 use serde_json::{Value, json};
 
@@ -123,10 +123,6 @@ struct StreamThread {
     stop: Arc<AtomicBool>,
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(MAX_SENSOR_TEXT).collect()
-}
-
 impl StreamThread {
     fn system(&self, kind: &'static str, mut data: Value) {
         data["stream"] = json!(self.name);
@@ -181,8 +177,8 @@ impl StreamThread {
             .open_stream(Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         let stream = SensorStream {
-            name: clip(&info.name),
-            kind: clip(&info.kind),
+            name: info.name.clone(),
+            kind: info.kind.clone(),
             file: self.file.clone(),
             channel_format: info.format.name().to_string(),
             nominal_srate: info.nominal_srate,
@@ -190,15 +186,16 @@ impl StreamThread {
                 .map(|i| {
                     let c = info.channels.get(i).cloned().unwrap_or_default();
                     SensorChannel {
-                        label: clip(&c.label),
-                        unit: clip(&c.unit),
-                        kind: clip(&c.kind),
+                        label: c.label,
+                        unit: c.unit,
+                        kind: c.kind,
                     }
                 })
                 .collect(),
-            source_id: clip(&info.source_id),
-            hostname: clip(&info.hostname),
-        };
+            source_id: info.source_id.clone(),
+            hostname: info.hostname.clone(),
+        }
+        .bounded();
         let mut out = SensorFile::create(&self.path, &self.file)
             .map_err(|e| format!("{}: {e}", self.file))?;
         out.line(&SensorLine::Header(SensorHeader {
@@ -211,15 +208,7 @@ impl StreamThread {
             "sensor_found",
             json!({ "type": stream.kind, "channels": info.channel_count, "nominal_srate": info.nominal_srate, "file": self.file }),
         );
-        let mut track = SensorTrack {
-            stream,
-            samples: 0,
-            first_ns: None,
-            last_ns: None,
-            clock_offset_s: None,
-            clock_uncertainty_s: None,
-            gaps: Vec::new(),
-        };
+        let mut track = SensorTrack::new(stream);
         let silent_after = if info.nominal_srate > 0.0 {
             SILENT_AFTER.max(Duration::from_secs_f64(10.0 / info.nominal_srate))
         } else {

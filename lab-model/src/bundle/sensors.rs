@@ -94,6 +94,34 @@ pub struct SensorStream {
     pub hostname: String,
 }
 
+impl SensorStream {
+    /// The stream within the manifest's bounds: texts cut to
+    /// [`MAX_SENSOR_TEXT`] characters, at most [`MAX_SENSOR_CHANNELS`]
+    /// channels listed (LSL allows any).
+    pub fn bounded(self) -> SensorStream {
+        let clip = |s: String| s.chars().take(MAX_SENSOR_TEXT).collect::<String>();
+        SensorStream {
+            name: clip(self.name),
+            kind: clip(self.kind),
+            file: self.file,
+            channel_format: clip(self.channel_format),
+            nominal_srate: self.nominal_srate,
+            channels: self
+                .channels
+                .into_iter()
+                .take(MAX_SENSOR_CHANNELS)
+                .map(|c| SensorChannel {
+                    label: clip(c.label),
+                    unit: clip(c.unit),
+                    kind: clip(c.kind),
+                })
+                .collect(),
+            source_id: clip(self.source_id),
+            hostname: clip(self.hostname),
+        }
+    }
+}
+
 /// A stream as the manifest lists it once the recording ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SensorTrack {
@@ -114,6 +142,21 @@ pub struct SensorTrack {
     /// Times the stream went silent (session ns; an open end is the stop).
     #[serde(default)]
     pub gaps: Vec<SensorGap>,
+}
+
+impl SensorTrack {
+    /// A stream with nothing recorded yet.
+    pub fn new(stream: SensorStream) -> SensorTrack {
+        SensorTrack {
+            stream,
+            samples: 0,
+            first_ns: None,
+            last_ns: None,
+            clock_offset_s: None,
+            clock_uncertainty_s: None,
+            gaps: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,36 +224,7 @@ pub enum SensorLine {
 /// A gap still open at the end stays out: the file cannot say when it ended.
 pub fn summarize(header: &SensorHeader, lines: &[SensorLine]) -> SensorTrack {
     // The manifest's bounds hold whatever the file says.
-    let clip = |s: &str| s.chars().take(MAX_SENSOR_TEXT).collect::<String>();
-    let s = &header.stream;
-    let stream = SensorStream {
-        name: clip(&s.name),
-        kind: clip(&s.kind),
-        file: s.file.clone(),
-        channel_format: clip(&s.channel_format),
-        nominal_srate: s.nominal_srate,
-        channels: s
-            .channels
-            .iter()
-            .take(MAX_SENSOR_CHANNELS)
-            .map(|c| SensorChannel {
-                label: clip(&c.label),
-                unit: clip(&c.unit),
-                kind: clip(&c.kind),
-            })
-            .collect(),
-        source_id: clip(&s.source_id),
-        hostname: clip(&s.hostname),
-    };
-    let mut track = SensorTrack {
-        stream,
-        samples: 0,
-        first_ns: None,
-        last_ns: None,
-        clock_offset_s: None,
-        clock_uncertainty_s: None,
-        gaps: Vec::new(),
-    };
+    let mut track = SensorTrack::new(header.stream.clone().bounded());
     for line in lines {
         match line {
             SensorLine::Samples { t_ns, .. } => {
