@@ -532,15 +532,19 @@ pub struct Outlet {
 unsafe impl Send for Outlet {}
 
 impl Outlet {
+    fn one_per_channel(&self, values: usize) -> Result<(), LslError> {
+        if values == self.channels {
+            return Ok(());
+        }
+        Err(LslError::Argument(format!(
+            "{values} values for {} channels",
+            self.channels
+        )))
+    }
+
     /// Sends one numeric sample stamped `t` (LSL's clock; 0 is "now").
     pub fn push(&mut self, values: &[f64], t: f64) -> Result<(), LslError> {
-        if values.len() != self.channels {
-            return Err(LslError::Argument(format!(
-                "{} values for {} channels",
-                values.len(),
-                self.channels
-            )));
-        }
+        self.one_per_channel(values.len())?;
         // SAFETY: exactly `channels` values.
         let ec = unsafe { (self.lsl.api.push_sample_dt)(self.h, values.as_ptr(), t) };
         if ec != 0 {
@@ -551,13 +555,7 @@ impl Outlet {
 
     /// Sends one string sample stamped `t`.
     pub fn push_strings(&mut self, values: &[&str], t: f64) -> Result<(), LslError> {
-        if values.len() != self.channels {
-            return Err(LslError::Argument(format!(
-                "{} values for {} channels",
-                values.len(),
-                self.channels
-            )));
-        }
+        self.one_per_channel(values.len())?;
         let owned = values
             .iter()
             .map(|v| cstring(v))

@@ -14,12 +14,25 @@ use lab_lsl::{Channel, Format, Lsl};
 use lab_model::analysis::{AnalysisDoc, CandidateList};
 use lab_model::bundle::sensors::{SampleValues, SensorLine, read_sensor_file};
 use lab_model::{Bundle, EventSource, SessionStatus};
+use lab_tests::scripted::models;
 use lab_tests::{RecorderProcess, temp_dir};
 
-fn models() -> std::path::PathBuf {
-    std::env::var_os("LAB_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
+/// Starts `lab-recorder record --test-sources` for participant `code` with
+/// liblsl from the installed models; `args` adds `--lsl`, `--duration`, ...
+fn record(dir: &Path, code: &str, args: &[&str]) -> RecorderProcess {
+    let models = models();
+    let consent = format!("C-{code}");
+    let mut all = vec![
+        "--test-sources",
+        "--participant",
+        code,
+        "--consent",
+        &consent,
+        "--models",
+        models.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    RecorderProcess::spawn(&all, &[], &dir.join("sessions")).unwrap()
 }
 
 /// What the test sent: (stamp in LSL's clock, value).
@@ -108,26 +121,18 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
         stop.clone(),
     );
 
-    let mut rec = RecorderProcess::spawn(
+    let mut rec = record(
+        &dir,
+        "P16",
         &[
-            "--test-sources",
             "--duration",
             "14",
-            "--participant",
-            "P16",
-            "--consent",
-            "C16",
             "--lsl",
             &eda_name,
             "--lsl",
             &marker_name,
-            "--models",
-            models.to_str().unwrap(),
         ],
-        &[],
-        &dir.join("sessions"),
-    )
-    .unwrap();
+    );
     let (bundle_dir, url) = rec.wait_started().unwrap();
     assert!(
         markers.wait_for_consumers(Duration::from_secs(10)),
@@ -315,22 +320,7 @@ fn a_killed_recorder_keeps_the_samples_it_pulled_and_recover_lists_them() {
         Arc::new(AtomicU64::new(0)),
         stop.clone(),
     );
-    let mut rec = RecorderProcess::spawn(
-        &[
-            "--test-sources",
-            "--participant",
-            "P17",
-            "--consent",
-            "C17",
-            "--lsl",
-            &name,
-            "--models",
-            models.to_str().unwrap(),
-        ],
-        &[],
-        &dir.join("sessions"),
-    )
-    .unwrap();
+    let mut rec = record(&dir, "P17", &["--lsl", &name]);
     let (bundle_dir, _) = rec.wait_started().unwrap();
     std::thread::sleep(Duration::from_secs(5));
     rec.signal(libc::SIGKILL);
