@@ -24,3 +24,4 @@ pub mod transcribe;
 pub mod vad;
 pub mod word_times;
 pub mod worker;
+pub mod xdf;

@@ -152,6 +152,27 @@ enum Cmd {
         #[arg(long)]
         lexicon: Vec<PathBuf>,
     },
+    /// Put the streams of a LabRecorder XDF file (EDA, heart rate, EEG,
+    /// markers) into a session bundle on the session clock: clocks
+    /// synchronised and dejittered as pyxdf does, then aligned to the session
+    /// (docs/bundle-format.md, "Sensor streams").
+    ImportXdf {
+        /// The .xdf file (.xdfz or .xdf.gz: compressed).
+        file: PathBuf,
+        bundle: PathBuf,
+        /// `marker`: the recorder's `lab-session` start marker (recorded with
+        /// --lsl-announce) is session time 0; `offset`: LabRecorder ran on
+        /// the station, its clock is the session's monotonic clock.
+        #[arg(long, value_enum, default_value = "marker")]
+        align: analyzer::xdf::import::Align,
+    },
+    /// Describe an XDF file's streams after clock synchronisation and
+    /// dejittering (`--json` with every stamp, as pyxdf's load_xdf gives them).
+    XdfInfo {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -178,6 +199,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let models = Models::locate(cli.models.as_deref());
     match cli.command {
         Cmd::Cues { lexicon } => cues(&lexicon)?,
+        Cmd::ImportXdf {
+            file,
+            bundle,
+            align,
+        } => analyzer::xdf::import_command(&file, &bundle, align)?,
+        Cmd::XdfInfo { file, json } => analyzer::xdf::info_command(&file, json)?,
         Cmd::Worker {
             server,
             worker_token,

@@ -156,6 +156,7 @@ pub async fn check(
         browser,
         lsl: vec![],
         lsl_library: PathBuf::new(),
+        lsl_announce: false,
     };
     let dir = record(ropts, shutdown)
         .await

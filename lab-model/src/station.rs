@@ -147,6 +147,11 @@ pub struct RecordingConfig {
     /// (`lab-setup probe` lists the streams it sees).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lsl_streams: Vec<String>,
+    /// Announce each session on the LSL marker stream `lab-session`
+    /// (`start <session id>` at session time 0, `stop <session id>`), for a
+    /// LabRecorder running beside the station (`lab-analyze import-xdf`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lsl_announce: bool,
 }
 
 impl Default for RecordingConfig {
@@ -156,6 +161,7 @@ impl Default for RecordingConfig {
             events_listen: "127.0.0.1:7700".into(),
             probe_origins: Vec::new(),
             lsl_streams: Vec::new(),
+            lsl_announce: false,
         }
     }
 }

@@ -177,11 +177,19 @@ struct RecordArgs {
     /// Event endpoint address (overrides the station config; port 0 picks a free one).
     #[arg(long, env = "LAB_EVENTS_LISTEN")]
     listen: Option<String>,
-    /// Also record this Lab Streaming Layer stream (by its name; repeatable):
-    /// its samples go to sensors/<name>.jsonl on the session clock, a marker
-    /// stream's samples become events too. `lab-setup probe` lists them.
+    /// Also record this Lab Streaming Layer stream (repeatable): by its name,
+    /// or by `type=EDA`, `source_id=…` or `hostname=…` (the first stream
+    /// that matches). Its samples go to sensors/<name>.jsonl on the session
+    /// clock, a marker stream's samples become events too. `lab-setup
+    /// probe` lists the streams it sees.
     #[arg(long = "lsl", value_name = "NAME")]
     lsl: Vec<String>,
+    /// Announce the session on the LSL marker stream `lab-session` (`start
+    /// <session id>` stamped at session time 0, `stop <session id>`), so a
+    /// LabRecorder file made beside it can be imported on its clock
+    /// (`lab-analyze import-xdf --align marker`).
+    #[arg(long)]
+    lsl_announce: bool,
     /// The models folder (`lab-setup models`), where liblsl is.
     #[arg(long, default_value = "models", env = "LAB_MODELS")]
     models: PathBuf,
@@ -267,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 browser,
                 lsl: a.lsl,
                 lsl_library: a.models.join(lab_lsl::LIBRARY),
+                lsl_announce: a.lsl_announce,
             };
             let dir = record(opts, shutdown_signal()).await?;
             let m = lab_model::Bundle::new(&dir).read_manifest()?;

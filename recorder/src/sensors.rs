@@ -41,6 +41,15 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// has a gap.
 pub const SILENT_AFTER: Duration = Duration::from_secs(2);
 
+/// What a `--lsl` entry (or `recording.lsl_streams` item) asks for: a
+/// stream name, or `type=…`, `source_id=…`, `hostname=…` or `name=…`.
+pub fn selector(entry: &str) -> (&str, &str) {
+    match entry.split_once('=') {
+        Some((p @ ("type" | "source_id" | "hostname" | "name"), v)) if !v.is_empty() => (p, v),
+        _ => ("name", entry),
+    }
+}
+
 /// What a stream thread tells the recording (it writes events).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SensorEvent {
@@ -150,10 +159,8 @@ impl StreamThread {
         let started = Instant::now();
         let mut told = false;
         while !self.stopped() {
-            match self
-                .lsl
-                .resolve_by("name", &self.name, Duration::from_millis(500))
-            {
+            let (prop, value) = selector(&self.name);
+            match self.lsl.resolve_by(prop, value, Duration::from_millis(500)) {
                 Ok(found) if !found.is_empty() => match found[0].open(360) {
                     Ok(inlet) => return Some(inlet),
                     Err(e) => tracing::warn!("sensor stream {}: {e}", self.name),
@@ -194,6 +201,7 @@ impl StreamThread {
                 .collect(),
             source_id: info.source_id.clone(),
             hostname: info.hostname.clone(),
+            origin: String::new(),
         }
         .bounded();
         let mut out = SensorFile::create(&self.path, &self.file)
@@ -353,5 +361,105 @@ impl SensorFile {
         self.file
             .sync_data()
             .map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+/// The recorder's own marker stream (`--lsl-announce`): `start <session>`
+/// stamped at session time 0 and `stop <session>` at the stop, on the LSL
+/// stream `lab-session`, so that a LabRecorder file made beside the session
+/// can be put on its clock (`lab-analyze import-xdf --align marker`). LSL
+/// gives a sample only to the inlets connected when it is pushed, so the
+/// start marker waits for the first one (LabRecorder picking the stream
+/// up); its stamp is still session time 0.
+pub struct Announcer {
+    stop_at: Arc<std::sync::Mutex<Option<f64>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Announcer {
+    /// Publishes the stream; `zero_ns` is `CLOCK_MONOTONIC` (liblsl's clock
+    /// on Linux) at session time 0.
+    pub fn start(
+        lsl: Arc<Lsl>,
+        session_id: &str,
+        station: &str,
+        zero_ns: i64,
+    ) -> Result<Announcer, lab_lsl::LslError> {
+        use lab_model::bundle::sensors::{
+            SESSION_MARKER_STREAM, SESSION_MARKER_TYPE, session_marker,
+        };
+        let channel = lab_lsl::Channel {
+            label: "marker".into(),
+            unit: String::new(),
+            kind: SESSION_MARKER_TYPE.into(),
+        };
+        let mut outlet = lsl.outlet(
+            SESSION_MARKER_STREAM,
+            SESSION_MARKER_TYPE,
+            &[channel],
+            0.0,
+            Format::String,
+            &format!("{SESSION_MARKER_STREAM}-{station}"),
+        )?;
+        let stop_at = Arc::new(std::sync::Mutex::new(None::<f64>));
+        let stop = stop_at.clone();
+        let (start, end) = (
+            session_marker("start", session_id),
+            session_marker("stop", session_id),
+        );
+        let zero = zero_ns as f64 / 1e9;
+        let thread = std::thread::Builder::new()
+            .name("lsl-announce".into())
+            .spawn(move || {
+                let mut sent = false;
+                loop {
+                    let stop_t = *stop.lock().unwrap_or_else(|e| e.into_inner());
+                    if !sent && outlet.wait_for_consumers(Duration::from_millis(200)) {
+                        if let Err(e) = outlet.push_strings(&[&start], zero) {
+                            tracing::warn!("lab-session marker: {e}");
+                        }
+                        sent = true;
+                    }
+                    if let Some(t) = stop_t {
+                        if sent {
+                            if let Err(e) = outlet.push_strings(&[&end], t) {
+                                tracing::warn!("lab-session marker: {e}");
+                            }
+                            // The sample leaves on liblsl's own thread.
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        return;
+                    }
+                    if sent {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            })
+            .map_err(|e| lab_lsl::LslError::Argument(e.to_string()))?;
+        Ok(Announcer { stop_at, thread })
+    }
+
+    /// Sends the stop marker stamped `stop_ns` after the session's zero
+    /// and closes the stream.
+    pub fn stop(self, zero_ns: i64, stop_ns: i64) {
+        *self.stop_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((zero_ns.saturating_add(stop_ns)) as f64 / 1e9);
+        let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::selector;
+
+    #[test]
+    fn entries_name_a_stream_or_a_property() {
+        assert_eq!(selector("Shimmer EDA"), ("name", "Shimmer EDA"));
+        assert_eq!(selector("type=EDA"), ("type", "EDA"));
+        assert_eq!(selector("source_id=shimmer-7"), ("source_id", "shimmer-7"));
+        assert_eq!(selector("name=a=b"), ("name", "a=b"));
+        // Not a property: the whole entry is a name.
+        assert_eq!(selector("x=y"), ("name", "x=y"));
+        assert_eq!(selector("type="), ("name", "type="));
     }
 }

@@ -18,6 +18,7 @@ pub mod sandbox;
 pub mod scripted;
 pub mod truth;
 pub mod web;
+pub mod xdf_writer;
 
 pub use sandbox::{Pulse, Station, Xvfb};
 

@@ -28,6 +28,18 @@ pub const MAX_SENSORS: usize = 32;
 pub const MAX_SENSOR_TEXT: usize = 256;
 /// Channels one stream may list (a 256-channel EEG cap fits).
 pub const MAX_SENSOR_CHANNELS: usize = 1024;
+/// The LSL marker stream a recorder announces its sessions on
+/// (`lab-recorder record --lsl-announce`): `start <session id>` stamped at
+/// session time 0, `stop <session id>` at the stop, so that a LabRecorder
+/// file made beside the session can be put on its clock
+/// (`lab-analyze import-xdf --align marker`).
+pub const SESSION_MARKER_STREAM: &str = "lab-session";
+pub const SESSION_MARKER_TYPE: &str = "Markers";
+
+/// The marker a recorder sends at session time 0 (`start`) and at its stop.
+pub fn session_marker(what: &str, session_id: &str) -> String {
+    format!("{what} {session_id}")
+}
 
 /// A sensor file's `file` in the manifest: `sensors/<name>.jsonl`, one plain
 /// file name.
@@ -92,6 +104,10 @@ pub struct SensorStream {
     pub source_id: String,
     #[serde(default)]
     pub hostname: String,
+    /// Where the samples came from when not recorded live: `xdf <sha256
+    /// of the file> <file name>` for `lab-analyze import-xdf`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
 }
 
 impl SensorStream {
@@ -118,6 +134,7 @@ impl SensorStream {
                 .collect(),
             source_id: clip(self.source_id),
             hostname: clip(self.hostname),
+            origin: clip(self.origin),
         }
     }
 }
@@ -367,6 +384,7 @@ mod tests {
             }],
             source_id: "s1".into(),
             hostname: "pc".into(),
+            origin: String::new(),
         };
         let header = SensorLine::Header(SensorHeader {
             format: SENSOR_FORMAT.into(),

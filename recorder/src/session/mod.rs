@@ -65,8 +65,16 @@ pub struct RecordOptions {
     pub browser: Option<BrowserOptions>,
     /// Lab Streaming Layer streams to record, by name.
     pub lsl: Vec<String>,
-    /// liblsl, loaded only when `lsl` names a stream.
+    /// liblsl, loaded only when `lsl` names a stream or the session is
+    /// announced.
     pub lsl_library: PathBuf,
+    /// Announce the session on the LSL marker stream `lab-session` (also
+    /// the station's `recording.lsl_announce`).
+    pub lsl_announce: bool,
+}
+
+fn lsl_announce(opts: &RecordOptions) -> bool {
+    opts.lsl_announce || opts.station.recording.lsl_announce
 }
 
 /// The LSL streams to record: the station's, then those given for this
@@ -171,7 +179,7 @@ async fn prepare(opts: &RecordOptions) -> Result<Prepared, RecordError> {
     check_life_situation(opts.life_situation.as_deref())?;
     gst::init().map_err(RecordError::Pipeline)?;
     // Sensors were asked for: without liblsl nothing is created.
-    let lsl = match lsl_streams(opts).is_empty() {
+    let lsl = match lsl_streams(opts).is_empty() && !lsl_announce(opts) {
         true => None,
         false => Some(lab_lsl::Lsl::open(&opts.lsl_library, None).map_err(RecordError::Sensors)?),
     };
@@ -280,6 +288,7 @@ async fn start(
         clock,
         reserve: p.reserve,
         sensors: None,
+        announcer: None,
     };
     after_playing(recording.teardown.pipeline(), &recording.bundle);
     match recording
@@ -303,7 +312,12 @@ async fn start(
                 )
                 .await;
             if let Some(lsl) = p.lsl {
-                recording.start_sensors(lsl, &lsl_streams(opts), &state);
+                if lsl_announce(opts) {
+                    recording.announce(lsl.clone(), &state).await;
+                }
+                if !lsl_streams(opts).is_empty() {
+                    recording.start_sensors(lsl, &lsl_streams(opts), &state);
+                }
             }
             let mut stop = Stop::default();
             if let Some(b) = &opts.browser {

@@ -21,7 +21,7 @@ use super::error::RecordError;
 use super::teardown::Teardown;
 use crate::clock::SessionClock;
 use crate::event_log::EventLog;
-use crate::sensors::{SensorEvent, Sensors};
+use crate::sensors::{Announcer, SensorEvent, Sensors};
 use crate::server::{EndpointConfig, EndpointState, Server};
 
 /// How long finalizing (EOS through encoders and muxers) may take before we give up on it.
@@ -37,6 +37,8 @@ pub(super) struct Recording {
     /// Lab Streaming Layer streams being recorded, and the task writing
     /// their events.
     pub(super) sensors: Option<(Sensors, tokio::task::JoinHandle<()>)>,
+    /// The `lab-session` marker stream (`--lsl-announce`).
+    pub(super) announcer: Option<Announcer>,
 }
 
 /// What only the bus loop needs.
@@ -105,8 +107,27 @@ impl Recording {
         }
     }
 
+    /// Announces the session on the `lab-session` LSL marker stream; a
+    /// stream that cannot be published is a system event.
+    pub(super) async fn announce(&mut self, lsl: Arc<lab_lsl::Lsl>, state: &Arc<EndpointState>) {
+        let zero = i64::try_from(self.clock.base_ns()).unwrap_or(i64::MAX);
+        match Announcer::start(lsl, &self.manifest.session_id, &self.manifest.station, zero) {
+            Ok(a) => self.announcer = Some(a),
+            Err(e) => {
+                state
+                    .system_event("sensor_failed", json!({ "stream": lab_model::bundle::sensors::SESSION_MARKER_STREAM, "error": e.to_string() }))
+                    .await
+            }
+        }
+    }
+
     /// Stops the sensor threads and waits until their events are written.
     async fn stop_sensors(&mut self) {
+        if let Some(a) = self.announcer.take() {
+            let zero = i64::try_from(self.clock.base_ns()).unwrap_or(i64::MAX);
+            let end = self.clock.now_ns();
+            let _ = tokio::task::spawn_blocking(move || a.stop(zero, end)).await;
+        }
         if let Some((sensors, writer)) = self.sensors.take() {
             match tokio::task::spawn_blocking(move || sensors.stop()).await {
                 Ok(tracks) => self.manifest.sensors = tracks,
@@ -271,6 +292,7 @@ impl Recording {
             clock,
             reserve,
             sensors: _,
+            announcer: _,
         } = self;
         let end_ns = clock.now_ns();
         // What goes into the bundle names its files relative to it: a

@@ -61,6 +61,7 @@ fn options(name: &str) -> RecordOptions {
         browser: None,
         lsl: vec![],
         lsl_library: PathBuf::new(),
+        lsl_announce: false,
     }
 }
 
