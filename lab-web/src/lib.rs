@@ -20,6 +20,7 @@ pub mod pages;
 pub mod remote;
 pub mod runner;
 pub mod search;
+pub mod sensors;
 pub mod setups;
 pub mod state;
 pub mod store;

@@ -64,6 +64,9 @@ pub struct Spec {
     pub words: usize,
     /// Unix ms of session time 0.
     pub started_at: i64,
+    /// Samples a second of a skin-conductance stream (`sensors/EDA.jsonl`);
+    /// 0 for none.
+    pub eda_hz: f64,
 }
 
 impl Spec {
@@ -76,8 +79,57 @@ impl Spec {
             events: 60,
             words: 120,
             started_at: 1_795_400_000_000,
+            eda_hz: 16.0,
         }
     }
+}
+
+/// Skin conductance at `t_s`: a tonic level drifting up from 2 µS, and a
+/// 0.3 µS response rising over 1 s every 20 s (from 10 s on).
+pub fn synth_eda(t_s: f64) -> f64 {
+    let since = (t_s - 10.0).rem_euclid(20.0);
+    let phasic = if t_s < 10.0 {
+        0.0
+    } else if since < 1.0 {
+        0.3 * since
+    } else {
+        0.3 * (-(since - 1.0) / 4.0).exp()
+    };
+    2.0 + 0.0001 * t_s + phasic
+}
+
+/// `sensors/EDA.jsonl` and its manifest entry.
+fn write_eda(dir: &Path, spec: &Spec) -> anyhow::Result<serde_json::Value> {
+    use lab_model::bundle::sensors::{SampleValues, SensorLine};
+    let stream = json!({"name": "Shimmer EDA", "type": "EDA", "file": "sensors/EDA.jsonl",
+        "channel_format": "float32", "nominal_srate": spec.eda_hz, "source_id": "synth",
+        "hostname": "synth", "channels": [{"label": "EDA", "unit": "microsiemens", "type": "EDA"}]});
+    std::fs::create_dir_all(dir.join("sensors"))?;
+    let mut text = serde_json::to_string(&json!({"header": {"format": "lab-sensor",
+        "format_version": 1, "stream": stream, "session_zero_monotonic_ns": 1}}))?;
+    text.push('\n');
+    let n = (spec.duration_ms as f64 / 1000.0 * spec.eda_hz) as i64;
+    let t_ns = |i: i64| (i as f64 / spec.eda_hz * 1e9) as i64;
+    for start in (0..n).step_by(128) {
+        let idx: Vec<i64> = (start..(start + 128).min(n)).collect();
+        let line = SensorLine::Samples {
+            t_ns: idx.iter().map(|&i| t_ns(i)).collect(),
+            lsl_t: idx.iter().map(|&i| t_ns(i) as f64 / 1e9).collect(),
+            v: SampleValues::Numbers(
+                idx.iter()
+                    .map(|&i| vec![Some(synth_eda(t_ns(i) as f64 / 1e9))])
+                    .collect(),
+            ),
+        };
+        text += &serde_json::to_string(&line)?;
+        text.push('\n');
+    }
+    std::fs::write(dir.join("sensors/EDA.jsonl"), text)?;
+    let mut track = stream;
+    track["samples"] = json!(n);
+    track["first_ns"] = json!(0);
+    track["last_ns"] = json!(t_ns(n - 1));
+    Ok(track)
 }
 
 const NS: i64 = 1_000_000;
@@ -95,6 +147,11 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
     let dir = parent.join(&spec.session_id);
     std::fs::create_dir_all(&dir)?;
     let d = spec.duration_ms;
+    let sensors = if spec.eda_hz > 0.0 {
+        vec![write_eda(&dir, spec)?]
+    } else {
+        vec![]
+    };
     let manifest = json!({
         "format": "lab-session-bundle", "format_version": 1, "session_id": spec.session_id, "station": "synth-station",
         "study": spec.study, "life_situation": "test-benefit", "journey_version": null, "participant": spec.participant,
@@ -106,7 +163,8 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                     "channel_roles": ["participant"]}],
         "segments": [], "status": "complete", "stop_reason": "api", "duration_ns": d * NS, "gaps": [],
         "events": {"accepted": spec.events, "rejected": 0},
-        "recorder": {"version": "synth", "pid": 1, "events_url": null}
+        "recorder": {"version": "synth", "pid": 1, "events_url": null},
+        "sensors": sensors
     });
     std::fs::write(
         dir.join(MANIFEST_FILE),

@@ -617,6 +617,131 @@ async fn viewers_see_findings_not_recordings_and_withdrawal_purges() {
 }
 
 #[tokio::test]
+async fn sensor_lanes_draw_the_bundles_signal_and_are_purged_on_withdrawal() {
+    each_backend("sensors", |e| async move {
+        imported(&e, "S1", "P01").await;
+        let res = e.login("res").await;
+        let lanes = e
+            .call(&res, "GET", "/api/v1/sessions/S1/sensors", None)
+            .await
+            .json();
+        let l = &lanes["lanes"][0];
+        assert_eq!(
+            (
+                l["stream"].as_str(),
+                l["channel"].as_str(),
+                l["unit"].as_str(),
+                l["samples"].as_i64()
+            ),
+            (
+                Some("Shimmer EDA"),
+                Some("EDA"),
+                Some("microsiemens"),
+                Some(90 * 16)
+            ),
+            "{lanes}"
+        );
+        // 90 s in 90 columns: each column's min and max are those of its
+        // samples (the synthetic bundle's 16 Hz signal), to the f32.
+        let s = e
+            .call(
+                &res,
+                "GET",
+                "/api/v1/sessions/S1/sensors/0?from_ms=0&to_ms=90000&columns=90",
+                None,
+            )
+            .await
+            .json();
+        let mut want = vec![(f32::INFINITY, f32::NEG_INFINITY); 90];
+        for i in 0..90 * 16 {
+            let t_ns = (i as f64 / 16.0 * 1e9) as i64;
+            let v = lab_web::synth::synth_eda(t_ns as f64 / 1e9) as f32;
+            let c = (t_ns / 1_000_000_000) as usize;
+            want[c] = (want[c].0.min(v), want[c].1.max(v));
+        }
+        for (c, (lo, hi)) in want.iter().enumerate() {
+            assert_eq!(
+                s["min"][c].as_f64().map(|x| x as f32),
+                Some(*lo),
+                "column {c}: {s}"
+            );
+            assert_eq!(
+                s["max"][c].as_f64().map(|x| x as f32),
+                Some(*hi),
+                "column {c}"
+            );
+        }
+        // The responses (every 20 s from 10 s) stand out.
+        let peak = s["max"][11].as_f64().unwrap() - s["min"][9].as_f64().unwrap();
+        assert!(peak > 0.25, "{peak}");
+        // A 2-second window reads level 0 (1/32 s buckets).
+        let w = e
+            .call(
+                &res,
+                "GET",
+                "/api/v1/sessions/S1/sensors/0?from_ms=10000&to_ms=12000&columns=64",
+                None,
+            )
+            .await
+            .json();
+        assert_eq!(w["bucket_ms"], 31.25);
+        // Bad requests are refused; a viewer sees no raw signal.
+        for (path, status) in [
+            (
+                "/api/v1/sessions/S1/sensors/0?from_ms=0&to_ms=90000&columns=0",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/sessions/S1/sensors/0?from_ms=9&to_ms=9&columns=10",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/sessions/S1/sensors/0?from_ms=0&to_ms=99999999999&columns=10",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/sessions/S1/sensors/7?from_ms=0&to_ms=90000&columns=10",
+                StatusCode::NOT_FOUND,
+            ),
+        ] {
+            assert_eq!(
+                e.call(&res, "GET", path, None).await.status,
+                status,
+                "{path}"
+            );
+        }
+        let viewer = e.login("view").await;
+        assert_eq!(
+            e.call(&viewer, "GET", "/api/v1/sessions/S1/sensors", None)
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        // Withdrawal removes the lanes with everything else personal.
+        let admin = e.login("admin").await;
+        let r = e
+            .call(
+                &admin,
+                "POST",
+                "/api/v1/sessions/S1/withdraw",
+                Some(json!({"reason": "x"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        for table in ["sensor_lanes", "sensor_levels"] {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table} WHERE session_id = 'S1'"
+            )))
+            .fetch_one(&e.state.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(n, 0, "{table} after withdrawal");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
     each_backend("jobs", |e| async move {
         imported(&e, "S1", "P01").await;

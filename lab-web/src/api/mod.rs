@@ -8,6 +8,7 @@ mod filters;
 mod meta;
 mod responses;
 mod review;
+mod sensors;
 mod serve;
 mod sessions;
 mod setups;
@@ -58,6 +59,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/sessions/{id}/withdraw", post(sessions::withdraw))
         .route("/sessions/{id}/timeline", get(sessions::timeline))
+        .route("/sessions/{id}/sensors", get(sensors::lanes))
+        .route("/sessions/{id}/sensors/{lane}", get(sensors::series))
         .route("/sessions/{id}/transcript", get(sessions::transcript))
         .route("/sessions/{id}/events", get(sessions::events))
         .route("/sessions/{id}/media/{*file}", get(sessions::media))

@@ -200,6 +200,7 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
         intervals,
         summaries,
         candidates,
+        sensors: b.sensors.clone(),
     })
 }
 

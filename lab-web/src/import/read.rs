@@ -146,6 +146,8 @@ pub struct BundleRead {
     pub events: Vec<Event>,
     pub analysis: Analysis,
     pub journey: Option<JourneyRead>,
+    /// Lanes of the numeric sensor streams ([`crate::sensors`]).
+    pub sensors: Vec<crate::sensors::Lane>,
 }
 
 /// Reads the events, the analysis and the journey of a located bundle.
@@ -167,6 +169,7 @@ pub fn bundle(
     };
     let analysis = analysis(&dir)?;
     let journey = find_journey(journeys_dirs, &dir, &manifest)?;
+    let sensors = crate::sensors::read_lanes(&dir, &manifest);
     Ok(BundleRead {
         dir,
         fingerprint,
@@ -174,6 +177,7 @@ pub fn bundle(
         events,
         analysis,
         journey,
+        sensors,
     })
 }
 

@@ -107,6 +107,8 @@ pub struct ImportRows {
     pub intervals: Vec<IntervalRecord>,
     pub summaries: Vec<StepSummaryRecord>,
     pub candidates: Option<Vec<CandidateRecord>>,
+    /// The numeric sensor channels' lanes.
+    pub sensors: Vec<crate::sensors::Lane>,
 }
 
 /// The session already imported from `bundle_path` with files in state
@@ -239,6 +241,7 @@ pub async fn write(pool: &Pool, rows: &ImportRows) -> anyhow::Result<bool> {
     .await?;
     let lane: Vec<TimelineEvent> = rows.events.iter().map(|e| e.lane.clone()).collect();
     super::timeline::write_event_chunks(&mut tx, id, &lane).await?;
+    super::sensors::replace(&mut tx, id, &rows.sensors).await?;
     let segments: Vec<Vec<V>> = rows
         .segments
         .iter()

@@ -21,6 +21,7 @@ pub mod leases;
 pub mod login_attempts;
 pub mod map;
 pub mod search;
+pub mod sensors;
 pub mod sessions;
 pub mod setups;
 pub mod tags;

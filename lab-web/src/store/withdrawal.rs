@@ -12,7 +12,7 @@ use sqlx::AnyPool as Pool;
 /// rows: the participant code, consent reference and moderator, transcript,
 /// speech, event payloads, tag quotes, notes, places (URL, selector) and
 /// history, candidate evidence, notes and reasons, clips, job messages and
-/// the session label. Step times and tag categories, severities, emotions
+/// the session label, sensor lanes. Step times and tag categories, severities, emotions
 /// and steps stay as anonymous aggregates. Every statement selects by
 /// session (tags by subquery), so a tag made a moment before is included.
 /// Idempotent.
@@ -50,6 +50,7 @@ pub async fn scrub_rows(conn: &mut Conn, session: &str, now: i64) -> Result<(), 
     .bind(no_evidence)
     .execute(&mut *conn)
     .await?;
+    super::sensors::delete(conn, session).await?;
     // The event lane keeps times and kinds; its summaries are gone.
     let lane = super::timeline::lane(conn, session).await?;
     super::timeline::write_event_chunks(conn, session, &lane).await
