@@ -108,13 +108,9 @@ impl Building {
             self.maxs.resize(b + 1, f32::NAN);
         }
         let x = v as f32;
-        // NaN compares false: the first sample sets both.
-        if !(self.mins[b] <= x) {
-            self.mins[b] = x;
-        }
-        if !(self.maxs[b] >= x) {
-            self.maxs[b] = x;
-        }
+        // f32::min and max take the number over NaN (an empty bucket).
+        self.mins[b] = self.mins[b].min(x);
+        self.maxs[b] = self.maxs[b].max(x);
         let i = &mut self.info;
         i.samples += 1;
         let ms = t_ns / 1_000_000;
