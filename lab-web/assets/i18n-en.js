@@ -191,6 +191,10 @@ export default {
   'lane.candidates': 'Candidates',
   'lane.tags': 'Tags',
   'lane.markers': 'Operator markers',
+  'unit.bpm': 'bpm',
+  'unit.us': 'µS',
+  'unit.uv': 'µV',
+  'unit.mv': 'mV',
 
   'candidates.title': 'Problem candidates',
   'candidates.filter': 'Show',

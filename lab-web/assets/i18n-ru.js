@@ -192,6 +192,10 @@ export default {
   'lane.candidates': 'Кандидаты',
   'lane.tags': 'Теги',
   'lane.markers': 'Метки оператора',
+  'unit.bpm': 'уд/мин',
+  'unit.us': 'мкСм',
+  'unit.uv': 'мкВ',
+  'unit.mv': 'мВ',
 
   'candidates.title': 'Кандидаты в проблемы',
   'candidates.filter': 'Показывать',

@@ -1,17 +1,17 @@
 // The session timeline's lanes and their drawing: which lanes there are and
 // how tall (steps, events, one speech lane per speaker, candidates, tags,
-// markers), and a painter that draws one frame of them on the canvas for a
+// markers, one lane per sensor channel), and a painter that draws one frame of them on the canvas for a
 // given view. Pure drawing: the view, input and data loading live in
 // session-timeline.js.
 
 import {t} from './i18n.js';
-import {fmtMs} from './format.js';
+import {fmtMs, fmtNumber} from './format.js';
 
 const STEP_PALETTE = ['#a5d8ff', '#b2f2bb', '#ffec99', '#fcc2d7', '#d0bfff', '#99e9f2', '#ffd8a8', '#c0eb75', '#eebefa', '#ced4da'];
 const SEV_COLORS = {1: '#74c0fc', 2: '#fab005', 3: '#fd7e14', 4: '#e03131'};
 
-/** The lanes (with their y and height) for a timeline with these speech records; axis and total height in px. */
-export function layoutLanes(speechRecords) {
+/** The lanes (with their y and height) for a timeline with these speech records and sensor lanes (GET …/sensors); axis and total height in px. */
+export function layoutLanes(speechRecords, sensorLanes = []) {
   const lanes = [];
   const speakers = [...new Set(speechRecords.map((s) => s.speaker))];
   const order = ['participant', 'moderator'];
@@ -23,6 +23,10 @@ export function layoutLanes(speechRecords) {
   lanes.push({key: 'candidates', label: t('lane.candidates'), h: 18});
   lanes.push({key: 'tags', label: t('lane.tags'), h: 18});
   lanes.push({key: 'markers', label: t('lane.markers'), h: 18});
+  for (const s of sensorLanes) {
+    const unit = unitLabel(s.unit);
+    lanes.push({key: 'sensor', sensor: s, label: unit ? `${s.channel}, ${unit}` : s.channel, h: 48});
+  }
   const AXIS = 18;
   let y = AXIS;
   for (const l of lanes) { l.y = y; y += l.h; }
@@ -30,8 +34,15 @@ export function layoutLanes(speechRecords) {
   return {lanes, AXIS, HEIGHT};
 }
 
+/** A sensor unit as people write it (мкСм for microsiemens, уд/мин for bpm). */
+export function unitLabel(unit) {
+  const u = (unit || '').toLowerCase();
+  const key = {microsiemens: 'us', microsiemen: 'us', us: 'us', 'µs': 'us', bpm: 'bpm', 'beats per minute': 'bpm', microvolts: 'uv', uv: 'uv', 'µv': 'uv', millivolts: 'mv', mv: 'mv'}[u];
+  return key ? t('unit.' + key) : (unit || '');
+}
+
 /**
- * A painter for one canvas: paint({ctx, width, view, events, speech, markers, selected})
+ * A painter for one canvas: paint({ctx, width, view, events, speech, markers, selected, sensors})
  * draws the lanes for view {start, end} (session ms) across width px.
  * page: the session model (steps, candidates, tags, journey step titles).
  */
@@ -39,11 +50,11 @@ export function createPainter(page, {lanes, AXIS, HEIGHT}) {
   const {state, stepIndex} = page;
   const stepTitle = (id) => page.stepTitle(id);
   // The frame being painted.
-  let ctx, width, view, events, speech, markers, selected;
+  let ctx, width, view, events, speech, markers, selected, sensors;
   const x = (ms) => (ms - view.start) / (view.end - view.start) * width;
 
   function paint(frame) {
-    ({ctx, width, view, events, speech, markers, selected} = frame);
+    ({ctx, width, view, events, speech, markers, selected, sensors} = frame);
     if (!width) return;
     ctx.clearRect(0, 0, width, HEIGHT);
     ctx.font = '11px system-ui, sans-serif';
@@ -57,6 +68,7 @@ export function createPainter(page, {lanes, AXIS, HEIGHT}) {
       else if (l.key === 'candidates') drawRanges(l, state.candidates, (c) => ({open: '#e8891c', accepted: '#2f9e44', rejected: '#adb5bd'}[c.status] || '#e8891c'));
       else if (l.key === 'tags') drawRanges(l, state.tags, (g) => SEV_COLORS[g.severity] || '#868e96');
       else if (l.key === 'markers') drawMarkers(l);
+      else if (l.key === 'sensor') drawSensor(l);
     }
   }
 
@@ -161,6 +173,45 @@ export function createPainter(page, {lanes, AXIS, HEIGHT}) {
         ctx.fillStyle = '#d6336c';
       }
     }
+  }
+
+  // Min/max per column as served (sensors: lane id → series); the series may
+  // be of a slightly older view while the next one loads. The scale is the
+  // visible range's, so a response stands out at any zoom.
+  function drawSensor(l) {
+    const info = l.sensor;
+    const s = sensors && sensors.get(info.lane);
+    if (!s) return;
+    let lo = Infinity, hi = -Infinity;
+    for (let c = 0; c < s.min.length; c++) {
+      if (s.min[c] == null) continue;
+      lo = Math.min(lo, s.min[c]); hi = Math.max(hi, s.max[c]);
+    }
+    if (!isFinite(lo)) return;
+    const pad = 4, h = l.h - 2 * pad;
+    const range = hi - lo || 1;
+    const y = (v) => l.y + pad + h - (v - lo) / range * h;
+    const n = s.min.length, colMs = (s.to_ms - s.from_ms) / n;
+    ctx.strokeStyle = '#1c7ed6'; ctx.lineWidth = 1;
+    ctx.beginPath();
+    for (let c = 0; c < n; c++) {
+      if (s.min[c] == null) continue;
+      const px = x(s.from_ms + (c + 0.5) * colMs);
+      if (px < -1 || px > width + 1) continue;
+      const y0 = y(s.max[c]), y1 = y(s.min[c]);
+      ctx.moveTo(Math.round(px) + 0.5, y0);
+      ctx.lineTo(Math.round(px) + 0.5, Math.max(y1, y0 + 1));
+    }
+    ctx.stroke();
+    const unit = unitLabel(info.unit);
+    ctx.textAlign = 'right';
+    for (const [v, ty] of [[hi, l.y + 8], [lo, l.y + l.h - 8]]) {
+      const text = `${fmtNumber(v, 2)} ${unit}`;
+      const w = ctx.measureText(text).width + 6;
+      ctx.fillStyle = 'rgba(255,255,255,0.85)'; ctx.fillRect(width - w - 2, ty - 7, w, 14);
+      ctx.fillStyle = '#495057'; ctx.fillText(text, width - 5, ty);
+    }
+    ctx.textAlign = 'left';
   }
 
   function stepColor(stepId) {

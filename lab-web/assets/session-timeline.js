@@ -12,11 +12,11 @@ import {api} from './api.js';
 import {detectorLabel, categoryLabel} from './labels.js';
 import {layoutLanes, createPainter, sortEvents, lowerBound} from './session-timeline-lanes.js';
 
-/** page: the session model; data: GET /sessions/{id}/timeline (or {error}). */
-export function createTimeline(page, root, data) {
+/** page: the session model; data: GET /sessions/{id}/timeline (or {error}); sensorLanes: GET …/sensors' lanes. */
+export function createTimeline(page, root, data, sensorLanes = []) {
   const {state, detail, sid} = page;
   const ok = data && !data.error;
-  const layout = layoutLanes(ok ? (data.speech || []) : []);
+  const layout = layoutLanes(ok ? (data.speech || []) : [], sensorLanes);
   const {lanes, AXIS, HEIGHT} = layout;
   const paint = createPainter(page, layout);
 
@@ -66,10 +66,30 @@ export function createTimeline(page, root, data) {
   function queueDraw() { if (!drawQueued) { drawQueued = true; requestAnimationFrame(() => { drawQueued = false; draw(); }); } }
   function draw() {
     if (!width) return;
-    paint({ctx, width, view, events, speech, markers, selected});
+    paint({ctx, width, view, events, speech, markers, selected, sensors});
+    loadSensors();
     rangeLabel.textContent = `${fmtMs(view.start)} – ${fmtMs(view.end)}`;
     placeSelection();
     setPlayhead(lastNow, false);
+  }
+
+  // --- sensor lanes: min/max per pixel column, fetched for each new view ---
+  const sensors = new Map();
+  let sensorKey = '', sensorTimer = null;
+  function loadSensors() {
+    if (!sensorLanes.length) return;
+    const from = Math.floor(view.start), to = Math.ceil(view.end), cols = Math.min(4000, Math.round(width));
+    const key = `${from}:${to}:${cols}`;
+    if (key === sensorKey) return;
+    sensorKey = key;
+    clearTimeout(sensorTimer);
+    sensorTimer = setTimeout(async () => {
+      const got = await Promise.all(sensorLanes.map((l) =>
+        api('GET', `/sessions/${sid}/sensors/${l.lane}?from_ms=${from}&to_ms=${to}&columns=${cols}`, null, {quiet: [400, 403, 404]}).catch(() => null)));
+      if (key !== sensorKey) return;
+      got.forEach((s, i) => { if (s && !s.error) sensors.set(sensorLanes[i].lane, s); });
+      queueDraw();
+    }, 60);
   }
 
   // --- playhead, selection ---

@@ -64,10 +64,11 @@ runPage(async ({main, id}) => {
   page.player = player;
 
   // ================= data =================
-  const [transcript, timeline, tagsResp] = await Promise.all([
+  const [transcript, timeline, tagsResp, sensorsResp] = await Promise.all([
     canRaw ? api('GET', `/sessions/${sid}/transcript`, null, {quiet: [403, 404]}).catch((e) => ({error: e})) : Promise.resolve({error: {status: 403}}),
     canRaw ? api('GET', `/sessions/${sid}/timeline`, null, {quiet: [403, 404]}).catch((e) => ({error: e})) : Promise.resolve({error: {status: 403}}),
     api('GET', `/sessions/${sid}/tags`, null, {quiet: [403, 404]}).catch((e) => ({error: e})),
+    canRaw ? api('GET', `/sessions/${sid}/sensors`, null, {quiet: [403, 404]}).catch(() => null) : Promise.resolve(null),
   ]);
   page.timelineData = timeline;
 
@@ -80,7 +81,7 @@ runPage(async ({main, id}) => {
 
   page.transcript = createTranscript(page, transcriptPanel, transcriptBox);
   page.transcript.render(transcript);
-  const tl = createTimeline(page, timelineRoot, timeline);
+  const tl = createTimeline(page, timelineRoot, timeline, (sensorsResp && sensorsResp.lanes) || []);
   page.tl = tl;
   page.candidates = createCandidates(page, candidatesPanel, candidatesBox);
   page.tags = createTags(page, tagsPanel, tagsBox);
