@@ -309,7 +309,9 @@ fn stage_steps(bundle: &Bundle, manifest: &Manifest, opts: &RunOptions) -> anyho
         );
     };
     let journey = &found.journey;
-    let steps = crate::steps::segment(journey, &timeline(bundle, manifest)?);
+    let tl = timeline(bundle, manifest)?;
+    let mut steps = crate::steps::segment(journey, &tl);
+    crate::step_arousal::annotate(&mut steps, &tl.signals);
     // The bundle keeps the definition it was cut by, so the review app shows
     // the same steps, titles and expected times.
     write_atomic(

@@ -18,6 +18,7 @@ pub mod prompt;
 pub mod qa;
 pub mod renditions;
 pub mod speech;
+pub mod step_arousal;
 pub mod steps;
 pub mod timeline;
 pub mod transcribe;

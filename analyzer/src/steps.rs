@@ -131,6 +131,7 @@ pub fn segment(journey: &Journey, timeline: &Timeline) -> StepAnalysis {
                 completed: completed[i],
                 expected_ns: (step.expected_seconds * 1e9).round() as i64,
                 events: std::mem::take(&mut events[i]),
+                arousal: None,
             }
         })
         .collect();

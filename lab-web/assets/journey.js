@@ -119,7 +119,8 @@ runPage(async ({main, id}) => {
         row('row-emotions', t('journey.emotions'), emotions),
         row('row-self-emotions', t('journey.self_emotions'), (s) => emotions({emotions: s.self_emotions}, 'journey.no_answers')),
         row('row-problems', t('journey.problems'), problems),
-        row('row-proposed', t('journey.proposed'), proposedCell)));
+        row('row-proposed', t('journey.proposed'), proposedCell),
+        steps.some((s) => s.arousal) ? row('row-arousal', t('journey.arousal'), arousalCell) : null));
     table.style.setProperty('--steps', String(steps.length));
     const participants = map.participants || [];
     refill(mapBox, el('div', {class: 'table-scroll'}, table),
@@ -130,6 +131,18 @@ runPage(async ({main, id}) => {
 
   /** A mean with its 95 % confidence interval: «5,2 ± 0,8 (n=6)». */
   const meanCi = (m, digits = 1) => m ? `${fmtNumber(m.mean, digits)}${m.ci95 != null ? ' ± ' + fmtNumber(m.ci95, digits) : ''} (n=${m.n})` : '—';
+
+  /** Skin-conductance responses and heart-rate change in the step, across the sessions with sensors. */
+  function arousalCell(s) {
+    const a = s.arousal;
+    if (!a) return el('span', {class: 'muted small'}, '—');
+    const lines = [];
+    const value = (m, digits, sign) => `${sign && m.mean > 0 ? '+' : ''}${fmtNumber(m.mean, digits)}${m.ci95 != null ? ' ± ' + fmtNumber(m.ci95, digits) : ''}`;
+    const e = a.eda_per_min, h = a.hr_change_bpm;
+    if (e) lines.push(el('div', {class: 'small', title: t('journey.arousal_eda_title')}, t('journey.arousal_eda', {rate: value(e, 1), amp: a.eda_amplitude_us ? fmtNumber(a.eda_amplitude_us.mean, 2) : '—', n: e.n})));
+    if (h) lines.push(el('div', {class: 'small', title: t('journey.arousal_hr_title')}, t('journey.arousal_hr', {change: value(h, 1, true), n: h.n})));
+    return lines.length ? lines : el('span', {class: 'muted small'}, '—');
+  }
 
   /** What participants answered: SEQ per task and SUS per participant. */
   function selfReported(r) {

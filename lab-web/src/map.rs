@@ -11,8 +11,8 @@ use crate::store::map::Decision;
 use crate::store::{self, Pool};
 use crate::types::{
     CandidateRef, Completion, DetectorReliability, Emotions, JourneyMap, MapStep, MeanCi, Problem,
-    ProposedFriction, Quote, ReliabilityBin, SelfReported, SessionFilter, Spread, SusScore,
-    TaskEase, TimeStats,
+    ProposedFriction, Quote, ReliabilityBin, SelfReported, SessionFilter, Spread, StepArousalMap,
+    SusScore, TaskEase, TimeStats,
 };
 use lab_model::self_report::{Emotion, SelfReport, StepRating};
 
@@ -63,9 +63,17 @@ pub async fn journey_map(
     let summaries = store::map::step_summaries(pool, journey_id, f).await?;
     let mut times: HashMap<String, Vec<i64>> = HashMap::new();
     let mut completion: HashMap<String, Completion> = HashMap::new();
+    let mut arousal: HashMap<String, [Vec<f64>; 3]> = HashMap::new();
     for r in summaries {
         if r.visits == 0 {
             continue;
+        }
+        let a = arousal.entry(r.step.clone()).or_default();
+        for (v, x) in a
+            .iter_mut()
+            .zip([r.eda_per_min, r.eda_amplitude_us, r.hr_change_bpm])
+        {
+            v.extend(x.filter(|x| x.is_finite()));
         }
         times
             .entry(r.step.clone())
@@ -182,6 +190,13 @@ pub async fn journey_map(
                 },
                 self_emotions,
                 self_significance,
+                arousal: arousal.remove(&s.id).and_then(|[eda, amp, hr]| {
+                    (!eda.is_empty() || !hr.is_empty()).then(|| StepArousalMap {
+                        eda_per_min: mean_ci(&eda),
+                        eda_amplitude_us: mean_ci(&amp),
+                        hr_change_bpm: mean_ci(&hr),
+                    })
+                }),
             }
         })
         .collect();

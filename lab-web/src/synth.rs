@@ -98,6 +98,21 @@ pub fn synth_eda(t_s: f64) -> f64 {
     2.0 + 0.0001 * t_s + phasic
 }
 
+/// What the analyzer says of [`synth_eda`] in a step from `start_ms` to
+/// `end_ms`: its responses (onsets at 10 s, 30 s, ...) per minute, 0.3 µS each.
+pub fn synth_arousal(start_ms: i64, end_ms: i64) -> lab_model::analysis::StepArousal {
+    let n = (0..)
+        .map(|k| 10_000 + 20_000 * k)
+        .take_while(|t| *t < end_ms)
+        .filter(|t| *t >= start_ms)
+        .count();
+    lab_model::analysis::StepArousal {
+        eda_per_min: Some(n as f64 / ((end_ms - start_ms) as f64 / 60_000.0)),
+        eda_amplitude_us: (n > 0).then_some(0.3),
+        hr_change_bpm: None,
+    }
+}
+
 /// `sensors/EDA.jsonl` and its manifest entry.
 fn write_eda(dir: &Path, spec: &Spec) -> anyhow::Result<serde_json::Value> {
     use lab_model::bundle::sensors::{SampleValues, SensorLine};
@@ -304,6 +319,7 @@ pub fn write_bundle(parent: &Path, spec: &Spec) -> anyhow::Result<PathBuf> {
                 completed: true,
                 expected_ns: t.2 * NS,
                 events: vec![],
+                arousal: (spec.eda_hz > 0.0).then(|| synth_arousal(b.1, b.2)),
             })
             .collect(),
     };

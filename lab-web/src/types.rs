@@ -349,6 +349,18 @@ pub struct MapStep {
     /// against the journey definition's `significance`; `None` without answers.
     #[serde(default)]
     pub self_significance: Option<Spread>,
+    /// Physiological arousal across the sessions with sensors: skin-conductance
+    /// responses per minute in the step and their amplitude (µS), heart-rate
+    /// change against each session's mean (bpm); `None` without sensors.
+    #[serde(default)]
+    pub arousal: Option<StepArousalMap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepArousalMap {
+    pub eda_per_min: Option<MeanCi>,
+    pub eda_amplitude_us: Option<MeanCi>,
+    pub hr_change_bpm: Option<MeanCi>,
 }
 
 /// Mean, standard deviation and count of ratings.

@@ -717,6 +717,41 @@ async fn sensor_lanes_draw_the_bundles_signal_and_are_purged_on_withdrawal() {
                 .status,
             StatusCode::FORBIDDEN
         );
+        // The journey map's sensor view: responses per minute of each step
+        // across both sessions (the analysis's per-step arousal).
+        imported(&e, "S2", "P02").await;
+        let map = e
+            .call(&viewer, "GET", "/api/v1/journeys/test-benefit/map", None)
+            .await
+            .json();
+        let step = |id: &str| {
+            map["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        let form = step("form")["arousal"].clone();
+        let want = lab_web::synth::synth_arousal(18_000, 76_500)
+            .eda_per_min
+            .unwrap();
+        assert_eq!(form["eda_per_min"]["n"], 2, "{map}");
+        assert!(
+            (form["eda_per_min"]["mean"].as_f64().unwrap() - want).abs() < 1e-9,
+            "{form}"
+        );
+        assert_eq!(form["eda_amplitude_us"]["mean"], 0.3);
+        assert_eq!(form["hr_change_bpm"], Value::Null);
+        assert!(
+            (step("catalog")["arousal"]["eda_per_min"]["mean"]
+                .as_f64()
+                .unwrap()
+                - 10.0 / 3.0)
+                .abs()
+                < 1e-9
+        );
         // Withdrawal removes the lanes with everything else personal.
         let admin = e.login("admin").await;
         let r = e

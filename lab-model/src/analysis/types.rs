@@ -118,6 +118,26 @@ pub struct StepSummary {
     pub expected_ns: i64,
     /// Event seqs that happened while in the step.
     pub events: Vec<u64>,
+    /// The participant's physiological arousal in the step, when the
+    /// session has sensor streams the analyzer reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arousal: Option<StepArousal>,
+}
+
+/// Arousal in one step's visits: skin-conductance responses (SCRs, the
+/// arousal detector's rule) whose onset fell in them, and heart rate there
+/// against the whole session's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepArousal {
+    /// SCRs per minute in the step (`None` without skin conductance).
+    #[serde(default)]
+    pub eda_per_min: Option<f64>,
+    /// Their mean amplitude, µS (`None` also when there were none).
+    #[serde(default)]
+    pub eda_amplitude_us: Option<f64>,
+    /// Mean heart rate in the step minus the session's mean, bpm.
+    #[serde(default)]
+    pub hr_change_bpm: Option<f64>,
 }
 
 /// `analysis/steps.json`.

@@ -25,3 +25,9 @@ CREATE TABLE sensor_levels (
     data BYTEA NOT NULL,
     PRIMARY KEY (session_id, lane, level)
 );
+-- Arousal per step (analysis/steps.json's `arousal`): skin-conductance
+-- responses per minute and their mean amplitude (µS), heart-rate change
+-- against the session's mean (bpm); NULL without such a sensor.
+ALTER TABLE step_summaries ADD COLUMN eda_per_min DOUBLE PRECISION;
+ALTER TABLE step_summaries ADD COLUMN eda_amplitude_us DOUBLE PRECISION;
+ALTER TABLE step_summaries ADD COLUMN hr_change_bpm DOUBLE PRECISION;

@@ -489,6 +489,7 @@ mod tests {
             proposed: vec![],
             self_emotions: Emotions::default(),
             self_significance: None,
+            arousal: None,
         }
     }
 

@@ -157,6 +157,9 @@ pub fn project(b: &BundleRead, imported_at: i64) -> anyhow::Result<ImportRows> {
             visits: i64::from(s.visits),
             completed: i64::from(s.completed),
             expected_ms: ms(s.expected_ns),
+            eda_per_min: s.arousal.as_ref().and_then(|a| a.eda_per_min),
+            eda_amplitude_us: s.arousal.as_ref().and_then(|a| a.eda_amplitude_us),
+            hr_change_bpm: s.arousal.as_ref().and_then(|a| a.hr_change_bpm),
         })
         .collect();
     let candidates = a

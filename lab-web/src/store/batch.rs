@@ -9,6 +9,8 @@ pub enum V {
     F(f64),
     S(String),
     N,
+    /// A NULL of a floating-point column (PostgreSQL types the NULL).
+    NF,
 }
 
 /// Multi-row `INSERT … VALUES ($1,…),(…)` text for `rows` rows of `cols` columns.
@@ -52,6 +54,7 @@ pub async fn insert_rows(
                     V::F(f) => q.bind(*f),
                     V::S(s) => q.bind(s.clone()),
                     V::N => q.bind(Option::<String>::None),
+                    V::NF => q.bind(Option::<f64>::None),
                 };
             }
         }

@@ -80,6 +80,9 @@ pub struct StepSummaryRecord {
     pub visits: i64,
     pub completed: i64,
     pub expected_ms: i64,
+    pub eda_per_min: Option<f64>,
+    pub eda_amplitude_us: Option<f64>,
+    pub hr_change_bpm: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -316,13 +319,17 @@ pub async fn write(pool: &Pool, rows: &ImportRows) -> anyhow::Result<bool> {
                 V::I(s.visits),
                 V::I(s.completed),
                 V::I(s.expected_ms),
+                s.eda_per_min.map_or(V::NF, V::F),
+                s.eda_amplitude_us.map_or(V::NF, V::F),
+                s.hr_change_bpm.map_or(V::NF, V::F),
             ]
         })
         .collect();
     insert_rows(
         &mut tx,
-        "INSERT INTO step_summaries (session_id, step, title, time_spent_ms, visits, completed, expected_ms)",
-        7,
+        "INSERT INTO step_summaries (session_id, step, title, time_spent_ms, visits, completed, expected_ms, \
+         eda_per_min, eda_amplitude_us, hr_change_bpm)",
+        10,
         &summaries,
     )
     .await?;

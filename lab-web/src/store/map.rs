@@ -51,6 +51,9 @@ pub struct StepSummaryRow {
     pub time_spent_ms: i64,
     pub visits: i64,
     pub completed: i64,
+    pub eda_per_min: Option<f64>,
+    pub eda_amplitude_us: Option<f64>,
+    pub hr_change_bpm: Option<f64>,
 }
 
 pub async fn step_summaries(
@@ -59,7 +62,8 @@ pub async fn step_summaries(
     f: &SessionFilter,
 ) -> Result<Vec<StepSummaryRow>, sqlx::Error> {
     filtered(journey_id, f, format!(
-        "SELECT m.step, m.time_spent_ms, m.visits, m.completed FROM step_summaries m JOIN sessions s ON s.id = m.session_id WHERE {SESSIONS}"
+        "SELECT m.step, m.time_spent_ms, m.visits, m.completed, m.eda_per_min, m.eda_amplitude_us, m.hr_change_bpm \
+         FROM step_summaries m JOIN sessions s ON s.id = m.session_id WHERE {SESSIONS}"
     ))
     .fetch_all(pool)
     .await?
@@ -70,6 +74,9 @@ pub async fn step_summaries(
             time_spent_ms: r.try_get("time_spent_ms")?,
             visits: r.try_get("visits")?,
             completed: r.try_get("completed")?,
+            eda_per_min: r.try_get("eda_per_min")?,
+            eda_amplitude_us: r.try_get("eda_amplitude_us")?,
+            hr_change_bpm: r.try_get("hr_change_bpm")?,
         })
     })
     .collect()
