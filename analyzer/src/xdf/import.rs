@@ -108,6 +108,14 @@ fn marker_time(streams: &[XdfStream], marker: &str) -> Option<f64> {
 pub fn import_xdf(xdf: &Path, dir: &Path, align: Align) -> anyhow::Result<ImportReport> {
     let bundle = Bundle::new(dir);
     let mut manifest = bundle.read_manifest()?;
+    // The recorder writes the manifest's sensors when it stops: what is
+    // added before would be overwritten.
+    if manifest.status == lab_model::bundle::SessionStatus::Recording {
+        bail!(
+            "{} is still recording (or its recorder was killed: run `lab-recorder recover` on it first)",
+            dir.display()
+        );
+    }
     let sha = sha256_file(xdf)?;
     let file_name = xdf
         .file_name()

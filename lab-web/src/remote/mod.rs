@@ -94,6 +94,14 @@ async fn try_lease(
         };
         match describe(state, &job, &lease).await {
             Ok(l) => return Ok(Some(l)),
+            // The database failed under us (a restart, a dropped
+            // connection): nothing is wrong with the job. It goes back to
+            // the queue, the attempt not counted, and the worker asks again
+            // after its back-off (if even that fails, the lease lapses).
+            Err(e) if e.downcast_ref::<sqlx::Error>().is_some() => {
+                let _ = leases::release(&state.db, job.id, &lease, now_ms()).await;
+                return Err(e.into());
+            }
             // A job that cannot be handed out ends here with its reason,
             // and the next one is tried.
             Err(e) => {
