@@ -22,7 +22,7 @@
 //! already imported into the bundle is refused.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -77,17 +77,12 @@ pub struct ImportReport {
     pub skipped_chunks: usize,
 }
 
+/// The file the user names may be a link (unlike a bundle's files, which
+/// `worker::mirror::hash_file` reads without following one).
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(format!("{:x}", h.finalize()))
 }
 
