@@ -194,6 +194,17 @@ impl Timer {
     }
 }
 
+/// One measured endpoint's line: its percentiles and answer size.
+fn print_row(name: &str, t: &Timer, size: usize) {
+    println!(
+        "{name:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  ({} KiB)",
+        t.pct(50.0),
+        t.pct(95.0),
+        t.pct(99.0),
+        size / 1024
+    );
+}
+
 async fn get(app: &axum::Router, cookie: &str, path: &str) -> anyhow::Result<(f64, usize)> {
     let req = Request::builder()
         .uri(path)
@@ -312,13 +323,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ("session detail", format!("/api/v1/sessions/{id}")),
     ] {
         let (t, size) = measure(&app, &cookie, &path, n).await?;
-        println!(
-            "{name:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  ({} KiB)",
-            t.pct(50.0),
-            t.pct(95.0),
-            t.pct(99.0),
-            size / 1024
-        );
+        print_row(name, &t, size);
         rows.push((name, t));
     }
     // Sensor lanes: 2 h of skin conductance at 128 Hz, drawn 1,200 columns wide.
@@ -336,13 +341,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     ] {
         let path = format!("/api/v1/sessions/{id}/sensors/0?{range}&columns=1200");
         let (t, size) = measure(&app, &cookie, &path, n).await?;
-        println!(
-            "{name:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  ({} KiB)",
-            t.pct(50.0),
-            t.pct(95.0),
-            t.pct(99.0),
-            size / 1024
-        );
+        print_row(name, &t, size);
         lane_worst = lane_worst.max(t.pct(99.0));
     }
     // Page load: what the session page fetches, one after another.
