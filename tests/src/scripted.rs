@@ -10,6 +10,12 @@ use crate::truth::edits;
 pub use crate::truth::words;
 use crate::{Pulse, RecorderProcess, http, require};
 
+/// liblsl from the installed models (`lab-setup models`).
+pub fn lsl() -> std::sync::Arc<lab_lsl::Lsl> {
+    lab_lsl::Lsl::open(&models().join(lab_lsl::LIBRARY), None)
+        .expect("liblsl is installed by `lab-setup models` (scripts/test does)")
+}
+
 pub fn models() -> PathBuf {
     let dir = std::env::var_os("LAB_MODELS")
         .map(PathBuf::from)

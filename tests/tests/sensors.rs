@@ -96,8 +96,7 @@ fn stream_eda(
 #[test]
 fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
     let models = models();
-    let lsl = Lsl::open(&models.join(lab_lsl::LIBRARY), None)
-        .expect("liblsl is installed by `lab-setup models` (scripts/test does)");
+    let lsl = lab_tests::scripted::lsl();
     let dir = temp_dir("sensors");
     let eda_name = format!("lab-e2e-eda-{}", std::process::id());
     let marker_name = format!("lab-e2e-markers-{}", std::process::id());
@@ -308,8 +307,7 @@ fn lsl_streams_land_on_the_session_clock_with_markers_and_a_gap() {
 
 #[test]
 fn a_killed_recorder_keeps_the_samples_it_pulled_and_recover_lists_them() {
-    let models = models();
-    let lsl = Lsl::open(&models.join(lab_lsl::LIBRARY), None).unwrap();
+    let lsl = lab_tests::scripted::lsl();
     let dir = temp_dir("sensors-kill");
     let name = format!("lab-e2e-kill-{}", std::process::id());
     let stop = Arc::new(AtomicBool::new(false));

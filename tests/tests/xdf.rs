@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lab_lsl::{Channel, Format, Lsl};
+use lab_lsl::{Channel, Format};
 use lab_model::bundle::sensors::{SampleValues, SensorLine, read_sensor_file};
 use lab_model::{Bundle, EventSource};
 use lab_tests::scripted::models;
@@ -262,8 +262,7 @@ fn samples_of(path: &Path) -> Vec<(i64, f64)> {
 #[test]
 fn a_labrecorder_file_made_beside_a_session_imports_on_its_clock() {
     let models = models();
-    let lsl = Lsl::open(&models.join(lab_lsl::LIBRARY), None)
-        .expect("liblsl is installed by `lab-setup models` (scripts/test does)");
+    let lsl = lab_tests::scripted::lsl();
     let dir = temp_dir("xdf-import");
     let eda_name = format!("lab-xdf-eda-{}", std::process::id());
     let stim_name = format!("lab-xdf-stim-{}", std::process::id());
