@@ -157,6 +157,7 @@ pub async fn check(
         lsl: vec![],
         lsl_library: PathBuf::new(),
         lsl_announce: false,
+        live: None,
     };
     let dir = record(ropts, shutdown)
         .await

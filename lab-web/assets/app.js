@@ -18,8 +18,11 @@ function renderHeader(me) {
   const nav = el('nav', {class: 'main-nav', 'aria-label': t('nav.label')});
   const link = (href, key, name) => el('a', {href, class: page === name ? 'active' : null,
     'aria-current': page === name ? 'page' : null}, t(key));
-  if (me) {
+  if (me && me.user.role === 'observer') {
+    nav.append(link('/live', 'nav.live', 'live'));
+  } else if (me) {
     nav.append(link('/', 'nav.sessions', 'sessions'), link('/findings', 'nav.findings', 'findings'));
+    if (RIGHTS.live.includes(me.user.role)) nav.append(link('/live', 'nav.live', 'live'));
     // Transcript search reads raw recordings: every role but the viewer.
     if (RIGHTS.raw.includes(me.user.role)) nav.append(link('/search', 'nav.search', 'search'));
     if (RIGHTS.edit_setups.includes(me.user.role)) nav.append(link('/setups', 'nav.setups', 'setups'));
@@ -70,6 +73,8 @@ export async function runPage(init) {
   try { me = await loadMe(); } catch (e) { renderHeader(null); main().append(el('p', {class: 'empty'}, e.message)); return; }
   if (!me) { location.assign(loginUrl()); return; }
   setUser(me.user);
+  // An observer has the observation room only.
+  if (me.user.role === 'observer' && name !== 'live') { location.replace('/live'); return; }
   renderHeader(me);
   try { await init({...ctx, me}); } catch (e) {
     console.error(e);

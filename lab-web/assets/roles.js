@@ -9,6 +9,8 @@ export const RIGHTS = {
   // Study set-ups: operators and stations read them, these edit them.
   edit_setups: ['admin', 'researcher'],
   admin: ['admin'],
+  // Behind the glass: the observation room.
+  live: ['admin', 'researcher', 'operator', 'observer'],
 };
 
 let currentUser = null;

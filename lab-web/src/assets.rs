@@ -46,6 +46,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     js!("admin.js"),
     js!("setups.js"),
     js!("session.js"),
+    js!("live.js"),
     // The session page's parts.
     js!("session-model.js"),
     js!("session-head.js"),

@@ -51,6 +51,8 @@ pub enum Right {
     /// Lease analysis jobs, read their bundles, send their results
     /// (`/api/v1/worker`): worker tokens only.
     Work,
+    /// Watch sessions live and send observers' notes (`/api/v1/live`).
+    Live,
 }
 
 /// The role of an API token of scope `overlay` (the default): the overlay feed only.
@@ -74,11 +76,19 @@ pub fn role_has(role: &str, right: Right) -> bool {
                 | Right::Overlay
                 | Right::Setups
                 | Right::EditSetups
+                | Right::Live
         ),
         "operator" => matches!(
             right,
-            Right::Findings | Right::Raw | Right::Operate | Right::Overlay | Right::Setups
+            Right::Findings
+                | Right::Raw
+                | Right::Operate
+                | Right::Overlay
+                | Right::Setups
+                | Right::Live
         ),
+        // Behind the glass: live view and notes, no recordings, no findings.
+        "observer" => right == Right::Live,
         "viewer" => matches!(right, Right::Findings | Right::Overlay),
         OVERLAY_ROLE => right == Right::Overlay,
         STATION_ROLE => matches!(right, Right::Upload | Right::Setups),

@@ -15,6 +15,7 @@ pub mod import;
 pub mod jobs;
 pub mod lang;
 pub mod limits;
+pub mod live;
 pub mod map;
 pub mod pages;
 pub mod remote;

@@ -302,6 +302,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Leases held by this process's workers lapse and other workers
             // take the jobs.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            // No Nagle delay: a live view's small messages (an observer's
+            // note, an event) go out at once, not 40-200 ms later.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let server = axum::serve(
                 listener,
                 lab_web::app(state).into_make_service_with_connect_info::<SocketAddr>(),

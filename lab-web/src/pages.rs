@@ -42,6 +42,14 @@ pub fn router() -> Router<AppState> {
             get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "session", &id) }),
         )
         .route(
+            "/live",
+            get(|h: HeaderMap| async move { shell(&h, "live", "") }),
+        )
+        .route(
+            "/live/{id}",
+            get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "live", &id) }),
+        )
+        .route(
             "/journeys/{id}",
             get(|h: HeaderMap, Path(id): Path<String>| async move { shell(&h, "journey", &id) }),
         )
@@ -103,6 +111,13 @@ fn title(page: &str, lang: &str) -> &'static str {
                 "Карта пути — Лаборатория юзабилити"
             } else {
                 "Journey map — Usability lab"
+            }
+        }
+        "live" => {
+            if ru {
+                "Наблюдение — Лаборатория юзабилити"
+            } else {
+                "Observation room — Usability lab"
             }
         }
         "findings" => {

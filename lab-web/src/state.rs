@@ -56,6 +56,8 @@ pub struct Inner {
     pub hashes: Semaphore,
     /// One lock per upload id: its requests run one at a time (`upload`).
     pub upload_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sessions streaming live now (`crate::live`), this process's only.
+    pub live: crate::live::Hub,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ impl AppState {
             job_wakeup: Notify::new(),
             hashes: Semaphore::new(crate::limits::max_concurrent_hashes()),
             upload_locks: std::sync::Mutex::default(),
+            live: crate::live::Hub::default(),
         }))
     }
 

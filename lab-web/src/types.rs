@@ -468,7 +468,7 @@ pub fn category_name(id: &str, lang: &str) -> String {
 }
 
 pub const EMOTIONS: &[&str] = &["positive", "neutral", "negative"];
-pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer"];
+pub const ROLES: &[&str] = &["admin", "researcher", "operator", "viewer", "observer"];
 
 /// A background job (`GET /jobs`, the job event stream).
 /// What a background job does.

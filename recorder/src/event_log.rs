@@ -19,7 +19,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 
 use lab_model::{Event, EventSource};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 /// Runs on the writer thread once the event's batch is durable (`Ok`) or failed.
 pub type OnWritten = Box<dyn FnOnce(Result<&Event, &str>) + Send>;
@@ -40,6 +40,8 @@ enum Msg {
 pub struct EventLog {
     tx: mpsc::Sender<Msg>,
     accepted: Arc<AtomicU64>,
+    /// Every event once it is durable, for the live view (`crate::live`).
+    written: broadcast::Sender<Event>,
 }
 
 impl EventLog {
@@ -50,10 +52,25 @@ impl EventLog {
         let (tx, rx) = mpsc::channel::<Msg>();
         let accepted = Arc::new(AtomicU64::new(0));
         let counter = accepted.clone();
+        let (written, _) = broadcast::channel(1024);
+        let tap = written.clone();
         let handle = thread::Builder::new()
             .name("event-log".into())
-            .spawn(move || writer(file, rx, next_seq, &counter))?;
-        Ok((Self { tx, accepted }, handle))
+            .spawn(move || writer(file, rx, next_seq, &counter, &tap))?;
+        Ok((
+            Self {
+                tx,
+                accepted,
+                written,
+            },
+            handle,
+        ))
+    }
+
+    /// Events as they become durable, with their `seq`. A receiver that
+    /// falls more than 1,024 events behind misses some (the log has them).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.written.subscribe()
     }
 
     /// Appends an event (its `seq` is assigned here) and waits until it is durable.
@@ -92,7 +109,13 @@ impl EventLog {
     }
 }
 
-fn writer(mut file: File, rx: mpsc::Receiver<Msg>, mut next_seq: u64, accepted: &AtomicU64) {
+fn writer(
+    mut file: File,
+    rx: mpsc::Receiver<Msg>,
+    mut next_seq: u64,
+    accepted: &AtomicU64,
+    written: &broadcast::Sender<Event>,
+) {
     let mut closing = false;
     while !closing {
         let Ok(first) = rx.recv() else { break };
@@ -141,6 +164,9 @@ fn writer(mut file: File, rx: mpsc::Receiver<Msg>, mut next_seq: u64, accepted: 
                 (Ok(()), Ok(())) => {
                     if p.event.source != EventSource::System {
                         accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if written.receiver_count() > 0 {
+                        let _ = written.send(p.event.clone());
                     }
                     Ok(p.event)
                 }

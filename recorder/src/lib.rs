@@ -9,7 +9,8 @@
 //! events on the session clock; `browser` launches the station's Chromium
 //! with the probe injected; `recover` repairs the manifest of a bundle whose
 //! recorder was killed; `upload` sends a finished bundle to lab-web through
-//! `lab_client`, resuming where the server stands after any interruption.
+//! `lab_client`, resuming where the server stands after any interruption;
+//! `live` streams a recording to lab-web's observation room.
 
 pub mod browser;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod console;
 pub mod event_log;
 pub mod lab_client;
 pub mod limits;
+pub mod live;
 pub mod pipeline;
 pub mod preflight;
 pub mod recover;

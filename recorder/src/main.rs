@@ -193,6 +193,16 @@ struct RecordArgs {
     /// The models folder (`lab-setup models`), where liblsl is.
     #[arg(long, default_value = "models", env = "LAB_MODELS")]
     models: PathBuf,
+    /// Stream the session live to this lab server's observation room
+    /// (http://host:port): screen with sound, camera and events, and
+    /// observers' notes back into the bundle. Needs the station token
+    /// (LAB_STATION_TOKEN or --station-token-file). The recording never
+    /// waits for it.
+    #[arg(long, value_name = "URL")]
+    live_server: Option<String>,
+    /// A file holding the station token for --live-server.
+    #[arg(long, value_name = "FILE")]
+    station_token_file: Option<PathBuf>,
     /// Open this URL in the station's Chromium with the probe injected into every page.
     #[arg(long)]
     browser: Option<String>,
@@ -261,8 +271,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
+            let live = match &a.live_server {
+                None => None,
+                Some(server) => {
+                    let token = match &a.station_token_file {
+                        Some(f) => std::fs::read_to_string(f)
+                            .with_context(|| {
+                                format!("failed to read the station token from {}", f.display())
+                            })?
+                            .trim()
+                            .to_string(),
+                        None => std::env::var("LAB_STATION_TOKEN")
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    if token.is_empty() {
+                        anyhow::bail!(
+                            "--live-server needs the station token: --station-token-file FILE or LAB_STATION_TOKEN"
+                        );
+                    }
+                    if !server.starts_with("http://") {
+                        anyhow::bail!("--live-server takes http://host:port, got {server}");
+                    }
+                    Some(recorder::live::LiveOptions {
+                        server: server.clone(),
+                        token,
+                    })
+                }
+            };
             let opts = RecordOptions {
                 station,
+                live,
                 test_sources: a.test_sources,
                 duration,
                 participant: a.participant,

@@ -13,6 +13,15 @@
 //!
 //! Audio is tee'd into both groups after encoding so every segment file is a
 //! self-contained recording with sound, whichever video it carries.
+//!
+//! With `live` (the observation room, `crate::live`) the encoded screen,
+//! camera and first microphone are each tee'd once more, behind a leaky
+//! queue, into a fragmented-MP4 muxer of their own (`live_<track>`, 100 ms
+//! fragments) ending in an appsink (`live_sink_<track>`). One muxer per
+//! track, because mp4mux starts every track's timeline at 0: the viewer
+//! places each on the session clock by its first timestamp. The recording's
+//! encoders are reused, nothing is encoded twice, and a stalled live branch
+//! drops its own buffers instead of holding the recording back.
 //! Timestamps are pipeline running time, i.e. session time: the files keep
 //! them (segments continue where the previous one ended, they do not restart).
 
@@ -34,6 +43,32 @@ pub struct PipelinePlan {
     pub tracks: Vec<Track>,
     /// Segment groups, i.e. the names of the splitmuxsinks.
     pub groups: Vec<String>,
+    /// The tracks with a live branch (`live_sink_<track>`), empty without `live`.
+    pub live: Vec<String>,
+}
+
+/// A live branch's queue: at most 1 s held, the oldest dropped beyond it.
+const LIVE_QUEUE: &str =
+    "queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=1000000000";
+
+/// The live muxer and sink of `track`.
+fn live_mux(track: &str) -> String {
+    format!(
+        "mp4mux name=live_{track} fragment-duration=100 streamable=true ! appsink name=live_sink_{track} sync=false async=false max-buffers=256 drop=true\n"
+    )
+}
+
+/// Where the encoded video of `track` goes: its group's muxer, and with
+/// `live` a tee into its live muxer too.
+fn video_out(track: &str, group: &str, live: bool, queue: &str) -> String {
+    if live {
+        format!(
+            "tee name=tee_{track}\ntee_{track}. ! {queue} ! mux_{group}.video\ntee_{track}. ! {LIVE_QUEUE} ! h264parse ! live_{track}.video_0\n{}",
+            live_mux(track)
+        )
+    } else {
+        format!("mux_{group}.video\n")
+    }
 }
 
 /// Encoder settings for one H.264 encoder element, tuned for low latency so
@@ -152,7 +187,12 @@ pub(crate) fn microphone_source(
 
 /// Builds the pipeline description for `config`. With `test_sources` every
 /// source becomes a GStreamer test pattern of the same size and rate.
-pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> PipelinePlan {
+pub fn plan(
+    config: &StationConfig,
+    test_sources: bool,
+    media_dir: &Path,
+    live: bool,
+) -> PipelinePlan {
     let enc = &config.encoder;
     let seg_ns = u64::from(config.recording.segment_seconds) * 1_000_000_000;
     let mut d = String::new();
@@ -174,11 +214,12 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
     let s = &config.screen;
     let (source, device, src) = screen_source(s, test_sources);
     d += &format!(
-        "{src} ! videoconvert n-threads=2 ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_main.video\n",
+        "{src} ! videoconvert n-threads=2 ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
         s.width,
         s.height,
         s.framerate,
-        h264_encoder(&enc.video, enc.video_bitrate_kbps, s.framerate)
+        h264_encoder(&enc.video, enc.video_bitrate_kbps, s.framerate),
+        video_out("screen", "main", live, queue)
     );
     tracks.push(Track {
         id: "screen".into(),
@@ -200,11 +241,12 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
     if let Some(c) = &config.camera {
         let (source, device, src) = camera_source(c, test_sources);
         d += &format!(
-            "{src} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! mux_camera.video\n",
+            "{src} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
             c.width,
             c.height,
             c.framerate,
-            h264_encoder(&enc.video, enc.video_bitrate_kbps.min(2500), c.framerate)
+            h264_encoder(&enc.video, enc.video_bitrate_kbps.min(2500), c.framerate),
+            video_out("camera", "camera", live, queue)
         );
         tracks.push(Track {
             id: "camera".into(),
@@ -235,6 +277,12 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
         for g in &groups {
             d += &format!("tee_{id}. ! {queue} leaky=downstream ! mux_{g}.audio_{i}\n");
         }
+        if live && i == 0 {
+            d += &format!(
+                "tee_{id}. ! {LIVE_QUEUE} ! live_{id}.audio_0\n{}",
+                live_mux(&id)
+            );
+        }
         tracks.push(Track {
             id,
             kind: TrackKind::Audio,
@@ -255,9 +303,19 @@ pub fn plan(config: &StationConfig, test_sources: bool, media_dir: &Path) -> Pip
             channel_roles: m.roles.clone(),
         });
     }
+    let live = if live {
+        tracks
+            .iter()
+            .map(|t| t.id.clone())
+            .filter(|id| matches!(id.as_str(), "screen" | "camera" | "mic0"))
+            .collect()
+    } else {
+        vec![]
+    };
     PipelinePlan {
         description: d,
         tracks,
+        live,
         groups,
     }
 }
@@ -306,7 +364,7 @@ mod tests {
         let mut c = StationConfig::default_station();
         c.microphones[0].channels = 2;
         c.microphones[0].roles = vec![ChannelRole::Participant, ChannelRole::Moderator];
-        let p = plan(&c, true, Path::new("/tmp/b/media"));
+        let p = plan(&c, true, Path::new("/tmp/b/media"), false);
         assert!(!p.description.contains("ximagesrc"));
         assert!(!p.description.contains("v4l2src"));
         assert!(!p.description.contains("pulsesrc"));
@@ -324,11 +382,28 @@ mod tests {
     }
 
     #[test]
+    fn a_live_plan_tees_the_recording_encoders_and_parses() {
+        gst::init().unwrap();
+        let c = StationConfig::default_station();
+        let p = plan(&c, true, Path::new("/tmp/b/media"), true);
+        assert_eq!(p.live, ["screen", "camera", "mic0"]);
+        // One encoder per source, live or not.
+        assert_eq!(p.description.matches("x264enc").count(), 2);
+        assert_eq!(p.description.matches("opusenc").count(), 1);
+        assert!(p.description.contains("live_mic0.audio_0"));
+        let pipeline = build(&p).expect("the live description parses");
+        for g in &p.live {
+            assert!(pipeline.by_name(&format!("live_sink_{g}")).is_some());
+        }
+    }
+
+    #[test]
     fn no_camera_means_one_group() {
         let mut c = StationConfig::default_station();
         c.camera = None;
-        let p = plan(&c, false, Path::new("/m"));
+        let p = plan(&c, false, Path::new("/m"), false);
         assert_eq!(p.groups, ["main"]);
+        assert!(p.live.is_empty() && !p.description.contains("mp4mux"));
         assert!(p.description.contains("ximagesrc") && p.description.contains("pulsesrc"));
     }
 }

@@ -77,6 +77,32 @@ pub fn require(tool: &str) {
     );
 }
 
+/// The DevTools WebSocket of the Chromium the recorder `pid` launched (its
+/// profile directory is `$TMPDIR/lab-chromium-<pid>-*`).
+pub fn station_devtools(pid: u32) -> String {
+    let t = Instant::now();
+    loop {
+        let tmp = std::env::temp_dir();
+        let prefix = format!("lab-chromium-{pid}-");
+        for e in std::fs::read_dir(&tmp).unwrap().flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(e.path().join("DevToolsActivePort")) {
+                let mut lines = text.lines();
+                if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                    return format!("ws://127.0.0.1:{}{}", port.trim(), path.trim());
+                }
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no DevTools port from the station's Chromium"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A running `lab-recorder record`.
 pub struct RecorderProcess {
     pub child: Child,

@@ -142,6 +142,12 @@ impl LabWeb {
         self.wait_serving();
     }
 
+    /// Kills the server with SIGKILL and leaves it dead.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the server politely (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.

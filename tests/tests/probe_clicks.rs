@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use analyzer::friction::dead_click;
 use analyzer::timeline::{Timeline, data_str};
 use lab_model::Bundle;
-use lab_tests::{RecorderProcess, Xvfb, require, temp_dir};
+use lab_tests::{RecorderProcess, Xvfb, require, station_devtools, temp_dir};
 
 const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Выбор услуги</title>
 <style>
@@ -77,32 +77,6 @@ fn serve() -> u16 {
     port
 }
 
-/// The DevTools WebSocket of the Chromium the recorder `pid` launched (its
-/// profile directory is `$TMPDIR/lab-chromium-<pid>-*`).
-fn devtools(pid: u32) -> String {
-    let t = Instant::now();
-    loop {
-        let tmp = std::env::temp_dir();
-        let prefix = format!("lab-chromium-{pid}-");
-        for e in std::fs::read_dir(&tmp).unwrap().flatten() {
-            if !e.file_name().to_string_lossy().starts_with(&prefix) {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(e.path().join("DevToolsActivePort")) {
-                let mut lines = text.lines();
-                if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
-                    return format!("ws://127.0.0.1:{}{}", port.trim(), path.trim());
-                }
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no DevTools port from the station's Chromium"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn clicks_name_their_control_and_why_they_look_clickable() {
     require("chromium");
@@ -132,7 +106,7 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
     )
     .unwrap();
     let (dir, _) = rec.wait_started().unwrap();
-    let ws = devtools(rec.child.id());
+    let ws = station_devtools(rec.child.id());
     let targets = [
         "#buy > span",
         "#help > svg",

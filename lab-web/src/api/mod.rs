@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod exports;
 mod filters;
+mod live;
 mod meta;
 mod responses;
 mod review;
@@ -47,6 +48,9 @@ pub fn router() -> Router<AppState> {
             "/worker/jobs/{id}/result",
             put(worker::result).layer(DefaultBodyLimit::disable()),
         )
+        .route("/live", get(live::list))
+        .route("/live/station/{id}", get(live::station))
+        .route("/live/{id}/watch", get(live::watch))
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
         .route("/openapi.json", get(meta::openapi))

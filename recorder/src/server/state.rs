@@ -347,15 +347,29 @@ impl EndpointState {
     /// Records an event a sensor stream stamped itself (an LSL marker), at
     /// its own session time.
     pub async fn sensor_event(&self, t_ns: i64, kind: &str, data: Value) {
+        self.stamped_event(EventSource::Sensor, t_ns, None, kind, data)
+            .await;
+    }
+
+    /// Records an event stamped by its sender (a sensor, an observer's
+    /// page) at that session time, `uncertainty_ns` when known.
+    pub async fn stamped_event(
+        &self,
+        source: EventSource,
+        t_ns: i64,
+        uncertainty_ns: Option<i64>,
+        kind: &str,
+        data: Value,
+    ) {
         let event = Event {
             seq: 0,
             t_ns,
-            source: EventSource::Sensor,
+            source,
             kind: kind.to_string(),
             data,
             client: None,
             client_time_ms: None,
-            uncertainty_ns: None,
+            uncertainty_ns,
         };
         if let Err(e) = self.check_storable(&event) {
             tracing::warn!("sensor event {kind} not stored: {e:?}");

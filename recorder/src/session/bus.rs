@@ -15,7 +15,13 @@ pub(super) enum BusOutcome {
     Continue,
     SegmentChanged,
     Eos,
-    SourceLost { track: String, error: String },
+    SourceLost {
+        track: String,
+        error: String,
+    },
+    /// A live-view element (`live_*`) failed: the live view ends, the
+    /// recording goes on.
+    LiveFailed(String),
     DiskFull(String),
     Fatal(String),
 }
@@ -50,6 +56,10 @@ pub(super) fn handle_message(
             if e.error().matches(gst::ResourceError::NoSpaceLeft) || text.contains("No space left")
             {
                 return BusOutcome::DiskFull(e.error().to_string());
+            }
+            let live = msg.src().is_some_and(|s| s.name().starts_with("live_"));
+            if live {
+                return BusOutcome::LiveFailed(text);
             }
             match source_track(msg) {
                 Some(track) => BusOutcome::SourceLost {

@@ -71,6 +71,8 @@ pub struct RecordOptions {
     /// Announce the session on the LSL marker stream `lab-session` (also
     /// the station's `recording.lsl_announce`).
     pub lsl_announce: bool,
+    /// Stream the session live to lab-web's observation room.
+    pub live: Option<crate::live::LiveOptions>,
 }
 
 fn lsl_announce(opts: &RecordOptions) -> bool {
@@ -186,7 +188,12 @@ async fn prepare(opts: &RecordOptions) -> Result<Prepared, RecordError> {
 
     let id = session_id(SystemTime::now(), &opts.participant, &opts.out_dir);
     let bundle = Bundle::new(opts.out_dir.join(&id));
-    let plan = pipeline::plan(&opts.station, opts.test_sources, &bundle.media_dir());
+    let plan = pipeline::plan(
+        &opts.station,
+        opts.test_sources,
+        &bundle.media_dir(),
+        opts.live.is_some(),
+    );
     tracing::debug!("pipeline:\n{}", plan.description);
     let pipeline = pipeline::build(&plan).map_err(RecordError::Pipeline)?;
     let listen = opts
@@ -289,6 +296,7 @@ async fn start(
         reserve: p.reserve,
         sensors: None,
         announcer: None,
+        live: None,
     };
     after_playing(recording.teardown.pipeline(), &recording.bundle);
     match recording
@@ -311,6 +319,9 @@ async fn start(
                     json!({ "participant": opts.participant, "station": recording.manifest.station }),
                 )
                 .await;
+            if let Some(live) = &opts.live {
+                recording.start_live(live.clone(), &p.plan.live, &state);
+            }
             if let Some(lsl) = p.lsl {
                 if lsl_announce(opts) {
                     recording.announce(lsl.clone(), &state).await;

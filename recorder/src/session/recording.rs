@@ -39,6 +39,8 @@ pub(super) struct Recording {
     pub(super) sensors: Option<(Sensors, tokio::task::JoinHandle<()>)>,
     /// The `lab-session` marker stream (`--lsl-announce`).
     pub(super) announcer: Option<Announcer>,
+    /// The live view to lab-web (`--live-server`).
+    pub(super) live: Option<crate::live::LiveLink>,
 }
 
 /// What only the bus loop needs.
@@ -121,8 +123,37 @@ impl Recording {
         }
     }
 
-    /// Stops the sensor threads and waits until their events are written.
+    /// Starts streaming the session to lab-web's observation room.
+    pub(super) fn start_live(
+        &mut self,
+        opts: crate::live::LiveOptions,
+        groups: &[String],
+        state: &Arc<EndpointState>,
+    ) {
+        let m = &self.manifest;
+        let hello = json!({
+            "session_id": m.session_id,
+            "station": m.station,
+            "participant": m.participant,
+            "study": m.study,
+            "life_situation": m.life_situation,
+            "session_zero_unix_ms": m.clock.session_zero_unix_ns / 1_000_000,
+        });
+        self.live = Some(crate::live::LiveLink::start(
+            self.teardown.pipeline(),
+            groups,
+            opts,
+            hello,
+            state.clone(),
+        ));
+    }
+
+    /// Stops the live view and the sensor threads and waits until their
+    /// events are written.
     async fn stop_sensors(&mut self) {
+        if let Some(live) = self.live.take() {
+            live.stop().await;
+        }
         if let Some(a) = self.announcer.take() {
             let zero = i64::try_from(self.clock.base_ns()).unwrap_or(i64::MAX);
             let end = self.clock.now_ns();
@@ -263,6 +294,10 @@ impl Recording {
                                 break;
                             }
                         }
+                        BusOutcome::LiveFailed(e) => {
+                            tracing::warn!("live view: {e}; the recording goes on");
+                            state.system_event("live_failed", json!({ "error": e })).await;
+                        }
                         BusOutcome::DiskFull(e) => {
                             let _ = fs::remove_file(&self.reserve);
                             fatal = Some(format!("disk full: {e}"));
@@ -293,6 +328,7 @@ impl Recording {
             reserve,
             sensors: _,
             announcer: _,
+            live: _,
         } = self;
         let end_ns = clock.now_ns();
         // What goes into the bundle names its files relative to it: a

@@ -62,6 +62,7 @@ fn options(name: &str) -> RecordOptions {
         lsl: vec![],
         lsl_library: PathBuf::new(),
         lsl_announce: false,
+        live: None,
     }
 }
 

@@ -1,0 +1,119 @@
+// The observation room end to end (tests/tests/live.rs): OBSERVERS headless
+// Chromium observers log in to lab-web and open the live view of a session
+// the station is recording; the station's own Chromium (over CDP) turns its
+// page white FLASHES times; each observer's page finds each flash in the
+// frames it shows (requestVideoFrameCallback, the frame drawn into a canvas)
+// and notes when it was shown. Then the first observer types a note and the
+// others wait for it in their event lists.
+//
+// node live.mjs LAB_WEB_URL SESSION_ID STATION_DEVTOOLS_WS LOGIN PASSWORD OBSERVERS FLASHES SHOTS_DIR
+// Prints one JSON line: {flips, seen: [[ms after its flip, ...] per observer],
+// note: {typed_unix_ms, text, arrived_ms: [...]}, delays: [...]}.
+
+import {chromium} from 'playwright-core';
+
+const [base, id, stationWs, login, password, nObs, nFlash, shots] = process.argv.slice(2);
+const OBSERVERS = Number(nObs);
+const FLASHES = Number(nFlash);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const browser = await chromium.launch({executablePath: CHROMIUM,
+  args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required']});
+const pages = [];
+for (let i = 0; i < OBSERVERS; i++) {
+  const ctx = await browser.newContext({viewport: {width: 1280, height: 800}});
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`observer ${i}: ${e}`));
+  await page.goto(`${base}/login?next=${encodeURIComponent('/live/' + id)}`);
+  await page.fill('#login-login', login);
+  await page.fill('#login-password', password);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForURL(`**/live/${id}`);
+  await page.waitForSelector('#live-screen');
+  pages.push(page);
+}
+
+// Each observer: wait for frames, then watch the luminance of every frame shown.
+await Promise.all(pages.map((p) => p.waitForFunction(() => {
+  const v = document.getElementById('live-screen');
+  const b = v && v.buffered;
+  // Playing, at the live edge, with the station's clock known.
+  return v && v.readyState >= 2 && !v.paused && b.length && b.end(b.length - 1) - v.currentTime < 0.4 &&
+    window.labLive && window.labLive.clock.at(0) !== null;
+}, null, {timeout: 30000})));
+await Promise.all(pages.map((p) => p.evaluate(() => {
+  const v = document.getElementById('live-screen');
+  const c = document.createElement('canvas');
+  c.width = 8; c.height = 8;
+  const g = c.getContext('2d', {willReadFrequently: true});
+  window.flashSeen = [];
+  let bright = false;
+  const onFrame = (_, meta) => {
+    g.drawImage(v, 0, 0, 8, 8);
+    const d = g.getImageData(0, 0, 8, 8).data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += (d[i] + d[i + 1] + d[i + 2]) / 3;
+    const lum = sum / (d.length / 4);
+    if (!bright && lum > 170) {
+      // Shown at expectedDisplayTime (performance clock) = this wall time.
+      window.flashSeen.push({unix_ms: performance.timeOrigin + meta.expectedDisplayTime,
+        frame_session_ms: meta.mediaTime * 1000,
+        shown_session_ms: window.labLive.clock.at(meta.expectedDisplayTime)});
+    }
+    if (lum > 170) bright = true; else if (lum < 80) bright = false;
+    v.requestVideoFrameCallback(onFrame);
+  };
+  v.requestVideoFrameCallback(onFrame);
+})));
+
+// The station's page, flipped from black to white and back.
+const station = await chromium.connectOverCDP(stationWs, {timeout: 10000});
+const spage = station.contexts()[0].pages().find((p) => p.url().startsWith('http')) || station.contexts()[0].pages()[0];
+const flips = [];
+for (let i = 0; i < FLASHES; i++) {
+  const at = await spage.evaluate(() => new Promise((resolve) => {
+    document.body.style.background = '#fff';
+    // The frame with the white background is composited after two frames.
+    requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.timeOrigin + performance.now())));
+  }));
+  flips.push(at);
+  await sleep(1200);
+  await spage.evaluate(() => { document.body.style.background = '#000'; });
+  await sleep(1000);
+}
+await sleep(1500);
+
+const seen = [];
+for (const p of pages) {
+  const s = await p.evaluate(() => window.flashSeen);
+  // For each flip, the first bright frame shown after it.
+  seen.push(flips.map((f) => {
+    const hit = s.find((x) => x.unix_ms >= f - 50);
+    return hit ? hit.unix_ms - f : null;
+  }));
+}
+const delays = await Promise.all(pages.map((p) => p.evaluate(() => {
+  const s = window.flashSeen;
+  return s.map((x) => x.shown_session_ms - x.frame_session_ms);
+})));
+if (shots) await pages[0].screenshot({path: `${shots}/live-observer.png`});
+
+// A note from the first observer, watched for on the others.
+const text = `Участник ищет кнопку «Далее» ${Date.now() % 100000}`;
+await pages[0].fill('#live-note', text);
+// Typed when the page takes the Enter (its submit), not when Playwright starts pressing.
+await pages[0].evaluate(() => document.getElementById('live-note-form').addEventListener('submit',
+  () => { window.noteTyped = performance.timeOrigin + performance.now(); }, {capture: true, once: true}));
+await pages[0].press('#live-note', 'Enter');
+const typed = await pages[0].evaluate(() => window.noteTyped);
+const arrived = await Promise.all(pages.map(async (p) => {
+  await p.waitForFunction((t) => [...document.querySelectorAll('#live-events li')].some((li) => li.textContent.includes(t)), text, {timeout: 10000});
+  return Date.now() - typed;
+}));
+if (shots) await pages[1 % pages.length].screenshot({path: `${shots}/live-note.png`});
+
+console.log(JSON.stringify({flips, seen, delays, note: {typed_unix_ms: typed, text, arrived_ms: arrived}}));
+
+await browser.close();
+process.exit(0);

@@ -1,0 +1,279 @@
+//! The observation room end to end: a station records its real (Xvfb)
+//! screen with `--live-server`, three headless Chromium observers watch it
+//! through lab-web (`tests/e2e/live.mjs`), the station's page flashes ten
+//! times and every observer must show every flash within 1 s of it; a note
+//! typed by one observer reaches the others and the bundle at the session
+//! time it was typed. Then lab-web is killed while the recording goes on,
+//! and the recording must still end complete, without gaps, and decode.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab_model::{Bundle, EventSource, SessionStatus};
+use lab_tests::web::{Api, LabWeb};
+use lab_tests::{Pulse, RecorderProcess, Station, bin, require, station_devtools, temp_dir};
+use serde_json::{Value, json};
+
+const OBSERVERS: usize = 3;
+const FLASHES: usize = 10;
+/// Glass-to-glass: a flash on the station's screen shown by an observer.
+const MAX_LATENCY_MS: f64 = 1000.0;
+/// A note's session time against when it was typed.
+const MAX_NOTE_ERROR_MS: f64 = 100.0;
+
+const PAGE: &str = r#"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Экран станции</title>
+<style>html, body { margin: 0; height: 100%; background: #000; }</style></head><body></body></html>"#;
+
+/// Serves `PAGE` on an ephemeral port.
+fn serve_page() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+                PAGE.len()
+            );
+        }
+    });
+    port
+}
+
+fn station_toml(display: &str) -> String {
+    format!(
+        r#"format_version = 1
+station = "live-1"
+
+[screen]
+source = "ximage"
+device = "{display}"
+width = 1280
+height = 720
+framerate = 30
+
+[camera]
+source = "test"
+width = 640
+height = 360
+framerate = 30
+
+[[microphones]]
+source = "pulse"
+device = "{monitor}"
+channels = 1
+roles = ["participant"]
+
+[recording]
+segment_seconds = 10
+events_listen = "127.0.0.1:0"
+"#,
+        monitor = Pulse::MONITOR
+    )
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bundle() {
+    require("chromium");
+    require("node");
+    let e2e = repo().join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/e2e (scripts/test does)"
+    );
+    let root = temp_dir("live");
+    let shots = repo().join("target/e2e-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The lab server, the station's account and an observer.
+    let data = root.join("lab");
+    let added = Command::new(bin("lab-web"))
+        .args(["station", "add", "live-1", "--data"])
+        .arg(&data)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let token_file = root.join("live-1.token");
+    std::fs::write(&token_file, &added.stdout).unwrap();
+    let mut web = LabWeb::serve(&data, "live-test-pw", &[], &[]);
+    let admin = Api::login(&web.url, "admin", "live-test-pw");
+    let (status, v) = admin.call(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"login": "glass", "name": "Эксперт за стеклом", "password": "observer-pw-1", "role": "observer"})),
+    );
+    assert!(status == 200 || status == 201, "{v}");
+    let observer = Api::login(&web.url, "glass", "observer-pw-1");
+    // An observer sees the live list and nothing of the recordings.
+    assert_eq!(observer.call("GET", "/api/v1/sessions", None).0, 403);
+    assert_eq!(observer.get("/api/v1/live")["sessions"], json!([]));
+
+    // The station: a real screen, its Chromium showing a black page.
+    let station = Station::start(1280, 720).unwrap();
+    let config = root.join("station.toml");
+    std::fs::write(&config, station_toml(&station.xvfb.display)).unwrap();
+    let url = format!("http://127.0.0.1:{}/", serve_page());
+    let env = station.env();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = root.join("station-out");
+    let mut rec = RecorderProcess::spawn(
+        &[
+            "--station",
+            config.to_str().unwrap(),
+            "--participant",
+            "P31",
+            "--consent",
+            "C31",
+            "--browser",
+            &url,
+            "--browser-arg=--disable-gpu",
+            "--live-server",
+            &web.url,
+            "--station-token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &envs,
+        &out,
+    )
+    .unwrap();
+    let (dir, _) = rec.wait_started().unwrap();
+    let bundle = Bundle::new(&dir);
+    let id = bundle.read_manifest().unwrap().session_id;
+    let t0 = Instant::now();
+    loop {
+        let live = observer.get("/api/v1/live");
+        if live["sessions"][0]["session_id"] == id.as_str() {
+            assert_eq!(live["sessions"][0]["participant"], "P31");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the session never went live: {live}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ws = station_devtools(rec.child.id());
+
+    let run = Command::new("node")
+        .arg(e2e.join("live.mjs"))
+        .args([&web.url, &id, &ws, "glass", "observer-pw-1"])
+        .arg(OBSERVERS.to_string())
+        .arg(FLASHES.to_string())
+        .arg(&shots)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "live.mjs: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    println!("{report}");
+
+    // Every flash on every observer's page within a second.
+    let mut all = Vec::new();
+    for (o, seen) in report["seen"].as_array().unwrap().iter().enumerate() {
+        let seen: Vec<Option<f64>> = seen.as_array().unwrap().iter().map(Value::as_f64).collect();
+        assert_eq!(seen.len(), FLASHES);
+        for (i, s) in seen.iter().enumerate() {
+            let ms = s.unwrap_or_else(|| panic!("observer {o} never showed flash {i}: {report}"));
+            assert!(
+                (0.0..=MAX_LATENCY_MS).contains(&ms),
+                "observer {o} showed flash {i} after {ms:.0} ms"
+            );
+            all.push(ms);
+        }
+    }
+    let (min, median, max) = lab_tests::summary(&all);
+    println!(
+        "glass-to-glass over {} flashes: min {min:.0} ms, median {median:.0} ms, max {max:.0} ms",
+        all.len()
+    );
+    // The page's own read-out (session time now against the frame's) agrees.
+    for d in report["delays"].as_array().unwrap() {
+        for x in d.as_array().unwrap().iter().filter_map(Value::as_f64) {
+            assert!(
+                (0.0..=MAX_LATENCY_MS).contains(&x),
+                "the page read a delay of {x:.0} ms"
+            );
+        }
+    }
+    let arrived: Vec<f64> = report["note"]["arrived_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(arrived.len(), OBSERVERS);
+    assert!(
+        arrived.iter().all(|ms| *ms <= 1000.0),
+        "the note reached observers after {arrived:?} ms"
+    );
+
+    // The note is in the bundle, on the session clock, with its observer.
+    let text = report["note"]["text"].as_str().unwrap();
+    let typed_unix_ms = report["note"]["typed_unix_ms"].as_f64().unwrap();
+    let m = bundle.read_manifest().unwrap();
+    let typed_session_ms = typed_unix_ms - m.clock.session_zero_unix_ns as f64 / 1e6;
+    let (events, _) = bundle.read_events().unwrap();
+    let note = events
+        .iter()
+        .find(|e| e.kind == "marker" && e.data["text"] == text)
+        .expect("the observer's note is in events.jsonl");
+    assert_eq!(note.source, EventSource::Observer);
+    assert_eq!(note.data["observer"], "Эксперт за стеклом");
+    let err = note.t_ns as f64 / 1e6 - typed_session_ms;
+    println!("note written {err:+.1} ms from when it was typed");
+    assert!(
+        err.abs() <= MAX_NOTE_ERROR_MS,
+        "the note is {err:+.1} ms off"
+    );
+
+    // lab-web dies mid-session: the recording goes on and ends complete.
+    web.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        rec.child.try_wait().unwrap().is_none(),
+        "the recorder stopped with lab-web"
+    );
+    rec.signal(libc::SIGTERM);
+    let (ok, _, stderr) = rec.wait().unwrap();
+    assert!(ok, "{stderr}");
+    let m = bundle.read_manifest().unwrap();
+    assert_eq!(m.status, SessionStatus::Complete, "{stderr}");
+    assert!(m.gaps.is_empty(), "{:?}", m.gaps);
+    let secs = m.duration_ns.unwrap() as f64 / 1e9;
+    // The screen decodes, every segment of it. Frames missing are counted
+    // and printed: here the three observers' browsers share the station's
+    // two cores, which a lab's observers do not (issue 15 asks for 0; open).
+    let mut frames = 0usize;
+    let mut missing = 0usize;
+    for s in m.segments.iter().filter(|s| s.group == "main") {
+        let f = lab_tests::video_frames(&dir.join(&s.file)).unwrap();
+        assert!(!f.is_empty(), "{} has no frame", s.file);
+        frames += f.len();
+        missing += f
+            .windows(2)
+            .filter(|w| w[1].0 - w[0].0 > 50_000_000)
+            .count();
+    }
+    let expected = secs * 30.0;
+    println!(
+        "screen: {frames} frames decoded in {secs:.1} s (30 fps: {expected:.0}), {missing} steps over 50 ms"
+    );
+}
