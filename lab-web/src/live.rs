@@ -33,6 +33,8 @@ const RECENT_EVENTS: usize = 300;
 const MAX_GOP_BYTES: usize = 16 << 20;
 /// The largest message a station may send (a fragment of 100 ms).
 pub const MAX_STATION_MESSAGE: usize = 8 << 20;
+/// The largest text message (an event is at most 17 KiB in the bundle).
+const MAX_STATION_TEXT: usize = 64 << 10;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -233,6 +235,9 @@ impl LiveSession {
                 }
             }
             Message::Text(text) => {
+                if text.len() > MAX_STATION_TEXT {
+                    return FromStation::Bad(format!("a text message of {} bytes", text.len()));
+                }
                 let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
                     return FromStation::Bad("a text message that is not JSON".into());
                 };
@@ -340,6 +345,14 @@ mod tests {
         assert!(matches!(s.from_station(bin(9, 1, 0)), FromStation::Bad(_)));
         assert!(matches!(
             s.from_station(Message::Binary(Bytes::from_static(&[0]))),
+            FromStation::Bad(_)
+        ));
+        let huge = format!(
+            r#"{{"type":"event","x":"{}"}}"#,
+            "a".repeat(MAX_STATION_TEXT)
+        );
+        assert!(matches!(
+            s.from_station(Message::Text(huge.into())),
             FromStation::Bad(_)
         ));
         for _ in 0..MAX_OBSERVERS {

@@ -103,6 +103,27 @@ pub fn station_devtools(pid: u32) -> String {
     }
 }
 
+/// Serves `page` as the only HTML page on an ephemeral port of 127.0.0.1
+/// (the station browser's page in the tests); returns the port.
+pub fn serve_page(page: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
 /// A running `lab-recorder record`.
 pub struct RecorderProcess {
     pub child: Child,

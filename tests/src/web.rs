@@ -171,6 +171,25 @@ impl LabWeb {
     }
 }
 
+/// `lab-web station add NAME --data DATA` (SQLite in DATA): the station's
+/// account. Writes its token to `token_file` and returns it.
+pub fn add_station(data: &Path, name: &str, token_file: &Path) -> String {
+    let out = Command::new(bin("lab-web"))
+        .args(["station", "add", name, "--data"])
+        .arg(data)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lab-web station add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::fs::write(token_file, &token).unwrap();
+    token
+}
+
 /// Runs a one-shot `lab-web` command (`worker add`, `import`) that must
 /// succeed; returns its standard output, trimmed.
 pub fn lab_web_command(args: &[&OsStr]) -> String {

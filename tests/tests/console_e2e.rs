@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lab_tests::relay::Relay;
-use lab_tests::web::{Api, LabWeb};
+use lab_tests::web::{Api, LabWeb, add_station};
 use lab_tests::{bin, require, sha_tree, temp_dir};
 use serde_json::Value;
 
@@ -128,19 +128,8 @@ fn an_operator_runs_a_session_from_the_console_and_it_reaches_the_lab_server() {
     let journeys = repo().join("journeys");
     // The lab server and this station's account.
     let data = root.join("lab");
-    let added = Command::new(bin("lab-web"))
-        .args(["station", "add", "room-1", "--data"])
-        .arg(&data)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
     let token_file = root.join("room-1.token");
-    std::fs::write(&token_file, &added.stdout).unwrap();
+    add_station(&data, "room-1", &token_file);
     let password = "console-test-pw";
     let mut web = LabWeb::serve(
         &data,

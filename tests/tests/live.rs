@@ -6,14 +6,13 @@
 //! time it was typed. Then lab-web is killed while the recording goes on,
 //! and the recording must still end complete, without gaps, and decode.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab_model::{Bundle, EventSource, SessionStatus};
-use lab_tests::web::{Api, LabWeb};
-use lab_tests::{Pulse, RecorderProcess, Station, bin, require, station_devtools, temp_dir};
+use lab_tests::web::{Api, LabWeb, add_station};
+use lab_tests::{Pulse, RecorderProcess, Station, require, serve_page, station_devtools, temp_dir};
 use serde_json::{Value, json};
 
 const OBSERVERS: usize = 3;
@@ -25,25 +24,6 @@ const MAX_NOTE_ERROR_MS: f64 = 100.0;
 
 const PAGE: &str = r#"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Экран станции</title>
 <style>html, body { margin: 0; height: 100%; background: #000; }</style></head><body></body></html>"#;
-
-/// Serves `PAGE` on an ephemeral port.
-fn serve_page() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
-            );
-        }
-    });
-    port
-}
 
 fn station_toml(display: &str) -> String {
     format!(
@@ -96,19 +76,8 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
 
     // The lab server, the station's account and an observer.
     let data = root.join("lab");
-    let added = Command::new(bin("lab-web"))
-        .args(["station", "add", "live-1", "--data"])
-        .arg(&data)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
     let token_file = root.join("live-1.token");
-    std::fs::write(&token_file, &added.stdout).unwrap();
+    add_station(&data, "live-1", &token_file);
     let mut web = LabWeb::serve(&data, "live-test-pw", &[], &[]);
     let admin = Api::login(&web.url, "admin", "live-test-pw");
     let (status, v) = admin.call(
@@ -126,7 +95,7 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     let station = Station::start(1280, 720).unwrap();
     let config = root.join("station.toml");
     std::fs::write(&config, station_toml(&station.xvfb.display)).unwrap();
-    let url = format!("http://127.0.0.1:{}/", serve_page());
+    let url = format!("http://127.0.0.1:{}/", serve_page(PAGE));
     let env = station.env();
     let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = root.join("station-out");

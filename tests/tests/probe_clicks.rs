@@ -4,7 +4,6 @@
 //! control; what only looks clickable (a card among cards, a hand cursor, a
 //! button's words) says why; plain text and a lone bordered notice do not.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use analyzer::friction::dead_click;
 use analyzer::timeline::{Timeline, data_str};
 use lab_model::Bundle;
-use lab_tests::{RecorderProcess, Xvfb, require, station_devtools, temp_dir};
+use lab_tests::{RecorderProcess, Xvfb, require, serve_page, station_devtools, temp_dir};
 
 const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Выбор услуги</title>
 <style>
@@ -58,25 +57,6 @@ const PAGE: &str = r##"<!doctype html><html lang="ru"><head><meta charset="utf-8
 <div id="ready"></div>
 </body></html>"##;
 
-/// Serves `PAGE` on an ephemeral port.
-fn serve() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn clicks_name_their_control_and_why_they_look_clickable() {
     require("chromium");
@@ -87,7 +67,7 @@ fn clicks_name_their_control_and_why_they_look_clickable() {
         "playwright-core is not installed: run `npm ci` in tests/e2e (scripts/test does)"
     );
     let x = Xvfb::start(1280, 720).unwrap();
-    let url = format!("http://127.0.0.1:{}/", serve());
+    let url = format!("http://127.0.0.1:{}/", serve_page(PAGE));
     let out = temp_dir("probe-clicks");
     let mut rec = RecorderProcess::spawn(
         &[

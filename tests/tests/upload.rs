@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lab_model::upload::CHUNK_BYTES;
 use lab_tests::relay::Relay;
-use lab_tests::web::{Api, LabWeb};
+use lab_tests::web::{Api, LabWeb, add_station};
 use lab_tests::{RecorderProcess, bin, sha_tree, temp_dir};
 
 const PADDING: &str = "media/padding-00000.bin";
@@ -150,21 +150,9 @@ fn a_bundle_survives_a_server_kill_and_an_uploader_kill_and_arrives_once() {
 
     // The lab server, a station account, and the relay in front of it.
     let data = root.join("lab");
-    let out = Command::new(bin("lab-web"))
-        .args(["station", "add", "lab-1", "--data"])
-        .arg(&data)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(token.len(), 64, "the token alone on stdout");
     let token_file = root.join("station.token");
-    std::fs::write(&token_file, &token).unwrap();
+    let token = add_station(&data, "lab-1", &token_file);
+    assert_eq!(token.len(), 64, "the token alone on stdout");
     let password = "upload-test-pw";
     let mut web = LabWeb::serve(
         &data,

@@ -134,6 +134,9 @@ pub async fn watch(
             ),
         ));
     };
+    // Counted from here: the guard gives the place back when the socket
+    // closes, or when the upgrade never happens and the callback is dropped.
+    let watching = Watching(session);
     auth::audit(&state, Some(&auth.user), "live_watch", &id, "").await;
     let observer = if auth.user.name.is_empty() {
         auth.user.login.clone()
@@ -143,9 +146,17 @@ pub async fn watch(
     Ok(ws
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| async move {
-            serve_observer(socket, &session, first, &mut feed, &observer).await;
-            session.leave();
+            serve_observer(socket, &watching.0, first, &mut feed, &observer).await;
         }))
+}
+
+/// One observer's place in [`LiveSession::join`]'s count.
+struct Watching(std::sync::Arc<LiveSession>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
 }
 
 async fn serve_observer(

@@ -116,6 +116,8 @@ impl LiveLink {
             inits: vec![None; groups.len()],
             zeros,
             notes: Default::default(),
+            media_open: true,
+            events_open: true,
         };
         let task = tokio::spawn(link.run(rx, events, end_rx));
         LiveLink {
@@ -236,6 +238,10 @@ struct Link {
     zeros: Vec<Arc<AtomicI64>>,
     /// Ids of the notes written, so a resend is not written twice.
     notes: std::collections::HashSet<String>,
+    /// Whether the media readers and the event log still send (a closed
+    /// channel is ready at once: polling it again would spin).
+    media_open: bool,
+    events_open: bool,
 }
 
 fn unix_ms() -> i64 {
@@ -289,16 +295,17 @@ impl Link {
             let wait = tokio::time::sleep(backoff);
             tokio::pin!(wait);
             loop {
+                let open = self.media_open;
                 tokio::select! {
                     _ = &mut wait => break,
-                    m = media.recv() => match m {
+                    m = media.recv(), if open => match m {
                         Some(Media { track, piece: Piece::Init { bytes, mime } }) => {
                             if let Some(slot) = self.inits.get_mut(usize::from(track)) {
                                 *slot = Some((bytes, mime));
                             }
                         }
                         Some(_) => {}
-                        None => {}
+                        None => self.media_open = false,
                     },
                     _ = end.changed() => return,
                 }
@@ -403,9 +410,15 @@ impl Link {
         let mut synced = vec![false; self.groups.len()];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            let (media_open, events_open) = (self.media_open, self.events_open);
             tokio::select! {
-                m = media.recv() => {
-                    let Some(Media { track, piece }) = m else { continue };
+                m = media.recv(), if media_open => {
+                    // The readers are gone (the live branches ended): only
+                    // events and notes go on.
+                    let Some(Media { track, piece }) = m else {
+                        self.media_open = false;
+                        continue;
+                    };
                     let t = usize::from(track);
                     match piece {
                         Piece::Init { bytes, mime } => {
@@ -427,12 +440,12 @@ impl Link {
                         }
                     }
                 }
-                e = events.recv() => match e {
+                e = events.recv(), if events_open => match e {
                     Ok(e) => send!(Message::Text(json!({ "type": "event", "event": e }).to_string().into())),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!("live view: {n} events not sent (the bundle has them)");
                     }
-                    Err(broadcast::error::RecvError::Closed) => {}
+                    Err(broadcast::error::RecvError::Closed) => self.events_open = false,
                 },
                 _ = tick.tick() => send!(self.clock()),
                 _ = end.changed() => {
