@@ -1,35 +1,16 @@
 //! Journey steps: which step of the life situation's journey the participant
 //! was in, when, and how often, from the journey definition's entry rules.
 //!
-//! How events match entry rules (the fields of one rule are AND-ed, the
-//! rules of a step OR-ed, patterns are [`glob_match`]es):
-//! - a **navigation** matches a rule made only of `url` / `title`, against its
-//!   own `url` and `title`. A title update (`reason: "title"`, the URL did not
-//!   change) matches only rules that have a `title` pattern, so a page that
-//!   retitles itself does not re-enter the step its URL belongs to;
-//! - a **click** matches a rule with a `selector` and/or `click_text`; the
-//!   rule's `url` / `title` then test the page the click was on (the last
-//!   navigation's). A rule of `url` alone does not match clicks: otherwise
-//!   every click on a page would re-enter that page's step, and a step entered
-//!   by a button on the same page could never be left forward;
-//! - an **operator marker** matches a rule with `marker`, tried against
-//!   `type:label` and the bare `label` (`type` alone when there is no label);
-//!   `url` / `title` in the same rule test the current page;
-//! - a modal **dialog** opening (a single-page app's step without a URL of
-//!   its own) matches a rule with `dialog`, against the dialog's title;
-//!   `url` / `title` in the same rule test the page under it.
-//!
-//! When one event matches several steps, the step after the current one wins,
-//! then the current step itself (re-entering it is not a new visit, and this
-//! keeps a page shared by two steps from looking like a step back), then the
-//! earliest defined. A `task_end` marker closes the open interval; the events
-//! after it belong to no step until a step is entered again.
+//! Which event enters which step, and how a tie is chosen:
+//! `lab_model::step_tracker` (the recorder applies the same rules live).
+//! A `task_end` marker closes the open interval; the events after it belong
+//! to no step until a step is entered again.
 
-use lab_model::Event;
 use lab_model::analysis::{ANALYSIS_FORMAT_VERSION, StepAnalysis, StepInterval, StepSummary};
-use lab_model::journey::{EntryRule, Journey, glob_match};
+use lab_model::journey::Journey;
+use lab_model::step_tracker::{StepChange, StepTracker};
 
-use crate::timeline::{Timeline, data_str, is_browser, marker_of};
+use crate::timeline::Timeline;
 
 /// How an interval ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,9 +29,7 @@ pub fn segment(journey: &Journey, timeline: &Timeline) -> StepAnalysis {
     let mut index_of: Vec<usize> = Vec::new();
     let mut ends: Vec<ClosedBy> = Vec::new();
     let mut events: Vec<Vec<u64>> = vec![Vec::new(); n];
-    let mut current: Option<usize> = None;
-    let mut page_url: Option<&str> = None;
-    let mut page_title: Option<&str> = None;
+    let mut tracker = StepTracker::default();
 
     fn close(intervals: &mut [StepInterval], ends: &mut Vec<ClosedBy>, t_ns: i64, how: ClosedBy) {
         if let Some(open) = intervals.last_mut() {
@@ -60,47 +39,33 @@ pub fn segment(journey: &Journey, timeline: &Timeline) -> StepAnalysis {
     }
 
     for e in &timeline.events {
-        if marker_of(e).is_some_and(|(kind, _)| kind == "task_end") {
-            if let Some(c) = current.take() {
-                events[c].push(e.seq);
+        match tracker.observe(journey, e) {
+            StepChange::TaskEnd { from } => {
+                events[from].push(e.seq);
                 close(&mut intervals, &mut ends, e.t_ns, ClosedBy::TaskEnd);
+                continue;
             }
-            continue;
-        }
-        let matched: Vec<usize> = (0..n)
-            .filter(|&i| {
-                journey.steps[i]
-                    .enter
-                    .iter()
-                    .any(|r| rule_matches(r, e, page_url, page_title))
-            })
-            .collect();
-        if let Some(next) = choose(&matched, current)
-            && Some(next) != current
-        {
-            if current.is_some() {
-                close(&mut intervals, &mut ends, e.t_ns, ClosedBy::Step(next));
+            StepChange::Entered { step: next, from } => {
+                if from.is_some() {
+                    close(&mut intervals, &mut ends, e.t_ns, ClosedBy::Step(next));
+                }
+                let visit = index_of.iter().filter(|&&i| i == next).count() as u32 + 1;
+                intervals.push(StepInterval {
+                    step: journey.steps[next].id.clone(),
+                    start_ns: e.t_ns,
+                    end_ns: e.t_ns,
+                    visit,
+                    entered_by: e.seq,
+                });
+                index_of.push(next);
             }
-            let visit = index_of.iter().filter(|&&i| i == next).count() as u32 + 1;
-            intervals.push(StepInterval {
-                step: journey.steps[next].id.clone(),
-                start_ns: e.t_ns,
-                end_ns: e.t_ns,
-                visit,
-                entered_by: e.seq,
-            });
-            index_of.push(next);
-            current = Some(next);
+            StepChange::Same => {}
         }
-        if is_browser(e, "navigation") {
-            page_url = data_str(e, "url").or(page_url);
-            page_title = data_str(e, "title").or(page_title);
-        }
-        if let Some(c) = current {
+        if let Some(c) = tracker.current() {
             events[c].push(e.seq);
         }
     }
-    if current.is_some() {
+    if tracker.current().is_some() {
         close(
             &mut intervals,
             &mut ends,
@@ -171,77 +136,6 @@ pub fn step_over(steps: &StepAnalysis, start_ns: i64, end_ns: i64) -> Option<Str
 /// Id of the step the participant was in at `t_ns`.
 pub fn step_at(steps: &StepAnalysis, t_ns: i64) -> Option<String> {
     interval_at(steps, t_ns).map(|v| v.step.clone())
-}
-
-/// The step after the current one, else the current one, else the earliest.
-fn choose(matched: &[usize], current: Option<usize>) -> Option<usize> {
-    let next = current.map_or(0, |c| c + 1);
-    if matched.contains(&next) {
-        return Some(next);
-    }
-    if let Some(c) = current
-        && matched.contains(&c)
-    {
-        return Some(c);
-    }
-    matched.first().copied()
-}
-
-fn rule_matches(
-    rule: &EntryRule,
-    e: &Event,
-    page_url: Option<&str>,
-    page_title: Option<&str>,
-) -> bool {
-    // An absent pattern matches anything; a present one needs text that it matches.
-    let glob = |pattern: &Option<String>, text: Option<&str>| {
-        pattern
-            .as_deref()
-            .is_none_or(|p| text.is_some_and(|t| glob_match(p, t)))
-    };
-    let wants_click = rule.selector.is_some() || rule.click_text.is_some();
-    let wants_dialog = rule.dialog.is_some();
-    if is_browser(e, "dialog") {
-        return wants_dialog
-            && !wants_click
-            && rule.marker.is_none()
-            && data_str(e, "action") == Some("open")
-            && glob(&rule.dialog, data_str(e, "title"))
-            && glob(&rule.url, page_url)
-            && glob(&rule.title, page_title);
-    }
-    if wants_dialog {
-        return false;
-    }
-    if let Some((kind, label)) = marker_of(e) {
-        let Some(pattern) = rule.marker.as_deref() else {
-            return false;
-        };
-        let named = match label {
-            Some(label) => {
-                glob_match(pattern, &format!("{kind}:{label}")) || glob_match(pattern, label)
-            }
-            None => glob_match(pattern, kind),
-        };
-        !wants_click && named && glob(&rule.url, page_url) && glob(&rule.title, page_title)
-    } else if is_browser(e, "navigation") {
-        if wants_click || rule.marker.is_some() {
-            return false;
-        }
-        if data_str(e, "reason") == Some("title") && rule.title.is_none() {
-            return false;
-        }
-        glob(&rule.url, data_str(e, "url")) && glob(&rule.title, data_str(e, "title"))
-    } else if is_browser(e, "click") {
-        wants_click
-            && rule.marker.is_none()
-            && glob(&rule.selector, data_str(e, "selector"))
-            && glob(&rule.click_text, data_str(e, "text"))
-            && glob(&rule.url, page_url)
-            && glob(&rule.title, page_title)
-    } else {
-        false
-    }
 }
 
 #[cfg(test)]

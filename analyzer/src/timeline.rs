@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use lab_model::Event;
 use lab_model::analysis::{Speaker, Transcript, Word};
-use lab_model::{Event, EventSource};
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -163,9 +163,7 @@ pub fn participant_runs(words: &[Word], max_pause_ns: i64) -> Vec<Range<usize>> 
     runs
 }
 
-pub fn is_browser(e: &Event, kind: &str) -> bool {
-    e.source == EventSource::Browser && e.kind == kind
-}
+pub use lab_model::step_tracker::{data_str, is_browser, marker_of};
 
 /// Browser event kinds that are the participant acting on the page.
 /// Scrolling counts: a participant scrolling a long page is reading or
@@ -187,20 +185,6 @@ pub const ACTIVITY: &[&str] = &[
 pub fn is_activity(e: &Event) -> bool {
     ACTIVITY.iter().any(|k| is_browser(e, k))
         && !(e.kind == "navigation" && data_str(e, "reason") == Some("title"))
-}
-
-/// An operator marker's `(type, label)`.
-pub fn marker_of(e: &Event) -> Option<(&str, Option<&str>)> {
-    if e.source != EventSource::Operator || e.kind != "marker" {
-        return None;
-    }
-    let kind = data_str(e, "type")?;
-    Some((kind, data_str(e, "label").filter(|l| !l.is_empty())))
-}
-
-/// A string field of the event's data.
-pub fn data_str<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
-    e.data.get(key)?.as_str()
 }
 
 /// A numeric field of the event's data.

@@ -13,6 +13,7 @@ pub mod journey;
 pub mod models;
 pub mod self_report;
 pub mod station;
+pub mod step_tracker;
 pub mod study;
 pub mod subtitles;
 pub mod time;
