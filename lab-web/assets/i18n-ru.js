@@ -534,4 +534,7 @@ export default {
   'live.hint.rage': 'Частые клики: {what}',
   'live.hint.loop': 'Повторяющаяся ошибка в форме: {what}',
   'live.hint.idle': 'Нет действий больше 30 с',
+  'live.step_now': 'Шаг {n} из {of}: {title}',
+  'live.step_none': 'вне шагов пути',
+  'live.ev.step': 'Начат шаг: {title}',
 };

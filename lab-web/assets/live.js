@@ -54,8 +54,9 @@ class TrackPlayer {
   }
 
   /**
-   * Stays at the live edge: a little behind, it plays faster until it is
-   * close again; far behind (a new viewer, a stall), it jumps. Old frames go.
+   * Stays at the live edge: a little behind (0.2 s), it plays faster until
+   * it is close again; further (0.6 s: a new viewer, a stall), it jumps.
+   * Old frames go.
    */
   chase() {
     const v = this.video;
@@ -64,7 +65,7 @@ class TrackPlayer {
     const start = b.start(b.length - 1);
     const end = b.end(b.length - 1);
     const behind = end - v.currentTime;
-    if (v.currentTime < start || behind > MAX_BEHIND_S * 5) v.currentTime = Math.max(start, end - 0.1);
+    if (v.currentTime < start || behind > MAX_BEHIND_S * 3) v.currentTime = Math.max(start, end - 0.1);
     else v.playbackRate = behind > MAX_BEHIND_S ? 1.25 : behind < 0.1 ? 1 : v.playbackRate;
     if (v.paused) v.play().catch(() => {});
     if (!this.sb.updating && v.currentTime - b.start(0) > KEEP_S * 1.5) {
@@ -154,6 +155,7 @@ function watchPage(main, id) {
   voice.muted = true;
   const status = el('span', {id: 'live-status', class: 'live-status'}, t('live.connecting'));
   const delay = el('span', {id: 'live-delay', class: 'muted'});
+  const stepNow = el('span', {id: 'live-step', class: 'live-step'});
   const sound = el('button', {type: 'button', id: 'live-sound', class: 'btn btn-small', onclick: () => {
     voice.muted = !voice.muted;
     if (!voice.muted) voice.play().catch(() => {});
@@ -165,7 +167,7 @@ function watchPage(main, id) {
   const noteForm = el('form', {id: 'live-note-form', class: 'live-note-form'}, noteInput,
     el('button', {type: 'submit', class: 'btn btn-primary'}, t('live.note_send')));
   const head = el('h1', null, t('live.watch_title'));
-  main.append(head, el('div', {class: 'live-bar'}, status, ' ', delay, ' ', sound),
+  main.append(head, el('div', {class: 'live-bar'}, status, ' ', stepNow, ' ', delay, ' ', sound),
     el('div', {class: 'live-layout'},
       el('div', {class: 'live-stage'}, screen, camera, voice),
       el('div', {class: 'live-side'},
@@ -177,6 +179,7 @@ function watchPage(main, id) {
   const elements = {screen, camera, mic0: voice};
   let players = [];
   let tracks = [];
+  let journeySteps = 0;
   const pendingInit = [];
   const addRow = (list, tNs, text, cls) => {
     list.prepend(el('li', {class: cls}, el('span', {class: 'live-time'}, fmtMs(tNs / 1e6)), ' ', text));
@@ -210,6 +213,7 @@ function watchPage(main, id) {
         players = tracks.map((tr, i) => players[i] && players[i].video === elements[tr.id] ? players[i]
           : (elements[tr.id] ? new TrackPlayer(elements[tr.id]) : null));
         head.textContent = t('live.watch_head', {participant: msg.participant || '', station: msg.station || ''});
+        journeySteps = msg.journey && msg.journey.steps ? msg.journey.steps.length : 0;
         status.textContent = t('live.on_air');
         status.className = 'live-status on-air';
         tracks.forEach((tr, i) => {
@@ -217,6 +221,12 @@ function watchPage(main, id) {
         });
         break;
       case 'clock': clock.update(msg.session_ms); hints.tick(msg.session_ms * 1e6); break;
+      case 'step':
+        // The journey step entered (the analyzer's rules, applied by the station).
+        stepNow.textContent = msg.step ? t('live.step_now', {title: msg.title || msg.step, n: (msg.index || 0) + 1, of: journeySteps})
+          : t('live.step_none');
+        addRow(feed, msg.t_ns || 0, msg.step ? t('live.ev.step', {title: msg.title || msg.step}) : t('live.step_none'), 'live-ev live-ev-step');
+        break;
       case 'event': {
         const e = msg.event;
         window.labLive.events.push(e);

@@ -7,7 +7,7 @@
 //! what lasts is the station's bundle, observers' notes included.
 //!
 //! Wire format (both sockets): text messages are JSON (`hello`, `event`,
-//! `clock`, `end`, `station_lost`, `note`); a binary message is `[track
+//! `step`, `clock`, `end`, `station_lost`, `note`); a binary message is `[track
 //! index][kind][bytes]`, kind 0 an init segment, 1 a fragment starting at a
 //! key frame, 2 any other fragment (`recorder/src/live/mod.rs`).
 
@@ -45,6 +45,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Cache {
     hello: Value,
     clock: Option<String>,
+    /// The journey step the participant is in (the station's last `step`).
+    step: Option<String>,
     inits: Vec<Option<Bytes>>,
     gops: Vec<Vec<Bytes>>,
     gop_bytes: Vec<usize>,
@@ -244,6 +246,7 @@ impl LiveSession {
                 match v["type"].as_str() {
                     Some("hello") => c.hello = v,
                     Some("clock") => c.clock = Some(text.to_string()),
+                    Some("step") => c.step = Some(text.to_string()),
                     Some("event") => {
                         if c.events.len() >= RECENT_EVENTS {
                             c.events.pop_front();
@@ -273,6 +276,7 @@ impl LiveSession {
         let mut first = vec![Message::Text(c.hello.to_string().into())];
         first.extend(c.clock.iter().map(|t| Message::Text(t.clone().into())));
         first.extend(c.events.iter().map(|t| Message::Text(t.clone().into())));
+        first.extend(c.step.iter().map(|t| Message::Text(t.clone().into())));
         for (t, init) in c.inits.iter().enumerate() {
             if let Some(init) = init {
                 first.push(Message::Binary(init.clone()));

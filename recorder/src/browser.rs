@@ -132,8 +132,16 @@ impl Browser {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        std::fs::create_dir_all(&profile)
+        std::fs::create_dir_all(profile.join("Default"))
             .with_context(|| format!("failed to create {}", profile.display()))?;
+        // No «Translate this page?» bubble over a Russian page in the
+        // recording: Chromium 156 shows it despite `--disable-features=Translate`;
+        // the profile's preference turns it off.
+        std::fs::write(
+            profile.join("Default").join("Preferences"),
+            r#"{"translate":{"enabled":false}}"#,
+        )
+        .with_context(|| format!("failed to write {}", profile.display()))?;
         let mut cmd = Command::new(&opts.chromium);
         cmd.arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.display()))

@@ -109,6 +109,10 @@ struct ConsoleArgs {
     /// Delete a bundle from the station once the server acknowledged it.
     #[arg(long)]
     delete_after_ack: bool,
+    /// Stream every session live to the lab server's observation room
+    /// (`--live-server` of `record`; needs --server).
+    #[arg(long)]
+    live: bool,
     /// Record GStreamer test patterns instead of devices (dry runs, CI).
     #[arg(long)]
     test_sources: bool,
@@ -203,6 +207,10 @@ struct RecordArgs {
     /// A file holding the station token for --live-server.
     #[arg(long, value_name = "FILE")]
     station_token_file: Option<PathBuf>,
+    /// The life situation's journey file (docs/journey-format.md): with
+    /// --live-server, observers see each step as the participant enters it.
+    #[arg(long, value_name = "FILE")]
+    journey: Option<PathBuf>,
     /// Open this URL in the station's Chromium with the probe injected into every page.
     #[arg(long)]
     browser: Option<String>,
@@ -271,6 +279,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
+            // Checked whenever given (it must define the life situation),
+            // used by the live view.
+            let journey = match &a.journey {
+                Some(f) => lab_model::Journey::resolve(Some(f), &[], a.life_situation.as_deref())?
+                    .map(|r| r.journey),
+                None => None,
+            };
             let live = match &a.live_server {
                 None => None,
                 Some(server) => {
@@ -297,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(recorder::live::LiveOptions {
                         server: server.clone(),
                         token,
+                        journey,
                     })
                 }
             };
@@ -383,6 +399,9 @@ async fn console(a: ConsoleArgs) -> anyhow::Result<()> {
         ),
         (None, _) => None,
     };
+    if a.live && server.is_none() {
+        anyhow::bail!("--live streams to the lab server: give --server too");
+    }
     let console_token = match &a.console_token_file {
         Some(f) => Some(read_secret(f, "console token")?),
         None => None,
@@ -391,6 +410,7 @@ async fn console(a: ConsoleArgs) -> anyhow::Result<()> {
         anyhow::bail!("the console token must have at least 16 characters");
     }
     let out = std::path::absolute(&a.out)?;
+    let live = if a.live { server.clone() } else { None };
     let opts = recorder::console::ConsoleOptions {
         listen: a.listen,
         out: out.clone(),
@@ -408,6 +428,8 @@ async fn console(a: ConsoleArgs) -> anyhow::Result<()> {
             browser: a.browser,
             chromium: a.chromium,
             browser_args: a.browser_args,
+            live,
+            journey: None,
         },
     };
     recorder::console::run(opts).await

@@ -6,13 +6,14 @@
 // and notes when it was shown. Then the first observer types a note and the
 // others wait for it in their event lists.
 //
-// node live.mjs LAB_WEB_URL SESSION_ID STATION_DEVTOOLS_WS LOGIN PASSWORD OBSERVERS FLASHES SHOTS_DIR
+// node live.mjs LAB_WEB_URL SESSION_ID STATION_DEVTOOLS_WS LOGIN PASSWORD OBSERVERS FLASHES SHOTS_DIR STEP_TITLE
+// (STEP_TITLE: the journey step every observer must be shown as current)
 // Prints one JSON line: {flips, seen: [[ms after its flip, ...] per observer],
 // note: {typed_unix_ms, text, arrived_ms: [...]}, delays: [...]}.
 
 import {chromium} from 'playwright-core';
 
-const [base, id, stationWs, login, password, nObs, nFlash, shots] = process.argv.slice(2);
+const [base, id, stationWs, login, password, nObs, nFlash, shots, stepTitle] = process.argv.slice(2);
 const OBSERVERS = Number(nObs);
 const FLASHES = Number(nFlash);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -33,6 +34,10 @@ for (let i = 0; i < OBSERVERS; i++) {
   await page.waitForSelector('#live-screen');
   pages.push(page);
 }
+
+// Each observer is shown the journey step the participant is in.
+await Promise.all(pages.map((p) => p.waitForFunction((title) =>
+  (document.getElementById('live-step') || {}).textContent.includes(title), stepTitle, {timeout: 15000})));
 
 // Each observer: wait for frames, then watch the luminance of every frame shown.
 await Promise.all(pages.map((p) => p.waitForFunction(() => {

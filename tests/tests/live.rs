@@ -57,6 +57,27 @@ events_listen = "127.0.0.1:0"
     )
 }
 
+/// A two-step journey: the station's page, then a step the operator marks.
+const JOURNEY: &str = r#"format_version = 1
+id = "live-check"
+title = "Проверка наблюдения"
+version = "1"
+
+[[steps]]
+id = "screen"
+title = "Экран станции"
+significance = 3
+expected_seconds = 30
+enter = [{ url = "http://127.0.0.1:*" }]
+
+[[steps]]
+id = "check"
+title = "Проверка данных"
+significance = 4
+expected_seconds = 60
+enter = [{ marker = "step:Проверка" }]
+"#;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
@@ -93,6 +114,8 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
 
     // The station: a real screen, its Chromium showing a black page.
     let station = Station::start(1280, 720).unwrap();
+    let journey = root.join("live-check.toml");
+    std::fs::write(&journey, JOURNEY).unwrap();
     let config = root.join("station.toml");
     std::fs::write(&config, station_toml(&station.xvfb.display)).unwrap();
     let url = format!("http://127.0.0.1:{}/", serve_page(PAGE));
@@ -105,6 +128,10 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
             config.to_str().unwrap(),
             "--participant",
             "P31",
+            "--life-situation",
+            "live-check",
+            "--journey",
+            journey.to_str().unwrap(),
             "--consent",
             "C31",
             "--browser",
@@ -119,7 +146,7 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         &out,
     )
     .unwrap();
-    let (dir, _) = rec.wait_started().unwrap();
+    let (dir, events_url) = rec.wait_started().unwrap();
     let bundle = Bundle::new(&dir);
     let id = bundle.read_manifest().unwrap().session_id;
     let t0 = Instant::now();
@@ -136,6 +163,28 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         std::thread::sleep(Duration::from_millis(200));
     }
     let ws = station_devtools(rec.child.id());
+    // Once the station's page is open (the first step), the operator marks
+    // the second: observers joining now must see it (the station applies
+    // the journey's rules and lab-web keeps the step).
+    let t0 = Instant::now();
+    while !bundle
+        .read_events()
+        .unwrap()
+        .0
+        .iter()
+        .any(|e| e.kind == "navigation")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the station page never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab_tests::scripted::post(
+        &events_url,
+        "/api/markers",
+        r#"{"type":"step","label":"Проверка"}"#,
+    );
 
     let run = Command::new("node")
         .arg(e2e.join("live.mjs"))
@@ -143,6 +192,7 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         .arg(OBSERVERS.to_string())
         .arg(FLASHES.to_string())
         .arg(&shots)
+        .arg("Проверка данных")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);

@@ -86,6 +86,10 @@ pub struct RecorderCommand {
     pub browser: Option<String>,
     pub chromium: Option<PathBuf>,
     pub browser_args: Vec<String>,
+    /// Stream live to this lab server with this station token (`--live`).
+    pub live: Option<(String, String)>,
+    /// The study's journey file (the steps observers see entered live).
+    pub journey: Option<PathBuf>,
 }
 
 fn live_path(out: &Path) -> PathBuf {
@@ -204,6 +208,14 @@ pub async fn start(
         for a in &cmd.browser_args {
             c.arg(format!("--browser-arg={a}"));
         }
+    }
+    if let Some(j) = &cmd.journey {
+        c.arg("--journey").arg(j);
+    }
+    if let Some((server, token)) = &cmd.live {
+        // The token by environment, never on the command line (`ps`).
+        c.args(["--live-server", server])
+            .env("LAB_STATION_TOKEN", token);
     }
     // Its own process group: a console stopped by Ctrl-C (or killed) does
     // not take the recording with it.

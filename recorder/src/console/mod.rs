@@ -100,7 +100,7 @@ async fn load_study(opts: &ConsoleOptions) -> anyhow::Result<(Study, String)> {
 }
 
 /// Runs the console until Ctrl-C / SIGTERM. A recording in progress goes on.
-pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
+pub async fn run(mut opts: ConsoleOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(opts.out.join(CONSOLE_DIR))
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     if !opts.listen.ip().is_loopback() && opts.console_token.is_none() {
@@ -110,10 +110,12 @@ pub async fn run(opts: ConsoleOptions) -> anyhow::Result<()> {
         );
     }
     let (study, study_source) = load_study(&opts).await?;
-    let journey = Journey::resolve(None, &opts.journeys, Some(&study.life_situation))
+    let resolved = Journey::resolve(None, &opts.journeys, Some(&study.life_situation))
         .ok()
-        .flatten()
-        .map(|r| r.journey);
+        .flatten();
+    // The recording gets it too: live observers see the step entered.
+    opts.recorder.journey = resolved.as_ref().map(|r| r.path.clone());
+    let journey = resolved.map(|r| r.journey);
     let station = match &opts.recorder.station {
         Some(p) => {
             let text = std::fs::read_to_string(p)

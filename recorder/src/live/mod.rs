@@ -7,9 +7,11 @@
 //!   fragments. A binary message is `[track index][kind][bytes]`, kind 0 the
 //!   init segment, 1 a fragment a viewer can start at (a key frame), 2 any
 //!   other fragment.
-//! - Text: `hello` (the session and its tracks' MSE types), `event` (every
-//!   event once it is durable in `events.jsonl`), `clock` (session time
-//!   against Unix time, each second), `end`.
+//! - Text: `hello` (the session, its tracks' MSE types and its journey's
+//!   steps), `event` (every event once it is durable in `events.jsonl`),
+//!   `step` (the journey step entered, by `lab_model::step_tracker`, the
+//!   analyzer's rules), `clock` (session time against Unix time, each
+//!   second), `end`.
 //! - From lab-web: `note` (an observer's note), written through the
 //!   endpoint as an `observer` `marker` event at the session time the
 //!   observer typed it, so it is in the bundle on the session clock and
@@ -32,6 +34,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app::AppSink;
 use lab_model::EventSource;
+use lab_model::step_tracker::{StepChange, StepTracker};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -47,6 +50,8 @@ pub struct LiveOptions {
     pub server: String,
     /// The station token (`lab-web station add`).
     pub token: String,
+    /// The life situation's journey: the step entered goes out as it happens.
+    pub journey: Option<lab_model::Journey>,
 }
 
 /// The longest an observer's note may be, in characters.
@@ -118,6 +123,8 @@ impl LiveLink {
             notes: Default::default(),
             media_open: true,
             events_open: true,
+            tracker: StepTracker::default(),
+            step: None,
         };
         let task = tokio::spawn(link.run(rx, events, end_rx));
         LiveLink {
@@ -242,6 +249,9 @@ struct Link {
     /// channel is ready at once: polling it again would spin).
     media_open: bool,
     events_open: bool,
+    /// The journey step the session is in, and its last `step` message.
+    tracker: StepTracker,
+    step: Option<Value>,
 }
 
 fn unix_ms() -> i64 {
@@ -295,10 +305,10 @@ impl Link {
             let wait = tokio::time::sleep(backoff);
             tokio::pin!(wait);
             loop {
-                let open = self.media_open;
+                let (media_open, events_open) = (self.media_open, self.events_open);
                 tokio::select! {
                     _ = &mut wait => break,
-                    m = media.recv(), if open => match m {
+                    m = media.recv(), if media_open => match m {
                         Some(Media { track, piece: Piece::Init { bytes, mime } }) => {
                             if let Some(slot) = self.inits.get_mut(usize::from(track)) {
                                 *slot = Some((bytes, mime));
@@ -306,6 +316,13 @@ impl Link {
                         }
                         Some(_) => {}
                         None => self.media_open = false,
+                    },
+                    e = events.recv(), if events_open => match e {
+                        Ok(e) => {
+                            self.track(&e);
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => self.events_open = false,
                     },
                     _ = end.changed() => return,
                 }
@@ -347,6 +364,13 @@ impl Link {
     fn hello(&self) -> Message {
         let mut h = self.hello.clone();
         h["type"] = json!("hello");
+        if let Some(j) = &self.opts.journey {
+            h["journey"] = json!({
+                "id": j.id,
+                "title": j.title,
+                "steps": j.steps.iter().map(|s| json!({ "id": s.id, "title": s.title })).collect::<Vec<_>>(),
+            });
+        }
         h["tracks"] = json!(
             self.groups
                 .iter()
@@ -365,6 +389,26 @@ impl Link {
                 .collect::<Vec<_>>()
         );
         Message::Text(h.to_string().into())
+    }
+
+    /// Follows the journey with event `e`; the `step` message when it
+    /// entered or left a step.
+    fn track(&mut self, e: &lab_model::Event) -> Option<Message> {
+        let journey = self.opts.journey.as_ref()?;
+        let step = match self.tracker.observe(journey, e) {
+            StepChange::Same => return None,
+            StepChange::Entered { step, .. } => json!({
+                "type": "step",
+                "step": journey.steps[step].id,
+                "title": journey.steps[step].title,
+                "index": step,
+                "t_ns": e.t_ns,
+            }),
+            StepChange::TaskEnd { .. } => json!({ "type": "step", "step": null, "t_ns": e.t_ns }),
+        };
+        let message = Message::Text(step.to_string().into());
+        self.step = Some(step);
+        Some(message)
     }
 
     fn clock(&self) -> Message {
@@ -401,6 +445,9 @@ impl Link {
             };
         }
         send!(self.hello());
+        if let Some(step) = &self.step {
+            send!(Message::Text(step.to_string().into()));
+        }
         for (i, init) in self.inits.iter().enumerate() {
             if let Some((bytes, _)) = init {
                 send!(frame(i as u8, 0, bytes));
@@ -441,7 +488,13 @@ impl Link {
                     }
                 }
                 e = events.recv(), if events_open => match e {
-                    Ok(e) => send!(Message::Text(json!({ "type": "event", "event": e }).to_string().into())),
+                    Ok(e) => {
+                        let step = self.track(&e);
+                        send!(Message::Text(json!({ "type": "event", "event": e }).to_string().into()));
+                        if let Some(step) = step {
+                            send!(step);
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!("live view: {n} events not sent (the bundle has them)");
                     }
