@@ -12,6 +12,7 @@
 //! `lab_client`, resuming where the server stands after any interruption;
 //! `live` streams a recording to lab-web's observation room.
 
+pub mod audio_clock;
 pub mod browser;
 pub mod clock;
 pub mod console;

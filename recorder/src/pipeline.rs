@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Audio is tee'd into both groups after encoding so every segment file is a
-//! self-contained recording with sound, whichever video it carries.
+//! self-contained recording with sound, whichever video it carries. Each
+//! microphone is restamped by its sample count after resampling
+//! (`rate_<track>`, S16LE 48 kHz; `audio_clock`).
 //!
 //! With `live` (the observation room, `crate::live`) the encoded screen,
 //! camera and first microphone are each tee'd once more, behind a leaky
@@ -270,7 +272,7 @@ pub fn plan(
         let id = format!("mic{i}");
         let (source, src) = microphone_source(&id, m, test_sources);
         d += &format!(
-            "{src} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels={} ! {queue} ! opusenc bitrate={} ! tee name=tee_{id}\n",
+            "{src} ! audioconvert ! audioresample ! capsfilter name=rate_{id} caps=audio/x-raw,format=S16LE,rate=48000,channels={} ! {queue} ! opusenc bitrate={} ! tee name=tee_{id}\n",
             m.channels,
             enc.audio_bitrate_kbps * 1000 * m.channels.min(2)
         );
@@ -328,6 +330,11 @@ pub fn build(plan: &PipelinePlan) -> Result<gst::Pipeline, gst::glib::Error> {
         .downcast::<gst::Pipeline>()
         .expect("a multi-branch description parses into a pipeline");
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    // Microphones are timed by their sample count (`audio_clock`).
+    for t in plan.tracks.iter().filter(|t| t.kind == TrackKind::Audio) {
+        let channels = t.channels.unwrap_or(1);
+        crate::audio_clock::attach(&pipeline, &format!("rate_{}", t.id), 48_000, 2 * channels);
+    }
     // Unbuffered file writes: every muxed cluster reaches the kernel at once,
     // so a kill -9 loses only what the encoder and muxer still held, not a
     // 64 KiB stdio buffer (seconds of a low-bitrate camera).
