@@ -57,6 +57,10 @@ pub async fn station(
         .max_message_size(MAX_STATION_MESSAGE)
         .on_upgrade(move |socket| async move {
             let (mut tx, mut rx) = socket.split();
+            // A newer connection of the station takes the notes' sender:
+            // this one stops listening for notes (a closed channel would
+            // answer at once, for ever).
+            let mut notes_open = true;
             let ended = loop {
                 tokio::select! {
                     m = rx.next() => match m {
@@ -70,8 +74,11 @@ pub async fn station(
                             }
                         },
                     },
-                    note = notes.recv() => {
-                        let Some(note) = note else { continue };
+                    note = notes.recv(), if notes_open => {
+                        let Some(note) = note else {
+                            notes_open = false;
+                            continue;
+                        };
                         let sent = tokio::time::timeout(SEND_DEADLINE, tx.send(Message::Text(note.into()))).await;
                         if !matches!(sent, Ok(Ok(()))) {
                             break false;
