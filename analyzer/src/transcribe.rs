@@ -71,11 +71,13 @@ pub struct Transcriber {
 
 /// Whether whisper.cpp was built with `analyzer/whisper-patch/fixes.cmake`
 /// (its beam search takes the top-k tokens at T = 0 instead of sampling
-/// them; its alignment pass computes no logits it does not read). A build
+/// them; its alignment pass computes no logits it does not read; a token's
+/// log-probability at T > 0 is the model's, not the sharpened one's; the
+/// encoder runs once for all the temperatures of a window). A build
 /// made before the script (or an earlier version of it) lacks them: `cargo
 /// clean -p whisper-rs-sys` rebuilds whisper.cpp with them.
 pub fn whisper_fixes_in() -> bool {
-    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 2")
+    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 3")
 }
 
 impl Transcriber {

@@ -1,0 +1,128 @@
+//! The build-time fixes to whisper.cpp (`analyzer/whisper-patch/fixes.cmake`)
+//! checked by what they change, with the real Whisper model on real speech:
+//! a token's log-probability at T > 0 is the model's own (not that of the
+//! sharpened distribution sampled from), and a second call on the same state
+//! and samples (the encoder's output reused) decodes what a fresh state does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+fn models() -> PathBuf {
+    let dir = std::env::var_os("LAB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    let m = analyzer::models::Models { dir: dir.clone() };
+    assert!(
+        m.whisper().exists(),
+        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A few seconds of Russian from espeak-ng, 16 kHz mono.
+fn speech() -> Vec<f32> {
+    let dir = std::env::temp_dir().join(format!("analyzer-whisper-fixes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("speech.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "ru", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("Так, ввожу номер СНИЛС. Не понимаю, что такое льготная категория.")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "espeak-ng is needed (hardware-setup/install.sh installs it)"
+    );
+    let pcm = analyzer::audio::decode(&wav).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    pcm.mono()
+}
+
+fn params(temperature: f32) -> FullParams<'static, 'static> {
+    let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    p.set_language(Some("ru"));
+    p.set_n_threads(2);
+    p.set_no_context(true);
+    p.set_temperature(temperature);
+    p.set_temperature_inc(0.0);
+    p.set_print_progress(false);
+    p.set_print_realtime(false);
+    p.set_print_special(false);
+    p.set_print_timestamps(false);
+    p
+}
+
+/// (id, p, plog) of every token of the last decoding.
+fn tokens(state: &whisper_rs::WhisperState) -> Vec<(i32, f32, f32)> {
+    state
+        .as_iter()
+        .flat_map(|seg| {
+            (0..seg.n_tokens())
+                .filter_map(|i| seg.get_token(i))
+                .map(|t| (t.token_id(), t.token_data().p, t.token_data().plog))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() {
+    assert!(
+        analyzer::transcribe::whisper_fixes_in(),
+        "whisper.cpp lacks the build fixes: {}",
+        whisper_rs::print_system_info()
+    );
+    // whisper.cpp's own log lines go to the `log` crate (silent here).
+    whisper_rs::install_logging_hooks();
+    let samples = speech();
+    let model = analyzer::models::Models { dir: models() }.whisper();
+    let ctx = WhisperContext::new_with_params(&model, WhisperContextParameters::default()).unwrap();
+
+    // At T = 0.5 a token is sampled from softmax(logits / 0.5): its `p` is
+    // that distribution's, its `plog` must be log softmax(logits). Unfixed,
+    // plog = ln p for every token.
+    let mut state = ctx.create_state().unwrap();
+    state.full(params(0.5), &samples).unwrap();
+    let toks = tokens(&state);
+    assert!(toks.len() > 5, "too few tokens: {toks:?}");
+    let apart = toks
+        .iter()
+        .filter(|(_, p, plog)| *p > 0.0 && (plog - p.ln()).abs() > 0.01)
+        .count();
+    // (Unfixed, no token at all is apart: ln(exp(x)) = x to 1e-6.)
+    assert!(
+        apart >= 3,
+        "plog is the sharpened distribution's on {} of {} tokens: {toks:?}",
+        toks.len() - apart,
+        toks.len()
+    );
+    // Sharpening raises a likely token's probability: the model's own
+    // log-probability of a sampled token is never above it by much.
+    assert!(
+        toks.iter()
+            .all(|(_, p, plog)| *plog <= p.ln() + 0.05 || *p < 0.5),
+        "{toks:?}"
+    );
+
+    // At T = 0 (greedy, no sampling) the same samples decode alike on a
+    // fresh state and on one that has just encoded them (reused encoder).
+    let mut fresh = ctx.create_state().unwrap();
+    fresh.full(params(0.0), &samples).unwrap();
+    let mut reused = ctx.create_state().unwrap();
+    reused.full(params(0.0), &samples).unwrap();
+    reused.full(params(0.0), &samples).unwrap();
+    let ids = |s: &whisper_rs::WhisperState| tokens(s).into_iter().map(|t| t.0).collect::<Vec<_>>();
+    assert_eq!(ids(&fresh), ids(&reused));
+    // And different samples on that state are encoded anew, not mistaken
+    // for the last ones.
+    let tail = &samples[samples.len() / 2..];
+    let mut other = ctx.create_state().unwrap();
+    other.full(params(0.0), tail).unwrap();
+    reused.full(params(0.0), tail).unwrap();
+    assert_eq!(ids(&other), ids(&reused));
+    assert_ne!(ids(&other), ids(&fresh));
+}
