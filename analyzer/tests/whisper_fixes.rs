@@ -4,29 +4,18 @@
 //! sharpened distribution sampled from), and a second call on the same state
 //! and samples (the encoder's output reused) decodes what a fresh state does.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
-
-fn models() -> PathBuf {
-    let dir = std::env::var_os("LAB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    let m = analyzer::models::Models { dir: dir.clone() };
-    assert!(
-        m.whisper().exists(),
-        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
 
 /// A few seconds of Russian from espeak-ng, 16 kHz mono.
 fn speech() -> Vec<f32> {
     let dir = std::env::temp_dir().join(format!("analyzer-whisper-fixes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("speech.wav");
+    common::require("espeak-ng");
     let ok = Command::new("espeak-ng")
         .args(["-v", "ru", "-s", "150", "-w"])
         .arg(&wav)
@@ -79,7 +68,7 @@ fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() 
     // whisper.cpp's own log lines go to the `log` crate (silent here).
     whisper_rs::install_logging_hooks();
     let samples = speech();
-    let model = analyzer::models::Models { dir: models() }.whisper();
+    let model = common::models().whisper();
     let ctx = WhisperContext::new_with_params(&model, WhisperContextParameters::default()).unwrap();
 
     // At T = 0.5 a token is sampled from softmax(logits / 0.5): its `p` is

@@ -12,8 +12,12 @@
 //! a sentence end («…в этом поле готова заявление…»), times alone cannot
 //! tell which side of the pause it was said on (`word_times::place`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::require;
 
 use analyzer::audio;
 use analyzer::speech;
@@ -32,30 +36,6 @@ const PHRASES: &[(f64, &str)] = &[
     (12.0, "Мне непонятно, что писать в этом поле"),
     (5.0, "Готово, заявление отправлено"),
 ];
-
-fn require(tool: &str) {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{tool} is needed (hardware-setup/install.sh installs it)"
-    );
-}
-
-fn models() -> PathBuf {
-    let dir = std::env::var_os("LAB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    let m = analyzer::models::Models { dir: dir.clone() };
-    assert!(
-        m.whisper().exists() && m.vad().exists(),
-        "models are not installed in {}: run `lab-setup models` (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
 
 #[derive(serde::Deserialize)]
 struct RefWord {
@@ -115,7 +95,7 @@ fn matches(r: &[String], h: &[String]) -> Vec<(usize, usize)> {
 fn first_words_after_long_pauses_stay_in_their_own_speech_span() {
     require("espeak-ng");
     require("python3");
-    let models = analyzer::models::Models { dir: models() };
+    let models = common::models();
     let dir = std::env::temp_dir().join(format!("analyzer-word-times-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let phrases: String = PHRASES.iter().map(|(p, t)| format!("{p}|{t}\n")).collect();
