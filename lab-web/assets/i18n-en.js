@@ -533,6 +533,8 @@ export default {
   'live.hint.rage': 'Rapid clicks: {what}',
   'live.hint.loop': 'Repeated form error: {what}',
   'live.hint.idle': 'No action for over 30 s',
+  'live.hint.dead': 'Click with no response: {what}',
+  'live.hint.disabled': 'Click on a disabled control: {what}',
   'live.step_now': 'Step {n} of {of}: {title}',
   'live.step_none': 'outside the journey steps',
   'live.ev.step': 'Step entered: {title}',

@@ -534,6 +534,8 @@ export default {
   'live.hint.rage': 'Частые клики: {what}',
   'live.hint.loop': 'Повторяющаяся ошибка в форме: {what}',
   'live.hint.idle': 'Нет действий больше 30 с',
+  'live.hint.dead': 'Клик без отклика: {what}',
+  'live.hint.disabled': 'Клик по неактивному элементу: {what}',
   'live.step_now': 'Шаг {n} из {of}: {title}',
   'live.step_none': 'вне шагов пути',
   'live.ev.step': 'Начат шаг: {title}',

@@ -100,23 +100,74 @@ function eventText(e) {
   }
 }
 
-/** Friction that can be seen as it happens: rage clicks, validation loops, long idle. */
-class Hints {
-  constructor(onHint) { this.onHint = onHint; this.clicks = []; this.errors = new Map(); this.lastBrowser = null; this.idleSaid = false; }
+/** Tags clicked into to type or choose: they change nothing by design. */
+const FIELD_TAGS = new Set(['input', 'textarea', 'select', 'option', 'label']);
+const CONTROL_TAGS = new Set(['a', 'button', 'summary']);
+
+/**
+ * Whether a click was meant to do something: a control (a link, a button, a
+ * disclosure, an ARIA role) or what the probe saw make it look clickable (a
+ * click handler, a tab stop, a card, a hand pointer). The clearest of the
+ * analyzer's dead-click rules (analyzer/src/friction/dead_click.rs); its
+ * button-like-text rule waits for the analysis.
+ */
+export function invitesClick(d) {
+  const tag = String(d.tag || '').toLowerCase();
+  if (FIELD_TAGS.has(tag)) return false;
+  const given = (v) => typeof v === 'string' && v.trim() !== '';
+  if (given(d.href) || CONTROL_TAGS.has(tag) || given(d.role)) return true;
+  const a = d.affordance && typeof d.affordance === 'object' ? d.affordance : {};
+  return ['handler', 'tabindex', 'card', 'cursor'].some((k) => a[k] !== undefined && a[k] !== null && a[k] !== false);
+}
+
+/**
+ * Friction that can be seen as it happens: rage clicks, dead clicks (the
+ * probe's `click_effect` a second after the click: nothing changed), clicks
+ * on disabled controls, validation loops, long idle.
+ */
+export class Hints {
+  constructor(onHint) {
+    this.onHint = onHint; this.clicks = []; this.errors = new Map(); this.lastBrowser = null; this.idleSaid = false;
+    this.pending = new Map(); // click_id -> the click's data, until its effect comes
+    this.lastDead = null; // {sel, t} of the last dead-click hint
+  }
   event(e) {
     if (e.source !== 'browser') return;
-    this.lastBrowser = e.t_ns; this.idleSaid = false;
     const d = e.data || {};
+    if (e.kind === 'click_effect') { this.effect(e, d); return; }
+    this.lastBrowser = e.t_ns; this.idleSaid = false;
     if (e.kind === 'click') {
       this.clicks = this.clicks.filter((c) => e.t_ns - c.t < 1e9).concat({t: e.t_ns, x: d.x, y: d.y, sel: d.selector});
       const near = this.clicks.filter((c) => c.sel === d.selector || Math.hypot(c.x - d.x, c.y - d.y) < 30);
       if (near.length >= 3) { this.onHint(e.t_ns, t('live.hint.rage', {what: d.text || d.selector || ''})); this.clicks = []; }
+      if (d.click_id !== undefined && d.click_id !== null) {
+        this.pending.set(d.click_id, {t: e.t_ns, d});
+        if (this.pending.size > 200) this.pending.delete(this.pending.keys().next().value);
+      }
     } else if (e.kind === 'validation_error') {
       const key = d.selector || '';
       const ts = (this.errors.get(key) || []).filter((x) => e.t_ns - x < 60e9).concat(e.t_ns);
       this.errors.set(key, ts);
       if (ts.length === 3) this.onHint(e.t_ns, t('live.hint.loop', {what: d.message || key}));
     }
+  }
+  /** A click's effect: a hint when a control was clicked and nothing changed. */
+  effect(e, d) {
+    const click = this.pending.get(d.click_id);
+    if (!click) return;
+    this.pending.delete(d.click_id);
+    if (d.url_changed === true || d.page_unloaded === true) return;
+    const c = click.d;
+    const what = c.text || c.selector || '';
+    let key = null;
+    if (c.disabled === true) key = 'live.hint.disabled';
+    else if (Number(d.mutations || 0) === 0 && invitesClick(c)) key = 'live.hint.dead';
+    if (!key) return;
+    // Repeats on one element (the rage hint speaks for a burst) make one hint.
+    const last = this.lastDead;
+    this.lastDead = {sel: c.selector, t: click.t};
+    if (last && last.sel === c.selector && click.t - last.t <= 2e9) return;
+    this.onHint(click.t, t(key, {what}));
   }
   tick(nowNs) {
     if (this.lastBrowser !== null && !this.idleSaid && nowNs - this.lastBrowser > 30e9) {

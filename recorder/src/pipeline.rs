@@ -73,12 +73,29 @@ fn video_out(track: &str, group: &str, live: bool, queue: &str) -> String {
     }
 }
 
+/// Pixels a second that one thread converts (videoconvert) or encodes
+/// (x264 ultrafast) with room to spare: 1080p30. Each thread a stream needs
+/// beyond it costs CPU in hand-offs (measured at 1080p30 here: x264's two
+/// slice threads 4 % more than one, videoconvert's two 1-3 % more), so a
+/// stream gets one thread per this many pixels a second, at least one.
+const PIXELS_PER_THREAD: u64 = 1920 * 1080 * 30;
+
+/// Threads for converting or encoding `width`x`height` at `fps`.
+fn video_threads(width: u32, height: u32, fps: u32) -> u32 {
+    let rate = u64::from(width) * u64::from(height) * u64::from(fps);
+    u32::try_from(rate.div_ceil(PIXELS_PER_THREAD).clamp(1, 16)).unwrap_or(16)
+}
+
 /// Encoder settings for one H.264 encoder element, tuned for low latency so
-/// that a crash loses as little as possible.
-fn h264_encoder(element: &str, bitrate_kbps: u32, fps: u32) -> String {
+/// that a crash loses as little as possible. `threads` is used by x264enc.
+fn h264_encoder(element: &str, bitrate_kbps: u32, fps: u32, threads: u32) -> String {
     match element {
+        // Average bitrate without a VBV buffer (x264enc's `pass=cbr` adds
+        // one unless its capacity is 0), as FFmpeg's `-b:v`: the recording
+        // goes to disk, and the VBV's per-row rate control cost 4 % more
+        // CPU at 1080p30 here for no gain there.
         "x264enc" => format!(
-            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate={bitrate_kbps}"
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate={bitrate_kbps} vbv-buf-capacity=0 threads={threads}"
         ),
         "nvh264enc" => format!("nvh264enc bitrate={bitrate_kbps} gop-size={fps} zerolatency=true"),
         "vaapih264enc" => {
@@ -139,10 +156,16 @@ pub(crate) fn camera_source(
     test_sources: bool,
 ) -> (&'static str, String, String) {
     match (test_sources, c.source) {
+        // 75 % colour bars scrolling 4 px a frame: every frame moves, so the
+        // encoder does real work, at a sixth of `pattern=ball`'s cost (1.3 ms
+        // against 6.4 ms a 720p frame here; `smpte` adds a patch of fresh
+        // noise each frame). FFmpeg's `pal75bars` + `scroll` draws the same
+        // moving picture, which `scripts/bench-record` relies on.
         (true, _) | (_, CameraSource::Test) => (
             "videotestsrc",
             String::new(),
-            "videotestsrc name=src_camera is-live=true pattern=ball".to_string(),
+            "videotestsrc name=src_camera is-live=true pattern=smpte75 horizontal-speed=4"
+                .to_string(),
         ),
         (false, CameraSource::V4l2) => (
             "v4l2src",
@@ -173,10 +196,13 @@ pub(crate) fn microphone_source(
             "audiotestsrc",
             format!("audiotestsrc name=src_{id} is-live=true wave=ticks volume=0.3"),
         ),
+        // 20 ms reads: the timeline comes from the sample count
+        // (`audio_clock`), not from each read's stamp, and 5 ms reads cost
+        // 4 % of a core more in wake-ups (server, mainloop, every element).
         (false, MicrophoneSource::Pulse) => (
             "pulsesrc",
             format!(
-                "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false slave-method=re-timestamp buffer-time=50000 latency-time=5000",
+                "pulsesrc name=src_{id}{} client-name=lab-recorder provide-clock=false slave-method=re-timestamp buffer-time=100000 latency-time=20000",
                 dev("device")
             ),
         ),
@@ -215,12 +241,13 @@ pub fn plan(
     // Screen.
     let s = &config.screen;
     let (source, device, src) = screen_source(s, test_sources);
+    let threads = video_threads(s.width, s.height, s.framerate);
     d += &format!(
-        "{src} ! videoconvert n-threads=2 ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
+        "{src} ! videoconvert n-threads={threads} ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
         s.width,
         s.height,
         s.framerate,
-        h264_encoder(&enc.video, enc.video_bitrate_kbps, s.framerate),
+        h264_encoder(&enc.video, enc.video_bitrate_kbps, s.framerate, threads),
         video_out("screen", "main", live, queue)
     );
     tracks.push(Track {
@@ -242,12 +269,18 @@ pub fn plan(
     // Camera.
     if let Some(c) = &config.camera {
         let (source, device, src) = camera_source(c, test_sources);
+        let threads = video_threads(c.width, c.height, c.framerate);
         d += &format!(
-            "{src} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
+            "{src} ! videoconvert n-threads={threads} ! videoscale ! videorate ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
             c.width,
             c.height,
             c.framerate,
-            h264_encoder(&enc.video, enc.video_bitrate_kbps.min(2500), c.framerate),
+            h264_encoder(
+                &enc.video,
+                enc.video_bitrate_kbps.min(2500),
+                c.framerate,
+                threads
+            ),
             video_out("camera", "camera", live, queue)
         );
         tracks.push(Track {
@@ -402,6 +435,28 @@ mod tests {
         for g in &p.live {
             assert!(pipeline.by_name(&format!("live_sink_{g}")).is_some());
         }
+    }
+
+    #[test]
+    fn video_gets_one_thread_per_1080p30_of_pixels() {
+        assert_eq!(video_threads(1920, 1080, 30), 1);
+        assert_eq!(video_threads(1280, 720, 30), 1);
+        assert_eq!(video_threads(1920, 1080, 60), 2);
+        assert_eq!(video_threads(2560, 1440, 60), 4);
+        assert_eq!(video_threads(3840, 2160, 30), 4);
+        assert_eq!(video_threads(1, 1, 1), 1);
+        assert_eq!(video_threads(u32::MAX, u32::MAX, u32::MAX), 16);
+        let mut c = StationConfig::default_station();
+        c.screen.width = 3840;
+        c.screen.height = 2160;
+        c.screen.framerate = 30;
+        let p = plan(&c, true, Path::new("/m"), false);
+        let screen = p
+            .description
+            .lines()
+            .find(|l| l.contains("src_screen"))
+            .unwrap();
+        assert!(screen.contains("videoconvert n-threads=4") && screen.contains(" threads=4"));
     }
 
     #[test]

@@ -4,12 +4,15 @@
 // page white FLASHES times; each observer's page finds each flash in the
 // frames it shows (requestVideoFrameCallback, the frame drawn into a canvas)
 // and notes when it was shown. Then the first observer types a note and the
-// others wait for it in their event lists.
+// others wait for it in their event lists. Last the station's participant
+// clicks a dead button (#dead, «Далее»), a disabled one (#off, «Отправить»)
+// and a working one (#works): each observer must hint the first two only.
 //
 // node live.mjs LAB_WEB_URL SESSION_ID STATION_DEVTOOLS_WS LOGIN PASSWORD OBSERVERS FLASHES SHOTS_DIR STEP_TITLE
 // (STEP_TITLE: the journey step every observer must be shown as current)
 // Prints one JSON line: {flips, seen: [[ms after its flip, ...] per observer],
-// note: {typed_unix_ms, text, arrived_ms: [...]}, delays: [...]}.
+// note: {typed_unix_ms, text, arrived_ms: [...]}, delays: [...],
+// dead_click: {hinted_ms: [ms or null per observer], hints: [[text, ...] per observer]}}.
 
 import {chromium} from 'playwright-core';
 
@@ -118,7 +121,28 @@ const arrived = await Promise.all(pages.map(async (p) => {
 }));
 if (shots) await pages[1 % pages.length].screenshot({path: `${shots}/live-note.png`});
 
-console.log(JSON.stringify({flips, seen, delays, note: {typed_unix_ms: typed, text, arrived_ms: arrived}}));
+// Live friction hints: the participant clicks a button that does nothing
+// (a dead click, hinted once the probe's click effect says nothing changed),
+// a disabled one (hinted) and one that works (no hint). Clicked through CDP input, as a person would.
+await spage.click('#works');
+await spage.click('#off', {force: true}); // disabled: the probe records the press
+await spage.click('#dead');
+const clicked = Date.now();
+const hinted = await Promise.all(pages.map(async (p) => {
+  try {
+    await p.waitForFunction(() => ['Далее', 'Отправить'].every((w) =>
+      [...document.querySelectorAll('#live-hints li')].some((li) => li.textContent.includes(w))),
+    null, {timeout: 8000});
+    return Date.now() - clicked;
+  } catch { return null; }
+}));
+await sleep(1500); // the working button's effect has come by now
+const hints = await Promise.all(pages.map((p) => p.evaluate(() =>
+  [...document.querySelectorAll('#live-hints li')].map((li) => li.textContent))));
+if (shots) await pages[0].screenshot({path: `${shots}/live-hints.png`});
+
+console.log(JSON.stringify({flips, seen, delays, note: {typed_unix_ms: typed, text, arrived_ms: arrived},
+  dead_click: {hinted_ms: hinted, hints}}));
 
 await browser.close();
 process.exit(0);

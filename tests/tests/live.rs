@@ -3,7 +3,8 @@
 //! through lab-web (`tests/e2e/live.mjs`), the station's page flashes ten
 //! times and every observer must show every flash within 1 s of it; a note
 //! typed by one observer reaches the others and the bundle at the session
-//! time it was typed. Then lab-web is killed while the recording goes on,
+//! time it was typed; a dead click and a press on a disabled button on the
+//! station are hinted live to every observer, a working click not. Then lab-web is killed while the recording goes on,
 //! and the recording must still end complete, without gaps, and decode.
 
 use std::path::Path;
@@ -23,7 +24,11 @@ const MAX_LATENCY_MS: f64 = 1000.0;
 const MAX_NOTE_ERROR_MS: f64 = 100.0;
 
 const PAGE: &str = r#"<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Экран станции</title>
-<style>html, body { margin: 0; height: 100%; background: #000; }</style></head><body></body></html>"#;
+<style>html, body { margin: 0; height: 100%; background: #000; }
+button { position: fixed; bottom: 8px; font: 14px sans-serif; }</style></head><body>
+<button id="works" style="left: 8px" onclick="this.textContent = 'Проверено'">Проверить</button>
+<button id="off" style="left: 45%" disabled>Отправить</button>
+<button id="dead" style="right: 8px">Далее</button></body></html>"#;
 
 fn station_toml(display: &str) -> String {
     format!(
@@ -243,6 +248,32 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         arrived.iter().all(|ms| *ms <= 1000.0),
         "the note reached observers after {arrived:?} ms"
     );
+
+    // A dead click and a press on a disabled button are hinted on every
+    // observer's page, once each; a working click is not.
+    let dead = &report["dead_click"];
+    for (o, ms) in dead["hinted_ms"].as_array().unwrap().iter().enumerate() {
+        let ms = ms
+            .as_f64()
+            .unwrap_or_else(|| panic!("observer {o} was not hinted the dead click: {dead}"));
+        println!("observer {o}: dead click hinted {ms:.0} ms after the click");
+    }
+    for hints in dead["hints"].as_array().unwrap() {
+        let hints: Vec<&str> = hints
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for what in ["Далее", "Отправить"] {
+            assert_eq!(
+                hints.iter().filter(|h| h.contains(what)).count(),
+                1,
+                "{hints:?}"
+            );
+        }
+        assert!(!hints.iter().any(|h| h.contains("Провер")), "{hints:?}");
+    }
 
     // The note is in the bundle, on the session clock, with its observer.
     let text = report["note"]["text"].as_str().unwrap();
