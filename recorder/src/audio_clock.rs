@@ -9,10 +9,15 @@
 //! every [`WINDOW_SAMPLES`] their median offset from the count is taken,
 //! in full for the first window (the start), otherwise by at most
 //! [`MAX_SLEW_NS`] a window (a sound card's clock drifts against the
-//! system's by up to ~100 ppm, 0.2 ms in 2 s). [`RESYNC_RUN`] buffers in a
-//! row more than [`RESYNC_NS`] off are a gap in the source (a suspended
-//! PulseAudio monitor, a stalled device): taken at once, the buffer marked
-//! DISCONT.
+//! system's by up to ~100 ppm, 0.2 ms in 2 s). A correction is made in
+//! samples, not in timestamps: forward, that much silence goes in before the
+//! next buffer; back, that many samples are cut from the next buffers (a few
+//! ms at the first window, at most 24 samples later). So the stream stays
+//! contiguous: no Opus packet overlaps the one before it (a decoder drops
+//! such a packet), and the encoder, which smooths small timestamp jumps by
+//! its own rules, never sees one. [`RESYNC_RUN`] buffers in a row more than
+//! [`RESYNC_NS`] off are a gap in the source (a suspended PulseAudio
+//! monitor, a stalled device): taken at once, the buffer marked DISCONT.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -39,6 +44,23 @@ pub struct SampleClock {
     windows: u32,
     /// Buffers in a row more than [`RESYNC_NS`] off.
     off_run: u32,
+    /// A correction not yet made, in samples: silence to put in (> 0) or
+    /// samples to cut (< 0).
+    pending: i64,
+}
+
+/// What becomes of one buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Session time of its first kept sample.
+    pub pts: i64,
+    /// Of the kept samples.
+    pub duration: i64,
+    pub discont: bool,
+    /// Samples cut from its head; all of them: the buffer is dropped.
+    pub skip: u64,
+    /// Samples of silence put in before it (then `skip` is 0).
+    pub pad: u64,
 }
 
 impl SampleClock {
@@ -54,9 +76,8 @@ impl SampleClock {
             + (u128::from(samples) * 1_000_000_000 / u128::from(self.rate)) as i64
     }
 
-    /// A buffer of `samples` frames the source stamped `pts_ns`: its
-    /// (timestamp, duration, discont).
-    pub fn stamp(&mut self, pts_ns: i64, samples: u64) -> (i64, i64, bool) {
+    /// A buffer of `samples` frames the source stamped `pts_ns`.
+    pub fn stamp(&mut self, pts_ns: i64, samples: u64) -> Stamp {
         let base = *self.base.get_or_insert(pts_ns);
         let mut discont = false;
         let offset = pts_ns - self.at(self.samples);
@@ -69,6 +90,7 @@ impl SampleClock {
             self.base = Some(base + offset);
             self.offsets.clear();
             self.off_run = 0;
+            self.pending = 0;
             discont = true;
         } else {
             self.offsets.push(offset);
@@ -81,19 +103,31 @@ impl SampleClock {
                 } else {
                     median.clamp(-MAX_SLEW_NS, MAX_SLEW_NS)
                 };
-                self.base = Some(base + step);
+                self.pending += (i128::from(step) * i128::from(self.rate) / 1_000_000_000) as i64;
                 self.windows += 1;
             }
         }
+        let (pad, skip) = if self.pending >= 0 {
+            (self.pending.unsigned_abs(), 0)
+        } else {
+            (0, self.pending.unsigned_abs().min(samples))
+        };
+        self.pending += skip as i64 - pad as i64;
         let start = self.at(self.samples);
-        self.samples += samples;
+        self.samples += pad + samples - skip;
         let end = self.at(self.samples);
-        (start, end - start, discont)
+        Stamp {
+            pts: start,
+            duration: end - start,
+            discont,
+            skip,
+            pad,
+        }
     }
 }
 
 /// Restamps the buffers leaving element `name` (a capsfilter fixing
-/// 48 kHz and `bytes_per_frame`) by [`SampleClock`].
+/// S16LE at 48 kHz, `bytes_per_frame`) by [`SampleClock`].
 pub fn attach(pipeline: &gst::Pipeline, name: &str, rate: u32, bytes_per_frame: u32) {
     let Some(pad) = pipeline.by_name(name).and_then(|e| e.static_pad("src")) else {
         tracing::warn!("audio clock: no element {name}");
@@ -106,21 +140,47 @@ pub fn attach(pipeline: &gst::Pipeline, name: &str, rate: u32, bytes_per_frame: 
             && let Some(pts) = buffer.pts()
         {
             let samples = (buffer.size() / bpf) as u64;
-            let (t, d, discont) = clock
+            let st = clock
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .stamp(pts.nseconds() as i64, samples);
-            let b = buffer.make_mut();
-            b.set_pts(gst::ClockTime::from_nseconds(t.max(0) as u64));
-            b.set_duration(gst::ClockTime::from_nseconds(d.max(0) as u64));
-            if discont {
-                b.set_flags(gst::BufferFlags::DISCONT);
-            } else {
-                b.unset_flags(gst::BufferFlags::DISCONT);
+            if !apply(buffer, st, samples, bpf) {
+                return gst::PadProbeReturn::Drop;
             }
         }
         gst::PadProbeReturn::Ok
     });
+}
+
+/// Makes `buffer` (of `samples` frames of `bpf` bytes) what `st` says;
+/// false: drop it (all its samples cut, or it could not be read).
+fn apply(buffer: &mut gst::Buffer, st: Stamp, samples: u64, bpf: usize) -> bool {
+    if st.skip >= samples {
+        return false;
+    }
+    let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).saturating_mul(bpf);
+    if st.pad > 0 {
+        // Silence (S16LE: zero bytes) before the samples.
+        let Ok(map) = buffer.map_readable() else {
+            return false;
+        };
+        let mut data = vec![0u8; bytes(st.pad)];
+        data.extend_from_slice(&map);
+        drop(map);
+        *buffer = gst::Buffer::from_mut_slice(data);
+    }
+    let b = buffer.make_mut();
+    if st.skip > 0 && b.resize(bytes(st.skip)..).is_err() {
+        return false;
+    }
+    b.set_pts(gst::ClockTime::from_nseconds(st.pts.max(0) as u64));
+    b.set_duration(gst::ClockTime::from_nseconds(st.duration.max(0) as u64));
+    if st.discont {
+        b.set_flags(gst::BufferFlags::DISCONT);
+    } else {
+        b.unset_flags(gst::BufferFlags::DISCONT);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -139,30 +199,58 @@ mod tests {
             .collect()
     }
 
+    /// The kept buffers, each starting where the one before it ended.
+    fn assert_contiguous(out: &[Stamp]) {
+        let kept: Vec<&Stamp> = out.iter().filter(|o| o.duration > 0).collect();
+        for (i, w) in kept.windows(2).enumerate() {
+            assert_eq!(
+                w[1].pts,
+                w[0].pts + w[0].duration,
+                "buffer {}: {w:?}",
+                i + 1
+            );
+        }
+    }
+
     #[test]
     fn bursts_of_stamps_become_an_even_timeline() {
         let mut c = SampleClock::new(48_000);
         let stamps = bursty(1000, 2_000_000_000, 0.0);
         let out: Vec<_> = stamps.iter().map(|&p| c.stamp(p, 480)).collect();
-        // Contiguous, but at the end of the first window, where the start's
-        // offset (the bursts' median) is taken once.
-        let steps: Vec<(usize, i64)> = out
-            .windows(2)
+        // The first buffer came 30 ms late, the bursts' median 20 ms: at the
+        // end of the first window the timeline goes 10 ms back, by cutting
+        // that much audio (one buffer), not by stamping over what was sent.
+        assert_contiguous(&out);
+        let cut: Vec<(usize, u64)> = out
+            .iter()
             .enumerate()
-            .map(|(i, w)| (i + 1, w[1].0 - w[0].0))
-            .filter(|(_, d)| *d != 10_000_000)
+            .filter(|(_, o)| o.skip > 0)
+            .map(|(i, o)| (i, o.skip))
             .collect();
-        assert_eq!(steps.len(), 1, "{steps:?}");
-        assert_eq!(steps[0].0 as u64, WINDOW_SAMPLES / 480 - 1);
-        assert!((steps[0].1 - 10_000_000).abs() <= 30_000_000, "{steps:?}");
-        // The bursts' median (15 ms late) is taken at the first window, so
-        // sample 0 lands within 20 ms of its true time.
+        assert_eq!(cut, [(WINDOW_SAMPLES as usize / 480 - 1, 480)]);
+        // So sample 0 lands within 20 ms of its true time.
+        let truth = |i: usize| 2_000_000_000 + i as i64 * 10_000_000;
         assert!(
-            (out[300].0 - (2_000_000_000 + 3_000_000_000)).abs() <= 20_000_000,
+            (out[300].pts - truth(300)).abs() <= 20_000_000,
             "{:?}",
             out[300]
         );
-        assert!(out.iter().all(|o| !o.2), "no discontinuity");
+        assert!(out.iter().all(|o| !o.discont), "no discontinuity");
+    }
+
+    #[test]
+    fn a_correction_back_within_a_buffer_cuts_its_head() {
+        let mut c = SampleClock::new(48_000);
+        // 20 ms buffers, the first stamped 7 ms late, the rest on time.
+        let stamps: Vec<i64> = (0..200)
+            .map(|i| i * 20_000_000 + if i == 0 { 7_000_000 } else { 0 })
+            .collect();
+        let out: Vec<_> = stamps.iter().map(|&p| c.stamp(p, 960)).collect();
+        assert_contiguous(&out);
+        let cut: Vec<u64> = out.iter().map(|o| o.skip).filter(|&k| k > 0).collect();
+        assert_eq!(cut, [336], "7 ms at 48 kHz");
+        // Afterwards each buffer is stamped at its true time.
+        assert_eq!(out[150].pts, stamps[150]);
     }
 
     #[test]
@@ -176,16 +264,68 @@ mod tests {
         let last = *stamps.last().unwrap();
         stamps.extend((1..1000).map(|i| last + 1_500_000_000 + i * 10_000_000));
         let out: Vec<_> = stamps.iter().map(|&p| c.stamp(p, 480)).collect();
-        let err = out[19_999].0 - stamps[19_999];
+        let err = out[19_999].pts - stamps[19_999];
         assert!(
             err.abs() <= 2_000_000,
             "drift followed within 2 ms, got {err}"
         );
         assert!(
-            out.iter().filter(|o| o.2).count() == 1,
+            out.iter().filter(|o| o.discont).count() == 1,
             "one discontinuity at the gap"
         );
-        let after = out[20_500].0 - stamps[20_500];
+        let after = out[20_500].pts - stamps[20_500];
         assert!(after.abs() <= 2_000_000, "after the gap: {after}");
+        // Before the gap, contiguous: 20 ms of silence put in, at most 0.5
+        // ms at a time.
+        assert_contiguous(&out[..20_000]);
+        let pad: u64 = out[..20_000].iter().map(|o| o.pad).sum();
+        assert!((800..=1100).contains(&pad), "{pad} samples of silence");
+        assert!(out.iter().all(|o| o.pad <= 24 && o.skip == 0));
+    }
+
+    #[test]
+    fn silence_goes_in_and_samples_come_out_of_real_buffers() {
+        gst::init().unwrap();
+        let samples: Vec<u8> = (1..=8u8).flat_map(|v| [v, 0]).collect(); // 8 S16LE frames
+        let st = |pts, pad, skip| Stamp {
+            pts,
+            duration: 1000,
+            discont: false,
+            skip,
+            pad,
+        };
+        let mut b = gst::Buffer::from_slice(samples.clone());
+        assert!(apply(&mut b, st(5, 3, 0), 8, 2));
+        assert_eq!(
+            b.map_readable().unwrap().as_slice()[..8],
+            [0, 0, 0, 0, 0, 0, 1, 0]
+        );
+        assert_eq!(b.size(), 22);
+        assert_eq!(b.pts(), Some(gst::ClockTime::from_nseconds(5)));
+        let mut b = gst::Buffer::from_slice(samples.clone());
+        assert!(apply(&mut b, st(7, 0, 5), 8, 2));
+        assert_eq!(b.map_readable().unwrap().as_slice(), [6, 0, 7, 0, 8, 0]);
+        let mut b = gst::Buffer::from_slice(samples);
+        assert!(!apply(&mut b, st(7, 0, 8), 8, 2), "all cut: dropped");
+    }
+
+    #[test]
+    fn a_slow_card_is_followed_by_cutting_never_overlapping() {
+        let mut c = SampleClock::new(48_000);
+        // 100 ppm slow for 200 s: the count runs ahead of the stamps.
+        let stamps: Vec<i64> = (0..20_000)
+            .map(|i| (i as f64 * 10_000_000.0 * 0.9999) as i64)
+            .collect();
+        let out: Vec<_> = stamps.iter().map(|&p| c.stamp(p, 480)).collect();
+        assert_contiguous(&out);
+        let err = out[19_999].pts - stamps[19_999];
+        assert!(
+            err.abs() <= 2_000_000,
+            "drift followed within 2 ms, got {err}"
+        );
+        // 20 ms of samples cut in all, at most 0.5 ms at a time.
+        let cut: u64 = out.iter().map(|o| o.skip).sum();
+        assert!((800..=1100).contains(&cut), "{cut} samples cut");
+        assert!(out.iter().all(|o| o.skip <= 24), "no cut over 0.5 ms");
     }
 }

@@ -182,9 +182,10 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
         audio.len(),
         "beeps beyond 20 ms of their scheduled time: {audio:.1?}"
     );
-    // And no Opus packet overlaps the one before (the decoder would drop
-    // it), after the first: the encoder's priming packet (pre-skip) is
-    // stamped at the input's start and always overlaps the second.
+    // And no Opus packet overlaps the one before (a decoder may drop it),
+    // after the first: the encoder's priming packet (pre-skip) is stamped
+    // at the input's start and always overlaps the second.
+    let mut with_audio = 0;
     for s in m.segments.iter().filter(|s| s.group == "main") {
         let o = std::process::Command::new("ffprobe")
             .args([
@@ -208,17 +209,52 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
                 Some((p.parse().ok()?, d.parse().ok()?))
             })
             .collect();
-        assert!(!packets.is_empty(), "{}: no audio packet", s.file);
+        // The sink's monitor gives nothing until Chromium first plays (about
+        // 1.8 s in): a first segment cut before that has no audio.
+        if packets.is_empty() {
+            assert!(
+                s.end_ns.is_some_and(|e| e <= 3_000_000_000),
+                "{}: no audio packet (segment ends at {:?} ns)",
+                s.file,
+                s.end_ns
+            );
+            continue;
+        }
+        with_audio += 1;
+        // Matroska keeps milliseconds: two packets 20 ms apart can read
+        // 19 ms apart once rounded, which is not an overlap.
         let overlaps = packets[1..]
             .windows(2)
-            .filter(|w| w[1].0 < w[0].0 + w[0].1 - 0.001)
+            .filter(|w| w[1].0 < w[0].0 + w[0].1 - 0.0015)
             .count();
         assert_eq!(
             overlaps, 0,
             "{}: {overlaps} audio packets overlap the one before",
             s.file
         );
+        // And decoded, every packet gives its 20 ms (960 samples); only the
+        // encoder's pre-skip (under one packet) is taken off the first.
+        let pcm = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(bundle_dir.join(&s.file))
+            .args(["-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            pcm.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pcm.stderr)
+        );
+        let decoded = pcm.stdout.len() / 2;
+        let sent = packets.len() * 960;
+        assert!(
+            decoded <= sent && sent - decoded < 960,
+            "{}: {decoded} samples decoded from {} packets: a packet was dropped",
+            s.file,
+            packets.len()
+        );
     }
+    assert!(with_audio > 0, "no segment has audio");
     assert!(
         finite_median(audio).abs() <= 10.0,
         "median beep onset {:.1} ms",
