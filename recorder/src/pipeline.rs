@@ -82,7 +82,9 @@ const PIXELS_PER_THREAD: u64 = 1920 * 1080 * 30;
 
 /// Threads for converting or encoding `width`x`height` at `fps`.
 fn video_threads(width: u32, height: u32, fps: u32) -> u32 {
-    let rate = u64::from(width) * u64::from(height) * u64::from(fps);
+    let rate = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(u64::from(fps));
     u32::try_from(rate.div_ceil(PIXELS_PER_THREAD).clamp(1, 16)).unwrap_or(16)
 }
 
