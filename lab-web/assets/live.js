@@ -134,7 +134,7 @@ export class Hints {
   event(e) {
     if (e.source !== 'browser') return;
     const d = e.data || {};
-    if (e.kind === 'click_effect') { this.effect(e, d); return; }
+    if (e.kind === 'click_effect') { this.effect(d); return; }
     this.lastBrowser = e.t_ns; this.idleSaid = false;
     if (e.kind === 'click') {
       this.clicks = this.clicks.filter((c) => e.t_ns - c.t < 1e9).concat({t: e.t_ns, x: d.x, y: d.y, sel: d.selector});
@@ -152,7 +152,7 @@ export class Hints {
     }
   }
   /** A click's effect: a hint when a control was clicked and nothing changed. */
-  effect(e, d) {
+  effect(d) {
     const click = this.pending.get(d.click_id);
     if (!click) return;
     this.pending.delete(d.click_id);
