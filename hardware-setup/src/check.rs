@@ -52,6 +52,10 @@ pub struct CheckReport {
     pub audio_seconds: f64,
     /// Event -> first frame showing it, ms.
     pub flash_offsets_ms: Vec<f64>,
+    /// Per flash, how long after the page set the colour its event was
+    /// stamped, ms (NaN when the page did not say when it asked): the
+    /// earliest a frame can show a flash is its event less this.
+    pub flash_stamp_delay_ms: Vec<f64>,
     /// Scheduled beep -> its onset in the recorded audio, ms.
     pub beep_offsets_ms: Vec<f64>,
     pub clock_uncertainty_ms: Option<f64>,
@@ -218,6 +222,18 @@ pub fn analyse(dir: &Path, station: &StationConfig) -> anyhow::Result<CheckRepor
     report.flash_offsets_ms = flash_offsets_ms(&screen_frames, &flashes);
     if let Some(c) = m.clock.clients.first() {
         report.clock_uncertainty_ms = Some(c.uncertainty_ns as f64 / 1e6);
+        report.flash_stamp_delay_ms = events
+            .iter()
+            .filter(|e| {
+                e.kind == "flash" && hex_colour(e.data["colour"].as_str().unwrap_or("")).is_some()
+            })
+            .map(|e| {
+                e.data["asked_ms"].as_f64().map_or(f64::NAN, |at| {
+                    let asked = (at * 1e6).round() as i64 + c.offset_ns;
+                    (e.t_ns - asked) as f64 / 1e6
+                })
+            })
+            .collect();
         report.beep_offsets_ms = events
             .iter()
             .filter(|e| e.kind == "beep")
@@ -344,6 +360,12 @@ impl CheckReport {
                 self.frame_ms
             );
         }
+        if self.flash_stamp_delay_ms.iter().any(|x| x.is_finite()) {
+            r += &format!(
+                "  page: colour set -> event stamped: {}\n",
+                stats(&self.flash_stamp_delay_ms)
+            );
+        }
         if !self.beep_offsets_ms.is_empty() {
             r += &format!("  event -> audio onset: {}\n", stats(&self.beep_offsets_ms));
             if let Some(o) = self.audio_video_offset_ms() {
@@ -382,6 +404,7 @@ mod tests {
             }],
             audio_seconds: 5.0,
             flash_offsets_ms: vec![20.0, f64::NAN, 24.0],
+            flash_stamp_delay_ms: vec![],
             beep_offsets_ms: vec![50.0],
             clock_uncertainty_ms: Some(0.5),
             frame_ms: 40.0,

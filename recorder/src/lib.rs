@@ -22,6 +22,7 @@ pub mod limits;
 pub mod live;
 pub mod pipeline;
 pub mod preflight;
+pub mod priority;
 pub mod recover;
 pub mod sensors;
 pub mod server;

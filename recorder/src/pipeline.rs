@@ -50,8 +50,14 @@ pub struct PipelinePlan {
 }
 
 /// A live branch's queue: at most 1 s held, the oldest dropped beyond it.
-const LIVE_QUEUE: &str =
-    "queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=1000000000";
+/// Named `live_…` like every live element: its thread keeps the normal
+/// priority ([`crate::priority`]).
+fn live_queue(track: &str) -> String {
+    format!(
+        "queue name={}queue_{track} leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=1000000000",
+        crate::priority::LIVE_PREFIX
+    )
+}
 
 /// The live muxer and sink of `track`.
 fn live_mux(track: &str) -> String {
@@ -65,7 +71,8 @@ fn live_mux(track: &str) -> String {
 fn video_out(track: &str, group: &str, live: bool, queue: &str) -> String {
     if live {
         format!(
-            "tee name=tee_{track}\ntee_{track}. ! {queue} ! mux_{group}.video\ntee_{track}. ! {LIVE_QUEUE} ! h264parse ! live_{track}.video_0\n{}",
+            "tee name=tee_{track}\ntee_{track}. ! {queue} ! mux_{group}.video\ntee_{track}. ! {} ! h264parse ! live_{track}.video_0\n{}",
+            live_queue(track),
             live_mux(track)
         )
     } else {
@@ -316,7 +323,8 @@ pub fn plan(
         }
         if live && i == 0 {
             d += &format!(
-                "tee_{id}. ! {LIVE_QUEUE} ! live_{id}.audio_0\n{}",
+                "tee_{id}. ! {} ! live_{id}.audio_0\n{}",
+                live_queue(&id),
                 live_mux(&id)
             );
         }

@@ -135,23 +135,40 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
 
     // A frame stamped T shows the screen as it was at T, so the first frame
     // with the colour is captured 0-1 frame after the flash reached the
-    // screen. The event is stamped right after the page painted, leaving
-    // only Chromium's raster-and-present step (1-3 ms measured under Xvfb)
-    // between the two. On average the offset is half a frame; a systematic
-    // clock error moves the mean whatever the sampling phase, so the mean is
-    // checked as well as each flash.
-    let mean_video = video.iter().sum::<f64>() / video.len() as f64;
-    println!(
-        "video: mean event->frame {mean_video:.1} ms, expected about half a frame ({:.1} ms)",
-        frame_ms / 2.0
-    );
+    // screen. The page brackets that moment: it sets the colour in an
+    // animation frame (`asked`, the earliest any frame can show it) and
+    // stamps the event in a task Chromium runs after that frame's paint,
+    // raster and present following within 1-3 ms (measured under Xvfb).
+    // Idle, the bracket is 1-3 ms wide; beside two busy loops Chromium ran
+    // the stamping task up to 28 ms after setting the colour, and flashes
+    // then showed up to 20 ms "before" their event, though never before
+    // their `asked`. So each flash is judged against its bracket.
+    let delay = &report.flash_stamp_delay_ms;
+    assert_eq!(delay.len(), FLASHES, "every flash says when it was asked");
+    for (i, d) in delay.iter().enumerate() {
+        assert!(
+            d.is_finite() && *d >= 0.0,
+            "flash {i}: the page set its colour {d:.1} ms after stamping it"
+        );
+    }
+    println!("video: event -> frame {video:.1?} ms");
+    println!("page: colour set -> event stamped {delay:.1?} ms");
+    // Never before the page asked (1 ms for the clock mapping), never over
+    // two frames after the event.
+    for (i, (o, d)) in video.iter().zip(delay).enumerate() {
+        assert!(
+            *o >= -d - 1.0 && *o <= 2.0 * frame_ms,
+            "flash {i} shown {o:.1} ms after its event, which came {d:.1} ms after its colour was set"
+        );
+    }
     // Chromium's compositor is itself a program on this 2-core box: under
     // load a frame can reach the screen a few ms late, which is not a clock
-    // error. So at least 10 flashes must land within one frame (+3 ms of
-    // measured render latency) and none beyond two frames.
+    // error. So at least 10 flashes within one frame (+3 ms of measured
+    // render latency) of their bracket.
     let within = video
         .iter()
-        .filter(|o| (-1.0..=frame_ms + 3.0).contains(*o))
+        .zip(delay)
+        .filter(|&(o, d)| *o >= -d - 1.0 && *o <= frame_ms + 3.0)
         .count();
     println!(
         "video: {within} of {} flashes within one frame",
@@ -161,9 +178,14 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
         within >= 10,
         "only {within} flashes within one frame: {video:.1?}"
     );
-    assert!(
-        video.iter().all(|o| (-1.0..=2.0 * frame_ms).contains(o)),
-        "a flash beyond two frames: {video:.1?}"
+    // On average a flash lands half a frame after it reached the screen; a
+    // systematic clock error moves the mean whatever the sampling phase, so
+    // the mean is checked too, from the middle of each bracket.
+    let mids: Vec<f64> = video.iter().zip(delay).map(|(o, d)| o + d / 2.0).collect();
+    let mean_video = mids.iter().sum::<f64>() / mids.len() as f64;
+    println!(
+        "video: mean bracket middle -> frame {mean_video:.1} ms, expected about half a frame ({:.1} ms)",
+        frame_ms / 2.0
     );
     assert!(
         (mean_video - frame_ms / 2.0).abs() <= 8.0,
@@ -267,7 +289,7 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
         "median beep onset {:.1} ms",
         finite_median(audio)
     );
-    let av = finite_median(audio) - (finite_median(video) - frame_ms / 2.0);
+    let av = finite_median(audio) - (finite_median(&mids) - frame_ms / 2.0);
     println!("A/V offset {av:+.1} ms");
     assert!(av.abs() <= 20.0, "audio/video offset {av:.1} ms");
 }

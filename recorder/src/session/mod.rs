@@ -369,6 +369,9 @@ async fn start(
 
 /// Sets the pipeline playing and returns the session clock once it runs.
 fn play(pipeline: &gst::Pipeline) -> Result<SessionClock, RecordError> {
+    if let Some(bus) = pipeline.bus() {
+        crate::priority::install(&bus);
+    }
     pipeline.set_state(gst::State::Playing).map_err(|_| {
         RecordError::Start(
             first_error(pipeline).unwrap_or_else(|| "pipeline refused to play".into()),

@@ -227,7 +227,7 @@ impl Recording {
         } = live;
         let pipeline = self.teardown.pipeline().clone();
         let (manifest, bundle, clock) = (&mut self.manifest, &self.bundle, &self.clock);
-        let mut bus = pipeline.bus().expect("a pipeline has a bus").stream();
+        let mut bus = crate::priority::stream(&pipeline.bus().expect("a pipeline has a bus"));
         let deadline = duration.map(|d| {
             tokio::time::Instant::now()
                 + d.saturating_sub(Duration::from_nanos(since_zero.max(0) as u64))
