@@ -191,7 +191,24 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         r#"{"type":"step","label":"Проверка"}"#,
     );
 
-    let run = Command::new("node")
+    // The observers' browsers as a lab's would be: not allowed to raise
+    // their threads' priority. Chromium run as root does (its compositor
+    // threads at nice -8), and no observer's browser, on its own machine,
+    // competes with the station's recording like that.
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let mut run = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--bounding-set=-sys_nice",
+            "--inh-caps=-sys_nice",
+            "--",
+            "node",
+        ]);
+        c
+    } else {
+        Command::new("node")
+    };
+    let run = run
         .arg(e2e.join("live.mjs"))
         .args([&web.url, &id, &ws, "glass", "observer-pw-1"])
         .arg(OBSERVERS.to_string())
@@ -313,17 +330,19 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     // two cores, which a lab's observers do not (issue 15 asks for 0; open).
     let mut frames = 0usize;
     let mut missing = 0usize;
+    let mut longest = 0i64;
     for s in m.segments.iter().filter(|s| s.group == "main") {
         let f = lab_tests::video_frames(&dir.join(&s.file)).unwrap();
         assert!(!f.is_empty(), "{} has no frame", s.file);
         frames += f.len();
-        missing += f
-            .windows(2)
-            .filter(|w| w[1].0 - w[0].0 > 50_000_000)
-            .count();
+        for w in f.windows(2).filter(|w| w[1].0 - w[0].0 > 50_000_000) {
+            missing += 1;
+            longest = longest.max(w[1].0 - w[0].0);
+        }
     }
     let expected = secs * 30.0;
     println!(
-        "screen: {frames} frames decoded in {secs:.1} s (30 fps: {expected:.0}), {missing} steps over 50 ms"
+        "screen: {frames} frames decoded in {secs:.1} s (30 fps: {expected:.0}), {missing} steps over 50 ms, the longest {} ms",
+        longest / 1_000_000
     );
 }
