@@ -181,7 +181,7 @@ fn optical_and_audio_sync_within_one_frame_and_20_ms() {
     // On average a flash lands half a frame after it reached the screen; a
     // systematic clock error moves the mean whatever the sampling phase, so
     // the mean is checked too, from the middle of each bracket.
-    let mids: Vec<f64> = video.iter().zip(delay).map(|(o, d)| o + d / 2.0).collect();
+    let mids = report.flash_middle_offsets_ms();
     let mean_video = mids.iter().sum::<f64>() / mids.len() as f64;
     println!(
         "video: mean bracket middle -> frame {mean_video:.1} ms, expected about half a frame ({:.1} ms)",
