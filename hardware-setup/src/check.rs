@@ -45,6 +45,14 @@ impl TrackFrames {
     }
 }
 
+/// A flash whose event the page stamped at most this long after setting its
+/// colour (idle: 0.8-2.7 ms, measured) has its event as the reference for
+/// when it reached the screen.
+pub const NARROW_BRACKET_MS: f64 = 5.0;
+/// At least this many flashes with such a reference, or the browser was too
+/// busy to measure by.
+pub const MIN_REFERENCE_FLASHES: usize = 6;
+
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub bundle: PathBuf,
@@ -53,8 +61,8 @@ pub struct CheckReport {
     /// Event -> first frame showing it, ms.
     pub flash_offsets_ms: Vec<f64>,
     /// Per flash, how long after the page set the colour its event was
-    /// stamped, ms (NaN when the page did not say when it asked): the
-    /// earliest a frame can show a flash is its event less this.
+    /// stamped, ms, on the page's clock (NaN when the page did not say when
+    /// it asked): no frame can show a flash before its event less this.
     pub flash_stamp_delay_ms: Vec<f64>,
     /// Scheduled beep -> its onset in the recorded audio, ms.
     pub beep_offsets_ms: Vec<f64>,
@@ -214,26 +222,25 @@ pub fn analyse(dir: &Path, station: &StationConfig) -> anyhow::Result<CheckRepor
     }
     report.audio_seconds = audio.iter().map(|(_, s)| s.len() as f64 / 48e3).sum();
     let (events, _) = bundle.read_events()?;
-    let flashes: Vec<_> = events
+    // Each flash: its session time, colour, and how long after setting the
+    // colour the page stamped it (both on the page's own clock).
+    let flashes: Vec<(i64, [f32; 3], f64)> = events
         .iter()
         .filter(|e| e.kind == "flash")
-        .filter_map(|e| Some((e.t_ns, hex_colour(e.data["colour"].as_str()?)?)))
+        .filter_map(|e| {
+            let colour = hex_colour(e.data["colour"].as_str()?)?;
+            let delay = match (e.client_time_ms, e.data["asked_ms"].as_f64()) {
+                (Some(stamped), Some(asked)) => stamped - asked,
+                _ => f64::NAN,
+            };
+            Some((e.t_ns, colour, delay))
+        })
         .collect();
-    report.flash_offsets_ms = flash_offsets_ms(&screen_frames, &flashes);
+    let times: Vec<_> = flashes.iter().map(|&(t, c, _)| (t, c)).collect();
+    report.flash_offsets_ms = flash_offsets_ms(&screen_frames, &times);
+    report.flash_stamp_delay_ms = flashes.iter().map(|f| f.2).collect();
     if let Some(c) = m.clock.clients.first() {
         report.clock_uncertainty_ms = Some(c.uncertainty_ns as f64 / 1e6);
-        report.flash_stamp_delay_ms = events
-            .iter()
-            .filter(|e| {
-                e.kind == "flash" && hex_colour(e.data["colour"].as_str().unwrap_or("")).is_some()
-            })
-            .map(|e| {
-                e.data["asked_ms"].as_f64().map_or(f64::NAN, |at| {
-                    let asked = (at * 1e6).round() as i64 + c.offset_ns;
-                    (e.t_ns - asked) as f64 / 1e6
-                })
-            })
-            .collect();
         report.beep_offsets_ms = events
             .iter()
             .filter(|e| e.kind == "beep")
@@ -291,7 +298,15 @@ impl CheckReport {
                 ));
             }
         }
-        if let Some(v) = median(&self.flash_middle_offsets_ms())
+        let reference = self.flash_reference_offsets_ms();
+        if !self.flash_offsets_ms.is_empty() && reference.len() < MIN_REFERENCE_FLASHES {
+            p.push(format!(
+                "the browser stamped only {} of {} flashes within {NARROW_BRACKET_MS} ms of showing them: too busy to measure the video's timing",
+                reference.len(),
+                self.flash_offsets_ms.len()
+            ));
+        }
+        if let Some(v) = median(&reference)
             && !(-1.0..=self.frame_ms + 3.0).contains(&v)
         {
             p.push(format!("event-to-frame offset {v:.1} ms is over one frame"));
@@ -299,27 +314,29 @@ impl CheckReport {
         p
     }
 
-    /// Each flash's first frame measured from the middle of the page's
-    /// bracket (colour set .. event stamped), or from the event where the
-    /// page did not say when it set the colour. Idle the bracket is 1-3 ms
-    /// wide; a loaded browser stamps late, and the middle halves that error.
-    pub fn flash_middle_offsets_ms(&self) -> Vec<f64> {
+    /// Event -> first frame of the flashes whose event the page stamped
+    /// within [`NARROW_BRACKET_MS`] of setting the colour, where the event
+    /// is a good reference for when the colour reached the screen; all the
+    /// flashes where the page did not say when it set the colour. A loaded
+    /// browser stamps some events late, and a frame then seems early.
+    pub fn flash_reference_offsets_ms(&self) -> Vec<f64> {
         self.flash_offsets_ms
             .iter()
             .enumerate()
-            .map(|(i, o)| match self.flash_stamp_delay_ms.get(i) {
-                Some(d) if d.is_finite() && *d >= 0.0 => o + d / 2.0,
-                _ => *o,
+            .filter(|&(i, _)| match self.flash_stamp_delay_ms.get(i) {
+                Some(d) if d.is_finite() => *d <= NARROW_BRACKET_MS,
+                _ => true,
             })
+            .map(|(_, o)| *o)
             .collect()
     }
 
-    /// Median beep onset against the median flash (from its bracket's
-    /// middle), less half a frame (a flash lands on average half a frame
-    /// after it reached the screen); positive when the audio is later.
+    /// Median beep onset against the median flash (of those with a good
+    /// reference), less half a frame (a flash lands on average half a frame
+    /// after its event); positive when the audio is later.
     fn audio_video_offset_ms(&self) -> Option<f64> {
         let a = median(&self.beep_offsets_ms)?;
-        let v = median(&self.flash_middle_offsets_ms())?;
+        let v = median(&self.flash_reference_offsets_ms())?;
         Some(a - (v - self.frame_ms / 2.0))
     }
 
@@ -395,28 +412,33 @@ impl CheckReport {
 mod tests {
     use super::*;
 
-    /// A flash is measured from the middle of its bracket where the page
-    /// said when it set the colour, from its event otherwise; the median
-    /// rule and the A/V offset use those figures.
+    /// Only flashes the page stamped within 5 ms of setting their colour
+    /// (or that carry no such figure) judge the video's timing; too few of
+    /// them is a problem of its own.
     #[test]
-    fn flashes_are_measured_from_their_brackets_middle() {
+    fn flashes_are_judged_on_those_stamped_promptly() {
         let mut r = CheckReport {
-            flash_offsets_ms: vec![20.0, -3.0, f64::NAN, 30.0],
-            flash_stamp_delay_ms: vec![2.0, 10.0, 1.0, f64::NAN],
+            flash_offsets_ms: vec![20.0, -3.0, f64::NAN, 30.0, 10.0, 12.0, 14.0, 16.0],
+            flash_stamp_delay_ms: vec![2.0, 10.0, 1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0],
             beep_offsets_ms: vec![0.0],
             frame_ms: 33.3,
             ..Default::default()
         };
-        let m = r.flash_middle_offsets_ms();
-        assert_eq!((m[0], m[1], m[3]), (21.0, 2.0, 30.0));
-        assert!(m[2].is_nan());
-        assert!(r.problems().is_empty());
-        // Median of the middles is 21.0: audio 0 against 21.0 - 16.65.
+        let refs = r.flash_reference_offsets_ms();
+        assert_eq!(refs.len(), 7, "the 10 ms one is left out: {refs:?}");
+        assert!(!refs.contains(&-3.0));
+        assert!(r.problems().is_empty(), "{:?}", r.problems());
+        // Median of [10, 12, 14, 16, 20, 30] (NaN left out) is 16.
         let av = r.audio_video_offset_ms().unwrap();
-        assert!((av - (16.65 - 21.0)).abs() < 1e-9, "{av}");
-        // Without brackets the events are the reference, as before.
+        assert!((av - (16.65 - 16.0)).abs() < 1e-9, "{av}");
+        // A busy browser: most stamps late.
+        r.flash_stamp_delay_ms = vec![9.0; 8];
+        r.flash_stamp_delay_ms[0] = 1.0;
+        let p = r.problems();
+        assert!(p.iter().any(|x| x.contains("too busy")), "{p:?}");
+        // Without the page's figures every flash counts, as before.
         r.flash_stamp_delay_ms.clear();
-        assert_eq!(r.flash_middle_offsets_ms()[1], -3.0);
+        assert_eq!(r.flash_reference_offsets_ms().len(), 8);
     }
 
     #[test]

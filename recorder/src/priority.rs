@@ -2,16 +2,20 @@
 //!
 //! A station's two cores are shared with the participant's browser, and in
 //! tests with observers' browsers too. Under that load a capture thread that
-//! wakes late takes its frame late: `ximagesrc` stamps a frame with its slot
-//! on the frame grid, not with when it copied the screen, so a late wake
-//! shows newer content under an older time (the sync test once saw a flash
-//! 8.8 ms before its event), and an encoder that falls behind makes the
-//! capture skip slots. GStreamer's documented way to give its threads a
+//! wakes late takes its frame late: when `ximagesrc` has waited for a slot
+//! on the frame grid it stamps the frame with that slot, not with when it
+//! copied the screen, so a late wake shows newer content under an older
+//! time; an encoder that falls behind makes the capture skip slots; and the
+//! microphone's buffers come in bursts. GStreamer's documented way to give its threads a
 //! priority is the `STREAM_STATUS` message of type `Enter`, posted from the
 //! new streaming thread itself: a bus sync handler runs in that thread and
 //! sets its nice value (on Linux a nice value belongs to a thread,
 //! setpriority(2)). Threads the live view owns (elements named `live_…`)
-//! stay as they are, so the observers never compete with the recording.
+//! stay at the process's priority, so the observers never compete with the
+//! recording, and a thread leaving its task goes back to it (the task pool
+//! reuses threads). Helper threads an element starts itself inherit the
+//! raised value (x264's); those taken from GLib's shared pool
+//! (videoconvert's with `n-threads` > 1, above 1080p30) do not.
 //!
 //! Lowering a nice value needs `CAP_SYS_NICE` or an `RLIMIT_NICE` allowing
 //! it (`docs/station-config.md`: `/etc/security/limits.d` or systemd's
@@ -45,14 +49,16 @@ pub fn on_message(msg: &gst::Message) {
         return;
     };
     let (kind, owner) = s.get();
-    if kind != gst::StreamStatusType::Enter {
-        return;
-    }
-    if owner.name().starts_with(LIVE_PREFIX) {
-        // GStreamer reuses pooled threads: one a recording element had
-        // may come back to the live view, which must not inherit its rank.
-        let _ = lower_current_thread_to_process();
-        return;
+    match kind {
+        gst::StreamStatusType::Enter if !owner.name().starts_with(LIVE_PREFIX) => {}
+        gst::StreamStatusType::Enter | gst::StreamStatusType::Leave => {
+            // GStreamer's task pool reuses threads: one leaving a recording
+            // element goes back to the process's priority, and a live
+            // element never keeps one it was handed.
+            let _ = lower_current_thread_to_process();
+            return;
+        }
+        _ => return,
     }
     if let Err(e) = raise_current_thread(RECORDING_NICE)
         && !WARNED.swap(true, Ordering::Relaxed)
@@ -162,7 +168,15 @@ impl Stream for BusMessages {
     type Item = gst::Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<gst::Message>> {
-        self.rx.poll_recv(cx)
+        match self.rx.poll_recv(cx) {
+            // A message posted while the handlers were swapped may have been
+            // queued on the bus after the queue was moved: take it now.
+            Poll::Pending => match self.bus.upgrade().and_then(|b| b.pop()) {
+                Some(msg) => Poll::Ready(Some(msg)),
+                None => Poll::Pending,
+            },
+            ready => ready,
+        }
     }
 }
 
