@@ -120,6 +120,21 @@ fn current_tid() -> libc::id_t {
     unsafe { libc::gettid() as libc::id_t }
 }
 
+/// Whether a recording started by this process could raise its threads
+/// (tried once, on a scratch thread), for the console's pre-flight check.
+pub fn recording_can_raise() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        std::thread::spawn(|| raise_current_thread(RECORDING_NICE).is_ok())
+            .join()
+            .unwrap_or(false)
+    })
+}
+
+/// What the console says when [`recording_can_raise`] is false.
+pub const CANNOT_RAISE_RU: &str = "Запись не сможет повысить приоритет своих потоков: на загруженном компьютере возможны пропуски кадров и сдвиг звука. Администратору: разрешить учётной записи станции nice −10 (docs/station-config.md, «Priority»).";
+pub const CANNOT_RAISE_EN: &str = "The recording cannot raise its threads' priority: on a busy computer frames may be dropped and the sound may drift. For the administrator: allow the station's account nice -10 (docs/station-config.md, \"Priority\").";
+
 /// Installs the priority rule as `bus`'s sync handler, every message then
 /// queued on the bus as usual. Call before the pipeline leaves `Null`.
 pub fn install(bus: &gst::Bus) {
@@ -223,7 +238,7 @@ mod tests {
         let bus = pipeline.bus().unwrap();
         install(&bus);
         let base = thread_nice(0).unwrap();
-        let allowed = can_raise_to(RECORDING_NICE);
+        let allowed = recording_can_raise();
         pipeline.set_state(gst::State::Playing).unwrap();
         let mut messages = stream(&bus);
         let mut eos = false;
@@ -249,13 +264,5 @@ mod tests {
             };
             assert_eq!(*nice, want, "{name}: {seen:?} (allowed: {allowed})");
         }
-    }
-
-    /// Whether this process may set a thread's nice value to `nice` (tried
-    /// on a scratch thread).
-    fn can_raise_to(nice: i32) -> bool {
-        std::thread::spawn(move || raise_current_thread(nice).is_ok())
-            .join()
-            .unwrap()
     }
 }

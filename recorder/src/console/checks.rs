@@ -56,6 +56,12 @@ async fn status(State(c): S) -> Response {
     drop(g);
     let mut body = body;
     body["disk"] = json!(disk);
+    let raised = crate::priority::recording_can_raise();
+    body["priority"] = json!({
+        "raised": raised,
+        "warning_ru": (!raised).then_some(crate::priority::CANNOT_RAISE_RU),
+        "warning_en": (!raised).then_some(crate::priority::CANNOT_RAISE_EN),
+    });
     body["sync"] = c
         .sync_result
         .lock()

@@ -195,6 +195,7 @@ function renderPreflight(p) {
   if (p.disk) $('disk-line').textContent = t('disk_line', {f: fmtBytes(p.disk.free_bytes), h: (p.disk.hours_left || 0).toFixed(1)});
   const problems = (p.problems || []).map((x) => el('div', {class: 'problem', role: 'alert', 'data-track': x.track}, lang === 'ru' ? x.message_ru : x.message_en));
   if (p.disk && (lang === 'ru' ? p.disk.warning_ru : p.disk.warning_en)) problems.push(el('div', {class: 'problem'}, lang === 'ru' ? p.disk.warning_ru : p.disk.warning_en));
+  if (p.priority && !p.priority.raised) problems.push(el('div', {class: 'problem'}, lang === 'ru' ? p.priority.warning_ru : p.priority.warning_en));
   $('problems').replaceChildren(...problems);
   const devices = (p.devices || []).filter((d) => d.kind === 'screen' || d.kind === 'camera');
   const box = $('previews');
