@@ -46,7 +46,7 @@ impl TrackFrames {
 }
 
 /// A flash whose event the page stamped at most this long after setting its
-/// colour (idle: 0.8-2.7 ms, measured) has its event as the reference for
+/// colour (idle: 0.8-4.3 ms, measured) has its event as the reference for
 /// when it reached the screen.
 pub const NARROW_BRACKET_MS: f64 = 5.0;
 /// At least this many flashes with such a reference, or the browser was too
@@ -301,7 +301,7 @@ impl CheckReport {
         let reference = self.flash_reference_offsets_ms();
         if !self.flash_offsets_ms.is_empty() && reference.len() < MIN_REFERENCE_FLASHES {
             p.push(format!(
-                "the browser stamped only {} of {} flashes within {NARROW_BRACKET_MS} ms of showing them: too busy to measure the video's timing",
+                "the browser stamped only {} of {} flashes within {NARROW_BRACKET_MS} ms of setting their colour: too busy to measure the video's timing",
                 reference.len(),
                 self.flash_offsets_ms.len()
             ));
