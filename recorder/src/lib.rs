@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod priority;
 pub mod recover;
+pub mod screen_convert;
 pub mod sensors;
 pub mod server;
 pub mod session;

@@ -159,6 +159,19 @@ pub(crate) fn screen_source(
     }
 }
 
+/// The screen's conversion to I420. An X server's captures (BGRx) go
+/// through `labscreenconvert` (`crate::screen_convert`: SIMD, a third of
+/// videoconvert's cost), behind a videoconvert that passes BGRx through and
+/// converts only an unusual server's pixels; other sources through
+/// videoconvert alone.
+fn screen_convert(source: &str, threads: u32) -> String {
+    if source == "ximagesrc" {
+        format!("videoconvert ! {}", crate::screen_convert::FACTORY)
+    } else {
+        format!("videoconvert n-threads={threads}")
+    }
+}
+
 /// The camera's source element, as `screen_source` (`src_camera`).
 pub(crate) fn camera_source(
     c: &CameraConfig,
@@ -251,8 +264,9 @@ pub fn plan(
     let s = &config.screen;
     let (source, device, src) = screen_source(s, test_sources);
     let threads = video_threads(s.width, s.height, s.framerate);
+    let convert = screen_convert(source, threads);
     d += &format!(
-        "{src} ! videoconvert n-threads={threads} ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
+        "{src} ! {convert} ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {queue} ! {} ! h264parse ! {}",
         s.width,
         s.height,
         s.framerate,
@@ -368,6 +382,12 @@ pub fn plan(
 /// Parses the plan into a pipeline clocked by the system's monotonic clock,
 /// so that session time can be read by the event endpoint at any moment.
 pub fn build(plan: &PipelinePlan) -> Result<gst::Pipeline, gst::glib::Error> {
+    crate::screen_convert::register().map_err(|e| {
+        gst::glib::Error::new(
+            gst::CoreError::Failed,
+            &format!("registering {}: {e}", crate::screen_convert::FACTORY),
+        )
+    })?;
     let element = gst::parse::launch(&plan.description)?;
     let pipeline = element
         .downcast::<gst::Pipeline>()
@@ -477,5 +497,10 @@ mod tests {
         assert_eq!(p.groups, ["main"]);
         assert!(p.live.is_empty() && !p.description.contains("mp4mux"));
         assert!(p.description.contains("ximagesrc") && p.description.contains("pulsesrc"));
+        // The X server's BGRx goes through the SIMD converter.
+        assert!(
+            p.description
+                .contains("show-pointer=true ! videoconvert ! labscreenconvert ! ")
+        );
     }
 }
