@@ -362,7 +362,9 @@ impl CheckReport {
             audio_seconds: self.audio_seconds,
             frame_ms: self.frame_ms,
             clock_uncertainty_ms: self.clock_uncertainty_ms,
-            event_to_frame_ms: OffsetStats::from_offsets(&self.flash_offsets_ms),
+            // The flashes the verdict is judged on; all of them are in
+            // `flash_offsets_ms`.
+            event_to_frame_ms: OffsetStats::from_offsets(&self.flash_reference_offsets_ms()),
             event_to_audio_ms: OffsetStats::from_offsets(&self.beep_offsets_ms),
             audio_video_offset_ms: self.audio_video_offset_ms(),
             flash_offsets_ms: offsets_or_none(&self.flash_offsets_ms),
@@ -484,5 +486,18 @@ mod tests {
             json.contains("\"flash_offsets_ms\":[20.0,null,24.0]"),
             "{json}"
         );
+
+        // A loaded browser stamped the second and third flash late: the
+        // summary the console shows is of those the check judges, the list
+        // keeps them all.
+        let late = CheckReport {
+            flash_offsets_ms: vec![20.0, -9.0, -12.0, 22.0],
+            flash_stamp_delay_ms: vec![1.0, 14.0, 20.0, 2.0],
+            ..r
+        };
+        let f = late.figures();
+        let e = f.event_to_frame_ms.as_ref().unwrap();
+        assert_eq!((e.min, e.median, e.measured), (20.0, 22.0, 2));
+        assert_eq!(f.flash_offsets_ms.len(), 4);
     }
 }

@@ -50,8 +50,10 @@ pub struct SyncFigures {
     pub frame_ms: f64,
     /// How well the browser's clock is placed on the session clock, ± ms.
     pub clock_uncertainty_ms: Option<f64>,
-    /// Flash event → first recorded frame showing it. `None`: not measured
-    /// (no flashing page: not an X screen, or `--no-optical`).
+    /// Flash event → first recorded frame showing it, over the flashes the
+    /// check judges (those the page stamped promptly; every flash is in
+    /// `flash_offsets_ms`). `None`: not measured (no flashing page: not an
+    /// X screen, or `--no-optical`).
     pub event_to_frame_ms: Option<OffsetStats>,
     /// Scheduled beep → its onset in the recorded audio.
     pub event_to_audio_ms: Option<OffsetStats>,
