@@ -98,6 +98,14 @@ fn may_raise_and_drop_it() -> bool {
     eff & (1 << CAP_SETPCAP) != 0 && eff & (1 << CAP_SYS_NICE) != 0
 }
 
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
@@ -206,22 +214,35 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
         r#"{"type":"step","label":"Проверка"}"#,
     );
 
-    // The observers' browsers as a lab's would be: not allowed to raise
-    // their threads' priority. Chromium run as root does (its compositor
-    // threads at nice -8), and no observer's browser, on its own machine,
-    // competes with the station's recording like that.
-    let mut run = if may_raise_and_drop_it() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--bounding-set=-sys_nice",
-            "--inh-caps=-sys_nice",
-            "--",
-            "node",
-        ]);
-        c
-    } else {
-        Command::new("node")
-    };
+    // The observers' browsers as a lab's would be. In a lab they run on
+    // other machines and take none of the station's CPU; here they share
+    // its two cores, so they are kept to the last one (the station keeps
+    // the other to itself and shares that one): unconfined, their start-up
+    // and three 720p decodes saturated both cores and the recording lost
+    // 6-26 frames in 45 s (docs/measurements.md, "Live view"). And they may
+    // not raise their threads' priority: Chromium run as root does (its
+    // compositor threads at nice -8), which no observer's browser on its
+    // own machine does to the station.
+    let observers_from_unix_ms = unix_ms();
+    let mut argv: Vec<String> = Vec::new();
+    if may_raise_and_drop_it() {
+        argv.extend(
+            [
+                "setpriv",
+                "--bounding-set=-sys_nice",
+                "--inh-caps=-sys_nice",
+                "--",
+            ]
+            .map(String::from),
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus > 1 {
+        argv.extend(["taskset".into(), "-c".into(), (cpus - 1).to_string()]);
+    }
+    argv.push("node".into());
+    let mut run = Command::new(&argv[0]);
+    run.args(&argv[1..]);
     let run = run
         .arg(e2e.join("live.mjs"))
         .args([&web.url, &id, &ws, "glass", "observer-pw-1"])
@@ -239,6 +260,7 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     );
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     println!("{report}");
+    let observers_until_unix_ms = unix_ms();
 
     // Every flash on every observer's page within a second.
     let mut all = Vec::new();
@@ -339,24 +361,31 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     assert_eq!(m.status, SessionStatus::Complete, "{stderr}");
     assert!(m.gaps.is_empty(), "{:?}", m.gaps);
     let secs = m.duration_ns.unwrap() as f64 / 1e9;
-    // The screen decodes, every segment of it. Frames missing are counted
-    // and printed: here the three observers' browsers share the station's
-    // two cores, which a lab's observers do not (issue 15 asks for 0; open).
+    // The screen decodes, every segment of it, with no frame missing (a
+    // step over 50 ms between two frames at 30 fps).
     let mut frames = 0usize;
-    let mut missing = 0usize;
+    let mut steps = Vec::new();
     let mut longest = 0i64;
     for s in m.segments.iter().filter(|s| s.group == "main") {
         let f = lab_tests::video_frames(&dir.join(&s.file)).unwrap();
         assert!(!f.is_empty(), "{} has no frame", s.file);
         frames += f.len();
         for w in f.windows(2).filter(|w| w[1].0 - w[0].0 > 50_000_000) {
-            missing += 1;
+            steps.push(format!("{:.1}", w[0].0 as f64 / 1e9));
             longest = longest.max(w[1].0 - w[0].0);
         }
     }
     let expected = secs * 30.0;
-    println!(
-        "screen: {frames} frames decoded in {secs:.1} s (30 fps: {expected:.0}), {missing} steps over 50 ms, the longest {} ms",
-        longest / 1_000_000
+    let zero_ms = m.clock.session_zero_unix_ns as f64 / 1e6;
+    let report = format!(
+        "screen: {frames} frames decoded in {secs:.1} s (30 fps: {expected:.0}), {} steps over 50 ms, the longest {} ms, at [{}] s; the observers ran {:.1}-{:.1} s",
+        steps.len(),
+        longest / 1_000_000,
+        steps.join(", "),
+        (observers_from_unix_ms - zero_ms) / 1e3,
+        (observers_until_unix_ms - zero_ms) / 1e3,
     );
+    println!("{report}");
+    // Recording stays first: no frame lost while three observers watch.
+    assert!(steps.is_empty(), "frames missing: {report}");
 }
