@@ -44,11 +44,12 @@ mod imp {
     use std::sync::LazyLock;
 
     use dcv_color_primitives as dcp;
-    use gst::subclass::prelude::*;
-    use gst_video::prelude::*;
-    use gst_video::subclass::prelude::*;
-
-    use super::*;
+    use gstreamer as gst;
+    use gstreamer::glib;
+    use gstreamer::subclass::prelude::*;
+    use gstreamer_video as gst_video;
+    use gstreamer_video::prelude::*;
+    use gstreamer_video::subclass::prelude::*;
 
     /// The formats taken: a 24- or 32-bit X server's pixels on a
     /// little-endian machine (B, G, R, padding or alpha in memory).
@@ -56,7 +57,7 @@ mod imp {
 
     static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         gst::DebugCategory::new(
-            super::FACTORY,
+            crate::screen_convert::FACTORY,
             gst::DebugColorFlags::empty(),
             Some("screen BGRx to I420 (dcv-color-primitives)"),
         )
@@ -68,7 +69,7 @@ mod imp {
     #[glib::object_subclass]
     impl ObjectSubclass for ScreenConvert {
         const NAME: &'static str = "LabScreenConvert";
-        type Type = super::ScreenConvert;
+        type Type = crate::screen_convert::ScreenConvert;
         type ParentType = gst_video::VideoFilter;
     }
 
@@ -227,11 +228,13 @@ mod imp {
 
 #[cfg(test)]
 mod tests {
-    use gst_video::VideoFrameExt;
+    use gstreamer as gst;
     use gstreamer::prelude::*;
     use gstreamer_app as gst_app;
+    use gstreamer_video as gst_video;
+    use gstreamer_video::VideoFrameExt;
 
-    use super::*;
+    use crate::screen_convert::{FACTORY, register};
 
     /// The first frame each of two appsinks got, as I420 planes.
     fn frames(desc: &str) -> (Vec<u8>, Vec<u8>) {
