@@ -78,13 +78,49 @@ await Promise.all(pages.map((p) => p.evaluate(() => {
 // The station's page, flipped from black to white and back.
 const station = await chromium.connectOverCDP(stationWs, {timeout: 10000});
 const spage = station.contexts()[0].pages().find((p) => p.url().startsWith('http')) || station.contexts()[0].pages()[0];
+// Each flip is also reported to the recorder as lab-setup check's page
+// (hardware-setup/src/flash.html) reports a flash: a "flash" event stamped
+// in the task after the frame that set the colour, with when it was asked
+// for, and a 1 kHz beep 100 ms later, scheduled through Web Audio's output
+// timestamps, as a "beep" event; the test measures both in the recording.
+await spage.evaluate(async () => {
+  await window.__labProbe.ready;
+  const audio = new AudioContext();
+  await audio.resume();
+  for (let i = 0; i < 100 && !(audio.getOutputTimestamp().performanceTime > 0); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  window.labBeepAt = (targetPerfMs) => {
+    const ts = audio.getOutputTimestamp();
+    if (!(ts.performanceTime > 0)) return;
+    const start = ts.contextTime + (targetPerfMs - ts.performanceTime) / 1000;
+    const osc = new OscillatorNode(audio, {frequency: 1000});
+    const gain = new GainNode(audio, {gain: 0.6});
+    osc.connect(gain).connect(audio.destination);
+    osc.start(start);
+    osc.stop(start + 0.12);
+    window.__labProbe.emit('beep', {at_ms: performance.timeOrigin + targetPerfMs});
+  };
+});
+// A playback stream starting on the sandbox's sound server moves the
+// recorded monitor's stamps about 18 ms at once; the recorder's audio clock
+// takes such a step in full once two 2 s windows agree
+// (recorder/src/audio_clock.rs, STEP_NS), so the first beep waits for that.
+await sleep(6000);
 const flips = [];
 for (let i = 0; i < FLASHES; i++) {
-  const at = await spage.evaluate(() => new Promise((resolve) => {
-    document.body.style.background = '#fff';
-    // The frame with the white background is composited after two frames.
-    requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.timeOrigin + performance.now())));
-  }));
+  const at = await spage.evaluate((n) => new Promise((resolve) => {
+    requestAnimationFrame(() => {
+      const asked = performance.timeOrigin + performance.now();
+      document.body.style.background = '#fff';
+      setTimeout(() => {
+        window.__labProbe.emit('flash', {n, colour: '#ffffff', asked_ms: asked});
+        window.labBeepAt(performance.now() + 100);
+      }, 0);
+      // The frame with the white background is composited after two frames.
+      requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.timeOrigin + performance.now())));
+    });
+  }), i);
   flips.push(at);
   await sleep(1200);
   await spage.evaluate(() => { document.body.style.background = '#000'; });
