@@ -793,10 +793,17 @@ async fn jobs_fail_clearly_and_can_be_retried_and_cancelled() {
             .call(&op, "POST", &format!("/api/v1/jobs/{job}/cancel"), None)
             .await;
         assert_eq!(c.json()["status"], "cancelled");
+        // The event of the job's queueing. On PostgreSQL a notification
+        // carries only the job's id and the process that gets it reads the
+        // row as it is then, so when the cancel came first the event
+        // already says so (a stream never goes back to an older state).
         let queued: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
-        assert_eq!(
-            (queued["id"].as_i64(), queued["status"].as_str()),
-            (Some(job), Some("queued"))
+        assert_eq!(queued["id"].as_i64(), Some(job));
+        let first = queued["status"].as_str();
+        assert!(
+            first == Some("queued") || (e.backend == "postgres" && first == Some("cancelled")),
+            "{}: the first event of job {job} says {first:?}",
+            e.backend
         );
         // Retrying runs it; the analyzer binary is missing, so it fails with a clear message.
         let again = e

@@ -121,8 +121,13 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
+/// The two tests run one at a time: the recording's frames and A/V are
+/// measured, and the fan-out's load would share the cores with them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bundle() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     require("chromium");
     require("node");
     let e2e = repo().join("tests/e2e");
@@ -192,9 +197,12 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     let id = bundle.read_manifest().unwrap().session_id;
     let t0 = Instant::now();
     loop {
+        // Listed from the station's connection on; its participant once
+        // the station's hello has arrived.
         let live = observer.get("/api/v1/live");
-        if live["sessions"][0]["session_id"] == id.as_str() {
-            assert_eq!(live["sessions"][0]["participant"], "P31");
+        if live["sessions"][0]["session_id"] == id.as_str()
+            && live["sessions"][0]["participant"] == "P31"
+        {
             break;
         }
         assert!(
@@ -444,6 +452,7 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
 /// without reading them, so the fragments carry their number and filler.
 #[test]
 fn ten_observers_get_every_fragment_of_one_station_stream() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
