@@ -76,9 +76,11 @@ mod imp {
     impl ObjectImpl for ScreenConvert {}
     impl GstObjectImpl for ScreenConvert {}
 
-    fn input_caps() -> gst::Caps {
+    /// Raw video of any size and rate in `formats`, with `colorimetry`.
+    fn raw_video(formats: &[&str], colorimetry: Option<&str>) -> gst::Caps {
         gst::Caps::builder("video/x-raw")
-            .field("format", gst::List::new(INPUT_FORMATS))
+            .field("format", gst::List::new(formats.iter().copied()))
+            .field_if_some("colorimetry", colorimetry)
             .field("width", gst::IntRange::new(1, i32::MAX))
             .field("height", gst::IntRange::new(1, i32::MAX))
             .field(
@@ -88,17 +90,12 @@ mod imp {
             .build()
     }
 
+    fn input_caps() -> gst::Caps {
+        raw_video(&INPUT_FORMATS, None)
+    }
+
     fn output_caps() -> gst::Caps {
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("colorimetry", "bt709")
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
-            .build()
+        raw_video(&["I420"], Some("bt709"))
     }
 
     impl ElementImpl for ScreenConvert {

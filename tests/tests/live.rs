@@ -109,6 +109,23 @@ fn may_raise_and_drop_it() -> bool {
     eff & (1 << CAP_SETPCAP) != 0 && eff & (1 << CAP_SYS_NICE) != 0
 }
 
+/// A lab server in `root/lab` with station `station` (its token written to
+/// `token_file`) and an observer account `glass` named `observer`, logged in.
+fn lab_server(root: &Path, station: &str, token_file: &Path, observer: &str) -> (LabWeb, Api) {
+    let data = root.join("lab");
+    add_station(&data, station, token_file);
+    let web = LabWeb::serve(&data, "live-test-pw", &[], &[]);
+    let admin = Api::login(&web.url, "admin", "live-test-pw");
+    let (status, v) = admin.call(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"login": "glass", "name": observer, "password": "observer-pw-1", "role": "observer"})),
+    );
+    assert!(status == 200 || status == 201, "{v}");
+    let observer = Api::login(&web.url, "glass", "observer-pw-1");
+    (web, observer)
+}
+
 fn unix_ms() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -140,18 +157,8 @@ fn observers_watch_a_live_session_within_a_second_and_their_notes_reach_the_bund
     std::fs::create_dir_all(&shots).unwrap();
 
     // The lab server, the station's account and an observer.
-    let data = root.join("lab");
     let token_file = root.join("live-1.token");
-    add_station(&data, "live-1", &token_file);
-    let mut web = LabWeb::serve(&data, "live-test-pw", &[], &[]);
-    let admin = Api::login(&web.url, "admin", "live-test-pw");
-    let (status, v) = admin.call(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"login": "glass", "name": "Эксперт за стеклом", "password": "observer-pw-1", "role": "observer"})),
-    );
-    assert!(status == 200 || status == 201, "{v}");
-    let observer = Api::login(&web.url, "glass", "observer-pw-1");
+    let (mut web, observer) = lab_server(&root, "live-1", &token_file, "Эксперт за стеклом");
     // An observer sees the live list and nothing of the recordings.
     assert_eq!(observer.call("GET", "/api/v1/sessions", None).0, 403);
     assert_eq!(observer.get("/api/v1/live")["sessions"], json!([]));
@@ -466,18 +473,8 @@ fn ten_observers_get_every_fragment_of_one_station_stream() {
     const MAX_RELAY_MS: f64 = 250.0;
 
     let root = temp_dir("live-fanout");
-    let data = root.join("lab");
     let token_file = root.join("fan-1.token");
-    add_station(&data, "fan-1", &token_file);
-    let web = LabWeb::serve(&data, "fanout-test-pw", &[], &[]);
-    let admin = Api::login(&web.url, "admin", "fanout-test-pw");
-    let (status, v) = admin.call(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"login": "glass", "name": "Наблюдатель", "password": "observer-pw-1", "role": "observer"})),
-    );
-    assert!(status == 200 || status == 201, "{v}");
-    let observer = Api::login(&web.url, "glass", "observer-pw-1");
+    let (web, observer) = lab_server(&root, "fan-1", &token_file, "Наблюдатель");
     let token = std::fs::read_to_string(&token_file).unwrap();
     let host = web.url.strip_prefix("http://").unwrap().to_string();
     let id = "20261130T100000Z-FAN";
