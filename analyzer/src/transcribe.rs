@@ -73,11 +73,13 @@ pub struct Transcriber {
 /// (its beam search takes the top-k tokens at T = 0 instead of sampling
 /// them; its alignment pass computes no logits it does not read; a token's
 /// log-probability at T > 0 is the model's, not the sharpened one's; the
-/// encoder runs once for all the temperatures of a window). A build
+/// encoder runs once for all the temperatures of a window; its T = 0 beam
+/// stays five wide until five hypotheses have ended; the log-mel frames
+/// after the audio are 0.0, as faster-whisper pads them). A build
 /// made before the script (or an earlier version of it) lacks them: `cargo
 /// clean -p whisper-rs-sys` rebuilds whisper.cpp with them.
 pub fn whisper_fixes_in() -> bool {
-    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 3")
+    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 5")
 }
 
 impl Transcriber {

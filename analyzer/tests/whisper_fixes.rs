@@ -1,14 +1,21 @@
 //! The build-time fixes to whisper.cpp (`analyzer/whisper-patch/fixes.cmake`)
 //! checked by what they change, with the real Whisper model on real speech:
 //! a token's log-probability at T > 0 is the model's own (not that of the
-//! sharpened distribution sampled from), and a second call on the same state
-//! and samples (the encoder's output reused) decodes what a fresh state does.
+//! sharpened distribution sampled from), a second call on the same state
+//! and samples (the encoder's output reused) decodes what a fresh state does,
+//! and beam search at T = 0 keeps five distinct beams alive at every step.
 
 mod common;
 
+use std::collections::HashSet;
+use std::ffi::{c_int, c_void};
 use std::process::Command;
+use std::sync::Mutex;
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperSysContext,
+    WhisperSysState, WhisperTokenData,
+};
 
 /// A few seconds of Russian from espeak-ng, 16 kHz mono.
 fn speech() -> Vec<f32> {
@@ -29,7 +36,11 @@ fn speech() -> Vec<f32> {
 }
 
 fn params(temperature: f32) -> FullParams<'static, 'static> {
-    let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    with_strategy(SamplingStrategy::Greedy { best_of: 1 }, temperature)
+}
+
+fn with_strategy(strategy: SamplingStrategy, temperature: f32) -> FullParams<'static, 'static> {
+    let mut p = FullParams::new(strategy);
     p.set_language(Some("ru"));
     p.set_n_threads(2);
     p.set_no_context(true);
@@ -111,4 +122,104 @@ fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() 
     reused.full(params(0.0), tail).unwrap();
     assert_eq!(ids(&other), ids(&reused));
     assert_ne!(ids(&other), ids(&fresh));
+}
+
+/// Every live decoder's token ids, as whisper.cpp hands them to the
+/// logits-filter callback before each step.
+struct Seen(Mutex<Vec<Vec<i32>>>);
+
+/// # Safety
+/// `user_data` points to a `Seen` that outlives the `whisper_full` call;
+/// `tokens` to `n_tokens` token records.
+unsafe extern "C" fn record(
+    _ctx: *mut WhisperSysContext,
+    _state: *mut WhisperSysState,
+    tokens: *const WhisperTokenData,
+    n_tokens: c_int,
+    _logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    // SAFETY: the contract above (whisper.cpp's arguments, our user data).
+    let seen = unsafe { &*(user_data as *const Seen) };
+    let n = usize::try_from(n_tokens).unwrap_or(0);
+    let ids = if tokens.is_null() || n == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: whisper.cpp passes the decoder's `n_tokens` tokens.
+        unsafe { std::slice::from_raw_parts(tokens, n) }
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    seen.0.lock().unwrap().push(ids);
+}
+
+#[test]
+fn beam_search_at_t0_keeps_five_distinct_beams_alive_at_every_step() {
+    assert!(
+        analyzer::transcribe::whisper_fixes_in(),
+        "whisper.cpp lacks the build fixes: {}",
+        whisper_rs::print_system_info()
+    );
+    whisper_rs::install_logging_hooks();
+    let samples = speech();
+    let model = common::models().whisper();
+    let ctx = WhisperContext::new_with_params(&model, WhisperContextParameters::default()).unwrap();
+
+    let seen = Seen(Mutex::new(Vec::new()));
+    let mut p = with_strategy(
+        SamplingStrategy::BeamSearch {
+            beam_size: 5,
+            patience: -1.0,
+        },
+        0.0,
+    );
+    // SAFETY: `seen` outlives `full` below; `record` only appends to it.
+    unsafe {
+        p.set_filter_logits_callback(Some(record));
+        p.set_filter_logits_callback_user_data(&seen as *const Seen as *mut c_void);
+    }
+    let mut state = ctx.create_state().unwrap();
+    state.full(p, &samples).unwrap();
+    let text: String = state.as_iter().map(|s| s.to_string()).collect();
+    let calls = seen.0.into_inner().unwrap();
+
+    // One pass per 30 s window whisper.cpp decodes: each starts with decoder
+    // 0 alone after the prompt (no tokens yet), then every live beam is
+    // handed over before each step.
+    let mut passes: Vec<Vec<Vec<i32>>> = Vec::new();
+    for ids in calls {
+        if ids.is_empty() {
+            passes.push(Vec::new());
+        } else {
+            passes
+                .last_mut()
+                .expect("a beam before the prompt's call")
+                .push(ids);
+        }
+    }
+    assert!(!passes.is_empty(), "no call at all");
+    for (pi, pass) in passes.iter().enumerate() {
+        let last = pass.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(last >= 5, "pass {pi}: only {last} steps ({text:?})");
+        for n in 1..=last {
+            let beams: Vec<&Vec<i32>> = pass.iter().filter(|b| b.len() == n).collect();
+            // Unfixed, the five beams all take the same first token (the
+            // decoders are copies at the first step) and a beam that ends
+            // keeps its slot, so the search narrows.
+            assert_eq!(
+                beams.len(),
+                5,
+                "pass {pi}, step {n}: {} live beams ({text:?})",
+                beams.len()
+            );
+            let distinct: HashSet<&Vec<i32>> = beams.iter().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                5,
+                "pass {pi}, step {n}: beams alike: {beams:?}"
+            );
+        }
+    }
+    assert!(!text.trim().is_empty(), "nothing kept");
 }

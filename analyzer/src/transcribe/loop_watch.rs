@@ -1,17 +1,20 @@
 //! Ends a decoding attempt early once every one of its decoders is stuck in
 //! a repetition loop.
 //!
-//! whisper.cpp's beam search keeps each beam decoding until it writes the end
-//! token or reaches the window's 224-token limit, and a beam caught in a
-//! loop («всю всю всю …») never writes the end token: on clean espeak-ng
-//! speech three windows in five did that at T = 0, five beams running to the
-//! limit, and most of our extra wall time against faster-whisper was spent
-//! there (docs/transcription.md). Such an attempt is rejected by the guards
-//! afterwards anyway ([`super::guards`]: a run of a repeated n-gram is a
-//! loop), so nothing is lost by stopping it as soon as the outcome is
-//! certain: when, at one step, *all* of the attempt's decoders are alive (none
-//! has finished or failed, so no clean sequence is waiting to be chosen) and
-//! every one of them ends in the same n-gram said [`TAIL_REPEATS`] times.
+//! whisper.cpp's beam search keeps its beams decoding until enough of them
+//! have written the end token or the window's 224-token limit is reached,
+//! and a beam caught in a loop («всю всю всю …») never writes the end token:
+//! on clean espeak-ng speech three windows in five did that at T = 0, five
+//! beams running to the limit, and most of our extra wall time against
+//! faster-whisper was spent there (docs/transcription.md). Such an attempt is
+//! rejected by the guards afterwards anyway ([`super::guards`]: a run of a
+//! repeated n-gram is a loop), so nothing is lost by stopping it as soon as
+//! the outcome is certain: when, at one step, *all* of the attempt's decoders
+//! are alive and every one of them ends in the same n-gram said
+//! [`TAIL_REPEATS`] times, and no hypothesis has ended yet (once one has, the
+//! patched whisper.cpp stops polling the abort callback, so a clean ended
+//! hypothesis waiting to be chosen is never thrown away:
+//! `analyzer/whisper-patch/fixes.cmake`, fix 5).
 //!
 //! whisper.cpp calls [`observe`] for each live decoder at each step with the
 //! decoder's tokens (its logits are left as they are), and polls
