@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::Message;
@@ -44,7 +45,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct Cache {
     hello: Value,
-    clock: Option<String>,
+    /// The station's last `clock` and when it came: a joiner is handed it
+    /// aged by the time since (`aged_clock`), not as it was up to a second
+    /// ago, so its session clock is right from the first frame.
+    clock: Option<(Value, Instant)>,
     /// The journey step the participant is in (the station's last `step`).
     step: Option<String>,
     inits: Vec<Option<Bytes>>,
@@ -245,7 +249,7 @@ impl LiveSession {
                 };
                 match v["type"].as_str() {
                     Some("hello") => c.hello = v,
-                    Some("clock") => c.clock = Some(text.to_string()),
+                    Some("clock") => c.clock = Some((v, Instant::now())),
                     Some("step") => c.step = Some(text.to_string()),
                     Some("event") => {
                         if c.events.len() >= RECENT_EVENTS {
@@ -274,7 +278,11 @@ impl LiveSession {
         let c = lock(&self.cache);
         let rx = self.tx.subscribe();
         let mut first = vec![Message::Text(c.hello.to_string().into())];
-        first.extend(c.clock.iter().map(|t| Message::Text(t.clone().into())));
+        first.extend(
+            c.clock
+                .as_ref()
+                .map(|(v, at)| Message::Text(aged_clock(v, at.elapsed()).into())),
+        );
         first.extend(c.events.iter().map(|t| Message::Text(t.clone().into())));
         first.extend(c.step.iter().map(|t| Message::Text(t.clone().into())));
         for (t, init) in c.inits.iter().enumerate() {
@@ -303,6 +311,21 @@ impl LiveSession {
             None => false,
         }
     }
+}
+
+/// A station's `clock` message as it would read `elapsed` later: its
+/// session and wall times moved on by that much (the station sends one a
+/// second; an observer page takes the least delayed it has seen, so a stale
+/// one would make it read frames as shown before they were captured).
+fn aged_clock(clock: &Value, elapsed: Duration) -> String {
+    let mut v = clock.clone();
+    let ms = elapsed.as_secs_f64() * 1e3;
+    for key in ["session_ms", "unix_ms"] {
+        if let Some(t) = v[key].as_f64() {
+            v[key] = Value::from(t + ms);
+        }
+    }
+    v.to_string()
 }
 
 #[cfg(test)]
@@ -339,6 +362,34 @@ mod tests {
             .collect();
         assert_eq!(tags, [1, 4, 5]);
         assert_eq!(hub.list()[0]["participant"], "P01");
+    }
+
+    #[test]
+    fn a_joining_observer_gets_the_last_clock_aged_to_now() {
+        let hub = Hub::default();
+        let (s, _, _rx) = hub.attach("S1", "st1").unwrap();
+        s.from_station(Message::Text(
+            r#"{"type":"clock","session_ms":1000.5,"unix_ms":1700000000000}"#.into(),
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        let (first, _) = s.join().unwrap();
+        let clock: Vec<Value> = first
+            .iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => serde_json::from_str::<Value>(t.as_str()).ok(),
+                _ => None,
+            })
+            .filter(|v| v["type"] == "clock")
+            .collect();
+        assert_eq!(clock.len(), 1, "{first:?}");
+        let session = clock[0]["session_ms"].as_f64().unwrap();
+        let unix = clock[0]["unix_ms"].as_f64().unwrap();
+        // Aged by the 300 ms slept (and a little for the test's own steps).
+        assert!((1300.5..1800.5).contains(&session), "session_ms {session}");
+        assert!(
+            (1_700_000_000_300.0..1_700_000_000_800.0).contains(&unix),
+            "unix_ms {unix}"
+        );
     }
 
     #[test]

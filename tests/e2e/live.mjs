@@ -138,7 +138,8 @@ for (const p of pages) {
   }));
 }
 const delays = await Promise.all(pages.map((p) => p.evaluate(() => {
-  const s = window.flashSeen;
+  // The page reads no delay before its first clock message (null here).
+  const s = window.flashSeen.filter((x) => x.shown_session_ms !== null);
   return s.map((x) => x.shown_session_ms - x.frame_session_ms);
 })));
 if (shots) await pages[0].screenshot({path: `${shots}/live-observer.png`});
