@@ -66,8 +66,9 @@ fn tokens(state: &whisper_rs::WhisperState) -> Vec<(i32, f32, f32)> {
         .collect()
 }
 
-#[test]
-fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() {
+/// The installed Whisper model on a whisper.cpp built with the fixes, and
+/// the speech to decode.
+fn fixed_model_and_speech() -> (WhisperContext, Vec<f32>) {
     assert!(
         analyzer::transcribe::whisper_fixes_in(),
         "whisper.cpp lacks the build fixes: {}",
@@ -75,9 +76,14 @@ fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() 
     );
     // whisper.cpp's own log lines go to the `log` crate (silent here).
     whisper_rs::install_logging_hooks();
-    let samples = speech();
     let model = common::models().whisper();
     let ctx = WhisperContext::new_with_params(&model, WhisperContextParameters::default()).unwrap();
+    (ctx, speech())
+}
+
+#[test]
+fn log_probabilities_at_t_above_zero_are_the_models_and_the_encoder_is_reused() {
+    let (ctx, samples) = fixed_model_and_speech();
 
     // At T = 0.5 a token is sampled from softmax(logits / 0.5): its `p` is
     // that distribution's, its `plog` must be log softmax(logits). Unfixed,
@@ -141,30 +147,14 @@ unsafe extern "C" fn record(
 ) {
     // SAFETY: the contract above (whisper.cpp's arguments, our user data).
     let seen = unsafe { &*(user_data as *const Seen) };
-    let n = usize::try_from(n_tokens).unwrap_or(0);
-    let ids = if tokens.is_null() || n == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: whisper.cpp passes the decoder's `n_tokens` tokens.
-        unsafe { std::slice::from_raw_parts(tokens, n) }
-            .iter()
-            .map(|t| t.id)
-            .collect()
-    };
+    // SAFETY: whisper.cpp passes the decoder's `n_tokens` tokens.
+    let ids = unsafe { analyzer::transcribe::loop_watch::token_ids(tokens, n_tokens) };
     seen.0.lock().unwrap().push(ids);
 }
 
 #[test]
 fn beam_search_at_t0_keeps_five_distinct_beams_alive_at_every_step() {
-    assert!(
-        analyzer::transcribe::whisper_fixes_in(),
-        "whisper.cpp lacks the build fixes: {}",
-        whisper_rs::print_system_info()
-    );
-    whisper_rs::install_logging_hooks();
-    let samples = speech();
-    let model = common::models().whisper();
-    let ctx = WhisperContext::new_with_params(&model, WhisperContextParameters::default()).unwrap();
+    let (ctx, samples) = fixed_model_and_speech();
 
     let seen = Seen(Mutex::new(Vec::new()));
     let mut p = with_strategy(

@@ -132,17 +132,25 @@ pub unsafe extern "C" fn observe(
     }
     // SAFETY: the caller's contract above.
     let watch = unsafe { &*(user_data as *const LoopWatch) };
+    // SAFETY: the caller's contract above.
+    watch.see(&unsafe { token_ids(tokens, n_tokens) });
+}
+
+/// The ids of the `n_tokens` token records at `tokens`, as whisper.cpp
+/// hands a decoder's tokens to its logits-filter callback.
+///
+/// # Safety
+/// `tokens` must point to `n_tokens` token records (or be null).
+pub unsafe fn token_ids(tokens: *const WhisperTokenData, n_tokens: c_int) -> Vec<i32> {
     let n = usize::try_from(n_tokens).unwrap_or(0);
-    let ids: Vec<i32> = if tokens.is_null() || n == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: whisper.cpp passes the decoder's `n_tokens` tokens.
-        unsafe { std::slice::from_raw_parts(tokens, n) }
-            .iter()
-            .map(|t| t.id)
-            .collect()
-    };
-    watch.see(&ids);
+    if tokens.is_null() || n == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller's contract above.
+    unsafe { std::slice::from_raw_parts(tokens, n) }
+        .iter()
+        .map(|t| t.id)
+        .collect()
 }
 
 /// whisper.cpp's (and ggml's) abort callback: whether the [`LoopWatch`]
