@@ -79,7 +79,16 @@ pub struct Transcriber {
 /// made before the script (or an earlier version of it) lacks them: `cargo
 /// clean -p whisper-rs-sys` rebuilds whisper.cpp with them.
 pub fn whisper_fixes_in() -> bool {
-    whisper_rs::print_system_info().contains("LAB_WHISPER_FIXES = 5")
+    whisper_system_info().contains("LAB_WHISPER_FIXES = 5")
+}
+
+/// whisper.cpp's system-info line, read once per process. Its
+/// `whisper_print_system_info` builds the line in one static string, so two
+/// threads calling it at once corrupt the heap (seen: a test binary aborted
+/// with `free(): invalid next size`); every caller goes through here.
+pub fn whisper_system_info() -> &'static str {
+    static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| whisper_rs::print_system_info().to_owned())
 }
 
 impl Transcriber {
@@ -523,7 +532,29 @@ mod tests {
         assert!(
             super::whisper_fixes_in(),
             "whisper.cpp lacks analyzer/whisper-patch/fixes.cmake: {}",
-            whisper_rs::print_system_info()
+            super::whisper_system_info()
         );
+    }
+
+    #[test]
+    fn threads_reading_the_system_info_at_once_all_get_the_whole_line() {
+        // Straight through whisper.cpp this corrupted the heap now and then.
+        let lines: Vec<&'static str> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..200)
+                            .map(|_| super::whisper_system_info())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        assert!(lines[0].contains("WHISPER : "), "{}", lines[0]);
+        assert!(lines.iter().all(|l| *l == lines[0]));
     }
 }

@@ -11,15 +11,23 @@ use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
 use std::process::Command;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperSysContext,
     WhisperSysState, WhisperTokenData,
 };
 
-/// A few seconds of Russian from espeak-ng, 16 kHz mono.
+/// A few seconds of Russian from espeak-ng, 16 kHz mono. Each call has its
+/// own folder: the tests run at once, and one removing a folder the other
+/// still writes into would hand that one a truncated file.
 fn speech() -> Vec<f32> {
-    let dir = std::env::temp_dir().join(format!("analyzer-whisper-fixes-{}", std::process::id()));
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "analyzer-whisper-fixes-{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("speech.wav");
     common::require("espeak-ng");
@@ -72,7 +80,7 @@ fn fixed_model_and_speech() -> (WhisperContext, Vec<f32>) {
     assert!(
         analyzer::transcribe::whisper_fixes_in(),
         "whisper.cpp lacks the build fixes: {}",
-        whisper_rs::print_system_info()
+        analyzer::transcribe::whisper_system_info()
     );
     // whisper.cpp's own log lines go to the `log` crate (silent here).
     whisper_rs::install_logging_hooks();
