@@ -79,7 +79,7 @@ pub struct Transcriber {
 /// made before the script (or an earlier version of it) lacks them: `cargo
 /// clean -p whisper-rs-sys` rebuilds whisper.cpp with them.
 pub fn whisper_fixes_in() -> bool {
-    whisper_system_info().contains("LAB_WHISPER_FIXES = 5")
+    whisper_system_info().contains("LAB_WHISPER_FIXES = 6")
 }
 
 /// whisper.cpp's system-info line, read once per process. Its

@@ -221,3 +221,85 @@ fn beam_search_at_t0_keeps_five_distinct_beams_alive_at_every_step() {
     }
     assert!(!text.trim().is_empty(), "nothing kept");
 }
+
+unsafe extern "C" {
+    /// `analyzer/whisper-patch/fixes.cmake`'s LAB_MEL_GETTER: the state's
+    /// log-mel (`*n_mel` bins of the returned number of frames each).
+    fn lab_whisper_state_mel(
+        state: *mut WhisperSysState,
+        data: *mut *const f32,
+        n_mel: *mut c_int,
+    ) -> c_int;
+}
+
+/// The log-mel whisper.cpp decodes from, as (bins, frames per bin, data).
+type Mel = Mutex<Option<(usize, usize, Vec<f32>)>>;
+
+/// # Safety
+/// As [`record`], with `user_data` pointing to a [`Mel`].
+unsafe extern "C" fn read_mel(
+    _ctx: *mut WhisperSysContext,
+    state: *mut WhisperSysState,
+    _tokens: *const WhisperTokenData,
+    _n_tokens: c_int,
+    _logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    // SAFETY: the contract above.
+    let mel = unsafe { &*(user_data as *const Mel) };
+    let mut mel = mel.lock().unwrap();
+    if mel.is_some() {
+        return;
+    }
+    let mut data: *const f32 = std::ptr::null();
+    let mut n_mel: c_int = 0;
+    // SAFETY: `state` is whisper.cpp's live state, its mel computed before
+    // any decoding; the getter hands out its buffer and sizes.
+    let n_len = unsafe { lab_whisper_state_mel(state, &mut data, &mut n_mel) };
+    let (n_mel, n_len) = (n_mel as usize, n_len as usize);
+    // SAFETY: the buffer holds n_mel x n_len floats while the state lives.
+    let all = unsafe { std::slice::from_raw_parts(data, n_mel * n_len) };
+    *mel = Some((n_mel, n_len, all.to_vec()));
+}
+
+#[test]
+fn the_log_mel_after_the_audio_is_zero_as_faster_whisper_pads_it() {
+    let (ctx, samples) = fixed_model_and_speech();
+
+    let mel: Mel = Mutex::new(None);
+    let mut p = params(0.0);
+    // SAFETY: `mel` outlives `full` below; `read_mel` only fills it.
+    unsafe {
+        p.set_filter_logits_callback(Some(read_mel));
+        p.set_filter_logits_callback_user_data(&mel as *const Mel as *mut c_void);
+    }
+    let mut state = ctx.create_state().unwrap();
+    state.full(p, &samples).unwrap();
+    let (n_mel, n_len, data) = mel.into_inner().unwrap().expect("no decoding step");
+
+    // One frame per 160 samples (10 ms), as fixes.cmake keeps them; whisper.cpp
+    // pads the samples with 30 s (3000 frames) of zeros before the log-mel.
+    let audio = samples.len() / 160 + 1;
+    assert_eq!(n_mel, 80, "Whisper base has 80 mel bins");
+    assert!(n_len >= audio + 2900, "{n_len} frames for {audio} of audio");
+    for bin in 0..n_mel {
+        let frames = &data[bin * n_len..(bin + 1) * n_len];
+        // Unfixed, these frames sit at the window's clamp level (about -0.7).
+        let padded = &frames[audio..];
+        assert!(
+            padded.iter().all(|&v| v == 0.0),
+            "bin {bin}: a padding frame of {:?} is not 0.0",
+            padded.iter().find(|&&v| v != 0.0)
+        );
+        // The speech's own frames are left as they were.
+        let spoken = &frames[..audio - 1];
+        assert!(
+            spoken.iter().any(|&v| v != 0.0),
+            "bin {bin}: the audio's frames are all 0.0"
+        );
+    }
+    let spoken_max = (0..n_mel)
+        .flat_map(|b| &data[b * n_len..b * n_len + audio - 1])
+        .fold(f32::MIN, |m, &v| m.max(v));
+    assert!(spoken_max > 0.5, "speech's loudest frame {spoken_max}");
+}

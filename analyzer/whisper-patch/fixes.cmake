@@ -340,7 +340,19 @@ lab_edit([=[        mel.data[i] = (mel.data[i] + 4.0)/4.0;
         }
     }
 ]=])
+# LAB_MEL_GETTER: a state's log-mel, read by analyzer/tests/whisper_fixes.rs
+# to check fix 6 (whisper.cpp has no getter for it). Returns the frames per
+# mel bin; bin j's frames are data[j*n_len ..].
+string(APPEND _src [=[
+
+// LAB_MEL_GETTER (analyzer/whisper-patch/fixes.cmake): the state's log-mel.
+extern "C" int lab_whisper_state_mel(struct whisper_state * state, const float ** data, int * n_mel) {
+    *data  = state->mel.data.data();
+    *n_mel = state->mel.n_mel;
+    return state->mel.n_len;
+}
+]=])
 # A mark lab-analyze reads (whisper_print_system_info) to know the fixes are in.
-lab_edit([=[    s += "WHISPER : ";]=] [=[    s += "WHISPER : LAB_WHISPER_FIXES = 5 | ";]=])
+lab_edit([=[    s += "WHISPER : ";]=] [=[    s += "WHISPER : LAB_WHISPER_FIXES = 6 | ";]=])
 file(WRITE "${_file}" "${_src}")
 message(STATUS "analyzer/whisper-patch/fixes.cmake: beam search takes the top k at T = 0; the alignment pass computes no logits it does not read; plog at T > 0 of the unscaled distribution; the encoder reused across temperatures; the T = 0 beam stays full; the frames after the audio are 0.0")
