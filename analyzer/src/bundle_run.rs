@@ -226,6 +226,7 @@ fn timeline(bundle: &Bundle, manifest: &Manifest) -> anyhow::Result<crate::timel
         crate::timeline::detector_words(&transcript),
         manifest.duration_ns.unwrap_or(0),
     );
+    timeline.uncertain = crate::timeline::uncertain_spans(&transcript);
     timeline.signals = signals(bundle, manifest);
     Ok(timeline)
 }

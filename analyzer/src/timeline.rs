@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use lab_model::Event;
-use lab_model::analysis::{Speaker, Transcript, Word};
+use lab_model::analysis::{Speaker, SuspectReason, Transcript, TranscriptSegment, Word};
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -25,6 +25,9 @@ pub struct Timeline {
     /// Physiological signals recorded beside the media (sensor streams),
     /// each sorted by time; empty without sensors.
     pub signals: Vec<Signal>,
+    /// Where the transcript's words are uncertain ([`uncertain_spans`]):
+    /// a candidate whose words lie there says so and counts for less.
+    pub uncertain: Vec<(i64, i64)>,
 }
 
 /// What a physiological signal measures.
@@ -83,6 +86,7 @@ impl Timeline {
             words,
             duration_ns,
             signals: Vec::new(),
+            uncertain: Vec::new(),
         }
     }
 
@@ -118,17 +122,37 @@ impl Timeline {
 }
 
 /// The transcript words the detectors read: every word except those of
-/// segments marked suspect (a cut repetition loop, or text that failed the
-/// decoding rules at every temperature). Such text may be a hallucination
-/// («Мне не надо писать, как паниль.», said by nobody), so no finding is
-/// ever built on it; researchers still see it, flagged, in the transcript.
+/// segments whose text loops (a repetition that survived every temperature,
+/// cut, or text that still compresses too well). A loop is the decoder
+/// talking to itself, so no finding is ever built on it; researchers still
+/// see it, flagged, in the transcript. Text flagged only for its low
+/// log-probability is read: it is most often real speech heard roughly
+/// («А где тут меню?» in a window of garbled words), and faster-whisper
+/// keeps it too; each candidate built on it says so ([`uncertain_spans`]).
 pub fn detector_words(transcript: &Transcript) -> Vec<Word> {
     transcript
         .segments
         .iter()
-        .filter(|s| !s.suspect)
+        .filter(|s| !loops(s))
         .flat_map(|s| s.words.iter().cloned())
         .collect()
+}
+
+/// The spans (start, end ns) of segments flagged for their low
+/// log-probability alone, whose words the detectors read but trust less.
+pub fn uncertain_spans(transcript: &Transcript) -> Vec<(i64, i64)> {
+    transcript
+        .segments
+        .iter()
+        .filter(|s| s.suspect && !loops(s))
+        .map(|s| (s.start_ns, s.end_ns))
+        .collect()
+}
+
+/// Whether a segment is flagged for looping (or flagged without a reason,
+/// as the first transcripts with the flag were).
+fn loops(s: &TranscriptSegment) -> bool {
+    s.suspect && s.suspect_reason != Some(SuspectReason::LowLogprob)
 }
 
 /// Whether a transcript word may be the participant's: their own channel, or
@@ -255,10 +279,10 @@ mod tests {
     }
 
     #[test]
-    fn suspect_segments_never_reach_the_detectors() {
+    fn looping_text_never_reaches_the_detectors_and_uncertain_text_counts_less() {
         use crate::friction::detect_all;
         use crate::lexicon::Lexicon;
-        use lab_model::analysis::{SuspectReason, TranscriptSegment};
+        use lab_model::analysis::{Candidate, SuspectReason, TranscriptSegment};
         let seg = |t: f64, text: &str| {
             let words = words(t, text);
             TranscriptSegment {
@@ -283,39 +307,64 @@ mod tests {
             ],
             initial_prompt: None,
         };
-        let names = |transcript: &Transcript| {
-            let t = tl_words(
+        let spoken = |transcript: &Transcript| -> Vec<Candidate> {
+            let mut t = tl_words(
                 vec![nav(1.0, "https://x/login")],
                 detector_words(transcript),
             );
+            t.uncertain = uncertain_spans(transcript);
             let steps = crate::steps::segment(&journey(), &t);
             detect_all(&journey(), &t, &steps, &Lexicon::builtin())
                 .into_iter()
-                .map(|c| c.detector)
-                .collect::<Vec<_>>()
+                .filter(|c| {
+                    c.detector == "verbal_confusion" || c.detector == "question_to_moderator"
+                })
+                .collect()
         };
         // Trusted text: a confusion and a question.
-        let trusted = names(&transcript);
-        assert!(
-            trusted.iter().any(|d| d == "verbal_confusion"),
-            "{trusted:?}"
-        );
-        assert!(
-            trusted.iter().any(|d| d == "question_to_moderator"),
-            "{trusted:?}"
-        );
-        // The same text flagged suspect: neither detector fires on it.
+        let trusted = spoken(&transcript);
+        let detectors: Vec<&str> = trusted.iter().map(|c| c.detector.as_str()).collect();
+        assert_eq!(detectors, ["verbal_confusion", "question_to_moderator"]);
+
+        // Flagged for its log-probability only: read, each candidate a
+        // tenth lower and saying why.
         for s in &mut transcript.segments {
             s.suspect = true;
-            s.suspect_reason = Some(SuspectReason::Repetition);
+            s.suspect_reason = Some(SuspectReason::LowLogprob);
         }
-        let suspect = names(&transcript);
-        assert!(
-            !suspect
-                .iter()
-                .any(|d| d == "verbal_confusion" || d == "question_to_moderator"),
-            "{suspect:?}"
-        );
+        let uncertain = spoken(&transcript);
+        assert_eq!(uncertain.len(), trusted.len(), "{uncertain:?}");
+        for (u, t) in uncertain.iter().zip(&trusted) {
+            assert_eq!(u.detector, t.detector);
+            assert!(
+                (t.confidence - u.confidence - 0.1).abs() < 1e-4,
+                "{} -> {}",
+                t.confidence,
+                u.confidence
+            );
+            assert!(
+                u.evidence
+                    .basis
+                    .iter()
+                    .any(|b| b.why.contains("неуверенно") && b.delta < 0.0),
+                "{:?}",
+                u.evidence.basis
+            );
+        }
+
+        // Flagged as a loop (or flagged without a reason): neither
+        // detector fires on it.
+        for reason in [
+            Some(SuspectReason::Repetition),
+            Some(SuspectReason::Compression),
+            None,
+        ] {
+            for s in &mut transcript.segments {
+                s.suspect_reason = reason;
+            }
+            let looping = spoken(&transcript);
+            assert!(looping.is_empty(), "{reason:?}: {looping:?}");
+        }
     }
 
     #[test]

@@ -130,6 +130,25 @@ pub fn adjust(c: &mut Candidate, delta: f32, why: impl Into<String>) {
     }
 }
 
+/// Change to a spoken candidate (a confusion cue, a question) whose words
+/// come from text the recogniser heard uncertainly (a window under the
+/// log-probability rule at every temperature,
+/// [`crate::timeline::uncertain_spans`]): read, but ranked below the same
+/// words heard clearly.
+pub const UNCERTAIN_TEXT: f32 = -0.1;
+/// Why, in the candidate's basis.
+pub const UNCERTAIN_WHY: &str = "слова из места, которое распознаватель расшифровал неуверенно \
+     (средняя лог-вероятность ниже порога при всех температурах)";
+
+/// Whether any of `words` lies in one of the `uncertain` spans (start, end ns).
+pub fn in_uncertain_text(words: &[Word], uncertain: &[(i64, i64)]) -> bool {
+    words.iter().any(|w| {
+        uncertain
+            .iter()
+            .any(|&(s, e)| w.start_ns < e && w.end_ns > s)
+    })
+}
+
 /// Mean recogniser probability of words below which they are weak evidence
 /// (a hallucinated sentence is often made of such words); a candidate built
 /// on them says so ([`WEAK_NOTE`]).

@@ -12,7 +12,10 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{Confidence, WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
+use super::candidate::{
+    Confidence, UNCERTAIN_TEXT, UNCERTAIN_WHY, WEAK_NOTE, WEAK_WORDS, candidate, heard,
+    in_uncertain_text, number,
+};
 use super::notes::quote;
 use crate::lexicon::{Lexicon, tokens};
 use crate::timeline::{Timeline, participant_runs};
@@ -219,6 +222,9 @@ fn judge(
     if heard(utterance) < WEAK_WORDS {
         confidence.scale(WEAK_FACTOR, "слова распознаны неуверенно");
         note += WEAK_NOTE;
+    }
+    if in_uncertain_text(utterance, &timeline.uncertain) {
+        confidence.add(UNCERTAIN_TEXT, UNCERTAIN_WHY);
     }
     let replied = timeline.words.iter().any(|w| {
         w.speaker == Speaker::Moderator && w.start_ns >= end && w.start_ns - end <= REPLY_WINDOW_NS

@@ -7,7 +7,10 @@
 
 use lab_model::analysis::{Candidate, Evidence, Speaker, StepAnalysis, Word};
 
-use super::candidate::{Confidence, WEAK_NOTE, WEAK_WORDS, candidate, heard, number};
+use super::candidate::{
+    Confidence, UNCERTAIN_TEXT, UNCERTAIN_WHY, WEAK_NOTE, WEAK_WORDS, candidate, heard,
+    in_uncertain_text, number,
+};
 use super::notes::count_ru;
 use super::notes::{duration_ru, quote};
 use crate::lexicon::{Lexicon, tokens};
@@ -171,6 +174,9 @@ fn report(timeline: &Timeline, episode: &[Cue], steps: &StepAnalysis) -> Candida
             format!("{heard:.2}").replace('.', ",")
         ),
     );
+    if in_uncertain_text(&spoken, &timeline.uncertain) {
+        confidence.add(UNCERTAIN_TEXT, UNCERTAIN_WHY);
+    }
     let said = spoken[0].start_ns;
     // The participant's last action in the page before the words (the same
     // activity the hesitation detector counts; a page load is one).
