@@ -37,10 +37,13 @@ export function createTranscript(page, transcriptPanel, transcriptBox) {
         add(text, span);
         state.words.push({start: w.start_ms, end: w.end_ms, speaker: w.speaker || speaker, text: w.text, node: span});
       });
-      add(frag, el('div', {class: ['seg', 'speaker-' + speaker], dataset: {speaker, segId: seg.id ?? ''}},
+      // Text the analyzer flagged (a cut loop, or heard uncertainly) says so.
+      const flag = seg.suspect ? (t('transcript.suspect.' + seg.suspect) === 'transcript.suspect.' + seg.suspect ? 'unknown' : seg.suspect) : null;
+      add(frag, el('div', {class: ['seg', 'speaker-' + speaker, flag && 'suspect', flag && 'suspect-' + flag], dataset: {speaker, segId: seg.id ?? ''}},
         el('div', {class: 'seg-head'},
           el('span', {class: 'speaker'}, t('speaker.' + speaker) === 'speaker.' + speaker ? speaker : t('speaker.' + speaker)),
-          el('button', {type: 'button', class: 'seg-time', dataset: {startMs: String(seg.start_ms)}}, fmtMs(seg.start_ms))),
+          el('button', {type: 'button', class: 'seg-time', dataset: {startMs: String(seg.start_ms)}}, fmtMs(seg.start_ms)),
+          flag && el('span', {class: 'suspect-flag', title: t('transcript.suspect_hint.' + flag)}, t('transcript.suspect.' + flag))),
         text));
     }
     state.words.sort((a, b) => a.start - b.start);

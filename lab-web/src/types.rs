@@ -211,6 +211,12 @@ pub struct TranscriptSegment {
     pub speaker: String,
     pub text: String,
     pub words: Vec<Word>,
+    /// Why the analyzer flagged the segment's text, if it did:
+    /// `repetition` (a loop, cut) or `compression` (repetitive), which the
+    /// detectors never read, or `low_logprob` (heard uncertainly), which
+    /// they read at lower confidence; `unknown` for a flag without a reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -375,6 +375,7 @@ mod tests {
             end_ms,
             speaker: speaker.into(),
             text: text.into(),
+            suspect: None,
             words: vec![Word {
                 i: 0,
                 start_ms,

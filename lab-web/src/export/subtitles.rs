@@ -79,6 +79,7 @@ mod tests {
             speaker: speaker.into(),
             text: text.into(),
             words: vec![],
+            suspect: None,
         }
     }
 

@@ -299,6 +299,12 @@ pub fn transcript_view(t: &Transcript) -> TranscriptView {
                 end_ms: ms(s.end_ns),
                 speaker: speaker_name(&s.speaker),
                 text: s.text.trim().to_string(),
+                suspect: s.suspect.then(|| {
+                    s.suspect_reason
+                        .as_ref()
+                        .and_then(wire_name)
+                        .unwrap_or_else(|| "unknown".into())
+                }),
                 words: s
                     .words
                     .iter()
@@ -380,6 +386,39 @@ mod tests {
         let st = b.analysis.steps.as_ref().unwrap();
         assert_eq!(rows.intervals.len(), st.intervals.len());
         assert_eq!(rows.summaries.len(), st.steps.len());
+    }
+
+    #[test]
+    fn a_flagged_segment_keeps_its_reason_in_the_view() {
+        use lab_model::analysis::SuspectReason;
+        let b = read_synthetic("suspect");
+        let mut t = b.analysis.transcript.clone().unwrap();
+        assert!(t.segments.len() >= 3, "{}", t.segments.len());
+        t.segments[0].suspect = true;
+        t.segments[0].suspect_reason = Some(SuspectReason::LowLogprob);
+        t.segments[1].suspect = true;
+        t.segments[1].suspect_reason = Some(SuspectReason::Repetition);
+        t.segments[2].suspect = true;
+        let view = transcript_view(&t);
+        let flags: Vec<Option<&str>> = view.segments.iter().map(|s| s.suspect.as_deref()).collect();
+        assert_eq!(
+            flags[..3],
+            [Some("low_logprob"), Some("repetition"), Some("unknown")]
+        );
+        assert!(flags[3..].iter().all(Option::is_none), "{flags:?}");
+        // Unflagged segments carry no field; a stored view without it reads.
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["segments"][0]["suspect"], "low_logprob");
+        if view.segments.len() > 3 {
+            assert!(json["segments"][3].get("suspect").is_none());
+        }
+        let mut old = json.clone();
+        old["segments"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("suspect");
+        let read: TranscriptView = serde_json::from_value(old).unwrap();
+        assert_eq!(read.segments[0].suspect, None);
     }
 
     #[test]
